@@ -1,0 +1,21 @@
+"""
+acar_d2: ACAR-Net (Actor-Context-Actor Relation Network) as a detectron2 extension.
+
+``import acar_d2`` registers every component (backbone, ROI heads, meta-architecture, datasets);
+``acar_d2.add_acar_config(cfg)`` extends a detectron2 ``get_cfg()``.
+"""
+try:
+    import detectron2  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised only on a broken install
+    raise ImportError(
+        "acar_d2 needs detectron2, which is not installed in this environment. Run `make setup` "
+        "(installs the `sal-detectron2` wheel, i.e. upstream detectron2 a59f0563, with PyPA "
+        "`installer`) or `make setup D2_SOURCE=/path/to/detectron2` to build upstream detectron2 "
+        "from a source checkout. See README.md, 'Install notes'."
+    ) from e
+
+from .config import add_acar_config
+from . import modeling, data, evaluation  # noqa: F401  (registers components and datasets)
+
+__all__ = ["add_acar_config"]
+__version__ = "0.1.0"

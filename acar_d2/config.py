@@ -1,0 +1,133 @@
+"""
+Config keys added by acar_d2 to a detectron2 ``get_cfg()``.
+
+``add_acar_config(cfg)`` composes the small ``add_*_config`` helpers below (like DensePose's
+config.py). Every key carries a comment; constants taken from the ACAR-Net paper
+(Pan et al., CVPR 2021, arXiv:2006.07976) or the SlowFast paper (Feichtenhofer et al., ICCV 2019)
+cite the section they come from. Derived numbers (channel widths of the backbone outputs) are
+never config keys: they come from ``Backbone.output_shape()``.
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_acar_config"]
+
+
+def add_clip_input_config(cfg: CN) -> None:
+    """Keys for reading, augmenting and normalizing video clips (``cfg.INPUT.CLIP``)."""
+    _C = cfg
+    _C.INPUT.CLIP = CN()
+    # Number of frames T fed to the fast pathway. ACAR-Net / SlowFast 8x8 on AVA: 32 frames
+    # (ACAR paper Sec. 4.1 "Implementation details"; SlowFast paper Sec. 5 "AVA").
+    _C.INPUT.CLIP.NUM_FRAMES = 32
+    # Temporal stride between sampled frames, in source frames (30 fps AVA frames: 32 x 2 = 64
+    # frames ~ 2.1 s centred on the key frame).
+    _C.INPUT.CLIP.SAMPLING_RATE = 2
+    # Frame rate of the extracted frames / the decoded video (AVA convention: 30 fps).
+    _C.INPUT.CLIP.FPS = 30
+    # Resize so that the shorter side equals this (official pipeline: 256).
+    _C.INPUT.CLIP.SHORT_SIDE = 256
+    # Zero-pad the longer side so the clip becomes square (official training recipe); the unpadded
+    # size is recorded as "valid_size" so the head only uses the valid context region.
+    _C.INPUT.CLIP.PAD_TO_SQUARE = True
+    # Box jitter at training time: each coordinate moves uniformly within +-JITTER of the box
+    # width (x) / height (y) (official neck: bbox_jitter.scale 0.075).
+    _C.INPUT.CLIP.BOX_JITTER = 0.075
+    # Horizontal flip probability at training time.
+    _C.INPUT.CLIP.FLIP_PROB = 0.5
+    # Raw 0..255 pixel values are divided by VALUE_SCALE before (x - mean) / std.
+    # Official R50 models: 255 with mean 0.45 / std 0.225; R101 models: 1 with per-channel
+    # 0..255 statistics (see configs/AVA/*R101*.yaml). Channel order is RGB.
+    _C.INPUT.CLIP.VALUE_SCALE = 255.0
+    _C.INPUT.CLIP.PIXEL_MEAN = [0.45, 0.45, 0.45]
+    _C.INPUT.CLIP.PIXEL_STD = [0.225, 0.225, 0.225]
+    # Where clips are read from: "frames" (folders of JPEG frames) or "video" (decode the video file
+    # with PyAV, seeking to the needed span).
+    _C.INPUT.CLIP.SOURCE = "frames"
+
+
+def add_slowfast_config(cfg: CN) -> None:
+    """Keys of the SlowFast video backbone (``cfg.MODEL.SLOWFAST``)."""
+    _C = cfg
+    _C.MODEL.SLOWFAST = CN()
+    # ResNet depth of both pathways: 18 (CPU-sized runs), 50 or 101.
+    _C.MODEL.SLOWFAST.DEPTH = 50
+    # Width of the slow pathway stem (64 in the paper); the stage widths scale with it, so a small
+    # value (e.g. 8) gives a tiny model with the same topology for tests and CPU runs.
+    _C.MODEL.SLOWFAST.WIDTH = 64
+    # Frame-rate ratio alpha between the fast and the slow pathway (SlowFast Sec. 3.1; ACAR: 4).
+    _C.MODEL.SLOWFAST.ALPHA = 4
+    # Channel ratio 1/beta of the fast pathway (SlowFast Sec. 3.2: beta = 1/8).
+    _C.MODEL.SLOWFAST.BETA_INV = 8
+    # Output channels of the fast->slow lateral convolution relative to the fast width
+    # (SlowFast Sec. 3.3 "time-strided convolution", 2 * beta * C).
+    _C.MODEL.SLOWFAST.FUSION_CONV_CHANNEL_RATIO = 2
+    # Temporal kernel size of the lateral connection (official R50: 7, R101: 5).
+    _C.MODEL.SLOWFAST.FUSION_KERNEL_SIZE = 7
+    # Lateral connection is a bare convolution (official R101) instead of conv + BN + ReLU (R50).
+    _C.MODEL.SLOWFAST.FUSION_ONLY_CONV = False
+    # Slow frames are picked with linspace(0, T-1, T/alpha) over the whole clip (official R50 and
+    # PySlowFast's loader) instead of every alpha-th frame (official R101).
+    _C.MODEL.SLOWFAST.SLOW_FULL_SPAN = True
+    # res5 spatial dilation; > 1 means res5 keeps stride 1 (ACAR Sec. 4.1 doubles the res5
+    # resolution, as PySlowFast's AVA configs: stride 16 output).
+    _C.MODEL.SLOWFAST.RES5_DILATION = 2
+    # Non-local blocks (R101+NL variant): for each ResNet stage res2..res5 the block indices after
+    # which a non-local block is inserted in the slow pathway, e.g. [[], [1, 3], [1, 3, 5], []].
+    _C.MODEL.SLOWFAST.NONLOCAL_LOCATIONS = [[], [], [], []]
+    # Use frozen BatchNorm (affine + fixed statistics) in the whole backbone. The official recipe
+    # trains with BN in eval mode ("freeze_bn: True").
+    _C.MODEL.SLOWFAST.FROZEN_BN = True
+    # Names of the features returned by the backbone.
+    _C.MODEL.SLOWFAST.OUT_FEATURES = ["slow", "fast"]
+
+
+def add_action_head_config(cfg: CN) -> None:
+    """Keys of the action ROI heads (``cfg.MODEL.ACTION_HEAD``)."""
+    _C = cfg
+    _C.MODEL.ACTION_HEAD = CN()
+    # Number of action classes K (AVA: 60 evaluated classes).
+    _C.MODEL.ACTION_HEAD.NUM_CLASSES = 60
+    # RoIAlign output size on the temporally averaged res5 maps, then spatial max pool (ACAR
+    # Sec. 3.2: 7x7).
+    _C.MODEL.ACTION_HEAD.POOLER_RESOLUTION = 7
+    # Channels after the 1x1 reduction of the [slow, fast] context (official: 1024).
+    _C.MODEL.ACTION_HEAD.REDUCE_DIM = 1024
+    # Channels of the relation features (official: 512).
+    _C.MODEL.ACTION_HEAD.HIDDEN_DIM = 512
+    # Downsampling of the actor-context relation maps before HR2O: "none", "2x2" (official,
+    # 3x3/2 max pool), "4x4" or "global" (ACAR Table 1c).
+    _C.MODEL.ACTION_HEAD.DOWNSAMPLE = "2x2"
+    # High-order relation operator: "nl", "gattn", "rn" or "avg" (ACAR Table 1b).
+    _C.MODEL.ACTION_HEAD.HR2O_NAME = "nl"
+    # Number of stacked HR2O blocks (official R50: 2, R101: 1).
+    _C.MODEL.ACTION_HEAD.HR2O_DEPTH = 2
+    # Use a 1x1 instead of a 3x3 output convolution in the NL HR2O block (official R101: True).
+    _C.MODEL.ACTION_HEAD.HR2O_MLP_1X1 = False
+    # Dropout inside the HR2O block (official: 0.2) and before the classifier (official: 0).
+    _C.MODEL.ACTION_HEAD.HR2O_DROPOUT = 0.2
+    _C.MODEL.ACTION_HEAD.DROPOUT = 0.0
+    # Relation order (ACAR Table 1d): "actor_first" or "context_first".
+    _C.MODEL.ACTION_HEAD.RELATION_ORDER = "actor_first"
+    # Indices (into the K classes) that are mutually exclusive pose classes and get a softmax
+    # instead of a sigmoid. Empty = take "pose_class_indices" from the MetadataCatalog of the
+    # first training (or test) dataset.
+    _C.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = []
+    # Use the pose softmax at all (official: pose_softmax True).
+    _C.MODEL.ACTION_HEAD.POSE_SOFTMAX = True
+    # Person-detection score threshold for test-time proposals (official: 0.85).
+    _C.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = 0.85
+
+
+def add_acar_config(cfg: CN) -> None:
+    """
+    Add every acar_d2 key to a detectron2 config (call before ``merge_from_file``).
+
+    Args:
+        cfg (CfgNode): e.g. ``detectron2.config.get_cfg()``.
+    """
+    add_clip_input_config(cfg)
+    add_slowfast_config(cfg)
+    add_action_head_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "ACARNet"
+    cfg.MODEL.BACKBONE.NAME = "build_slowfast_backbone"
+    cfg.MODEL.ROI_HEADS.NAME = "ACARROIHeads"
