@@ -1,0 +1,81 @@
+"""
+Access to the golden data in ``shared/reference`` (produced with the official implementations).
+
+The folder is looked up in ``$ACAR_REFERENCE_DIR``, then ``<repo>/../shared/reference``. Tests that
+need it fail (never skip) when it is missing, naming the places searched.
+"""
+import json
+import math
+import os
+import zlib
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_dir() -> Path:
+    candidates = []
+    if os.environ.get("ACAR_REFERENCE_DIR"):
+        candidates.append(Path(os.environ["ACAR_REFERENCE_DIR"]))
+    candidates.append(REPO_ROOT.parent / "shared" / "reference")
+    candidates.append(Path("/work/shared/reference"))
+    for c in candidates:
+        if (c / "acar_official").is_dir():
+            return c
+    raise FileNotFoundError(
+        "golden reference data not found; looked in: "
+        + ", ".join(str(c) for c in candidates)
+        + " (set ACAR_REFERENCE_DIR)"
+    )
+
+
+def golden_case_dir(name: str = "public_r50_depth2") -> Path:
+    return reference_dir() / "acar_official" / name
+
+
+def build_golden_state_dict(case_dir: Path) -> dict:
+    """
+    Rebuild the seeded official-format state dict of a golden case (FORMATS.md section (iv)).
+
+    Returns:
+        dict[str, Tensor]: keys exactly as in ``keys.json`` (``module.backbone.module.*``, ...).
+    """
+    keys = json.loads((case_dir / "keys.json").read_text())
+    base = json.loads((case_dir / "case.json").read_text())["weights"]["BASE"]
+    state = {}
+    for key, shape, dtype in keys:
+        g = torch.Generator().manual_seed(base + zlib.crc32(key.encode()))
+        shape = tuple(shape)
+        if key.endswith("num_batches_tracked"):
+            t = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_mean"):
+            t = torch.randn(shape, generator=g) * 0.1
+        elif key.endswith("running_var"):
+            t = torch.rand(shape, generator=g) * 0.5 + 1.0
+        elif key.endswith("bias"):
+            t = torch.randn(shape, generator=g) * 0.1
+        elif len(shape) == 1:
+            t = torch.randn(shape, generator=g) * 0.1 + 1.0
+        else:
+            t = torch.randn(shape, generator=g) * math.sqrt(1.0 / math.prod(shape[1:]))
+        assert dtype == str(t.dtype).replace("torch.", ""), (key, dtype, t.dtype)
+        state[key] = t
+    return state
+
+
+def check_golden_checksums(case_dir: Path, state: dict) -> None:
+    """Assert the rebuilt weights match ``weights_checksum.json`` (sum / abs-sum per key)."""
+    sums = json.loads((case_dir / "weights_checksum.json").read_text())
+    if "per_key" in sums:
+        sums = sums["per_key"]
+    for key, ref in sums.items():
+        if key not in state:
+            continue
+        t = state[key].double()
+        got_sum, got_abs = float(t.sum()), float(t.abs().sum())
+        ref_sum = ref["sum"] if isinstance(ref, dict) else ref[0]
+        ref_abs = ref["abs_sum"] if isinstance(ref, dict) else ref[1]
+        assert math.isclose(got_sum, ref_sum, rel_tol=1e-9, abs_tol=1e-6), (key, got_sum, ref_sum)
+        assert math.isclose(got_abs, ref_abs, rel_tol=1e-9, abs_tol=1e-6), (key, got_abs, ref_abs)
