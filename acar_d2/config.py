@@ -118,6 +118,22 @@ def add_action_head_config(cfg: CN) -> None:
     _C.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = 0.85
 
 
+def add_solver_config(cfg: CN) -> None:
+    """
+    Keys of the training loop beyond detectron2's ``SOLVER`` (``tools/train_net.py``).
+
+    The official schedule itself (SGD + Nesterov, warm-up, two x0.1 decays) is expressed with
+    detectron2's own keys in ``configs/Base-AVA.yaml``; only what detectron2 lacks is added here.
+    """
+    _C = cfg
+    # Save the Python / NumPy / torch (and CUDA) RNG states in every checkpoint and restore them on
+    # --resume, so that dropout and main-process augmentation continue the interrupted stream.
+    _C.SOLVER.CHECKPOINT_RNG_STATE = True
+    # On --resume, start the training sampler where the interrupted run stopped (skip the
+    # start_iter * batch indices already consumed) instead of replaying the stream from its start.
+    _C.SOLVER.RESUME_DATA_POSITION = True
+
+
 def add_acar_config(cfg: CN) -> None:
     """
     Add every acar_d2 key to a detectron2 config (call before ``merge_from_file``).
@@ -128,6 +144,7 @@ def add_acar_config(cfg: CN) -> None:
     add_clip_input_config(cfg)
     add_slowfast_config(cfg)
     add_action_head_config(cfg)
+    add_solver_config(cfg)
     cfg.MODEL.META_ARCHITECTURE = "ACARNet"
     cfg.MODEL.BACKBONE.NAME = "build_slowfast_backbone"
     cfg.MODEL.ROI_HEADS.NAME = "ACARROIHeads"
