@@ -45,11 +45,30 @@ def add_clip_input_config(cfg: CN) -> None:
     _C.INPUT.CLIP.SOURCE = "frames"
 
 
+def add_data_config(cfg: CN) -> None:
+    """Keys of the action datasets: how person proposals become ROIs (``cfg.DATASETS.ACTION``)."""
+    _C = cfg
+    _C.DATASETS.ACTION = CN()
+    # Training ROIs = ground-truth boxes + person proposals whose detector score is at least this
+    # (official ACAR-Net AVA recipe: 0.9) ...
+    _C.DATASETS.ACTION.TRAIN_PROPOSAL_SCORE_THRESH = 0.9
+    # ... and whose best IoU with a ground-truth box is at least this; such a proposal takes the
+    # labels of that box (official: 0.9). Proposals matching no box have no labels and are dropped.
+    _C.DATASETS.ACTION.TRAIN_PROPOSAL_IOU_THRESH = 0.9
+    # Test ROIs = person proposals with a score at least this (official: 0.85; the same value as
+    # MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH, applied by the mapper before the model).
+    _C.DATASETS.ACTION.TEST_PROPOSAL_SCORE_THRESH = 0.85
+    # Threads used by one clip reader to decode the JPEG frames of a clip (0 = decode serially);
+    # decoding releases the GIL, so threads help inside each DataLoader worker.
+    _C.DATASETS.ACTION.READER_THREADS = 0
+
+
 def add_slowfast_config(cfg: CN) -> None:
     """Keys of the SlowFast video backbone (``cfg.MODEL.SLOWFAST``)."""
     _C = cfg
     _C.MODEL.SLOWFAST = CN()
-    # ResNet depth of both pathways: 18 (CPU-sized runs), 50 or 101.
+    # ResNet depth of both pathways: 50 (3,4,6,3 bottlenecks), 101 (3,4,23,3) or 18 (2,2,2,2
+    # bottlenecks, not basic blocks: same block type and output widths, for CPU-sized runs).
     _C.MODEL.SLOWFAST.DEPTH = 50
     # Width of the slow pathway stem (64 in the paper); the stage widths scale with it, so a small
     # value (e.g. 8) gives a tiny model with the same topology for tests and CPU runs.
@@ -74,6 +93,11 @@ def add_slowfast_config(cfg: CN) -> None:
     # Non-local blocks (R101+NL variant): for each ResNet stage res2..res5 the block indices after
     # which a non-local block is inserted in the slow pathway, e.g. [[], [1, 3], [1, 3, 5], []].
     _C.MODEL.SLOWFAST.NONLOCAL_LOCATIONS = [[], [], [], []]
+    # Max-pool (T, H, W) sub-sampling of the non-local keys/values (non-local paper Sec. 3.3).
+    _C.MODEL.SLOWFAST.NONLOCAL_POOL = [1, 2, 2]
+    # Non-local pairwise function: "softmax" (embedded Gaussian, non-local paper Eq. 3) or
+    # "dot_product" (Eq. 4, used by PySlowFast's AVA R101+NL configs).
+    _C.MODEL.SLOWFAST.NONLOCAL_INSTANTIATION = "softmax"
     # Use frozen BatchNorm (affine + fixed statistics) in the whole backbone. The official recipe
     # trains with BN in eval mode ("freeze_bn: True").
     _C.MODEL.SLOWFAST.FROZEN_BN = True
@@ -142,6 +166,7 @@ def add_acar_config(cfg: CN) -> None:
         cfg (CfgNode): e.g. ``detectron2.config.get_cfg()``.
     """
     add_clip_input_config(cfg)
+    add_data_config(cfg)
     add_slowfast_config(cfg)
     add_action_head_config(cfg)
     add_solver_config(cfg)

@@ -1,0 +1,13 @@
+"""SlowFast video backbone (registered in detectron2's BACKBONE_REGISTRY) and its layers."""
+from .frozen_bn import FrozenBatchNorm3d, convert_frozen_batchnorm3d
+from .nonlocal_block import NonLocalBlock3d
+from .slowfast import SlowFast, build_slowfast_backbone, pick_slow_frame_indices
+
+__all__ = [
+    "FrozenBatchNorm3d",
+    "convert_frozen_batchnorm3d",
+    "NonLocalBlock3d",
+    "SlowFast",
+    "build_slowfast_backbone",
+    "pick_slow_frame_indices",
+]

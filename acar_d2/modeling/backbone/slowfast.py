@@ -1,0 +1,488 @@
+"""
+SlowFast video backbone (Feichtenhofer et al., "SlowFast Networks for Video Recognition", ICCV
+2019) as configured by ACAR-Net (Pan et al., CVPR 2021, Sec. 4.1) and PySlowFast's AVA models.
+
+Topology (SlowFast paper Table 1, "SlowFast R50"; res5 as in the AVA models):
+
+* Two ResNet pathways of bottleneck blocks. The fast pathway sees all T frames and has 1/beta of
+  the slow pathway's channels (Sec. 3.2); the slow pathway sees T/alpha frames (Sec. 3.1).
+* Stems: conv 1x7x7 (slow) / 5x7x7 (fast), spatial stride 2, then max pool 1x3x3 stride 2.
+* Temporal kernels of the first 1x1 conv of each block (Table 1: "non-degenerate temporal
+  convolutions"): slow 1 in res2/res3 and 3 in res4/res5, fast 3 everywhere.
+* Spatial stride 2 in the 1x3x3 conv of the first block of res3, res4 (and res5 unless dilated):
+  with res5 dilation 2 the output stride is 16 (ACAR Sec. 4.1 / SlowFast Sec. 5 on AVA), else 32.
+* Lateral fast->slow connections after the stems and after res2, res3, res4 (Sec. 3.3
+  "time-strided convolution"): conv kx1x1 with temporal stride alpha to
+  FUSION_CONV_CHANNEL_RATIO x fast channels (+ BN + ReLU, official R50; plain conv, official R101),
+  concatenated after the slow features ([slow, fast->slow]).
+
+Depths: 50 = (3, 4, 6, 3) and 101 = (3, 4, 23, 3) bottleneck blocks (ResNet paper Table 1).
+Depth 18 here means the SAME bottleneck block with (2, 2, 2, 2) blocks, not ResNet-18's basic
+blocks: it keeps one block type, one parameter naming and the same output channels (32 x WIDTH),
+so a CPU-sized model differs from R50 only in block counts.
+
+Parameter names (a complete mapping to the official ACAR-Net / PySlowFast / Caffe2 names lives in
+``acar_d2.checkpoint``):
+
+    {slow,fast}.stem.conv / .bn               ACAR {p}_conv1 / {p}_bn1
+    {slow,fast}.res{2..5}.{i}.conv{1,2,3} / .bn{1,2,3}
+                                              ACAR {p}_res{1..4}.{i}.conv{j} / .bn{j}
+    {slow,fast}.res{s}.0.shortcut / .shortcut_bn
+                                              ACAR {p}_res{s-1}.0.downsample.0 / .downsample_bn
+    slow.res{s}.nonlocal{i}.*                 PySlowFast s{s}.pathway0_nonlocal{i}.*
+    fuse.{stem,res2,res3,res4}.conv / .bn     ACAR Tconv{1..4}(.0 / .1)
+"""
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from torch import nn
+from torch.nn import functional as F
+
+from .frozen_bn import FrozenBatchNorm3d
+from .nonlocal_block import NonLocalBlock3d
+
+__all__ = ["SlowFast", "build_slowfast_backbone", "STAGE_BLOCKS", "pick_slow_frame_indices"]
+
+# Bottleneck blocks per stage res2..res5 (ResNet paper Table 1; 18: see module docstring).
+STAGE_BLOCKS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# Temporal kernel of conv1 in the blocks of res2..res5 (SlowFast paper Table 1).
+SLOW_TEMPORAL_KERNELS = (1, 1, 3, 3)
+FAST_TEMPORAL_KERNELS = (3, 3, 3, 3)
+# Temporal kernel of the stem conv (SlowFast paper Table 1: slow 1x7x7, fast 5x7x7).
+SLOW_STEM_TEMPORAL_KERNEL = 1
+FAST_STEM_TEMPORAL_KERNEL = 5
+STAGE_NAMES = ("res2", "res3", "res4", "res5")
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def pick_slow_frame_indices(
+    num_frames: int, alpha: int, full_span: bool, device: Optional[torch.device] = None
+) -> torch.Tensor:
+    """
+    Frame indices of the slow pathway input.
+
+    Args:
+        num_frames (int): T, frames of the (fast-rate) clip.
+        alpha (int): frame-rate ratio.
+        full_span (bool): True: ``linspace(0, T-1, T/alpha)`` truncated to int, spanning the
+            whole clip (official R50 and PySlowFast's loader: 0, 4, 8, 13, 17, 22, 26, 31 for
+            T=32); False: every alpha-th frame (official R101: 0, 4, ..., 28).
+    Returns:
+        Tensor: (T/alpha,) int64.
+    """
+    num_slow = num_frames // alpha
+    if full_span:
+        # float32 linspace then truncation, exactly the official rule.
+        return torch.linspace(0, num_frames - 1, num_slow, device=device).long()
+    return torch.arange(0, num_slow * alpha, alpha, device=device)
+
+
+class Bottleneck3d(nn.Module):
+    """
+    ResNet bottleneck with a temporal kernel in the first conv:
+    conv1 (kt x1x1) -> conv2 (1x3x3, spatial stride / dilation) -> conv3 (1x1x1), BN after each,
+    ReLU after bn1, bn2 and after the residual sum. Projection shortcut when shape changes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        bottleneck_channels: int,
+        out_channels: int,
+        *,
+        temporal_kernel: int,
+        stride: int,
+        dilation: int,
+        norm: NormFactory,
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv3d(
+            in_channels,
+            bottleneck_channels,
+            (temporal_kernel, 1, 1),
+            padding=(temporal_kernel // 2, 0, 0),
+            bias=False,
+        )
+        self.bn1 = norm(bottleneck_channels)
+        self.conv2 = nn.Conv3d(
+            bottleneck_channels,
+            bottleneck_channels,
+            (1, 3, 3),
+            stride=(1, stride, stride),
+            padding=(0, dilation, dilation),
+            dilation=(1, dilation, dilation),
+            bias=False,
+        )
+        self.bn2 = norm(bottleneck_channels)
+        self.conv3 = nn.Conv3d(bottleneck_channels, out_channels, 1, bias=False)
+        self.bn3 = norm(out_channels)
+        if in_channels != out_channels or stride != 1:
+            self.shortcut = nn.Conv3d(
+                in_channels, out_channels, 1, stride=(1, stride, stride), bias=False
+            )
+            self.shortcut_bn = norm(out_channels)
+        else:
+            self.shortcut = None
+            self.shortcut_bn = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, T, H, W) -> (N, C_out, T, H/stride, W/stride)."""
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        out = self.bn3(self.conv3(out))
+        identity = x if self.shortcut is None else self.shortcut_bn(self.shortcut(x))
+        return F.relu(out + identity, inplace=True)
+
+
+class ResStage(nn.Module):
+    """
+    A sequence of bottleneck blocks (children ``"0"``, ``"1"``, ...) with optional non-local
+    blocks (children ``"nonlocal{i}"``) applied right after block i (non-local paper Sec. 4.1,
+    PySlowFast's placement).
+    """
+
+    def __init__(
+        self,
+        num_blocks: int,
+        in_channels: int,
+        bottleneck_channels: int,
+        out_channels: int,
+        *,
+        temporal_kernel: int,
+        stride: int,
+        dilation: int,
+        norm: NormFactory,
+        nonlocal_indices: Sequence[int] = (),
+        nonlocal_pool: Sequence[int] = (1, 2, 2),
+        nonlocal_instantiation: str = "softmax",
+    ):
+        super().__init__()
+        bad = [i for i in nonlocal_indices if not 0 <= i < num_blocks]
+        if bad:
+            raise ValueError(f"non-local block indices {bad} outside a stage of {num_blocks} blocks")
+        self.num_blocks = num_blocks
+        self.nonlocal_indices = sorted(set(nonlocal_indices))
+        for i in range(num_blocks):
+            block = Bottleneck3d(
+                in_channels if i == 0 else out_channels,
+                bottleneck_channels,
+                out_channels,
+                temporal_kernel=temporal_kernel,
+                stride=stride if i == 0 else 1,
+                dilation=dilation,
+                norm=norm,
+            )
+            self.add_module(str(i), block)
+            if i in self.nonlocal_indices:
+                nl = NonLocalBlock3d(
+                    out_channels,
+                    norm=norm,
+                    pool_size=nonlocal_pool,
+                    instantiation=nonlocal_instantiation,
+                )
+                self.add_module(f"nonlocal{i}", nl)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(self.num_blocks):
+            x = getattr(self, str(i))(x)
+            if i in self.nonlocal_indices:
+                x = getattr(self, f"nonlocal{i}")(x)
+        return x
+
+
+class Stem3d(nn.Module):
+    """conv (kt x7x7, spatial stride 2) -> BN -> ReLU -> max pool 1x3x3 stride 2: H/4, W/4."""
+
+    def __init__(self, out_channels: int, *, temporal_kernel: int, norm: NormFactory):
+        super().__init__()
+        self.conv = nn.Conv3d(
+            3,
+            out_channels,
+            (temporal_kernel, 7, 7),
+            stride=(1, 2, 2),
+            padding=(temporal_kernel // 2, 3, 3),
+            bias=False,
+        )
+        self.bn = norm(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.conv(x)), inplace=True)
+        return F.max_pool3d(x, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+
+class Pathway(nn.Module):
+    """One ResNet pathway: ``stem``, ``res2`` .. ``res5`` (run stage by stage by ``SlowFast``)."""
+
+    def __init__(
+        self,
+        *,
+        stem_channels: int,
+        stage_in_channels: Sequence[int],
+        stage_blocks: Sequence[int],
+        stem_temporal_kernel: int,
+        temporal_kernels: Sequence[int],
+        res5_dilation: int,
+        norm: NormFactory,
+        nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
+        nonlocal_pool: Sequence[int] = (1, 2, 2),
+        nonlocal_instantiation: str = "softmax",
+    ):
+        super().__init__()
+        self.stem = Stem3d(stem_channels, temporal_kernel=stem_temporal_kernel, norm=norm)
+        for s, name in enumerate(STAGE_NAMES):
+            # res2 keeps the resolution (the stem's max pool already halved it); res5 trades its
+            # stride for dilation when dilated (SlowFast Sec. 5, AVA).
+            if s == 0:
+                stride, dilation = 1, 1
+            elif s == 3 and res5_dilation > 1:
+                stride, dilation = 1, res5_dilation
+            else:
+                stride, dilation = 2, 1
+            stage = ResStage(
+                stage_blocks[s],
+                stage_in_channels[s],
+                stem_channels * 2**s,
+                stem_channels * 4 * 2**s,
+                temporal_kernel=temporal_kernels[s],
+                stride=stride,
+                dilation=dilation,
+                norm=norm,
+                nonlocal_indices=nonlocal_locations[s],
+                nonlocal_pool=nonlocal_pool,
+                nonlocal_instantiation=nonlocal_instantiation,
+            )
+            self.add_module(name, stage)
+
+
+class LateralFusion(nn.Module):
+    """
+    Fast -> slow lateral connection (SlowFast Sec. 3.3, "time-strided convolution"):
+    conv k x1x1 with temporal stride alpha, then BN + ReLU unless ``only_conv`` (official R101).
+    """
+
+    def __init__(
+        self,
+        fast_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int,
+        alpha: int,
+        only_conv: bool,
+        norm: NormFactory,
+    ):
+        super().__init__()
+        self.conv = nn.Conv3d(
+            fast_channels,
+            out_channels,
+            (kernel_size, 1, 1),
+            stride=(alpha, 1, 1),
+            padding=(kernel_size // 2, 0, 0),
+            bias=False,
+        )
+        self.bn = None if only_conv else norm(out_channels)
+
+    def forward(self, fast: torch.Tensor) -> torch.Tensor:
+        """(N, C_fast, T, H, W) -> (N, C_out, T/alpha, H, W)."""
+        x = self.conv(fast)
+        if self.bn is not None:
+            x = F.relu(self.bn(x), inplace=True)
+        return x
+
+
+class SlowFast(Backbone):
+    """
+    SlowFast backbone: input one normalized clip batch (the fast pathway input), output the last
+    feature maps of both pathways.
+
+    Build from explicit arguments (tests) or from a config (``SlowFast(cfg, input_shape)``).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        depth: int = 50,
+        width: int = 64,
+        alpha: int = 4,
+        beta_inv: int = 8,
+        fusion_conv_channel_ratio: int = 2,
+        fusion_kernel_size: int = 7,
+        fusion_only_conv: bool = False,
+        slow_full_span: bool = True,
+        res5_dilation: int = 2,
+        nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
+        nonlocal_pool: Sequence[int] = (1, 2, 2),
+        nonlocal_instantiation: str = "softmax",
+        frozen_bn: bool = True,
+        out_features: Sequence[str] = ("slow", "fast"),
+        in_channels: int = 3,
+    ):
+        """
+        Args:
+            depth (int): 18, 50 or 101 (see ``STAGE_BLOCKS``).
+            width (int): slow stem channels (64 in the paper); stage widths scale with it.
+            alpha (int): fast/slow frame-rate ratio (SlowFast Sec. 3.1; ACAR: 4).
+            beta_inv (int): slow/fast channel ratio (SlowFast Sec. 3.2: 8). ``width`` must be
+                divisible by it.
+            fusion_conv_channel_ratio (int): lateral output channels / fast channels (Sec. 3.3: 2).
+            fusion_kernel_size (int): temporal kernel of the laterals (official R50 7, R101 5).
+            fusion_only_conv (bool): laterals are a bare conv (official R101) instead of
+                conv + BN + ReLU (official R50).
+            slow_full_span (bool): slow frames by linspace over the clip (R50) or stride (R101).
+            res5_dilation (int): 1 (res5 stride 2, output stride 32) or > 1 (stride 1 with this
+                dilation, output stride 16).
+            nonlocal_locations (list[list[int]]): per stage res2..res5, block indices followed by a
+                non-local block in the slow pathway.
+            nonlocal_pool, nonlocal_instantiation: see ``NonLocalBlock3d``.
+            frozen_bn (bool): ``FrozenBatchNorm3d`` everywhere instead of ``nn.BatchNorm3d``.
+            out_features (list[str]): subset of ("slow", "fast") to return.
+            in_channels (int): must be 3 (RGB clips).
+        """
+        super().__init__()
+        if depth not in STAGE_BLOCKS:
+            raise ValueError(f"SlowFast depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}")
+        if width % beta_inv != 0:
+            raise ValueError(f"width {width} must be divisible by beta_inv {beta_inv}")
+        if in_channels != 3:
+            raise ValueError(f"SlowFast expects 3 input channels (RGB), got {in_channels}")
+        if len(nonlocal_locations) != 4:
+            raise ValueError(
+                f"nonlocal_locations needs one list per stage res2..res5, got {nonlocal_locations}"
+            )
+        unknown = set(out_features) - {"slow", "fast"}
+        if unknown or not out_features:
+            raise ValueError(f"out_features must be a non-empty subset of slow/fast, got {out_features}")
+        self.depth = depth
+        self.alpha = alpha
+        self.slow_full_span = slow_full_span
+        self.res5_dilation = res5_dilation
+        self._out_features = list(out_features)
+
+        norm: NormFactory = FrozenBatchNorm3d if frozen_bn else nn.BatchNorm3d
+        blocks = STAGE_BLOCKS[depth]
+        fast_width = width // beta_inv
+        # channels entering each stage: previous output (stem or stage), plus the lateral on the
+        # slow side for res2..res5 (the lateral after res_s widens the input of res_{s+1}).
+        slow_out = [width] + [width * 4 * 2**s for s in range(4)]
+        fast_out = [fast_width] + [fast_width * 4 * 2**s for s in range(4)]
+        fuse_in = [fast_out[s] for s in range(4)]  # fast channels after stem, res2, res3, res4
+        fuse_out = [fi * fusion_conv_channel_ratio for fi in fuse_in]
+        slow_stage_in = [slow_out[s] + fuse_out[s] for s in range(4)]
+
+        self.slow = Pathway(
+            stem_channels=width,
+            stage_in_channels=slow_stage_in,
+            stage_blocks=blocks,
+            stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL,
+            temporal_kernels=SLOW_TEMPORAL_KERNELS,
+            res5_dilation=res5_dilation,
+            norm=norm,
+            nonlocal_locations=nonlocal_locations,
+            nonlocal_pool=nonlocal_pool,
+            nonlocal_instantiation=nonlocal_instantiation,
+        )
+        self.fast = Pathway(
+            stem_channels=fast_width,
+            stage_in_channels=fast_out[:4],
+            stage_blocks=blocks,
+            stem_temporal_kernel=FAST_STEM_TEMPORAL_KERNEL,
+            temporal_kernels=FAST_TEMPORAL_KERNELS,
+            res5_dilation=res5_dilation,
+            norm=norm,
+        )
+        self.fuse = nn.ModuleDict(
+            {
+                src: LateralFusion(
+                    fuse_in[s],
+                    fuse_out[s],
+                    kernel_size=fusion_kernel_size,
+                    alpha=alpha,
+                    only_conv=fusion_only_conv,
+                    norm=norm,
+                )
+                for s, src in enumerate(("stem", "res2", "res3", "res4"))
+            }
+        )
+        stride = 16 if res5_dilation > 1 else 32
+        self._out_feature_channels = {"slow": slow_out[4], "fast": fast_out[4]}
+        self._out_feature_strides = {"slow": stride, "fast": stride}
+        self._init_weights()
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Optional[ShapeSpec] = None) -> dict:
+        sf = cfg.MODEL.SLOWFAST
+        return {
+            "depth": sf.DEPTH,
+            "width": sf.WIDTH,
+            "alpha": sf.ALPHA,
+            "beta_inv": sf.BETA_INV,
+            "fusion_conv_channel_ratio": sf.FUSION_CONV_CHANNEL_RATIO,
+            "fusion_kernel_size": sf.FUSION_KERNEL_SIZE,
+            "fusion_only_conv": sf.FUSION_ONLY_CONV,
+            "slow_full_span": sf.SLOW_FULL_SPAN,
+            "res5_dilation": sf.RES5_DILATION,
+            "nonlocal_locations": [list(x) for x in sf.NONLOCAL_LOCATIONS],
+            "nonlocal_pool": list(sf.NONLOCAL_POOL),
+            "nonlocal_instantiation": sf.NONLOCAL_INSTANTIATION,
+            "frozen_bn": sf.FROZEN_BN,
+            "out_features": list(sf.OUT_FEATURES),
+            "in_channels": input_shape.channels if input_shape is not None else 3,
+        }
+
+    def _init_weights(self) -> None:
+        # He init for convs (ResNet paper Sec. 3.4, "fan_out" as in PySlowFast's c2_msra_fill).
+        # Final BNs of blocks keep gamma = 1 (not PySlowFast's zero init): with frozen BN a zero
+        # gamma could never be learned away. Non-local blocks keep their zero gamma (identity).
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def slow_frame_indices(self, num_frames: int, device: Optional[torch.device] = None) -> torch.Tensor:
+        """(T/alpha,) int64 indices of the clip frames the slow pathway sees."""
+        return pick_slow_frame_indices(num_frames, self.alpha, self.slow_full_span, device)
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            x (Tensor): (N, 3, T, H, W) normalized clips, T divisible by alpha.
+        Returns:
+            dict[str, Tensor]: ``"slow"`` (N, C_slow, T/alpha, h, w) and ``"fast"``
+            (N, C_fast, T, h, w), h = ceil(H / stride), w = ceil(W / stride) (stride 16 or 32),
+            restricted to ``out_features``.
+        """
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"SlowFast expects (N, 3, T, H, W) clips, got shape {tuple(x.shape)}")
+        num_frames = x.shape[2]
+        if num_frames % self.alpha != 0:
+            raise ValueError(f"clip length T={num_frames} must be divisible by alpha={self.alpha}")
+        slow = x.index_select(2, self.slow_frame_indices(num_frames, x.device))
+        fast = x
+        slow, fast = self.slow.stem(slow), self.fast.stem(fast)
+        slow = torch.cat([slow, self.fuse["stem"](fast)], dim=1)
+        for name in STAGE_NAMES:
+            slow = getattr(self.slow, name)(slow)
+            fast = getattr(self.fast, name)(fast)
+            if name in self.fuse:
+                slow = torch.cat([slow, self.fuse[name](fast)], dim=1)
+        outputs = {"slow": slow, "fast": fast}
+        return {k: outputs[k] for k in self._out_features}
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        return {
+            name: ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
+            for name in self._out_features
+        }
+
+
+@BACKBONE_REGISTRY.register()
+def build_slowfast_backbone(cfg, input_shape: ShapeSpec) -> SlowFast:
+    """Build the SlowFast backbone from ``cfg.MODEL.SLOWFAST`` (see ``add_slowfast_config``)."""
+    return SlowFast(cfg, input_shape)
