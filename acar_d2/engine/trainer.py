@@ -1,0 +1,201 @@
+"""
+``Trainer``: detectron2's ``DefaultTrainer`` for clip-based action detection.
+
+Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ETA) and
+``launch``-based multi-process training as detectron2; what changes:
+
+* clip loaders from ``acar_d2.data.build`` and the ``AVAEvaluator`` (frame-mAP@0.5);
+* ``ACARCheckpointer``, which also reads official ACAR-Net / PySlowFast files (``MODEL.WEIGHTS``);
+* DistributedDataParallel without ``device_ids`` on CPU (gloo), where detectron2 would pass one;
+* ``--resume`` continues the same stream: the checkpoint additionally holds the RNG states and the
+  sampler seed, and the training sampler skips the clips already consumed
+  (``SOLVER.CHECKPOINT_RNG_STATE``, ``SOLVER.RESUME_DATA_POSITION``).
+
+The optimizer and LR schedule are detectron2's: SGD (``SOLVER.NESTEROV``) and
+``WarmupMultiStepLR``, which with ``WARMUP_METHOD: linear`` ramps the LR linearly from
+``BASE_LR * WARMUP_FACTOR`` to ``BASE_LR`` exactly like the official ACAR-Net ``StepLRScheduler``
+ramps from ``base_lr`` to ``warmup_lr`` (see ``configs/Base-AVA.yaml`` for the numbers).
+"""
+import logging
+import os
+import weakref
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
+
+from .resume import ResumableTrainingSampler, capture_rng_state, restore_rng_state
+
+__all__ = ["Trainer", "create_ddp_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
+    """
+    Wrap ``model`` in DistributedDataParallel when more than one process runs.
+
+    Unlike ``detectron2.engine.create_ddp_model``, a model on the CPU gets ``device_ids=None``
+    (DDP rejects device ids for CPU modules), so the same code trains with gloo on CPUs.
+    """
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    if "device_ids" not in kwargs:
+        kwargs["device_ids"] = [comm.get_local_rank()] if on_cuda else None
+    return DistributedDataParallel(model, **kwargs)
+
+
+class Trainer(DefaultTrainer):
+    """
+    Train / evaluate an ``ACARNet`` from a config (see ``tools/train_net.py``).
+
+    Example::
+
+        cfg = setup(args)                      # add_acar_config + merge_from_file
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        trainer.train()
+    """
+
+    def __init__(self, cfg: CfgNode):
+        # DefaultTrainer.__init__ is re-spelled (not called) to swap the checkpointer and the DDP
+        # wrapper before the hooks that hold references to them are built.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.cfg = cfg
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        # One shuffle seed shared by all ranks, remembered so that --resume replays the same stream.
+        self.data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        data_loader = self.build_train_loader(cfg, seed=self.data_seed)
+
+        model = create_ddp_model(model, broadcast_buffers=False)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = self.build_checkpointer(cfg, model, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self._pending_rng_state: Optional[Dict[str, Any]] = None
+        self.register_hooks(self.build_hooks())
+
+    # ---------------------------------------------------------------- builders
+    @classmethod
+    def build_checkpointer(cls, cfg: CfgNode, model: torch.nn.Module, **checkpointables):
+        """``ACARCheckpointer`` saving into ``cfg.OUTPUT_DIR`` (understands official files)."""
+        from acar_d2.checkpoint import ACARCheckpointer
+
+        return ACARCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode, *, seed: Optional[int] = None, start_iter: int = 0):
+        """
+        Clip training loader: an infinite stream of batches, each a list of
+        ``IMS_PER_BATCH // world_size`` model-input dicts (ARCHITECTURE.md, "Mapper output").
+
+        Args:
+            seed (int or None): shuffle seed of the sampler (None: ``cfg.SEED`` if >= 0, else a
+                random seed shared by the ranks).
+            start_iter (int): iterations already trained; this rank's first
+                ``start_iter * per-rank batch`` clips are skipped.
+        """
+        from acar_d2.data.build import build_clip_train_loader, get_clip_train_dataset
+
+        dataset = get_clip_train_dataset(cfg)
+        if seed is None:
+            seed = cfg.SEED if cfg.SEED >= 0 else None
+        per_rank_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        sampler = ResumableTrainingSampler(
+            len(dataset), seed=seed, start_index=start_iter * per_rank_batch
+        )
+        return build_clip_train_loader(cfg, dataset=dataset, sampler=sampler)
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        """Clip test loader of ``dataset_name``: batches of one clip, every key frame once."""
+        from acar_d2.data.build import build_clip_test_loader
+
+        return build_clip_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None
+    ) -> DatasetEvaluator:
+        """``AVAEvaluator`` (frame-mAP@0.5), writing its CSV under ``OUTPUT_DIR/inference``."""
+        from acar_d2.evaluation import AVAEvaluator
+
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return AVAEvaluator(dataset_name, output_dir=output_folder)
+
+    def build_hooks(self):
+        # PreciseBN would recompute BN statistics that the recipe keeps frozen (ACAR-Net trains
+        # with frozen BN, "freeze_bn: True" in every official config), so it is refused.
+        if self.cfg.TEST.PRECISE_BN.ENABLED:
+            raise ValueError("TEST.PRECISE_BN.ENABLED is not supported: the backbone BN is frozen")
+        return super().build_hooks()
+
+    # ---------------------------------------------------------------- resume
+    def state_dict(self) -> Dict[str, Any]:
+        ret = super().state_dict()
+        ret["data_seed"] = self.data_seed
+        if self.cfg.SOLVER.CHECKPOINT_RNG_STATE:
+            ret["rng_state"] = capture_rng_state()
+        return ret
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.data_seed = state_dict.get("data_seed", self.data_seed)
+        # Applied at the end of resume_or_load: rebuilding the loader and creating its iterator
+        # draw from the torch RNG, and the restored stream must start after those draws.
+        self._pending_rng_state = state_dict.get("rng_state")
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """
+        ``resume=True`` and a ``last_checkpoint`` in ``OUTPUT_DIR``: continue that run (weights,
+        optimizer, scheduler, iteration, and where enabled the data position and RNG states).
+        Otherwise load ``MODEL.WEIGHTS`` (any format ``ACARCheckpointer`` reads) and start at 0.
+        """
+        super().resume_or_load(resume=resume)
+        if self.start_iter == 0:
+            return
+        if self.cfg.SOLVER.RESUME_DATA_POSITION:
+            self._trainer.reset_data_loader(
+                lambda: self.build_train_loader(
+                    self.cfg, seed=self.data_seed, start_iter=self.start_iter
+                )
+            )
+        # Create the iterator now so that its seed draw happens before the RNG restore.
+        self._trainer._data_loader_iter
+        if self._pending_rng_state is not None and self.cfg.SOLVER.CHECKPOINT_RNG_STATE:
+            restore_rng_state(self._pending_rng_state)
+            if comm.get_world_size() > 1:
+                # Only rank 0's generators are saved; the other ranks fork a distinct stream from
+                # it so that their dropout / augmentation stay decorrelated after a resume.
+                seed_all_rng(int(np.random.randint(2**31 - 1)) + comm.get_rank())
+            logger.info("Restored RNG states of iteration %d", self.start_iter - 1)
+        self._pending_rng_state = None
+
+    # ---------------------------------------------------------------- evaluation
+    @classmethod
+    def build_and_load_model(cls, cfg: CfgNode, weights: Optional[str] = None) -> torch.nn.Module:
+        """
+        The ``--eval-only`` model: built from ``cfg`` and loaded from ``weights`` (default
+        ``cfg.MODEL.WEIGHTS``) with ``ACARCheckpointer``, i.e. a detectron2 checkpoint, an official
+        ACAR-Net model-zoo / training file or a PySlowFast backbone file.
+        """
+        model = cls.build_model(cfg)
+        cls.build_checkpointer(cfg, model).load(cfg.MODEL.WEIGHTS if weights is None else weights)
+        model.eval()
+        return model
