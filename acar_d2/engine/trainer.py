@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
@@ -110,16 +111,22 @@ class Trainer(DefaultTrainer):
             start_iter (int): iterations already trained; this rank's first
                 ``start_iter * per-rank batch`` clips are skipped.
         """
-        from acar_d2.data.build import build_clip_train_loader, get_clip_train_dataset
+        # detectron2's configurable loader (as acar_d2.data.build_clip_train_loader) with the
+        # clip mapper, given an explicit dataset and the resumable sampler.
+        from acar_d2.data.clip_mapper import ClipDatasetMapper
 
-        dataset = get_clip_train_dataset(cfg)
+        dataset = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+        )
         if seed is None:
             seed = cfg.SEED if cfg.SEED >= 0 else None
         per_rank_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
         sampler = ResumableTrainingSampler(
             len(dataset), seed=seed, start_index=start_iter * per_rank_batch
         )
-        return build_clip_train_loader(cfg, dataset=dataset, sampler=sampler)
+        return build_detection_train_loader(
+            cfg, mapper=ClipDatasetMapper(cfg, True), dataset=dataset, sampler=sampler
+        )
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
