@@ -1,0 +1,255 @@
+"""
+Reading foreign checkpoint files and converting them to detectron2 key space (pure functions,
+no model needed).
+
+Sources (``shared/reference/acar_official/FORMATS.md`` (i)-(ii)):
+
+* ``"detectron2"``: ``{"model": state_dict, ...}`` with ``backbone.*`` / ``roi_heads.*`` keys,
+  as written by detectron2's checkpointer or ``tools/convert_checkpoint.py``: passed through.
+* ``"pyslowfast"``: PySlowFast ``.pyth`` (dict with ``model_state``; ``s1.pathway0_stem...``).
+* ``"caffe2"``: PySlowFast Caffe2 ``.pkl`` (latin-1 pickle with ``blobs`` of numpy arrays).
+* ``"acar"``: official ACAR-Net ``.pth.tar`` (flat mapping, or a dict holding ``state_dict`` /
+  ``model_state`` / ``model``); one leading ``module.`` is stripped; ``backbone.module.<k>`` ->
+  ``backbone.<acar_d2 name of k>``, ``head.module.<k>`` -> ``roi_heads.<k>`` (rest unchanged).
+* ``"acar_backbone"``: official ACAR-Net backbone pretrain files (bare SlowFast keys).
+
+Documented droppable source keys (returned in ``ConversionResult.dropped``, never an error):
+BN ``num_batches_tracked`` (frozen BN has no use for it; ``ACARCheckpointer`` ignores it when an
+``nn.BatchNorm3d`` model misses it), PySlowFast's Kinetics classifier ``head.projection.*``,
+Caffe2's ``pred_w`` / ``pred_b`` and its solver blobs (``*momentum*``, ``lr``, ``model_iter``).
+Any other key without a mapping raises ``UnknownKeysError`` naming the file and the keys.
+"""
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+from .key_mapping import acar_backbone_to_d2, caffe2_to_d2, pyslowfast_to_d2
+
+__all__ = [
+    "SOURCES",
+    "ConversionResult",
+    "UnknownKeysError",
+    "load_checkpoint_object",
+    "detect_source",
+    "convert_checkpoint",
+    "convert_checkpoint_with_report",
+]
+
+SOURCES = ("auto", "detectron2", "pyslowfast", "caffe2", "acar", "acar_backbone")
+_CONTAINERS = ("state_dict", "model_state", "model")
+_FUSE_BN = re.compile(r"(^|\.)fuse\.\w+\.bn\.")
+
+
+class UnknownKeysError(KeyError):
+    """Source keys that have no mapping to acar_d2 names (a ``KeyError`` listing all of them)."""
+
+    def __init__(self, source: str, where: str, keys: List[str]):
+        self.keys = list(keys)
+        shown = ", ".join(self.keys[:20]) + (f", ... ({len(self.keys)} in all)" if len(self.keys) > 20 else "")
+        self.message = f"{len(self.keys)} {source} key(s) in {where} have no acar_d2 mapping: {shown}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return self.message
+
+
+@dataclass
+class ConversionResult:
+    """``state``: detectron2-space tensors; ``source``: detected/forced source; ``dropped``: keys."""
+
+    state: Dict[str, torch.Tensor]
+    source: str
+    dropped: List[str] = field(default_factory=list)
+
+
+def load_checkpoint_object(path: str) -> Any:
+    """
+    Read a checkpoint file of any supported format into Python objects (on CPU).
+
+    Zip-format files go through ``torch.load`` (``weights_only`` first; files with other
+    pickled objects, e.g. PySlowFast's, are retried as full pickles: only load trusted files);
+    other files are read as (latin-1) pickles, the Caffe2 format.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: unreadable/corrupt file, naming it.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        if zipfile.is_zipfile(path):
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                return torch.load(path, map_location="cpu", weights_only=False)
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"cannot read checkpoint {path} (corrupt or truncated?): {e!r}") from e
+
+
+def _strip_module(key: str) -> str:
+    return key[len("module.") :] if key.startswith("module.") else key
+
+
+def _unwrap(obj: Any, where: str) -> Mapping[str, Any]:
+    """The flat name -> tensor mapping of a checkpoint object (container keys removed)."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"checkpoint {where} holds a {type(obj).__name__}, not a mapping")
+    if "blobs" in obj and isinstance(obj["blobs"], Mapping):
+        return obj["blobs"]
+    for name in _CONTAINERS:
+        if name in obj and isinstance(obj[name], Mapping):
+            return obj[name]
+    return obj
+
+
+def detect_source(obj: Any, where: str = "<object>") -> str:
+    """
+    Guess the source format of a checkpoint object from its container and key names.
+
+    Returns:
+        str: one of ``SOURCES`` except "auto". Raises ValueError when nothing matches.
+    """
+    if isinstance(obj, Mapping) and "blobs" in obj:
+        return "caffe2"
+    keys = [_strip_module(k) for k in _unwrap(obj, where).keys() if isinstance(k, str)]
+    if any(k.startswith(("backbone.module.", "head.module.")) for k in keys):
+        return "acar"
+    if any(re.match(r"s\d+(_fuse)?\.", k) for k in keys):
+        return "pyslowfast"
+    if any(re.match(r"(slow|fast)_(conv1|bn1|res\d)|Tconv\d", k) for k in keys):
+        return "acar_backbone"
+    if any(k.startswith(("backbone.", "roi_heads.")) for k in keys):
+        return "detectron2"
+    if any(re.fullmatch(r"(t_)?conv1_w|(t_)?res\d_\d+_branch\w+", k) for k in keys):
+        return "caffe2"
+    raise ValueError(
+        f"cannot tell the format of checkpoint {where}; first keys: {keys[:8]} "
+        f"(pass source= one of {SOURCES[1:]})"
+    )
+
+
+def _to_tensor(value: Any, key: str, where: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise ValueError(f"checkpoint {where}: value of {key!r} is a {type(value).__name__}, not a tensor")
+
+
+def _is_droppable(source: str, key: str) -> bool:
+    if key.endswith("num_batches_tracked"):
+        return True
+    if source == "pyslowfast":
+        return key.startswith("head.projection.")
+    if source == "caffe2":
+        return key in ("pred_w", "pred_b", "lr", "model_iter") or "momentum" in key
+    return False
+
+
+def _map_key(source: str, key: str) -> Optional[str]:
+    """One source key -> detectron2-space key, or None when unmapped."""
+    if source == "pyslowfast":
+        new = pyslowfast_to_d2(key)
+    elif source == "caffe2":
+        new = caffe2_to_d2(key)
+    elif source == "acar_backbone":
+        new = acar_backbone_to_d2(key)
+    elif source == "acar":
+        key = _strip_module(key)
+        if key.startswith("backbone.module."):
+            new = acar_backbone_to_d2(key[len("backbone.module.") :])
+        elif key.startswith("head.module."):
+            # the ACAR head engineer names parameters exactly like the official head
+            return "roi_heads." + key[len("head.module.") :]
+        else:
+            new = None
+    else:
+        raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
+    return None if new is None else "backbone." + new
+
+
+def convert_checkpoint_with_report(
+    obj_or_path: Union[str, os.PathLike, Mapping[str, Any]],
+    source: str = "auto",
+    *,
+    fusion_only_conv: Optional[bool] = None,
+) -> ConversionResult:
+    """
+    Like ``convert_checkpoint`` but also returns the source used and the dropped keys.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
+    if isinstance(obj_or_path, (str, os.PathLike)):
+        where = os.fspath(obj_or_path)
+        obj = load_checkpoint_object(where)
+    else:
+        where, obj = "<in-memory checkpoint>", obj_or_path
+    if source == "auto":
+        source = detect_source(obj, where)
+    flat = _unwrap(obj, where)
+
+    if source == "detectron2":
+        state = {k: _to_tensor(v, k, where) for k, v in flat.items()}
+        return ConversionResult(state, source)
+
+    state: Dict[str, torch.Tensor] = {}
+    dropped, unknown = [], []
+    for key, value in flat.items():
+        if _is_droppable(source, key):
+            dropped.append(key)
+            continue
+        new = _map_key(source, key)
+        if new is None:
+            unknown.append(key)
+            continue
+        if new in state:
+            raise ValueError(f"checkpoint {where}: two source keys map to {new!r} (last: {key!r})")
+        state[new] = _to_tensor(value, key, where)
+    if unknown:
+        raise UnknownKeysError(source, where, unknown)
+
+    fuse_bn = sorted(k for k in state if _FUSE_BN.search(k))
+    if fusion_only_conv and fuse_bn:
+        # Official R101 laterals are a bare conv: PySlowFast R101's fuse BNs have no place in it
+        # and dropping them would silently change the forward (FORMATS.md (ii), "R101").
+        raise ValueError(
+            f"checkpoint {where} has lateral-connection BN tensors ({fuse_bn[:3]} ...), but the "
+            "target SlowFast uses plain-conv fusion (FUSION_ONLY_CONV, official R101). These "
+            "weights come from a conv+BN fusion model (e.g. PySlowFast R101) and cannot be used "
+            "as is; set FUSION_ONLY_CONV False to build a matching model."
+        )
+    return ConversionResult(state, source, dropped)
+
+
+def convert_checkpoint(
+    obj_or_path: Union[str, os.PathLike, Mapping[str, Any]],
+    source: str = "auto",
+    *,
+    fusion_only_conv: Optional[bool] = None,
+) -> Dict[str, torch.Tensor]:
+    """
+    Convert a checkpoint (file path or already loaded object) to detectron2 key space.
+
+    Args:
+        obj_or_path: path to a ``.pyth`` / ``.pkl`` / ``.pth(.tar)`` file, or its loaded object.
+        source (str): "auto" (detect from container and key names) or one of
+            "detectron2", "pyslowfast", "caffe2", "acar", "acar_backbone".
+        fusion_only_conv (bool or None): the target model's lateral type when known; True makes
+            lateral BN tensors in the source an error (see module docstring).
+    Returns:
+        dict[str, Tensor]: ``backbone.<acar_d2 name>`` and ``roi_heads.<official head name>``.
+    Raises:
+        UnknownKeysError: source keys without a mapping (all of them listed, with the file).
+        ValueError / FileNotFoundError: unreadable file, unknown format, non-tensor values.
+    """
+    return convert_checkpoint_with_report(
+        obj_or_path, source, fusion_only_conv=fusion_only_conv
+    ).state
