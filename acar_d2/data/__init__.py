@@ -1,0 +1,24 @@
+"""Video data: dataset registration, clip reading, the clip mapper and loaders."""
+from . import datasets  # noqa: F401  (registers the builtin splits)
+from .build import build_clip_test_loader, build_clip_train_loader
+from .clip_mapper import ClipDatasetMapper, assign_training_rois, jitter_boxes
+from .clip_reader import (
+    ClipReader,
+    clip_frame_indices,
+    read_frame_folder_clip,
+    read_video_clip,
+    video_frame_count_and_size,
+)
+
+__all__ = [
+    "ClipDatasetMapper",
+    "ClipReader",
+    "assign_training_rois",
+    "build_clip_test_loader",
+    "build_clip_train_loader",
+    "clip_frame_indices",
+    "jitter_boxes",
+    "read_frame_folder_clip",
+    "read_video_clip",
+    "video_frame_count_and_size",
+]

@@ -1,0 +1,283 @@
+"""
+``ClipDatasetMapper``: one key-frame dataset dict -> one model input (docs/ARCHITECTURE.md).
+
+Reads the clip centred on the key frame, samples the augmentation once on the key frame and
+applies it to every frame and every box, normalizes, zero-pads to a square, and assembles the
+training ROIs (ground truth + labelled high-score proposals) with multi-hot ``gt_actions``.
+"""
+import copy
+import logging
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
+
+from .clip_reader import ClipReader, clip_frame_indices
+
+__all__ = ["ClipDatasetMapper", "ResizeShortSide", "assign_training_rois", "jitter_boxes"]
+
+logger = logging.getLogger(__name__)
+
+
+class ResizeShortSide(T.Augmentation):
+    """
+    Resize so that the shorter side is ``short_side``; the longer side is
+    ``int(short_side * long / short)`` (truncated, as the official ACAR-Net ``Resize``,
+    FORMATS.md (iii); detectron2's ``ResizeShortestEdge`` rounds instead, e.g. 343 vs 342 for
+    AVA's 340x455 frames).
+    """
+
+    def __init__(self, short_side: int):
+        super().__init__()
+        self.short_side = short_side
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        h, w = image.shape[:2]
+        if h <= w:
+            new_h, new_w = self.short_side, int(self.short_side * w / h)
+        else:
+            new_h, new_w = int(self.short_side * h / w), self.short_side
+        return T.ResizeTransform(h, w, new_h, new_w)
+
+
+def assign_training_rois(
+    gt_boxes: torch.Tensor,
+    gt_actions: torch.Tensor,
+    proposal_boxes: torch.Tensor,
+    proposal_scores: torch.Tensor,
+    score_thresh: float,
+    iou_thresh: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    Training ROIs of one key frame: all ground-truth boxes, plus every proposal with
+    ``score >= score_thresh`` whose best-IoU ground-truth box has ``IoU >= iou_thresh``; such a
+    proposal takes that box's labels. Other proposals have no labels and are dropped (official
+    ACAR-Net recipe).
+
+    Args:
+        gt_boxes (Tensor): (G, 4) XYXY.
+        gt_actions (Tensor): (G, K) multi-hot.
+        proposal_boxes (Tensor): (P, 4) XYXY, same coordinate frame.
+        proposal_scores (Tensor): (P,).
+    Returns:
+        boxes (Tensor): (G + M, 4), the G ground-truth boxes first.
+        actions (Tensor): (G + M, K).
+    """
+    keep = proposal_scores >= score_thresh
+    props = proposal_boxes[keep]
+    if len(gt_boxes) == 0 or len(props) == 0:
+        return gt_boxes, gt_actions
+    iou = pairwise_iou(Boxes(props), Boxes(gt_boxes))  # (M', G)
+    best_iou, best_gt = iou.max(dim=1)
+    matched = best_iou >= iou_thresh
+    boxes = torch.cat([gt_boxes, props[matched]])
+    actions = torch.cat([gt_actions, gt_actions[best_gt[matched]]])
+    return boxes, actions
+
+
+def jitter_boxes(boxes: np.ndarray, scale: float, rng: np.random.RandomState) -> np.ndarray:
+    """
+    Official training box jitter (FORMATS.md (iii)): each x coordinate moves by
+    ``U(-scale, scale) * box width`` and each y coordinate by ``U(-scale, scale) * box height``
+    (ACAR-Net neck, ``bbox_jitter.scale`` 0.075). Clipping to the image is left to the caller.
+
+    Args:
+        boxes (ndarray): (R, 4) XYXY.
+    Returns:
+        ndarray (R, 4).
+    """
+    wh = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
+    return boxes + rng.uniform(-scale, scale, size=boxes.shape) * wh
+
+
+class ClipDatasetMapper:
+    """
+    Map an AVA-style key-frame dict to the model input of docs/ARCHITECTURE.md:
+    ``clip`` float32 (3, T, H, W), ``valid_size``, ``height``, ``width``, ``video_id``,
+    ``timestamp``, ``proposals`` and (training) ``instances`` with ``gt_boxes`` / ``gt_actions``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        action_ids: Sequence[int],
+        num_frames: int,
+        sampling_rate: int,
+        short_side: int,
+        pad_to_square: bool = True,
+        flip_prob: float = 0.5,
+        box_jitter: float = 0.075,
+        value_scale: float = 255.0,
+        pixel_mean: Sequence[float] = (0.45, 0.45, 0.45),
+        pixel_std: Sequence[float] = (0.225, 0.225, 0.225),
+        reader: Optional[ClipReader] = None,
+        train_proposal_score_thresh: float = 0.9,
+        train_proposal_iou_thresh: float = 0.9,
+        test_proposal_score_thresh: float = 0.85,
+    ):
+        """
+        Args:
+            is_train: training adds flips, box jitter and proposal labelling.
+            action_ids: the K dataset action ids, index i <-> id (metadata ``action_ids``).
+            num_frames, sampling_rate: T frames, every ``sampling_rate``-th source frame.
+            short_side: shorter side after resizing; pad_to_square: zero-pad bottom/right.
+            flip_prob, box_jitter: training augmentation (box_jitter: fraction of box size).
+            value_scale, pixel_mean, pixel_std: ``(x / value_scale - mean) / std``, RGB.
+            reader: reads the frames (default: JPEG frame folders).
+            train_proposal_*_thresh, test_proposal_score_thresh: see ``cfg.DATASETS.ACTION``.
+        """
+        self.is_train = is_train
+        self.action_index = {int(a): i for i, a in enumerate(action_ids)}
+        self.num_classes = len(self.action_index)
+        self.num_frames = num_frames
+        self.sampling_rate = sampling_rate
+        self.pad_to_square = pad_to_square
+        self.box_jitter = box_jitter if is_train else 0.0
+        augs: List[T.Augmentation] = [ResizeShortSide(short_side)]
+        if is_train and flip_prob > 0:
+            augs.append(T.RandomFlip(prob=flip_prob, horizontal=True, vertical=False))
+        self.augmentations = T.AugmentationList(augs)
+        self.value_scale = float(value_scale)
+        self.pixel_mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1, 1)
+        self.pixel_std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1, 1)
+        self.reader = reader or ClipReader("frames")
+        self.score_thresh = train_proposal_score_thresh if is_train else test_proposal_score_thresh
+        self.iou_thresh = train_proposal_iou_thresh
+        logger.info(f"[ClipDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augs}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True, dataset_name: Optional[str] = None):
+        if dataset_name is None:
+            names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
+            if not names:
+                raise ValueError("ClipDatasetMapper needs cfg.DATASETS.TRAIN/TEST or dataset_name")
+            dataset_name = names[0]
+        clip = cfg.INPUT.CLIP
+        return {
+            "is_train": is_train,
+            "action_ids": MetadataCatalog.get(dataset_name).action_ids,
+            "num_frames": clip.NUM_FRAMES,
+            "sampling_rate": clip.SAMPLING_RATE,
+            "short_side": clip.SHORT_SIDE,
+            "pad_to_square": clip.PAD_TO_SQUARE,
+            "flip_prob": clip.FLIP_PROB,
+            "box_jitter": clip.BOX_JITTER,
+            "value_scale": clip.VALUE_SCALE,
+            "pixel_mean": clip.PIXEL_MEAN,
+            "pixel_std": clip.PIXEL_STD,
+            "reader": ClipReader(clip.SOURCE, cfg.DATASETS.ACTION.READER_THREADS),
+            "train_proposal_score_thresh": cfg.DATASETS.ACTION.TRAIN_PROPOSAL_SCORE_THRESH,
+            "train_proposal_iou_thresh": cfg.DATASETS.ACTION.TRAIN_PROPOSAL_IOU_THRESH,
+            "test_proposal_score_thresh": cfg.DATASETS.ACTION.TEST_PROPOSAL_SCORE_THRESH,
+        }
+
+    def _multi_hot(self, annotations: List[dict], where: str) -> torch.Tensor:
+        """(G, K) float32 multi-hot targets of the annotations."""
+        out = torch.zeros((len(annotations), self.num_classes), dtype=torch.float32)
+        for r, ann in enumerate(annotations):
+            for a in ann["action_ids"]:
+                if int(a) not in self.action_index:
+                    raise ValueError(f"{where}: action id {a} is not one of the dataset's classes")
+                out[r, self.action_index[int(a)]] = 1.0
+        return out
+
+    def _transform_clip(self, frames: torch.Tensor, transforms: T.TransformList) -> torch.Tensor:
+        """Apply resize / flip sampled on the key frame to all frames: (T, 3, H, W) float."""
+        clip = frames.float()
+        for t in transforms:
+            if isinstance(t, T.ResizeTransform):
+                clip = F.interpolate(
+                    clip, size=(t.new_h, t.new_w), mode="bilinear", align_corners=False
+                )
+            elif isinstance(t, T.HFlipTransform):
+                clip = clip.flip(-1)
+            elif not isinstance(t, T.NoOpTransform):
+                raise NotImplementedError(f"ClipDatasetMapper cannot apply {t} to a clip")
+        return clip
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        """
+        Args:
+            dataset_dict (dict): one key frame (docs/ARCHITECTURE.md "Dataset dicts").
+        Returns:
+            dict: docs/ARCHITECTURE.md "Mapper output".
+        """
+        d = copy.deepcopy(dataset_dict)
+        where = f"{d.get('video_id')},{d.get('timestamp')}"
+        indices = clip_frame_indices(
+            d["key_frame_index"], self.num_frames, self.sampling_rate, d["num_frames"]
+        )
+        frames = self.reader(d, indices)  # (T, 3, H0, W0) uint8
+        h0, w0 = frames.shape[-2:]
+        if (h0, w0) != (d["height"], d["width"]):
+            raise ValueError(
+                f"key frame {where}: frames are {h0}x{w0} but the dataset dict says "
+                f"{d['height']}x{d['width']} ({d.get('frame_dir') or d.get('video_file')})"
+            )
+
+        anns = d.get("annotations", [])
+        gt_boxes = np.array(
+            [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
+            dtype=np.float32,
+        ).reshape(-1, 4)
+        props = d.get("proposals") or {}
+        prop_boxes = np.asarray(props.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
+        prop_scores = np.asarray(props.get("scores", np.zeros((0,))), np.float32).reshape(-1)
+        keep = prop_scores >= self.score_thresh
+        prop_boxes, prop_scores = prop_boxes[keep], prop_scores[keep]
+
+        # Augmentation is sampled once, on the key frame, then applied to all frames and boxes.
+        key_frame = frames[self.num_frames // 2].permute(1, 2, 0).numpy()
+        transforms = self.augmentations(T.AugInput(key_frame))
+        clip = self._transform_clip(frames, transforms)  # (T, 3, h, w)
+        h, w = clip.shape[-2:]
+        clip = (clip.permute(1, 0, 2, 3) / self.value_scale - self.pixel_mean) / self.pixel_std
+        size = (max(h, w), max(h, w)) if self.pad_to_square else (h, w)
+        # Zero padding after normalization, at the bottom / right (official batching).
+        clip = F.pad(clip, (0, size[1] - w, 0, size[0] - h))
+
+        out = {
+            "clip": clip.contiguous(),
+            "valid_size": (int(h), int(w)),
+            "height": int(h0),
+            "width": int(w0),
+            "video_id": d["video_id"],
+            "timestamp": d["timestamp"],
+        }
+        prop_boxes_t = Boxes(torch.as_tensor(transforms.apply_box(prop_boxes), dtype=torch.float32))
+        prop_boxes_t.clip((h, w))
+        proposals = Instances(size)
+        proposals.proposal_boxes = prop_boxes_t
+        proposals.scores = torch.as_tensor(prop_scores)
+        out["proposals"] = proposals
+
+        if self.is_train:
+            gt_t = torch.as_tensor(transforms.apply_box(gt_boxes), dtype=torch.float32)
+            rois, actions = assign_training_rois(
+                gt_t.reshape(-1, 4),
+                self._multi_hot(anns, where),
+                prop_boxes_t.tensor,
+                proposals.scores,
+                self.score_thresh,
+                self.iou_thresh,
+            )
+            if self.box_jitter > 0 and len(rois):
+                rois = torch.as_tensor(
+                    jitter_boxes(rois.numpy(), self.box_jitter, np.random), dtype=torch.float32
+                )
+            roi_boxes = Boxes(rois)
+            roi_boxes.clip((h, w))
+            # A ROI with nothing left inside the frame carries no signal (official: dropped).
+            nonempty = roi_boxes.nonempty()
+            instances = Instances(size)
+            instances.gt_boxes = roi_boxes[nonempty]
+            instances.gt_actions = actions[nonempty]
+            out["instances"] = instances
+        return out

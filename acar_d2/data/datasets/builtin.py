@@ -1,0 +1,128 @@
+"""
+Register the builtin splits at import, under ``$ACAR_DATASETS`` (default ``datasets/``), like
+detectron2's ``data/datasets/builtin.py`` with ``$DETECTRON2_DATASETS``. Files are read only when
+a split is loaded (class metadata on first access), so importing never needs the data.
+
+Splits: ``ava_v2.{1,2}_{train,val}``, ``aca_world_{train,val}`` (the synthetic AVA-format world of
+``tools/make_synthetic_ava.py``), ``ucf101_24_{train,test}`` (split 1). Layout: datasets/README.md.
+"""
+import json
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .ava import load_ava_instances, register_ava_instances
+from .ucf101_24 import register_ucf24_instances
+
+__all__ = ["register_all_ava", "register_all_aca_world", "register_all_ucf24", "UCF24_CLASSES"]
+
+# AVA CSVs list all 80 action ids; rows of the 20 ids outside the 60 evaluated classes are dropped
+# (the official evaluation's label-map filter), other ids are errors.
+_AVA_ALL_ACTION_IDS = set(range(1, 81))
+
+_AVA_LABEL_MAPS = {
+    "v2.1": "ava_action_list_v2.1_for_activitynet_2018.pbtxt",
+    "v2.2": "ava_action_list_v2.2_for_activitynet_2019.pbtxt",
+}
+
+UCF24_CLASSES = [
+    "Basketball", "BasketballDunk", "Biking", "CliffDiving", "CricketBowling", "Diving", "Fencing",
+    "FloorGymnastics", "GolfSwing", "HorseRiding", "IceDancing", "LongJump", "PoleVault",
+    "RopeClimbing", "SalsaSpin", "SkateBoarding", "Skiing", "Skijet", "SoccerJuggling", "Surfing",
+    "TennisSwing", "TrampolineJumping", "VolleyballSpiking", "WalkingWithDog",
+]
+
+
+def _ava_proposal_file(ann: str, split: str) -> str:
+    """Dense-proposal pickle if present (ACAR-Net / LFB), else PySlowFast's predicted boxes."""
+    pkl = os.path.join(ann, f"dense_proposals_{split}.pkl")
+    if os.path.isfile(pkl) or split == "train":
+        return pkl
+    return os.path.join(ann, f"ava_{split}_predicted_boxes.csv")
+
+
+def register_all_ava(root: str) -> None:
+    ava = os.path.join(root, "ava")
+    ann = os.path.join(ava, "annotations")
+    for version, label_map in _AVA_LABEL_MAPS.items():
+        for split in ("train", "val"):
+            register_ava_instances(
+                f"ava_{version}_{split}",
+                {"version": version},
+                os.path.join(ann, f"ava_{split}_{version}.csv"),
+                os.path.join(ann, label_map),
+                frame_root=os.path.join(ava, "frames"),
+                frame_list=os.path.join(ava, "frame_lists", f"{split}.csv"),
+                exclusions=os.path.join(ann, f"ava_{split}_excluded_timestamps_{version}.csv"),
+                proposal_file=_ava_proposal_file(ann, split),
+                fps=30,  # AVA frames are extracted at 30 fps from second 900 on (PySlowFast).
+                first_second=900,
+                known_action_ids=_AVA_ALL_ACTION_IDS,
+            )
+
+
+def _load_aca_world(world: str, split: str):
+    """Loader of the synthetic world: fps and first second come from its world.json."""
+    meta_file = os.path.join(world, "world.json")
+    if not os.path.isfile(meta_file):
+        raise FileNotFoundError(
+            f"{meta_file} not found: generate it with tools/make_synthetic_ava.py --out {world}"
+        )
+    with open(meta_file) as f:
+        info = json.load(f)
+    ann = os.path.join(world, "annotations")
+    MetadataCatalog.get(f"aca_world_{split}").fps = float(info["fps"])
+    return load_ava_instances(
+        os.path.join(ann, f"{split}.csv"),
+        os.path.join(ann, "label_map.pbtxt"),
+        frame_root=os.path.join(world, "frames"),
+        frame_list=os.path.join(world, "frame_lists", f"{split}.csv"),
+        exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
+        proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
+        fps=info["fps"],
+        first_second=info.get("first_second", 0),
+    )
+
+
+def register_all_aca_world(root: str) -> None:
+    world = os.path.join(root, "aca_world")
+    ann = os.path.join(world, "annotations")
+    for split in ("train", "val"):
+        name = f"aca_world_{split}"
+        # Register the metadata through register_ava_instances, then swap in a loader that reads
+        # fps / first_second from world.json at load time (it does not exist at import).
+        register_ava_instances(
+            name,
+            {},
+            os.path.join(ann, f"{split}.csv"),
+            os.path.join(ann, "label_map.pbtxt"),
+            exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
+            proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
+            fps=None,
+            first_second=0,  # synthetic frame k shows time k / fps (contract in world.json)
+        )
+        DatasetCatalog.remove(name)
+        DatasetCatalog.register(name, lambda split=split: _load_aca_world(world, split))
+
+
+def register_all_ucf24(root: str) -> None:
+    ucf = os.path.join(root, "ucf24")
+    csv_dir = os.path.join(ucf, "annotations")
+    for split in ("train", "test"):
+        csv_file = os.path.join(csv_dir, f"{split}.csv")
+        # The plain CSV when it was prepared, else the original pickle.
+        use_csv = os.path.isfile(csv_file)
+        register_ucf24_instances(
+            f"ucf101_24_{split}",
+            csv_file if use_csv else os.path.join(ucf, "UCF101v2-GT.pkl"),
+            os.path.join(ucf, "rgb-images"),
+            split=split,
+            classes_file=os.path.join(csv_dir, "classes.txt"),
+            class_names=UCF24_CLASSES,
+        )
+
+
+_root = os.path.expanduser(os.getenv("ACAR_DATASETS", "datasets"))
+register_all_ava(_root)
+register_all_aca_world(_root)
+register_all_ucf24(_root)
