@@ -16,6 +16,7 @@ except ImportError as e:  # pragma: no cover - exercised only on a broken instal
 
 from .config import add_acar_config
 from . import modeling, data, evaluation  # noqa: F401  (registers components and datasets)
+from .checkpoint import ACARCheckpointer  # noqa: F401
 
 __all__ = ["add_acar_config"]
 __version__ = "0.1.0"
