@@ -140,6 +140,9 @@ def add_action_head_config(cfg: CN) -> None:
     _C.MODEL.ACTION_HEAD.POSE_SOFTMAX = True
     # Person-detection score threshold for test-time proposals (official: 0.85).
     _C.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = 0.85
+    # Backbone features read by the action heads, in the channel-concatenation order of the
+    # official head ([slow, fast]); their widths come from Backbone.output_shape().
+    _C.MODEL.ROI_HEADS.IN_FEATURES = ["slow", "fast"]
 
 
 def add_solver_config(cfg: CN) -> None:
@@ -156,6 +159,9 @@ def add_solver_config(cfg: CN) -> None:
     # On --resume, start the training sampler where the interrupted run stopped (skip the
     # start_iter * batch indices already consumed) instead of replaying the stream from its start.
     _C.SOLVER.RESUME_DATA_POSITION = True
+    # Period (iterations) of the console line with loss / LR / ETA and of the metrics.json /
+    # TensorBoard writes (detectron2's DefaultTrainer hard-codes 20).
+    _C.SOLVER.LOG_PERIOD = 20
 
 
 def add_acar_config(cfg: CN) -> None:

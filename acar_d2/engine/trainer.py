@@ -19,13 +19,14 @@ ramps from ``base_lr`` to ``warmup_lr`` (see ``configs/Base-AVA.yaml`` for the n
 import logging
 import os
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
+from detectron2.engine import hooks
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
@@ -146,12 +147,31 @@ class Trainer(DefaultTrainer):
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return AVAEvaluator(dataset_name, output_dir=output_folder)
 
-    def build_hooks(self):
+    def build_hooks(self) -> List[HookBase]:
+        """
+        detectron2's default hooks minus PreciseBN: iteration timer, LR scheduler, periodic
+        checkpointer (main process), evaluation every ``TEST.EVAL_PERIOD`` and at the end, and the
+        console / ``metrics.json`` / TensorBoard writers every ``SOLVER.LOG_PERIOD`` iterations.
+        """
+        cfg = self.cfg
         # PreciseBN would recompute BN statistics that the recipe keeps frozen (ACAR-Net trains
         # with frozen BN, "freeze_bn: True" in every official config), so it is refused.
-        if self.cfg.TEST.PRECISE_BN.ENABLED:
+        if cfg.TEST.PRECISE_BN.ENABLED:
             raise ValueError("TEST.PRECISE_BN.ENABLED is not supported: the backbone BN is frozen")
-        return super().build_hooks()
+        ret: List[HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+
+        def test_and_save_results():
+            self._last_eval_results = self.test(self.cfg, self.model)
+            return self._last_eval_results
+
+        # After the checkpointer, so that a failing evaluation leaves the weights on disk.
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+        if comm.is_main_process():
+            # Last, so that the evaluation metrics of this iteration are written too.
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD))
+        return ret
 
     # ---------------------------------------------------------------- resume
     def state_dict(self) -> Dict[str, Any]:
