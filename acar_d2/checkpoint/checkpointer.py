@@ -83,7 +83,7 @@ class ACARCheckpointer(DetectionCheckpointer):
             # our own / detectron2 files: keep optimizer, scheduler, iteration for resuming
             return obj
         result = convert_checkpoint_with_report(
-            obj, source, fusion_only_conv=self._model_fusion_only_conv()
+            obj, source, fusion_only_conv=self._model_fusion_only_conv(), where=filename
         )
         if source != "detectron2":
             self.logger.info(

@@ -181,9 +181,12 @@ def convert_checkpoint_with_report(
     source: str = "auto",
     *,
     fusion_only_conv: Optional[bool] = None,
+    where: Optional[str] = None,
 ) -> ConversionResult:
     """
     Like ``convert_checkpoint`` but also returns the source used and the dropped keys.
+
+    ``where`` names an already loaded object in error messages (default: its path, if given).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
@@ -191,7 +194,7 @@ def convert_checkpoint_with_report(
         where = os.fspath(obj_or_path)
         obj = load_checkpoint_object(where)
     else:
-        where, obj = "<in-memory checkpoint>", obj_or_path
+        where, obj = where or "<in-memory checkpoint>", obj_or_path
     if source == "auto":
         source = detect_source(obj, where)
     flat = _unwrap(obj, where)
