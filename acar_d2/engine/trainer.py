@@ -30,6 +30,7 @@ from detectron2.engine import hooks
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
@@ -172,6 +173,19 @@ class Trainer(DefaultTrainer):
             # Last, so that the evaluation metrics of this iteration are written too.
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD))
         return ret
+
+    def build_writers(self) -> List[EventWriter]:
+        """
+        Console line (losses, LR, ETA), ``metrics.json`` and TensorBoard, each smoothing over the
+        ``SOLVER.LOG_PERIOD`` iterations since its last write (so LOG_PERIOD 1 records every
+        iteration's own values).
+        """
+        window = max(1, self.cfg.SOLVER.LOG_PERIOD)
+        return [
+            CommonMetricPrinter(self.max_iter, window_size=window),
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), window_size=window),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR, window_size=window),
+        ]
 
     # ---------------------------------------------------------------- resume
     def state_dict(self) -> Dict[str, Any]:

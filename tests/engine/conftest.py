@@ -68,7 +68,7 @@ def tiny_cfg_opts(output_dir: Path) -> list:
     return [
         "DATASETS.TRAIN", f"('{TRAIN}',)",
         "DATASETS.TEST", f"('{VAL}',)",
-        "MODEL.SLOWFAST.WIDTH", "4",
+        "MODEL.SLOWFAST.WIDTH", "8",  # smallest width with beta_inv 8
         "INPUT.CLIP.NUM_FRAMES", "4",
         "INPUT.CLIP.SHORT_SIDE", "64",
         "DATALOADER.NUM_WORKERS", "0",
