@@ -141,8 +141,7 @@ def test_backbone_pretrain_file_with_batchnorm_model(tmp_path):
     dst = Model(frozen_bn=False)
     with pytest.raises(CheckpointMismatchError, match=r"roi_heads\.fc\.weight"):
         ACARCheckpointer(dst, strict=True).load(str(path))  # head really missing
-    incompatible_free = ACARCheckpointer(dst, strict=False)
-    incompatible_free.load(str(path))
+    ACARCheckpointer(dst, strict=False).load(str(path))  # lenient: only logs the head
     assert torch.equal(dst.backbone.slow.stem.conv.weight, src.backbone.slow.stem.conv.weight)
 
 
