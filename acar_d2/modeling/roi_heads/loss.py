@@ -1,0 +1,67 @@
+"""
+Pose-softmax binary cross-entropy, the action loss of ACAR-Net.
+
+AVA's pose classes (stand, sit, walk, ...) are mutually exclusive, so ACAR-Net (Sec. 4.1, and the
+official ``ava_criterion`` with ``pose_softmax: True``) turns their logits into probabilities with
+one softmax, while every other class keeps an independent sigmoid. The binary cross-entropy is then
+taken on these probabilities (not on logits) and averaged over R regions x K classes.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["action_probabilities", "pose_softmax_bce_loss"]
+
+
+def action_probabilities(logits: torch.Tensor, pose_class_indices: Sequence[int]) -> torch.Tensor:
+    """
+    Turn action logits into per-class probabilities.
+
+    Args:
+        logits (Tensor): (R, K) action logits.
+        pose_class_indices (Sequence[int]): indices into the K classes that share one softmax;
+            empty means a sigmoid for every class.
+
+    Returns:
+        Tensor: (R, K) probabilities clamped to [0, 1] (the official code clamps as well, which
+        guards the BCE against softmax/sigmoid round-off just above 1).
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"action logits must be (R, K), got shape {tuple(logits.shape)}")
+    probs = torch.sigmoid(logits)
+    if len(pose_class_indices) > 0:
+        num_classes = logits.shape[1]
+        bad = [i for i in pose_class_indices if not 0 <= int(i) < num_classes]
+        if bad:
+            raise ValueError(f"pose_class_indices {bad} out of range for K={num_classes} classes")
+        index = torch.as_tensor(list(pose_class_indices), dtype=torch.long, device=logits.device)
+        # index_copy keeps autograd through both activations without in-place edits of `probs`.
+        pose_probs = F.softmax(logits.index_select(1, index), dim=1)
+        probs = probs.index_copy(1, index, pose_probs)
+    return probs.clamp(0.0, 1.0)
+
+
+def pose_softmax_bce_loss(
+    logits: torch.Tensor, gt_actions: torch.Tensor, pose_class_indices: Sequence[int]
+) -> torch.Tensor:
+    """
+    Mean binary cross-entropy of :func:`action_probabilities` against multi-hot targets.
+
+    Args:
+        logits (Tensor): (R, K) action logits.
+        gt_actions (Tensor): (R, K) multi-hot float targets in {0, 1}.
+        pose_class_indices (Sequence[int]): see :func:`action_probabilities`.
+
+    Returns:
+        Tensor: scalar, mean over R x K. With R = 0 it is ``0 * logits.sum()`` so that a batch
+        without regions still back-propagates (into nothing) instead of producing NaN.
+    """
+    if gt_actions.shape != logits.shape:
+        raise ValueError(
+            f"gt_actions shape {tuple(gt_actions.shape)} != logits shape {tuple(logits.shape)}"
+        )
+    if logits.numel() == 0:
+        return logits.sum() * 0.0
+    probs = action_probabilities(logits, pose_class_indices)
+    return F.binary_cross_entropy(probs, gt_actions.to(probs.dtype), reduction="mean")
