@@ -189,18 +189,44 @@ class ClipDatasetMapper:
         return out
 
     def _transform_clip(self, frames: torch.Tensor, transforms: T.TransformList) -> torch.Tensor:
-        """Apply resize / flip sampled on the key frame to all frames: (T, 3, H, W) float."""
-        clip = frames.float()
+        """
+        Apply the resize / flip sampled on the key frame to all frames.
+
+        Args:
+            frames (Tensor): uint8 (T, 3, H, W).
+        Returns:
+            Tensor: uint8 (T, 3, h, w). Resizing stays in uint8, as the official pipeline resizes
+            uint8 images before dividing by 255; torch's channels-last uint8 bilinear kernel is
+            also ~20x faster than a float resize of the clip.
+        """
+        clip = frames
         for t in transforms:
             if isinstance(t, T.ResizeTransform):
-                clip = F.interpolate(
-                    clip, size=(t.new_h, t.new_w), mode="bilinear", align_corners=False
-                )
+                if (t.new_h, t.new_w) != tuple(clip.shape[-2:]):
+                    clip = F.interpolate(
+                        clip.contiguous(memory_format=torch.channels_last),
+                        size=(t.new_h, t.new_w),
+                        mode="bilinear",
+                        align_corners=False,
+                    )
             elif isinstance(t, T.HFlipTransform):
                 clip = clip.flip(-1)
             elif not isinstance(t, T.NoOpTransform):
                 raise NotImplementedError(f"ClipDatasetMapper cannot apply {t} to a clip")
         return clip
+
+    def _normalize_and_pad(self, clip: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """
+        uint8 (T, 3, h, w) -> float32 (3, T, size) with ``(x / value_scale - mean) / std`` inside
+        and zeros in the bottom / right padding (official batching pads after normalization).
+        """
+        num_frames, _, h, w = clip.shape
+        out = torch.zeros((3, num_frames) + tuple(size), dtype=torch.float32)
+        valid = out[:, :, :h, :w]
+        valid.copy_(clip.permute(1, 0, 2, 3))
+        # In place, in the official order of operations (bit-exact on the golden clip).
+        valid.div_(self.value_scale).sub_(self.pixel_mean).div_(self.pixel_std)
+        return out
 
     def __call__(self, dataset_dict: dict) -> dict:
         """
@@ -236,15 +262,13 @@ class ClipDatasetMapper:
         # Augmentation is sampled once, on the key frame, then applied to all frames and boxes.
         key_frame = frames[self.num_frames // 2].permute(1, 2, 0).numpy()
         transforms = self.augmentations(T.AugInput(key_frame))
-        clip = self._transform_clip(frames, transforms)  # (T, 3, h, w)
+        clip = self._transform_clip(frames, transforms)  # (T, 3, h, w) uint8
         h, w = clip.shape[-2:]
-        clip = (clip.permute(1, 0, 2, 3) / self.value_scale - self.pixel_mean) / self.pixel_std
         size = (max(h, w), max(h, w)) if self.pad_to_square else (h, w)
-        # Zero padding after normalization, at the bottom / right (official batching).
-        clip = F.pad(clip, (0, size[1] - w, 0, size[0] - h))
+        clip = self._normalize_and_pad(clip, size)  # (3, T, size)
 
         out = {
-            "clip": clip.contiguous(),
+            "clip": clip,
             "valid_size": (int(h), int(w)),
             "height": int(h0),
             "width": int(w0),
