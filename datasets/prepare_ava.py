@@ -26,12 +26,12 @@ def extract(video_file: str, out_dir: str, video_id: str) -> int:
         container.seek(int(START / stream.time_base), stream=stream, backward=True)
         for frame in container.decode(stream):
             t = float(frame.pts * stream.time_base)
-            # Every output slot whose time has been reached gets the current frame.
+            # Every 30 fps slot up to half a slot after this frame's time gets this frame
+            # (nearest-frame resampling for movies that are not exactly 30 fps).
             while written < n_total and START + written / FPS <= t + 0.5 / FPS:
-                if START + written / FPS >= t - 0.5 / FPS or written > 0:
-                    frame.to_image().save(
-                        os.path.join(out_dir, f"{video_id}_{written + 1:06d}.jpg"), quality=90
-                    )
+                frame.to_image().save(
+                    os.path.join(out_dir, f"{video_id}_{written + 1:06d}.jpg"), quality=90
+                )
                 written += 1
             if written >= n_total:
                 break
