@@ -12,6 +12,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from acar_d2 import add_acar_config
+from acar_d2.data.synthetic.scene import CLASSES as SYNTHETIC_CLASSES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALL_CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
@@ -119,10 +120,16 @@ def test_config_builds(path: Path):
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     if not _pose_classes_known(cfg):
-        # The AVA label map lives with the dataset, which is not on the test machine; its pose
-        # classes are fixed (FORMATS.md), so state them instead of reading the file.
-        assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == 60, cfg.MODEL.ACTION_HEAD.NUM_CLASSES
-        cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = AVA_POSE_INDICES
+        # The label map lives with the dataset, which need not be on the test machine; the pose
+        # classes are fixed by the dataset definition, so state them instead of reading the file.
+        if cfg.DATASETS.TRAIN[0].startswith("aca_world"):
+            # The synthetic world's classes are defined in code (ids in ascending order).
+            assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == len(SYNTHETIC_CLASSES), len(SYNTHETIC_CLASSES)
+            pose = [i for i, c in enumerate(SYNTHETIC_CLASSES) if c.group == "pose"]
+        else:
+            assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == 60, cfg.MODEL.ACTION_HEAD.NUM_CLASSES
+            pose = AVA_POSE_INDICES
+        cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = pose
     key = cfg.MODEL.dump()
     if key not in _BUILT:
         torch.manual_seed(0)
