@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""
+Benchmark the batched ACAR head against a literal per-clip, per-actor implementation.
+
+The literal version follows the official head step by step: per clip, crop the context, tile every
+actor feature over it, concatenate [context, actor] and run conv1 on the R_i tiled copies, then
+conv2, max pool and HR2O_NL per clip with a plain GroupNorm. ``ACARROIHeads`` computes conv1's
+context half once per clip, processes all clips of the batch in one tensor and masks per-clip valid
+regions. Both use the same weights; outputs must agree to 1e-5.
+
+Default sizes are AVA's (ACAR Sec. 4.1): slow 2048 + fast 256 channels at 16x16 (256 px clips,
+output stride 16), 8 and 32 frames, batch 8, 1..20 actors per clip.
+
+    python tools/benchmark_heads.py                     # AVA sizes, current device
+    python tools/benchmark_heads.py --device cuda
+    python tools/benchmark_heads.py --scale 8 --actors 1 5   # CPU-sized smoke run
+"""
+import argparse
+import math
+import time
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from detectron2.structures import Boxes
+
+from acar_d2.modeling.roi_heads import ACARROIHeads
+from acar_d2.modeling.roi_heads.layout import valid_feature_size
+
+
+def _literal_hr2o_nl(block, x: torch.Tensor) -> torch.Tensor:
+    """Official HR2O_NL on one clip's (n, C, h, w) maps."""
+    q, k, v = block.conv_q(x), block.conv_k(x), block.conv_v(x)
+    attn = torch.einsum("icyx,jcyx->ijyx", q, k) / math.sqrt(q.shape[1])
+    attn = F.softmax(attn, dim=1)
+    virt = torch.einsum("ijyx,jcyx->icyx", attn, v)
+    virt = block.dropout(block.conv(F.relu(block.norm(virt))))
+    return x + virt
+
+
+def literal_acar_logits(
+    head: ACARROIHeads,
+    features: Dict[str, torch.Tensor],
+    boxes: List[Boxes],
+    valid_sizes: List[Tuple[int, int]],
+    image_size: Tuple[int, int],
+) -> torch.Tensor:
+    """
+    The official ACAR head algorithm, one clip and one tiled actor copy at a time (NL HR2O,
+    "2x2" downsampling). Returns (R, K) logits in clip-major order.
+
+    The context is zeroed beyond each clip's valid region before RoIAlign, as ``ACARROIHeads``
+    documents (the official head ran RoIAlign on the padded map); identical for unpadded clips.
+    """
+    pooled = torch.cat([features[f].mean(dim=2) for f in head.in_features], dim=1)
+    h, w = pooled.shape[-2:]
+    context = head.conv_reduce(pooled)
+    logits = []
+    for b, boxes_b in enumerate(boxes):
+        hc, wc = valid_feature_size((h, w), image_size, valid_sizes[b])
+        ctx = torch.zeros_like(context[b : b + 1])
+        ctx[..., :hc, :wc] = context[b : b + 1, :, :hc, :wc]
+        n = len(boxes_b)
+        if n == 0:
+            continue
+        actor = head.roi_features(ctx, [boxes_b], image_size)  # (n, C)
+        crop = ctx[..., :hc, :wc].expand(n, -1, -1, -1)
+        tiled = actor[:, :, None, None].expand(-1, -1, hc, wc)
+        x = F.relu(head.conv1(torch.cat([crop, tiled], dim=1)))
+        x = F.relu(head.conv2(x))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        for block in head.hr2o:
+            x = _literal_hr2o_nl(block, x)
+        logits.append(head.classify(actor, x.mean(dim=(2, 3))))
+    return torch.cat(logits, dim=0)
+
+
+def make_inputs(num_clips: int, num_actors: int, scale: int, size: int, device, seed: int = 0):
+    """AVA-shaped features (channels / ``scale``) and random actor boxes in 256 px clips."""
+    g = torch.Generator().manual_seed(seed)
+    image = 16 * size
+    features = {
+        "slow": torch.randn(num_clips, 2048 // scale, 8, size, size, generator=g).to(device),
+        "fast": torch.randn(num_clips, 256 // scale, 32, size, size, generator=g).to(device),
+    }
+    boxes = []
+    for _ in range(num_clips):
+        xy = torch.rand(num_actors, 2, generator=g) * image * 0.6
+        wh = torch.rand(num_actors, 2, generator=g) * image * 0.35 + image * 0.05
+        boxes.append(Boxes(torch.cat([xy, xy + wh], dim=1).to(device)))
+    return features, boxes, [(image, image)] * num_clips, (image, image)
+
+
+def _timed(fn, device, repeats: int) -> Tuple[float, float, torch.Tensor]:
+    """Median forward+backward seconds and peak memory (bytes; CUDA only, else nan)."""
+    times, peak, out = [], float("nan"), None
+    for i in range(repeats + 1):  # first run is a warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        out = fn()
+        out.square().sum().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device)
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2], peak, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 5, 10, 20])
+    parser.add_argument("--scale", type=int, default=1, help="divide all channel widths by this")
+    parser.add_argument("--size", type=int, default=16, help="feature map h = w")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    s = args.scale
+    head = ACARROIHeads(
+        in_features=["slow", "fast"], in_channels=[2048 // s, 256 // s], num_classes=60,
+        pose_class_indices=list(range(13)), reduce_dim=1024 // s, hidden_dim=512 // s,
+        hr2o_depth=2, hr2o_dropout=0.0,
+    ).to(device)
+    head.train()  # train mode (dropout 0): the backward pass is part of the measurement
+    print(f"device={device} batch={args.batch} context={(2048 + 256) // s}x{args.size}x{args.size} "
+          f"reduce={1024 // s} hidden={512 // s} hr2o=nl x2")
+    print("| actors/clip | literal ms | ours ms | speed-up | literal MiB | ours MiB | mem ratio | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.actors:
+        features, boxes, valid, image = make_inputs(args.batch, n, s, args.size, device)
+
+        def ours():
+            return head(features, boxes, valid, image)[0]
+
+        def literal():
+            return literal_acar_logits(head, features, boxes, valid, image)
+
+        t_lit, m_lit, out_lit = _timed(literal, device, args.repeats)
+        head.zero_grad()
+        t_our, m_our, out_our = _timed(ours, device, args.repeats)
+        head.zero_grad()
+        diff = (out_lit - out_our).abs().max().item()
+        ok = "" if diff <= 1e-5 else "  <-- MISMATCH"
+        mib = lambda m: f"{m / 2**20:.0f}" if m == m else "n/a"
+        ratio = f"{m_lit / m_our:.2f}x" if m_lit == m_lit else "n/a"
+        print(f"| {n} | {t_lit * 1e3:.1f} | {t_our * 1e3:.1f} | {t_lit / t_our:.2f}x | {mib(m_lit)} | "
+              f"{mib(m_our)} | {ratio} | {diff:.1e}{ok} |")
+
+
+if __name__ == "__main__":
+    main()
