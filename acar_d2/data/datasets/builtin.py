@@ -72,11 +72,14 @@ def _load_aca_world(world: str, split: str):
         info = json.load(f)
     ann = os.path.join(world, "annotations")
     MetadataCatalog.get(f"aca_world_{split}").fps = float(info["fps"])
+    videos = os.path.join(world, "videos")
     return load_ava_instances(
         os.path.join(ann, f"{split}.csv"),
         os.path.join(ann, "label_map.pbtxt"),
         frame_root=os.path.join(world, "frames"),
         frame_list=os.path.join(world, "frame_lists", f"{split}.csv"),
+        # The mp4 copies (same frames, same fps) serve INPUT.CLIP.SOURCE "video".
+        video_root=videos if os.path.isdir(videos) else None,
         exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
         proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
         fps=info["fps"],
