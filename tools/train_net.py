@@ -20,6 +20,7 @@ import json
 import logging
 import os
 
+import torch
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
@@ -37,6 +38,11 @@ def setup(args):
     add_acar_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        # detectron2 defaults to CUDA; on a CPU-only machine say so and run on the CPU instead of
+        # failing inside model.to().
+        logger.warning("MODEL.DEVICE=%s but CUDA is not available: using the CPU", cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

@@ -56,7 +56,7 @@ def tiny_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world") / "aca_world"
     subprocess.run(
         [sys.executable, str(REPO / "tools" / "make_synthetic_ava.py"), "--out", str(out),
-         "--videos", "4"],
+         "--videos", "4", "--no-videos"],
         check=True, capture_output=True, cwd=REPO,
     )
     register_world(out, "engine_test_world")
@@ -72,6 +72,7 @@ def tiny_cfg_opts(output_dir: Path) -> list:
         "INPUT.CLIP.NUM_FRAMES", "4",
         "INPUT.CLIP.SHORT_SIDE", "64",
         "DATALOADER.NUM_WORKERS", "0",
+        "MODEL.DEVICE", "cpu",
         "SEED", "7",
         "OUTPUT_DIR", str(output_dir),
     ]
