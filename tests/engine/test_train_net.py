@@ -134,8 +134,8 @@ def test_overfits_one_batch(tiny_world, tmp_path):
         "SOLVER.IMS_PER_BATCH", "2",
         "SOLVER.BASE_LR", "0.05",
         "SOLVER.WARMUP_ITERS", "0",
-        "SOLVER.STEPS", "()",
-        "SOLVER.MAX_ITER", "60",
+        "SOLVER.STEPS", "(70,)",  # x0.1 for the last 30 iterations: settle in the minimum
+        "SOLVER.MAX_ITER", "100",
         "SOLVER.CHECKPOINT_PERIOD", "1000",
         "SOLVER.LOG_PERIOD", "1",
         "TEST.EVAL_PERIOD", "0",
@@ -144,6 +144,6 @@ def test_overfits_one_batch(tiny_world, tmp_path):
         ["--config-file", str(INSTANT_CONFIG)] + tiny_cfg_opts(tmp_path) + opts)
     load_train_net().main(args)
     losses = [m["total_loss"] for m in read_metrics(tmp_path) if "total_loss" in m]
-    assert len(losses) == 60, len(losses)
+    assert len(losses) == 100, len(losses)
     first, last = losses[0], sum(losses[-5:]) / 5
-    assert last < 0.05 and last < first / 10, (first, last, losses[::10])
+    assert last < 0.01 and last < first / 50, (first, last, losses[::10])
