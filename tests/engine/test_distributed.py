@@ -19,6 +19,7 @@ OPTS = [
     "SOLVER.MAX_ITER", str(NUM_ITER),
     "SOLVER.CHECKPOINT_PERIOD", "1000",
     "TEST.EVAL_PERIOD", "0",
+    "DATASETS.TEST", "()",  # no final evaluation: this test is about training
 ]
 
 
