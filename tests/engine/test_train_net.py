@@ -24,6 +24,9 @@ MAX_ITER = 6
 SCHEDULE = [
     "SOLVER.MAX_ITER", str(MAX_ITER),
     "SOLVER.CHECKPOINT_PERIOD", "3",
+    # The LR changes at every iteration around the resume point (warm-up, then a decay at 4).
+    "SOLVER.WARMUP_ITERS", "5",
+    "SOLVER.STEPS", "(4,)",
     "SOLVER.LOG_PERIOD", "1",
     "TEST.EVAL_PERIOD", str(MAX_ITER),
 ]
