@@ -76,6 +76,9 @@ class Trainer(DefaultTrainer):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         self.cfg = cfg
+        if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+            # detectron2's AMPTrainer is CUDA autocast + GradScaler (its state is checkpointed).
+            raise ValueError(f"SOLVER.AMP.ENABLED needs MODEL.DEVICE cuda, got {cfg.MODEL.DEVICE}")
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)

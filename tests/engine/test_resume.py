@@ -39,3 +39,4 @@ def test_rng_state_missing_key_raises():
     del state["numpy"]
     with pytest.raises(KeyError, match="numpy"):
         restore_rng_state(state)
+

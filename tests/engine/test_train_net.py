@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
@@ -18,7 +19,7 @@ from detectron2.evaluation.testing import flatten_results_dict
 
 from acar_d2.engine import Trainer
 
-from .conftest import INSTANT_CONFIG, TRAIN, VAL, load_train_net, tiny_cfg, tiny_cfg_opts
+from .conftest import INSTANT_CONFIG, TRAIN, load_train_net, tiny_cfg, tiny_cfg_opts
 
 MAX_ITER = 6
 SCHEDULE = [
@@ -150,3 +151,10 @@ def test_overfits_one_batch(tiny_world, tmp_path):
     assert len(losses) == 100, len(losses)
     first, last = losses[0], sum(losses[-5:]) / 5
     assert last < 0.01 and last < first / 50, (first, last, losses[::10])
+
+
+def test_amp_on_cpu_is_refused(tmp_path):
+    """AMP is CUDA autocast: asking for it on the CPU fails at once, naming the key."""
+    cfg = tiny_cfg(tmp_path, ["SOLVER.AMP.ENABLED", "True", "DATASETS.TRAIN", "()"])
+    with pytest.raises(ValueError, match="AMP"):
+        Trainer(cfg)
