@@ -230,16 +230,3 @@ class Trainer(DefaultTrainer):
                 seed_all_rng(int(np.random.randint(2**31 - 1)) + comm.get_rank())
             logger.info("Restored RNG states of iteration %d", self.start_iter - 1)
         self._pending_rng_state = None
-
-    # ---------------------------------------------------------------- evaluation
-    @classmethod
-    def build_and_load_model(cls, cfg: CfgNode, weights: Optional[str] = None) -> torch.nn.Module:
-        """
-        The ``--eval-only`` model: built from ``cfg`` and loaded from ``weights`` (default
-        ``cfg.MODEL.WEIGHTS``) with ``ACARCheckpointer``, i.e. a detectron2 checkpoint, an official
-        ACAR-Net model-zoo / training file or a PySlowFast backbone file.
-        """
-        model = cls.build_model(cfg)
-        cls.build_checkpointer(cfg, model).load(cfg.MODEL.WEIGHTS if weights is None else weights)
-        model.eval()
-        return model
