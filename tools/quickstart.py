@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,40 +48,6 @@ def ensure_world(root: Path) -> Path:
     subprocess.run([sys.executable, str(REPO / "tools" / "make_synthetic_ava.py"), "--out", str(world)],
                    check=True)
     return world
-
-
-def chance_frame_map(dataset_dicts: list, num_classes: int, action_ids: list) -> float:
-    """
-    Expected frame-mAP of scores that ignore the input: each class's AP is then about its share
-    of the ground-truth boxes (precision of a random ranking), averaged over the classes present.
-    """
-    num_boxes = sum(len(d["annotations"]) for d in dataset_dicts)
-    per_class = Counter(a for d in dataset_dicts for ann in d["annotations"] for a in ann["action_ids"])
-    shares = [per_class[i] / num_boxes for i in action_ids if per_class[i] > 0]
-    return 100.0 * sum(shares) / max(1, len(shares))
-
-
-def per_class_ap(results: dict, class_names: list) -> dict:
-    """``{class name: AP}`` picked from the flattened evaluator results (keys ending in a name)."""
-    from detectron2.evaluation.testing import flatten_results_dict
-
-    flat = flatten_results_dict(results)
-    out = {}
-    for name in class_names:
-        hits = [v for k, v in flat.items() if k.rsplit("/", 1)[-1] in (name, f"AP-{name}", f"AP/{name}")]
-        if hits:
-            out[name] = float(hits[0])
-    return out
-
-
-def overall_map(results: dict) -> float:
-    from detectron2.evaluation.testing import flatten_results_dict
-
-    flat = flatten_results_dict(results)
-    keys = [k for k in flat if "map" in k.lower() and "/ap" not in k.lower()]
-    if not keys:
-        raise KeyError(f"no mAP entry in the evaluation results: {sorted(flat)}")
-    return float(flat[sorted(keys, key=len)[0]])
 
 
 def plot_per_class_ap(ap: dict, groups: dict, path: Path, title: str) -> None:
@@ -122,6 +87,7 @@ def main(argv=None) -> dict:
 
     from acar_d2 import add_acar_config
     from acar_d2.engine import Trainer
+    from acar_d2.engine.reporting import chance_frame_map, summarize_frame_map
 
     output = Path(args.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
@@ -151,18 +117,11 @@ def main(argv=None) -> dict:
 
     val = cfg.DATASETS.TEST[0]
     meta = MetadataCatalog.get(val)
-    ap = per_class_ap(results, list(meta.action_classes))
-    mAP = overall_map(results)
-    chance = chance_frame_map(DatasetCatalog.get(val), len(meta.action_classes), list(meta.action_ids))
-    summary = {
-        "config": str(args.config),
-        "dataset": val,
-        "frame_mAP@0.5": mAP,
-        "chance_frame_mAP@0.5": chance,
-        "per_class_AP@0.5": ap,
-        "train_minutes": minutes,
-        "results": results,
-    }
+    summary = summarize_frame_map(results, list(meta.action_classes), meta.class_groups)
+    mAP, ap = summary["frame_mAP"], summary["per_class"]
+    chance = chance_frame_map(DatasetCatalog.get(val), list(meta.action_ids))
+    summary.update(config=str(args.config), dataset=val, chance_frame_mAP=chance,
+                   train_minutes=minutes, results=results)
     (output / "eval_results.json").write_text(json.dumps(summary, indent=2))
     groups = {g: [meta.action_classes[i] for i in idx] for g, idx in meta.class_groups.items()}
     if ap:
