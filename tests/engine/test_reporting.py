@@ -1,0 +1,27 @@
+"""Known answers of the result summaries used by the quickstart and the relation benchmark."""
+import pytest
+
+from acar_d2.engine.reporting import chance_frame_map, summarize_frame_map
+
+
+def test_summarize_picks_overall_per_class_and_groups():
+    results = {"frame_mAP@0.5": 50.0, "AP-stand": 40.0, "AP-ride": 70.0, "AP-listen": 40.0}
+    s = summarize_frame_map(results, ["stand", "ride", "listen"],
+                            {"pose": [0], "person_object": [1], "person_person": [2]})
+    assert s["frame_mAP"] == 50.0
+    assert s["per_class"] == {"stand": 40.0, "ride": 70.0, "listen": 40.0}
+    assert s["per_group"] == {"pose": 40.0, "person_object": 70.0, "person_person": 40.0}
+
+
+def test_summarize_without_map_raises_with_keys():
+    with pytest.raises(KeyError, match="AP-stand"):
+        summarize_frame_map({"AP-stand": 1.0}, ["stand"])
+
+
+def test_chance_level_is_mean_class_share():
+    # 4 boxes: class 1 on 3 of them, class 2 on 1, class 3 never -> (3/4 + 1/4) / 2 = 50 %.
+    dicts = [
+        {"annotations": [{"action_ids": [1]}, {"action_ids": [1, 2]}]},
+        {"annotations": [{"action_ids": [1]}, {"action_ids": []}]},
+    ]
+    assert chance_frame_map(dicts, [1, 2, 3]) == pytest.approx(50.0)
