@@ -24,7 +24,11 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import (
+    MetadataCatalog,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
 from detectron2.engine import hooks
 from detectron2.evaluation import DatasetEvaluator
@@ -144,9 +148,16 @@ class Trainer(DefaultTrainer):
     def build_evaluator(
         cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None
     ) -> DatasetEvaluator:
-        """``AVAEvaluator`` (frame-mAP@0.5), writing its CSV under ``OUTPUT_DIR/inference``."""
+        """
+        The frame-mAP@0.5 evaluator of ``dataset_name``'s ``evaluator_type`` metadata ("ava" for
+        AVA and the synthetic world, "ucf24" for UCF101-24: both are ``AVAEvaluator``), writing
+        its detections CSV under ``OUTPUT_DIR/inference/<dataset>``.
+        """
         from acar_d2.evaluation import AVAEvaluator
 
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "ava")
+        if evaluator_type not in ("ava", "ucf24"):
+            raise ValueError(f"no evaluator for evaluator_type '{evaluator_type}' of '{dataset_name}'")
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return AVAEvaluator(dataset_name, output_dir=output_folder)
