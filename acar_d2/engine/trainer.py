@@ -4,7 +4,8 @@
 Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ETA) and
 ``launch``-based multi-process training as detectron2; what changes:
 
-* clip loaders from ``acar_d2.data.build`` and the ``AVAEvaluator`` (frame-mAP@0.5);
+* clip loaders (``ClipDatasetMapper``; training through a resumable sampler, testing through
+  ``acar_d2.data.build_clip_test_loader``) and the ``AVAEvaluator`` (frame-mAP@0.5);
 * ``ACARCheckpointer``, which also reads official ACAR-Net / PySlowFast files (``MODEL.WEIGHTS``);
 * DistributedDataParallel without ``device_ids`` on CPU (gloo), where detectron2 would pass one;
 * ``--resume`` continues the same stream: the checkpoint additionally holds the RNG states and the
