@@ -196,6 +196,8 @@ class Trainer(DefaultTrainer):
         iteration's own values).
         """
         window = max(1, self.cfg.SOLVER.LOG_PERIOD)
+        # tools/train_net.py's default_setup creates OUTPUT_DIR; a Trainer built elsewhere may not.
+        os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)
         return [
             CommonMetricPrinter(self.max_iter, window_size=window),
             JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), window_size=window),
