@@ -1,0 +1,418 @@
+"""
+Scene sampling and labelling rules of the synthetic "aca_world".
+
+A video is a sequence of *shots*; each shot is a fixed layout of vehicles, boards and people on
+a 2 x 2 grid of cells (one *module* per cell: a vehicle with occupants, a board with audience, a
+pair of people, or people walking/standing/lying alone). Only walkers move. Labels are never
+written by the sampler: they are derived from the geometry of a key-frame snapshot by
+:func:`derive_relations` and :func:`derive_labels` (the rules documented in
+``datasets/SYNTHETIC.md``), so sampler bugs cannot produce labels that contradict the rules.
+
+Two classes are *indirect* (actor-context-actor, ACAR paper Sec. 1 / Fig. 1): "ride" (a passenger
+rides only when ANOTHER person sits in the driver seat of the SAME vehicle) and "listen" (a person
+facing a board listens only when ANOTHER person presents at the SAME board). The actor's own
+sprite and its own relation to the object are identical in the positive and negative case.
+
+Coordinates are pixels of a ``WIDTH`` x ``HEIGHT`` frame, x to the right, y down.
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+__all__ = [
+    "ClassSpec", "CLASSES", "POSES", "WIDTH", "HEIGHT", "FPS", "Person", "Vehicle", "Board",
+    "Shot", "sample_video", "person_state", "derive_relations", "derive_labels",
+]
+
+# Frame geometry of the world (the layout constants below are tuned to it): 160 x 120 (4:3 like
+# most AVA movies), 8 fps; key frames at every integer second.
+WIDTH, HEIGHT, FPS = 160, 120, 8
+CELL_W = WIDTH // 2
+# Ground-line ranges (feet y) of the two grid rows; rows are far apart so that no rule (all need
+# |dy| <= 6) can relate people of different rows.
+ROW_GROUND = ((44, 54), (102, 112))
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One action class: AVA-style id (1-based), name, group, and whether it is indirect."""
+
+    id: int
+    name: str
+    group: str  # "pose" | "person_object" | "person_person"
+    indirect: bool
+    rule: str  # one-line statement of the labelling rule (see datasets/SYNTHETIC.md)
+
+
+CLASSES = (
+    ClassSpec(1, "stand", "pose", False, "pose is stand (static upright)"),
+    ClassSpec(2, "sit", "pose", False, "pose is sit (on a stool or a vehicle seat)"),
+    ClassSpec(3, "walk", "pose", False, "pose is walk (moving, legs animated)"),
+    ClassSpec(4, "lie", "pose", False, "pose is lie (horizontal on the ground)"),
+    ClassSpec(5, "carry", "person_object", False, "holds an item"),
+    ClassSpec(6, "drive", "person_object", False, "sits in the driver seat of a vehicle"),
+    ClassSpec(7, "present", "person_object", False, "points at an adjacent board"),
+    ClassSpec(8, "ride", "person_object", True,
+              "sits in the passenger seat of a vehicle whose driver seat is occupied"),
+    ClassSpec(9, "talk_to", "person_person", False,
+              "stands face to face with another standing person close by"),
+    ClassSpec(10, "listen", "person_person", True,
+              "faces a board at which another person presents"),
+)
+POSES = tuple(c.name for c in CLASSES if c.group == "pose")
+
+# Sprite proportions in units of the person's scale (renderer uses the same numbers).
+HEAD_R, TORSO_W, TORSO_H, LEG_H, ARM_REACH = 3.0, 8.0, 9.0, 8.0, 6.0
+# Rule thresholds (px). Same ground line: |dy| <= SAME_ROW_DY; a person faces a board when the
+# board's near edge is at most FACE_BOARD_DIST ahead; presenters touch the board (gap <= reach).
+SAME_ROW_DY, FACE_BOARD_DIST, POINT_DIST = 6.0, 56.0, 12.0
+# the sampler seats listeners at most this far from the board (inside FACE_BOARD_DIST)
+LISTEN_PLACE_DIST = 48.0
+TALK_MIN_DX, TALK_MAX_DX, TALK_DY = 6.0, 26.0, 4.0
+
+SHIRTS = ((200, 40, 40), (40, 90, 200), (40, 160, 60), (220, 180, 30), (150, 60, 170),
+          (230, 110, 20), (20, 160, 170), (120, 120, 120))
+VEHICLE_COLORS = ((70, 70, 160), (160, 60, 60), (60, 130, 80), (170, 150, 60), (90, 90, 90))
+
+
+@dataclass
+class Person:
+    """A person of a shot. ``x`` is the body centre; ``y`` the feet line (free persons) or the
+    hip line (vehicle occupants); walkers move between ``x_range`` at ``speed`` px/frame."""
+
+    pid: int
+    x: float
+    y: float
+    scale: float
+    pose: str
+    facing: int  # +1 looks right, -1 looks left (walkers: at the shot's first frame)
+    shirt: tuple
+    arm: str = "down"  # "down" | "point"
+    holding: bool = False
+    seat: Optional[tuple] = None  # (vehicle id, "driver" | "passenger")
+    speed: float = 0.0
+    x_range: tuple = (0.0, 0.0)
+    stool: bool = False
+
+
+@dataclass
+class Vehicle:
+    """Side view of a car: body [x1, x1 + length] standing on ``ground``, front towards ``facing``."""
+
+    vid: int
+    x1: float
+    ground: float
+    length: float
+    height: float
+    facing: int
+    color: tuple
+
+    @property
+    def wheel_r(self) -> float:
+        return 0.22 * self.height
+
+    @property
+    def body_top(self) -> float:
+        return self.ground - self.wheel_r - 0.55 * self.height
+
+    @property
+    def num_seats(self) -> int:
+        # long vehicles (>= 54 px) have a second passenger seat: a negative "ride" can then have
+        # another occupant right next to it (who is not in the driver seat)
+        return 3 if self.length >= 54 else 2
+
+    def seat_xs(self) -> list:
+        """x of the seats, driver first (at the front window), then passengers front to back.
+        Spacing >= 0.26 * length (>= 14 px) keeps torsos (<= 9.2 px wide) apart, so no seat's box
+        contains another occupant's sprite."""
+        fracs = (0.70, 0.32) if self.num_seats == 2 else (0.76, 0.50, 0.24)
+        return [self.x1 + (fr if self.facing > 0 else 1.0 - fr) * self.length for fr in fracs]
+
+    def seat_x(self, role: str) -> float:
+        """x of the driver seat or of the (first) passenger seat."""
+        return self.seat_xs()[0 if role == "driver" else 1]
+
+    def box(self) -> list:
+        return [self.x1, self.body_top - 19.0, self.x1 + self.length, self.ground]
+
+
+@dataclass
+class Board:
+    """A presentation board: a panel ``width`` x ``height`` on two legs standing on ``ground``."""
+
+    bid: int
+    cx: float
+    ground: float
+    width: float
+    height: float
+
+    def box(self) -> list:
+        return [self.cx - self.width / 2, self.ground - 10.0 - self.height,
+                self.cx + self.width / 2, self.ground]
+
+
+@dataclass
+class Shot:
+    """A fixed layout shown on frames [start, end) of a video."""
+
+    start: int
+    end: int
+    persons: list = field(default_factory=list)
+    vehicles: list = field(default_factory=list)
+    boards: list = field(default_factory=list)
+    background: tuple = (200, 200, 190)
+    grounds: tuple = (50, 108)  # floor line of each grid row (for the floor stripe)
+
+
+def person_state(p: Person, frame: int, shot: Shot) -> tuple:
+    """
+    Position of a person at a video frame.
+
+    Returns:
+        tuple: (x, facing, phase): walkers bounce between ``x_range`` (triangle wave) and face
+        their direction of motion; phase (0/1) alternates the legs every 2 frames.
+    """
+    if p.pose != "walk":
+        return p.x, p.facing, 0
+    lo, hi = p.x_range
+    span = hi - lo
+    # unfold the bounce: distance travelled from lo along a loop of length 2 * span
+    d = (p.x - lo if p.facing > 0 else 2 * span - (p.x - lo)) + p.speed * (frame - shot.start)
+    d = d % (2 * span)
+    if d <= span:
+        return lo + d, 1, (frame // 2) % 2
+    return hi - (d - span), -1, (frame // 2) % 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------
+class _Ids:
+    def __init__(self):
+        self.person = 0
+        self.vehicle = 0
+        self.board = 0
+
+    def next(self, kind: str) -> int:
+        v = getattr(self, kind)
+        setattr(self, kind, v + 1)
+        return v
+
+
+def _new_person(rng, ids, **kw) -> Person:
+    kw.setdefault("scale", float(rng.uniform(0.9, 1.15)))
+    kw.setdefault("shirt", SHIRTS[int(rng.integers(len(SHIRTS)))])
+    return Person(pid=ids.next("person"), **kw)
+
+
+def _vehicle_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
+    length = float(rng.uniform(44, 64))
+    facing = int(rng.choice([-1, 1]))
+    bystander = rng.random() < 0.4  # distractor: stands outside at the driver's end
+    room = CELL_W - 4 - length - (13 if bystander else 0)
+    x1 = x0 + 2 + float(rng.uniform(0, max(room, 0)))
+    if bystander and facing < 0:
+        x1 += 13
+    v = Vehicle(ids.next("vehicle"), x1, ground, length, float(rng.uniform(16, 20)), facing,
+                VEHICLE_COLORS[int(rng.integers(len(VEHICLE_COLORS)))])
+    shot.vehicles.append(v)
+    hip = v.body_top + 3.0  # legs and hips are hidden by the body drawn in front
+    for i, x in enumerate(v.seat_xs()):
+        # driver seat occupied half of the time, each passenger seat 70%
+        if rng.random() < (0.5 if i == 0 else 0.7):
+            role = "driver" if i == 0 else "passenger"
+            shot.persons.append(_new_person(rng, ids, x=x, y=hip, pose="sit", facing=facing,
+                                            seat=(v.vid, role)))
+    if bystander:
+        front = v.x1 + v.length if facing > 0 else v.x1
+        shot.persons.append(_new_person(rng, ids, x=front + facing * 7.0, y=ground, pose="stand",
+                                        facing=int(rng.choice([-1, 1]))))
+
+
+def _board_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
+    # Local axis u: the board occupies u in [0, w]; the audience is at u > w and faces -u.
+    d = int(rng.choice([-1, 1]))  # +1: audience to the right of the board
+    w = float(rng.uniform(12, 16))
+    presenter = rng.random() < 0.5
+    presenter_far = presenter and rng.random() < 0.5  # behind the board, facing the audience
+    bystander = (not presenter) and rng.random() < 0.5  # behind the board, facing away
+    members = []  # (u of body centre, facing along u, kind)
+    s_p = float(rng.uniform(0.9, 1.15))
+    reach = (TORSO_W / 2 + ARM_REACH) * s_p - 1.0  # hand touches the panel edge
+    if presenter_far or bystander:
+        members.append((-reach, +1 if presenter_far else -1, "presenter" if presenter else "by"))
+    u = w
+    if presenter and not presenter_far:
+        members.append((w + reach, -1, "presenter"))
+        u = w + 2 * reach
+    for _ in range(int(rng.integers(1, 3))):
+        u_c = u + float(rng.uniform(3, 10)) + 7.0  # 7: half a seated listener (thigh + stool)
+        if u_c - w > LISTEN_PLACE_DIST:
+            break
+        members.append((u_c, -1, "sit" if rng.random() < 0.5 else "stand"))
+        u = u_c + 6.0
+    # keep the module inside its cell: drop far listeners first
+    while len(members) > 1 and (max(m[0] for m in members) + 7
+                                - min([0.0] + [m[0] - 7 for m in members]) > CELL_W - 4):
+        members.pop()
+    u_min = min([0.0] + [m[0] - 7 for m in members])
+    u_max = max([w] + [m[0] + 7 for m in members])
+    extent = u_max - u_min
+    slack = max(CELL_W - 4 - extent, 0.0)
+    start = x0 + 2 + float(rng.uniform(0, slack))
+    to_x = (lambda uu: start + (uu - u_min)) if d > 0 else (lambda uu: start + (u_max - uu))
+    b = Board(ids.next("board"), to_x(w / 2), ground, w, float(rng.uniform(14, 18)))
+    shot.boards.append(b)
+    for u_c, f, kind in members:
+        kw = dict(x=to_x(u_c), y=ground, facing=f * d)
+        if kind == "presenter":
+            shot.persons.append(_new_person(rng, ids, pose="stand", arm="point", scale=s_p, **kw))
+        elif kind == "by":
+            shot.persons.append(_new_person(rng, ids, pose="stand", **kw))
+        else:
+            shot.persons.append(_new_person(rng, ids, pose=kind, stool=(kind == "sit"), **kw))
+
+
+def _pair_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
+    dx = float(rng.uniform(12, 22))
+    xa = x0 + 10 + float(rng.uniform(0, CELL_W - 20 - dx))
+    mode = rng.choice(["talk", "talk", "talk", "same", "back"])
+    fa, fb = {"talk": (1, -1), "same": (1, 1), "back": (-1, 1)}[str(mode)]
+    if rng.random() < 0.5:  # mirror so that no side is privileged
+        fa, fb = -fb, -fa
+    for x, f in ((xa, fa), (xa + dx, fb)):
+        shot.persons.append(_new_person(rng, ids, x=x, y=ground, pose="stand", facing=f,
+                                        holding=bool(rng.random() < 0.2)))
+
+
+def _solo_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
+    for i in range(int(rng.integers(1, 3))):
+        y = ground - 8.0 * i  # the second person stands further back: never a talk pair
+        kind = str(rng.choice(["walk", "walk", "walk_carry", "stand_carry", "stand", "lie", "lie"]))
+        pose = kind.split("_")[0]
+        lo, hi = x0 + 8.0, x0 + CELL_W - 8.0
+        x = float(rng.uniform(lo + 4, hi - 4))
+        shot.persons.append(_new_person(
+            rng, ids, x=x, y=y, pose=pose, facing=int(rng.choice([-1, 1])),
+            holding=kind.endswith("carry"), speed=float(rng.uniform(1.0, 2.0)) if pose == "walk" else 0.0,
+            x_range=(lo, hi)))
+
+
+_MODULES = (_vehicle_module, _board_module, _pair_module, _solo_module)
+# Vehicles and boards dominate so that every video has several instances of the indirect
+# classes and of their negatives (vehicle without driver, board without presenter).
+_MODULE_P = (0.32, 0.32, 0.16, 0.20)
+
+
+def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int) -> Shot:
+    """Sample one layout: a module per grid cell (2 rows x 2 columns)."""
+    bg = tuple(int(c) for c in rng.integers(175, 225, size=3))
+    grounds = tuple(float(rng.integers(lo, hi + 1)) for lo, hi in ROW_GROUND)
+    shot = Shot(start, end, background=bg, grounds=grounds)
+    for row in range(2):
+        for col in range(2):
+            module = _MODULES[int(rng.choice(len(_MODULES), p=_MODULE_P))]
+            module(rng, ids, col * CELL_W, grounds[row], shot)
+    return shot
+
+
+def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5) -> list:
+    """
+    Sample the shots of one video; depends only on (seed, index), not on the world size.
+
+    Returns:
+        list[Shot]: consecutive shots covering ``duration_s * FPS`` frames.
+    """
+    rng = np.random.default_rng([seed, index])
+    ids = _Ids()
+    n = duration_s * FPS
+    starts = list(range(0, n, shot_s * FPS))
+    return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n)) for s in starts]
+
+
+# ----------------------------------------------------------------------------------------------
+# Rules (operate on the JSON snapshot of a key frame, see writer.snapshot)
+# ----------------------------------------------------------------------------------------------
+def _boards_ahead(actor: dict, boards: list) -> list:
+    """Boards in front of the actor on its ground line, as (gap to near edge, board), nearest first."""
+    out = []
+    for b in boards:
+        if abs(actor["y"] - b["ground_y"]) > SAME_ROW_DY:
+            continue
+        x1, _, x2, _ = b["box"]
+        gap = (x1 - actor["x"]) if actor["facing"] > 0 else (actor["x"] - x2)
+        if gap >= 0:
+            out.append((gap, b))
+    return sorted(out, key=lambda g: g[0])
+
+
+def derive_relations(actors: list, vehicles: list, boards: list) -> list:
+    """
+    Relations of a key frame, as [subject, predicate, object] triples with ids "person:i",
+    "vehicle:j", "board:k", "item". Predicates: in_driver_seat, in_passenger_seat, holds,
+    points_at, faces (a board), faces_person (mutual, close, standing: talking distance).
+    """
+    rel = []
+    for a in actors:
+        me = f"person:{a['person_id']}"
+        if a["seat"] is not None:
+            rel.append([me, f"in_{a['seat']['role']}_seat", f"vehicle:{a['seat']['vehicle']}"])
+            continue
+        if a["holding"]:
+            rel.append([me, "holds", "item"])
+        ahead = _boards_ahead(a, boards)
+        if a["pose"] in ("stand", "sit") and ahead and ahead[0][0] <= FACE_BOARD_DIST:
+            gap, b = ahead[0]
+            pred = "points_at" if (a["arm"] == "point" and gap <= POINT_DIST) else "faces"
+            rel.append([me, pred, f"board:{b['id']}"])
+    free = [a for a in actors if a["seat"] is None and a["pose"] == "stand" and a["arm"] == "down"]
+    for a in free:
+        for b in free:
+            if a is b:
+                continue
+            dx = b["x"] - a["x"]
+            if not (TALK_MIN_DX <= abs(dx) <= TALK_MAX_DX and abs(a["y"] - b["y"]) <= TALK_DY):
+                continue
+            if a["facing"] * dx <= 0 or b["facing"] * dx >= 0:
+                continue  # not face to face
+            lo, hi = sorted((a["x"], b["x"]))
+            if any(lo < (bd["box"][0] + bd["box"][2]) / 2 < hi
+                   and abs(bd["ground_y"] - a["y"]) <= SAME_ROW_DY for bd in boards):
+                continue  # a board between them
+            rel.append([f"person:{a['person_id']}", "faces_person", f"person:{b['person_id']}"])
+    return rel
+
+
+def derive_labels(actors: list, relations: list) -> dict:
+    """
+    Class names of every actor from its pose and the relations (rules of datasets/SYNTHETIC.md).
+
+    Returns:
+        dict[int, list[str]]: person_id -> names, pose first, in class-id order.
+    """
+    by_subject = {}
+    for s, p, o in relations:
+        by_subject.setdefault(s, []).append((p, o))
+    driven = {o for s, p, o in relations if p == "in_driver_seat"}
+    presented = {o: s for s, p, o in relations if p == "points_at"}
+    order = {c.name: c.id for c in CLASSES}
+    out = {}
+    for a in actors:
+        me = f"person:{a['person_id']}"
+        names = {a["pose"]}
+        for p, o in by_subject.get(me, []):
+            if p == "holds":
+                names.add("carry")
+            elif p == "in_driver_seat":
+                names.add("drive")
+            elif p == "in_passenger_seat" and o in driven:
+                names.add("ride")  # indirect: another actor drives the SAME vehicle
+            elif p == "points_at":
+                names.add("present")
+            elif p == "faces" and presented.get(o, me) != me:
+                names.add("listen")  # indirect: another actor presents at the SAME board
+            elif p == "faces_person":
+                names.add("talk_to")
+        out[a["person_id"]] = sorted(names, key=order.__getitem__)
+    return out
