@@ -55,6 +55,7 @@ def plot_per_class_ap(ap: dict, groups: dict, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     names = list(ap)
     colors = {"pose": "tab:blue", "person_object": "tab:orange", "person_person": "tab:green"}
@@ -63,11 +64,9 @@ def plot_per_class_ap(ap: dict, groups: dict, path: Path, title: str) -> None:
     ax.bar(names, [ap[n] for n in names], color=[colors.get(group_of.get(n), "gray") for n in names])
     ax.set_ylabel("AP@0.5 (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.tick_params(axis="x", rotation=45)
-    for g, c in colors.items():
-        ax.bar([], [], color=c, label=g)
-    ax.legend(fontsize=8)
+    ax.legend(handles=[Patch(color=c, label=g) for g, c in colors.items()], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
