@@ -179,3 +179,20 @@ def add_acar_config(cfg: CN) -> None:
     cfg.MODEL.META_ARCHITECTURE = "ACARNet"
     cfg.MODEL.BACKBONE.NAME = "build_slowfast_backbone"
     cfg.MODEL.ROI_HEADS.NAME = "ACARROIHeads"
+
+
+def fall_back_to_cpu(cfg: CN) -> CN:
+    """
+    detectron2 defaults ``MODEL.DEVICE`` to "cuda"; on a machine without CUDA say so and use the
+    CPU instead of failing inside ``model.to()``. Modifies and returns the (unfrozen) ``cfg``.
+    """
+    import logging
+
+    import torch
+
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning(
+            "MODEL.DEVICE=%s but CUDA is not available: using the CPU", cfg.MODEL.DEVICE
+        )
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg

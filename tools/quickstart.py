@@ -79,12 +79,12 @@ def main(argv=None) -> dict:
     os.environ["ACAR_DATASETS"] = str(root)
     ensure_world(root)
 
-    import torch
     from detectron2.config import get_cfg
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.utils.logger import setup_logger
 
     from acar_d2 import add_acar_config
+    from acar_d2.config import fall_back_to_cpu
     from acar_d2.engine import Trainer
     from acar_d2.engine.reporting import chance_frame_map, summarize_frame_map
 
@@ -95,8 +95,7 @@ def main(argv=None) -> dict:
     cfg.merge_from_file(args.config)
     cfg.merge_from_list(args.opts)
     cfg.OUTPUT_DIR = str(output)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    fall_back_to_cpu(cfg)
     if cfg.SEED < 0:
         cfg.SEED = 0  # a reproducible quickstart
     cfg.freeze()

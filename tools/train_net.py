@@ -27,6 +27,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from acar_d2 import add_acar_config
+from acar_d2.config import fall_back_to_cpu
 from acar_d2.engine import Trainer
 
 logger = logging.getLogger("acar_d2")
@@ -38,11 +39,7 @@ def setup(args):
     add_acar_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        # detectron2 defaults to CUDA; on a CPU-only machine say so and run on the CPU instead of
-        # failing inside model.to().
-        logger.warning("MODEL.DEVICE=%s but CUDA is not available: using the CPU", cfg.MODEL.DEVICE)
-        cfg.MODEL.DEVICE = "cpu"
+    fall_back_to_cpu(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

@@ -156,13 +156,14 @@ class ClipDatasetMapper:
     def from_config(cls, cfg, is_train: bool = True, dataset_name: Optional[str] = None):
         if dataset_name is None:
             names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
-            if not names:
-                raise ValueError("ClipDatasetMapper needs cfg.DATASETS.TRAIN/TEST or dataset_name")
-            dataset_name = names[0]
+            if not names and is_train:
+                raise ValueError("ClipDatasetMapper needs cfg.DATASETS.TRAIN or dataset_name")
+            dataset_name = names[0] if names else None
         clip = cfg.INPUT.CLIP
         return {
             "is_train": is_train,
-            "action_ids": MetadataCatalog.get(dataset_name).action_ids,
+            # Test-time mapping of a raw video (tools/demo.py) needs no class table.
+            "action_ids": MetadataCatalog.get(dataset_name).action_ids if dataset_name else [],
             "num_frames": clip.NUM_FRAMES,
             "sampling_rate": clip.SAMPLING_RATE,
             "short_side": clip.SHORT_SIDE,
