@@ -9,7 +9,8 @@ Quickstart (``make quickstart``): train and evaluate the CPU-sized ACAR-Net on t
 3. writes into ``--output`` (default ``output/quickstart/``): the checkpoint ``model_final.pth``,
    the training log ``metrics.json`` (+ TensorBoard events), ``eval_results.json`` (frame-mAP@0.5,
    per-class AP, the chance level), the detections ``predictions.csv`` (official AVA CSV rows)
-   and the per-class AP plot ``per_class_ap.png``, and prints where everything is.
+   the per-class AP plot ``per_class_ap.png`` and an annotated validation video
+   ``annotated_val.mp4``, and prints where everything is.
 
 Usage::
 
@@ -129,6 +130,18 @@ def main(argv=None) -> dict:
     if csvs:
         shutil.copy(csvs[0], output / "predictions.csv")
 
+    # A short annotated validation video: boxes + top action labels with scores.
+    from acar_d2.utils.demo import ActionPredictor, annotate_video
+
+    video_cfg = cfg.clone()
+    video_cfg.defrost()
+    video_cfg.MODEL.WEIGHTS = str(output / "model_final.pth")
+    val_dicts = DatasetCatalog.get(val)
+    first_video = val_dicts[0]["video_id"]
+    annotate_video(ActionPredictor(video_cfg), [d for d in val_dicts if d["video_id"] == first_video],
+                   list(meta.action_classes), str(output / "annotated_val.mp4"),
+                   source=cfg.INPUT.CLIP.SOURCE, top_k=2, score_thresh=0.3)
+
     print("\n[quickstart] done in %.1f min" % minutes)
     print(f"  validation frame-mAP@0.5: {mAP:.2f}  (chance level ~{chance:.2f})")
     for name, value in ap.items():
@@ -138,6 +151,7 @@ def main(argv=None) -> dict:
                         ("evaluation", output / "eval_results.json"),
                         ("predictions", output / "predictions.csv"),
                         ("per-class AP plot", output / "per_class_ap.png"),
+                        ("annotated video", output / "annotated_val.mp4"),
                         ("TensorBoard", output)]:
         mark = "" if path.exists() else "  (missing)"
         print(f"  {label:>18s}: {path}{mark}")
