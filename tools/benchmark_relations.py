@@ -10,9 +10,11 @@ from the direct interaction classes, which is where actor-context-actor reasonin
 Usage::
 
     python tools/benchmark_relations.py [--output output/benchmark_relations] [--max-iter N]
-        [--heads baseline actor_actor actor_context acar] [KEY VALUE ...]
+        [--seeds 0 1] [--heads baseline actor_actor actor_context acar] [KEY VALUE ...]
 
-Prints a markdown table and writes it with the raw numbers (``results.json``) into ``--output``.
+Every head is trained once per seed (``SEED``: initialization and data order); the table gives
+mean +- half the range over the seeds. It is printed as markdown and written with the raw numbers
+(``results.json``) into ``--output``.
 """
 import argparse
 import json
@@ -30,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"),
                         help="dataset root holding aca_world/ (generated if missing)")
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-iter", type=int, default=0,
                         help="shorten the schedule (steps scale along); 0 = the configs' own")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
@@ -41,11 +44,11 @@ def head_config(head: str) -> Path:
     return path
 
 
-def build_cfg(config: Path, output: Path, max_iter: int, opts: list):
-    import torch
+def build_cfg(config: Path, output: Path, max_iter: int, opts: list, seed: int):
     from detectron2.config import get_cfg
 
     from acar_d2 import add_acar_config
+    from acar_d2.config import fall_back_to_cpu
 
     cfg = get_cfg()
     add_acar_config(cfg)
@@ -60,10 +63,8 @@ def build_cfg(config: Path, output: Path, max_iter: int, opts: list):
     cfg.TEST.EVAL_PERIOD = 0  # one evaluation, at the end
     cfg.SOLVER.CHECKPOINT_PERIOD = cfg.SOLVER.MAX_ITER
     cfg.OUTPUT_DIR = str(output)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    if cfg.SEED < 0:
-        cfg.SEED = 0  # every head sees the same clips in the same order
+    fall_back_to_cpu(cfg)
+    cfg.SEED = seed  # for a given seed every head sees the same clips in the same order
     cfg.freeze()
     return cfg
 
@@ -88,15 +89,25 @@ def run_head(cfg) -> dict:
     return summary
 
 
+def _mean_spread(values: list) -> str:
+    if not values:
+        return "n/a"
+    mean = sum(values) / len(values)
+    return f"{mean:.2f} ± {(max(values) - min(values)) / 2:.2f}"
+
+
 def format_table(rows: dict, indirect: list, groups: list) -> str:
-    cols = ["head", "head params", "frame-mAP"] + groups + ["indirect (" + ", ".join(indirect) + ")",
-                                                          "train min"]
+    """rows: head -> list of per-seed summaries. Cells are mean ± half-range over seeds."""
+    cols = ["head", "head params", "seeds", "frame-mAP"] + groups + [
+        "indirect (" + ", ".join(indirect) + ")", "train min/run"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for head, s in rows.items():
-        ind = [s["per_class"][n] for n in indirect if n in s["per_class"]]
-        cells = [head, f"{s['head_params']:,}", f"{s['frame_mAP']:.2f}"]
-        cells += [f"{s['per_group'].get(g, float('nan')):.2f}" for g in groups]
-        cells += [f"{sum(ind) / len(ind):.2f}" if ind else "n/a", f"{s['minutes']:.1f}"]
+    for head, runs in rows.items():
+        ind = [sum(r["per_class"][n] for n in indirect) / len(indirect) for r in runs]
+        cells = [head, f"{runs[0]['head_params']:,}", str(len(runs)),
+                 _mean_spread([r["frame_mAP"] for r in runs])]
+        cells += [_mean_spread([r["per_group"][g] for r in runs if g in r["per_group"]])
+                  for g in groups]
+        cells += [_mean_spread(ind), f"{sum(r['minutes'] for r in runs) / len(runs):.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -120,11 +131,18 @@ def main(argv=None) -> dict:
     groups = ["pose", "person_object", "person_person"]
 
     output = Path(args.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
     rows = {}
     for head in args.heads:
-        cfg = build_cfg(head_config(head), output / head, args.max_iter, args.opts)
-        rows[head] = run_head(cfg)
-        print(f"[benchmark_relations] {head}: frame-mAP {rows[head]['frame_mAP']:.2f}")
+        rows[head] = []
+        for seed in args.seeds:
+            cfg = build_cfg(head_config(head), output / f"{head}_seed{seed}", args.max_iter,
+                            args.opts, seed)
+            rows[head].append(run_head(cfg))
+            ind = [rows[head][-1]["per_class"][n] for n in indirect]
+            print(f"[benchmark_relations] {head} seed {seed}: frame-mAP "
+                  f"{rows[head][-1]['frame_mAP']:.2f}, indirect {sum(ind) / len(ind):.2f}")
+            (output / "partial_results.json").write_text(json.dumps(rows, indent=2))
     table = format_table(rows, indirect, groups)
     print(table)
     output.mkdir(parents=True, exist_ok=True)
