@@ -143,7 +143,9 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
     """
     assert num_videos >= 1, f"num_videos must be >= 1, got {num_videos}"
     root = Path(out)
-    for sub in ("frames", "videos", "frame_lists", "annotations"):
+    # no videos/ folder without mp4s: the registration uses the folder's presence to offer
+    # INPUT.CLIP.SOURCE "video"
+    for sub in ("frames", "frame_lists", "annotations") + (("videos",) if write_videos else ()):
         (root / sub).mkdir(parents=True, exist_ok=True)
     splits = video_ids(num_videos)
     names = {c.name: c.id for c in CLASSES}
