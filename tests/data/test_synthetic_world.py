@@ -6,6 +6,7 @@ file formats, video/JPEG agreement, class counts and registration through acar_d
 """
 import csv
 import hashlib
+import importlib.util
 import json
 import pickle
 import re
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 
 from acar_d2.data.synthetic import (CLASSES, FPS, HEIGHT, WIDTH, Board, Person, Shot, Vehicle,
-                                    person_box, render_frame, snapshot, world_stats,
+                                    format_stats, person_box, render_frame, snapshot,
                                     write_world)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +123,7 @@ def _expected_labels(snap: dict) -> dict:
 def test_determinism_per_seed(world_dir, tmp_path):
     again = tmp_path / "again"
     other = tmp_path / "other"
-    _generate(again)
+    write_world(str(again), num_videos=4, seed=5)  # in-process, same seed as the CLI world
     write_world(str(other), num_videos=4, seed=4, write_videos=False)  # in-process: faster
     pats = ("annotations/*", "frame_lists/*", "frames/*/*.jpg", "world.json", "videos/*.mp4")
     a, b = _digest(world_dir, pats), _digest(again, pats)
@@ -142,7 +143,13 @@ def test_labels_follow_rules_and_csv(world_dir, world):
     for vid, per_t in world["scenes"].items():
         for t, snap in per_t.items():
             expected = _expected_labels(snap)
+            seats = {v["id"]: v["seat_xs"] for v in snap["vehicles"]}
             for a in snap["actors"]:
+                if a["seat"]:  # the stored seat is where the person is drawn
+                    xs = seats[a["seat"]["vehicle"]]
+                    xs = xs[:1] if a["seat"]["role"] == "driver" else xs[1:]
+                    assert min(abs(a["x"] - x) for x in xs) < 1e-2, (vid, t, a)
+                    assert a["pose"] == "sit", (vid, t, a)
                 ids = {NAME_TO_ID[n] for n in expected[a["person_id"]]}
                 assert set(a["labels"]) == expected[a["person_id"]], (vid, t, a)
                 key = (vid, int(t), a["person_id"])
@@ -219,8 +226,8 @@ def test_ride_invariance(length):
     assert not np.array_equal(render_frame(pos, 0), render_frame(neg, 0))
 
 
-@pytest.mark.parametrize("other,near", [("none", False), ("bystander", False)])
-def test_listen_invariance(other, near):
+@pytest.mark.parametrize("other", ["none", "bystander"])
+def test_listen_invariance(other):
     for presenter_near in (False, True):
         pos, l_pos = _board_shot("presenter", presenter_near)
         neg, l_neg = _board_shot(other)
@@ -247,6 +254,12 @@ def test_file_formats(world_dir, world):
     assert names == [c.name for c in CLASSES] and ids == list(range(1, len(CLASSES) + 1))
     assert [t == "PERSON_MOVEMENT" for t in types] == [c.group == "pose" for c in CLASSES]
     assert [c["name"] for c in world["classes"]] == names
+    from acar_d2.data.datasets.ava import read_label_map
+
+    lmap = read_label_map(str(ann / "label_map.pbtxt"))
+    assert lmap.names == names and lmap.ids == ids
+    assert lmap.groups == [c.group for c in CLASSES]
+    assert [lmap.names[i] for i in lmap.pose_class_indices] == ["stand", "sit", "walk", "lie"]
     assert sorted(c["name"] for c in world["classes"] if c["indirect"]) == ["listen", "ride"]
     for split in ("train", "val"):
         vids = world["splits"][split]
@@ -307,24 +320,48 @@ def test_class_counts(world_dir, world):
     for split in ("train", "val"):
         for row in _read_rows(world_dir / "annotations" / f"{split}.csv"):
             counts[(split, int(row[6]))] += 1
-    stats = world_stats(world)
+    table = _parse_stats(format_stats(world))
     for split in ("train", "val"):
         for c in CLASSES:
-            assert counts[(split, c.id)] == stats[split][c.name], (split, c.name)
-    for c in CLASSES:  # every class occurs in the 4-video train split of seed 5
-        assert stats["train"][c.name] > 0, (c.name, stats["train"])
-    assert stats["train"]["boxes"] == sum(counts[("train", i)] for i in POSE_IDS)
+            assert counts[(split, c.id)] == table[c.name][split], (split, c.name)
+    for c in CLASSES:  # every class occurs in the 3-video train split of seed 5
+        assert table[c.name]["train"] > 0, (c.name, table)
+    csv_rows = {s: _read_rows(world_dir / "annotations" / f"{s}.csv") for s in ("train", "val")}
+    for split, rows in csv_rows.items():
+        assert table["boxes"][split] == len({(r[0], r[1], r[7]) for r in rows})
+        assert table["key_frames"][split] == len({(r[0], r[1]) for r in rows})
     assert world["splits"] == {"train": ["acaw_0000", "acaw_0001", "acaw_0002"],
                                "val": ["acaw_0003"]}
 
 
-def test_stats_printed(tmp_path):
-    out = _generate(tmp_path / "w", videos=2, extra=("--no-videos",))
-    lines = out.splitlines()
+def _parse_stats(text: str) -> dict:
+    """format_stats table -> {name: {"train": n, "val": n}} (classes, "boxes", "key_frames")."""
+    lines = text.splitlines()
+    assert lines[0].split() == ["id", "name", "group", "indirect", "train", "val"], lines[0]
+    out = {}
+    for ln in lines[1:]:
+        cells = ln.split()
+        name = cells[1] if cells[0].isdigit() else cells[0]  # class rows start with the id
+        out[name] = {"train": int(cells[-2]), "val": int(cells[-1])}
+    return out
+
+
+def test_stats_printed(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("make_synthetic_ava",
+                                                  REPO / "tools" / "make_synthetic_ava.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "w"
+    assert tool.main(["--out", str(out), "--videos", "2", "--seed", "1", "--stats",
+                      "--no-videos"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert "1 train + 1 val videos" in lines[0]
+    assert not (out / "videos").exists()
     table = {ln.split()[1]: ln.split() for ln in lines[2:2 + len(CLASSES)]}
     assert list(table) == [c.name for c in CLASSES]
     assert table["ride"][3] == "True" and table["drive"][3] == "False"
+    world = json.loads((out / "world.json").read_text())
+    assert _parse_stats("\n".join(lines[1:])) == _parse_stats(format_stats(world))
 
 
 def test_registration_reads_world(world_dir, world):
@@ -364,3 +401,40 @@ def test_registration_reads_world(world_dir, world):
         assert meta.action_classes == [c.name for c in CLASSES]
         assert meta.pose_class_indices == [0, 1, 2, 3]
         assert meta.class_groups["person_person"] == [8, 9]
+
+
+def test_builtin_aca_world_registration(world_dir, world):
+    """The builtin ``aca_world_{train,val}`` splits (root fixed at import from $ACAR_DATASETS) read
+    the generated world when re-registered under its parent folder; restored afterwards."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from acar_d2.data.datasets import builtin
+
+    names = ("aca_world_train", "aca_world_val")
+
+    def _unregister():
+        for name in names:
+            if name in DatasetCatalog.list():
+                DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+    _unregister()
+    try:
+        builtin.register_all_aca_world(str(world_dir.parent))
+        for split in ("train", "val"):
+            name = f"aca_world_{split}"
+            dicts = DatasetCatalog.get(name)
+            rows = _read_rows(world_dir / "annotations" / f"{split}.csv")
+            assert len(dicts) == len({(r[0], int(r[1])) for r in rows})
+            assert sum(len(d["annotations"]) for d in dicts) == len({(r[0], r[1], r[7])
+                                                                     for r in rows})
+            n_labels = sum(len(a["action_ids"]) for d in dicts for a in d["annotations"])
+            assert n_labels == len(rows)
+            assert {d["video_id"] for d in dicts} == set(world["splits"][split])
+            meta = MetadataCatalog.get(name)
+            assert meta.fps == float(FPS) and meta.first_second == 0
+            assert meta.action_classes == [c.name for c in CLASSES]
+            assert meta.pose_class_indices == [0, 1, 2, 3]
+    finally:
+        _unregister()
+        builtin.register_all_aca_world(builtin._root)
