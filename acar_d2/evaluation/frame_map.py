@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Set, Tuple
 
 import numpy as np
@@ -62,20 +62,41 @@ def _keyframe_keys(table: BoxTable) -> list:
 
 
 def _filter(table: BoxTable, class_ids: np.ndarray, excluded: Set[Tuple[str, int]], what: str):
-    """Label-map filter, then exclusions. Returns the kept table."""
+    """
+    Label-map filter, then exclusions (§1). Returns the kept rows, with key frames renumbered in
+    order of first appearance among them: the official reader only creates a key frame's entry
+    for a whitelisted row, and that order is the per-class concatenation order of §3 (it matters
+    through numpy's unstable argsort on tied scores, §5.9).
+    """
     in_map = np.isin(table.labels, class_ids)
-    if (~in_map).any():
-        logger.info(f"{table.source}: {int((~in_map).sum())} {what} row(s) with a class outside "
-                    "the label map ignored (official rule)")
+    dropped = int((~in_map).sum())
+    if dropped:
+        unknown = np.unique(table.labels[~in_map]).tolist()
+        # A warning, not an error: the official evaluator silently drops these rows, and ground
+        # truth files do hold classes outside the 60-class map (AVA v2.2).
+        logger.warning(f"{table.source}: {dropped} {what} row(s) with action ids outside the label "
+                       f"map dropped (official rule): ids {unknown[:20]}")
     keep = in_map
     if excluded:
         bad_kf = np.array([k in excluded for k in _keyframe_keys(table)], dtype=bool)
         if bad_kf.any():
             keep = keep & ~bad_kf[table.keyframe]
-    return table.select(keep)
+    return _renumber_keyframes(table.select(keep))
 
 
-def _heap_top(scores, labels, boxes, order) -> np.ndarray:
+def _renumber_keyframes(table: BoxTable) -> BoxTable:
+    """Keep only the key frames that still have rows, numbered by first appearance."""
+    if len(table) == 0:
+        return replace(table, keyframes=[])
+    present, first_row = np.unique(table.keyframe, return_index=True)
+    present = present[np.argsort(first_row)]
+    remap = np.full(len(table.keyframes), -1, dtype=np.int64)
+    remap[present] = np.arange(present.size)
+    keyframes = [table.keyframes[k] for k in present.tolist()]
+    return replace(table, keyframes=keyframes, keyframe=remap[table.keyframe])
+
+
+def _heap_top(scores, labels, boxes, order, top_k: int) -> np.ndarray:
     """
     The official reader's top-K heap over the rows ``order`` (file order) of one key frame.
 
@@ -89,7 +110,7 @@ def _heap_top(scores, labels, boxes, order) -> np.ndarray:
         # decides anything because the first six entries differ for distinct rows or are equal
         # for identical rows, whose order cannot change the result.
         item = (scores[i], labels[i], b[1], b[0], b[3], b[2], i)
-        if len(heap) < DETECTIONS_PER_KEYFRAME:
+        if len(heap) < top_k:
             heapq.heappush(heap, item)
         elif item[0] > heap[0][0]:
             heapq.heapreplace(heap, item)
@@ -97,9 +118,11 @@ def _heap_top(scores, labels, boxes, order) -> np.ndarray:
     return np.array([t[-1] for t in emitted], dtype=np.int64)
 
 
-def _select_detections(det: BoxTable) -> np.ndarray:
+def _select_detections(
+    det: BoxTable, top_k: Optional[int] = DETECTIONS_PER_KEYFRAME
+) -> np.ndarray:
     """
-    Apply the per-key-frame cap and the official emission order.
+    Apply the per-key-frame cap (``top_k`` rows, None: no cap) and the official emission order.
 
     Returns:
         ndarray: row indices of ``det`` grouped by key frame (key frames in first-appearance
@@ -119,15 +142,17 @@ def _select_detections(det: BoxTable) -> np.ndarray:
     desc = np.lexsort((np.arange(n), -scores, kf))
     rank = np.empty(n, dtype=np.int64)
     rank[desc] = np.arange(n) - starts[kf[desc]]
-    keep = rank < DETECTIONS_PER_KEYFRAME
+    if top_k is None:
+        top_k = max(n, 1)  # no cap: every key frame keeps all its rows, no tie at a cut
+    keep = rank < top_k
 
     # Key frames needing the literal heap: more than 50 rows and a tie at the cut, or equal
     # scores among kept rows of the same class (their relative order comes from the heap array).
     sorted_scores = scores[desc]
     sorted_kf = kf[desc]
-    cut_pos = starts + np.minimum(counts, DETECTIONS_PER_KEYFRAME) - 1
-    next_pos = starts + DETECTIONS_PER_KEYFRAME
-    has_more = counts > DETECTIONS_PER_KEYFRAME
+    cut_pos = starts + np.minimum(counts, top_k) - 1
+    next_pos = starts + top_k
+    has_more = counts > top_k
     tie_at_cut = np.zeros(len(counts), dtype=bool)
     tie_at_cut[has_more] = sorted_scores[cut_pos[has_more]] == sorted_scores[next_pos[has_more]]
     kept_rows = desc[keep[desc]]
@@ -146,7 +171,8 @@ def _select_detections(det: BoxTable) -> np.ndarray:
     groups = np.split(selected, np.cumsum(np.bincount(kf[selected], minlength=len(counts)))[:-1])
     labels, boxes = det.labels, det.boxes
     for k in np.flatnonzero(ambiguous):
-        groups[k] = _heap_top(scores, labels, boxes, by_kf[starts[k] : starts[k] + counts[k]])
+        rows_k = by_kf[starts[k] : starts[k] + counts[k]]
+        groups[k] = _heap_top(scores, labels, boxes, rows_k, top_k)
     return np.concatenate(groups)
 
 
@@ -227,6 +253,7 @@ def frame_map(
     detections: BoxTable,
     label_map: Dict[int, str],
     excluded: Optional[Set[Tuple[str, int]]] = None,
+    top_k: Optional[int] = DETECTIONS_PER_KEYFRAME,
 ) -> FrameMAPResult:
     """
     Frame-mAP@0.5 with the official AVA protocol.
@@ -236,6 +263,8 @@ def frame_map(
         detections (BoxTable): detection rows (``scores`` = scores).
         label_map (dict[int, str]): id -> name; its ids are the evaluated classes.
         excluded (set[(video_id, timestamp)]): key frames removed from both sides.
+        top_k (int or None): detection rows kept per key frame (official AVA: 50); None keeps
+            every row (UCF101-24 frame-mAP, which has no cap).
 
     Returns:
         FrameMAPResult
@@ -254,7 +283,7 @@ def frame_map(
     gt_map = np.array([index[k] for k in _keyframe_keys(gt)], dtype=np.int64)
     gt_kf = gt_map[gt.keyframe] if len(gt) else np.zeros(0, dtype=np.int64)
 
-    rows = _select_detections(det)
+    rows = _select_detections(det, top_k)
     b = det.boxes[rows]
     valid = (b[:, 0] < b[:, 2]) & (b[:, 1] < b[:, 3])
     rows = rows[valid]
@@ -274,6 +303,9 @@ def frame_map(
             continue
         # Stable selection keeps key-frame order, then emitted order: the official concatenation.
         per_class[c] = _average_precision(scores[sel], tp[sel], num_gt[c])
-    values = np.array(list(per_class.values()), dtype=np.float64)
-    mAP = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    # The official mean runs np.nanmean over max(id) class slots (ids outside the map are NaN):
+    # the same set of values, summed in the same layout, so the last bit agrees as well (§4).
+    slots = np.full(int(class_ids.max()), np.nan)
+    slots[class_ids - 1] = [per_class[c] for c in class_ids.tolist()]
+    mAP = float(np.nanmean(slots)) if np.isfinite(slots).any() else float("nan")
     return FrameMAPResult(mAP=mAP, per_class_AP=per_class, num_gt=num_gt, num_detections=num_det)
