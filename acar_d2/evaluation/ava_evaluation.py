@@ -9,7 +9,7 @@ import itertools
 import logging
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 from tabulate import tabulate
@@ -26,9 +26,9 @@ from .ava_io import (
     format_submission_rows,
     table_from_dataset_dicts,
 )
-from .frame_map import FrameMAPResult, frame_map
+from .frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
 
-__all__ = ["AVAEvaluator", "per_class_table"]
+__all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,18 @@ class AVAEvaluator(DatasetEvaluator):
     """
     Frame-mAP@0.5 over the key frames of a registered action dataset.
 
-    Ground truth: for ``evaluator_type == "ava"`` the metadata's ``gt_csv`` / ``label_map`` /
-    ``exclusions`` files (the official inputs); for ``"ucf24"`` (or when no ``gt_csv`` is set) the
-    dataset dicts themselves, with a label map built from ``action_ids`` / ``action_classes``.
+    Ground truth: the ``gt_csv`` / ``label_map`` / ``exclusions`` files (constructor arguments,
+    else the metadata's; the official inputs); without a ground-truth CSV, the dataset dicts
+    themselves, with a label map built from ``action_ids`` / ``action_classes``.
 
-    Results (detectron2 convention: percent): ``{"ava": {"frame_mAP@0.5": .., "AP-<name>": ..,
+    Results (detectron2 convention: percent; the CLI prints fractions): ``{"ava":
+    {"frame_mAP@0.5": .., "AP-<name>": ..,
     "mAP-<group>": ..}}``; groups come from metadata ``class_groups`` (pose / person_object /
     person_person). Classes without ground truth are left out (NaN in the official output).
     """
+
+    # Protocol to use; None: the dataset's metadata ``evaluator_type`` ("ava" or "ucf24").
+    _EVALUATOR_TYPE: Optional[str] = None
 
     def __init__(
         self,
@@ -62,6 +66,11 @@ class AVAEvaluator(DatasetEvaluator):
         output_dir: Optional[str] = None,
         distributed: bool = True,
         score_format: str = "%.6f",
+        *,
+        gt_csv: Optional[str] = None,
+        label_map: Optional[str] = None,
+        exclusions: Optional[str] = None,
+        top_k: Union[int, None, str] = "default",
     ):
         """
         Args:
@@ -69,7 +78,12 @@ class AVAEvaluator(DatasetEvaluator):
             output_dir (str or None): where ``predictions_<dataset>.csv`` is written.
             distributed (bool): gather predictions from all ranks.
             score_format (str): printf format of the scores in the CSV (the CSV is what gets scored,
-                so the file and the returned numbers always agree).
+                so the file and the returned numbers always agree). Six decimals rather than
+                three: 3-decimal scores create TP/FP score ties whose AP depends on numpy's
+                unstable argsort (PROTOCOL.md 5.9).
+            gt_csv, label_map, exclusions (str or None): override the metadata's files.
+            top_k (int or None): detection rows kept per key frame; default: 50 for AVA (official
+                cap), None (no cap) for UCF101-24 (``evaluator_type == "ucf24"``).
         """
         self._dataset_name = dataset_name
         self._output_dir = output_dir
@@ -78,6 +92,17 @@ class AVAEvaluator(DatasetEvaluator):
         self._metadata = MetadataCatalog.get(dataset_name)
         self._action_ids = list(self._metadata.action_ids)
         self._class_names = list(self._metadata.action_classes)
+        self._gt_csv = gt_csv or self._metadata.get("gt_csv", None)
+        self._label_map_file = label_map or self._metadata.get("label_map", None)
+        self._exclusions = exclusions or self._metadata.get("exclusions", None)
+        kind = self._EVALUATOR_TYPE or self._metadata.get("evaluator_type", "ava")
+        if kind not in ("ava", "ucf24"):
+            raise ValueError(f"{dataset_name}: evaluator_type {kind!r} is not 'ava' or 'ucf24'")
+        # Results are reported under the protocol's name; only AVA caps rows per key frame.
+        self._results_key = kind
+        if top_k == "default":
+            top_k = None if kind == "ucf24" else DETECTIONS_PER_KEYFRAME
+        self._top_k = top_k
         self._lines: List[str] = []
 
     def reset(self):
@@ -110,12 +135,13 @@ class AVAEvaluator(DatasetEvaluator):
             )
 
     def _groundtruth(self):
-        meta = self._metadata
-        gt_csv = meta.get("gt_csv", None)
-        if meta.get("evaluator_type", "ava") == "ava" and gt_csv:
-            label_map = read_label_map(meta.label_map)
-            return (read_box_csv(gt_csv, groundtruth=True), label_map,
-                    read_exclusions(meta.get("exclusions", None)))
+        """(BoxTable, label map dict, excluded key frames): the CSV files if there is a ground-truth
+        CSV, else the registered dataset dicts (with a label map from ``action_ids``)."""
+        if self._gt_csv:
+            label_map = (read_label_map(self._label_map_file) if self._label_map_file
+                         else dict(zip(self._action_ids, self._class_names)))
+            return (read_box_csv(self._gt_csv, groundtruth=True), label_map,
+                    read_exclusions(self._exclusions))
         label_map = dict(zip(self._action_ids, self._class_names))
         dicts = DatasetCatalog.get(self._dataset_name)
         return table_from_dataset_dicts(dicts, source=self._dataset_name), label_map, set()
@@ -137,7 +163,7 @@ class AVAEvaluator(DatasetEvaluator):
             logger.info(f"Wrote {len(lines)} prediction rows to {path}")
         gt, label_map, excluded = self._groundtruth()
         det = parse_box_csv(data, f"predictions of {self._dataset_name}")
-        result = frame_map(gt, det, label_map, excluded)
+        result = frame_map(gt, det, label_map, excluded, top_k=self._top_k)
         logger.info(f"Frame-mAP@0.5 on {self._dataset_name}:\n" + per_class_table(result, label_map))
 
         res = OrderedDict()
@@ -157,4 +183,18 @@ class AVAEvaluator(DatasetEvaluator):
             "Frame-mAP@0.5 by class group: "
             + ", ".join(f"{k}={v:.2f}" for k, v in res.items() if k.startswith("mAP-"))
         )
-        return {"ava": res}
+        return {self._results_key: res}
+
+
+class UCF24Evaluator(AVAEvaluator):
+    """
+    UCF101-24 frame-mAP@0.5 through the same machinery: per-class VOC AP at IoU 0.5 over the
+    annotated frames (one action per box, every class score of every box is a detection), with
+    no per-frame cap. Ground truth: the registered dataset dicts (``video_id``, ``timestamp`` =
+    frame index, ``annotations``), or an AVA-style CSV given as ``gt_csv`` (constructor or
+    metadata). Results: ``{"ucf24": {"frame_mAP@0.5": .., "AP-<name>": ..}}`` in percent.
+    Video-mAP (tube linking) is not implemented. ``AVAEvaluator`` on a dataset whose metadata
+    says ``evaluator_type="ucf24"`` behaves the same.
+    """
+
+    _EVALUATOR_TYPE = "ucf24"
