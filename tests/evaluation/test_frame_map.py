@@ -224,3 +224,31 @@ def test_vectorized_equals_literal_heap_on_random_ties():
         # Score ties between TP and FP make the official AP order-dependent (PROTOCOL.md 5.9):
         # both use the same concatenation order and the same argsort, so they agree here.
         assert r.per_class_AP[ap_class] == pytest.approx(ref, abs=1e-12), ap_class
+
+
+def test_tie_at_cut_later_row_evicts_smallest_tuple():
+    """Official heap rule: with the heap full, a later higher-scored row evicts the *smallest*
+    (score, class, y1, x1, y2, x2) tuple; among rows tied at the minimum score the one with the
+    smaller class id goes, whatever their file order."""
+    gt = ["v,1,0.1,0.1,0.5,0.5,1,0", "v,1,0.1,0.1,0.5,0.5,2,0"]
+    filler = [f"v,1,0.6,0.6,0.9,0.9,3,{0.9 + i * 1e-4:.4f}" for i in range(48)]
+    # Two correct rows tied at 0.5 fill slots 49 and 50 (class 2 first in the file), then a
+    # higher-scored filler row evicts one: the smaller tuple, i.e. class 1.
+    rows = filler + ["v,1,0.1,0.1,0.5,0.5,2,0.5", "v,1,0.1,0.1,0.5,0.5,1,0.5",
+                     "v,1,0.6,0.6,0.9,0.9,3,0.99"]
+    r = _ap(gt, rows)
+    assert r.per_class_AP[1] == 0.0 and r.per_class_AP[2] == pytest.approx(1.0)
+    # Swapping the two tied rows in the file changes nothing (not a file-order rule).
+    rows[48], rows[49] = rows[49], rows[48]
+    r = _ap(gt, rows)
+    assert r.per_class_AP[1] == 0.0 and r.per_class_AP[2] == pytest.approx(1.0)
+
+
+def test_detection_classes_outside_label_map_dropped_with_warning(caplog):
+    gt = ["v,1,0.1,0.1,0.5,0.5,1,0"]
+    det = ["v,1,0.1,0.1,0.5,0.5,7,0.99", "v,1,0.1,0.1,0.5,0.5,7,0.98",
+           "v,1,0.1,0.1,0.5,0.5,1,0.9"]
+    with caplog.at_level("WARNING"):
+        r = _ap(gt, det)
+    assert r.per_class_AP[1] == 1.0 and 7 not in r.per_class_AP
+    assert any("det.csv: 2 detection row(s)" in m and "[7]" in m for m in caplog.messages)
