@@ -207,9 +207,9 @@ def _new_person(rng, ids, **kw) -> Person:
 
 
 def _vehicle_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
-    bystander = rng.random() < 0.4  # distractor: stands outside at the driver's end
-    length = float(rng.uniform(44, 60 if bystander else 64))  # module fits the 80 px cell
+    length = float(rng.uniform(44, 64))
     facing = int(rng.choice([-1, 1]))
+    bystander = rng.random() < 0.4  # distractor: stands outside at the driver's end
     room = CELL_W - 4 - length - (13 if bystander else 0)
     x1 = x0 + 2 + float(rng.uniform(0, max(room, 0)))
     if bystander and facing < 0:
