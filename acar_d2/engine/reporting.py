@@ -33,10 +33,10 @@ def summarize_frame_map(
     """
     flat = flatten_results_dict(dict(results))
     per_class = {n: float(v) for n in class_names for k, v in flat.items() if _names_class(k, n)}
-    class_keys = {k for k in flat for n in class_names if _names_class(k, n)}
-    overall = [k for k in flat if "map" in k.lower() and k not in class_keys]
+    # The evaluator's overall entry is "frame_mAP@0.5"; "mAP-<group>" entries are group means.
+    overall = [k for k in flat if k.rsplit("/", 1)[-1].lower().startswith("frame_map")]
     if not overall:
-        raise KeyError(f"no mAP entry in the evaluation results; keys: {sorted(flat)}")
+        raise KeyError(f"no frame_mAP entry in the evaluation results; keys: {sorted(flat)}")
     per_group = {}
     for group, indices in (class_groups or {}).items():
         values = [per_class[class_names[i]] for i in indices if class_names[i] in per_class]

@@ -5,7 +5,9 @@ from acar_d2.engine.reporting import chance_frame_map, summarize_frame_map
 
 
 def test_summarize_picks_overall_per_class_and_groups():
-    results = {"frame_mAP@0.5": 50.0, "AP-stand": 40.0, "AP-ride": 70.0, "AP-listen": 40.0}
+    # Group means ("mAP-pose", shorter keys) must not be mistaken for the overall frame-mAP.
+    results = {"frame_mAP@0.5": 50.0, "AP-stand": 40.0, "AP-ride": 70.0, "AP-listen": 40.0,
+               "mAP-pose": 40.0, "mAP-person_object": 70.0}
     s = summarize_frame_map(results, ["stand", "ride", "listen"],
                             {"pose": [0], "person_object": [1], "person_person": [2]})
     assert s["frame_mAP"] == 50.0
