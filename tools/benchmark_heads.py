@@ -17,6 +17,10 @@ output stride 16), 8 and 32 frames, batch 8, 1..20 actors per clip.
 """
 import argparse
 import math
+import os
+import resource
+import subprocess
+import sys
 import time
 from typing import Dict, List, Tuple
 
@@ -93,7 +97,8 @@ def make_inputs(num_clips: int, num_actors: int, scale: int, size: int, device, 
 
 
 def _timed(fn, device, repeats: int) -> Tuple[float, float, torch.Tensor]:
-    """Median forward+backward seconds and peak memory (bytes; CUDA only, else nan)."""
+    """Median forward+backward seconds and peak memory (bytes; CUDA allocator, else nan: the CPU
+    peak is measured in a fresh process by :func:`_cpu_peak`)."""
     times, peak, out = [], float("nan"), None
     for i in range(repeats + 1):  # first run is a warm-up
         if device.type == "cuda":
@@ -110,16 +115,35 @@ def _timed(fn, device, repeats: int) -> Tuple[float, float, torch.Tensor]:
     return sorted(times)[len(times) // 2], peak, out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 5, 10, 20])
-    parser.add_argument("--scale", type=int, default=1, help="divide all channel widths by this")
-    parser.add_argument("--size", type=int, default=16, help="feature map h = w")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    device = torch.device(args.device)
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_peak_child(impl: str, args) -> None:
+    """
+    Run one forward+backward of ``impl`` in this fresh process and print the growth of the peak
+    RSS above the RSS before the call (CPU has no allocator statistics like CUDA's).
+    """
+    head, features, boxes, valid, image = _build(args, torch.device("cpu"), args.cpu_peak_actors)
+    fn = (lambda: head(features, boxes, valid, image)[0]) if impl == "ours" else (
+        lambda: literal_acar_logits(head, features, boxes, valid, image))
+    before = _rss_bytes()
+    fn().square().sum().backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"PEAK {max(0, peak - before)}")
+
+
+def _cpu_peak(impl: str, num_actors: int, args) -> float:
+    cmd = [sys.executable, os.path.abspath(__file__), "--device", "cpu", "--batch", str(args.batch),
+           "--scale", str(args.scale), "--size", str(args.size), "--cpu-peak-impl", impl,
+           "--cpu-peak-actors", str(num_actors)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(next(l for l in out.splitlines() if l.startswith("PEAK ")).split()[1])
+
+
+def _build(args, device, num_actors):
     torch.manual_seed(0)
     s = args.scale
     head = ACARROIHeads(
@@ -128,6 +152,27 @@ def main() -> None:
         hr2o_depth=2, hr2o_dropout=0.0,
     ).to(device)
     head.train()  # train mode (dropout 0): the backward pass is part of the measurement
+    return (head, *make_inputs(args.batch, num_actors, s, args.size, device))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 5, 10, 20])
+    parser.add_argument("--scale", type=int, default=1, help="divide all channel widths by this")
+    parser.add_argument("--size", type=int, default=16, help="feature map h = w")
+    parser.add_argument("--repeats", type=int, default=3)
+    # Internal: one CPU peak-memory measurement in a child process.
+    parser.add_argument("--cpu-peak-impl", choices=["ours", "literal"], help=argparse.SUPPRESS)
+    parser.add_argument("--cpu-peak-actors", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.cpu_peak_impl:
+        _cpu_peak_child(args.cpu_peak_impl, args)
+        return
+    device = torch.device(args.device)
+    s = args.scale
+    head, *_ = _build(args, device, 1)
     print(f"device={device} batch={args.batch} context={(2048 + 256) // s}x{args.size}x{args.size} "
           f"reduce={1024 // s} hidden={512 // s} hr2o=nl x2")
     print("| actors/clip | literal ms | ours ms | speed-up | literal MiB | ours MiB | mem ratio | max abs diff |")
@@ -145,6 +190,9 @@ def main() -> None:
         head.zero_grad()
         t_our, m_our, out_our = _timed(ours, device, args.repeats)
         head.zero_grad()
+        if device.type == "cpu":
+            # Peak resident memory growth of one forward+backward, each in a fresh process.
+            m_lit, m_our = _cpu_peak("literal", n, args), _cpu_peak("ours", n, args)
         diff = (out_lit - out_our).abs().max().item()
         ok = "" if diff <= 1e-5 else "  <-- MISMATCH"
         mib = lambda m: f"{m / 2**20:.0f}" if m == m else "n/a"
