@@ -4,28 +4,18 @@ different sizes in one batch equal one by one, a clip without proposals. Tiny Sl
 width 8, 8 frames, 64 px), CPU, seeded.
 """
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-import acar_d2
+from tests.testing_utils import tiny_acar_cfg
 
 K = 4
 
 
 def tiny_model():
-    cfg = get_cfg()
-    acar_d2.add_acar_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.SLOWFAST.DEPTH = 18
-    cfg.MODEL.SLOWFAST.WIDTH = 8
-    cfg.MODEL.SLOWFAST.FUSION_KERNEL_SIZE = 3
-    cfg.MODEL.ACTION_HEAD.NUM_CLASSES = K
-    cfg.MODEL.ACTION_HEAD.REDUCE_DIM = 8
-    cfg.MODEL.ACTION_HEAD.HIDDEN_DIM = 8
+    cfg = tiny_acar_cfg(num_classes=K)
     cfg.MODEL.ACTION_HEAD.HR2O_DEPTH = 1
-    cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = [0, 1]
     cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = 0.5
     torch.manual_seed(0)
     return build_model(cfg)

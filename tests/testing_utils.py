@@ -1,0 +1,19 @@
+"""Shared helpers of the tests (after detectron2's ``utils/testing.py``)."""
+from detectron2.config import get_cfg
+
+import acar_d2
+
+
+def tiny_acar_cfg(num_classes: int = 4, reduce_dim: int = 8, hidden_dim: int = 8):
+    """A CPU config of the full model with a tiny SlowFast (depth 18, width 8) and head."""
+    cfg = get_cfg()
+    acar_d2.add_acar_config(cfg)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.SLOWFAST.DEPTH = 18
+    cfg.MODEL.SLOWFAST.WIDTH = 8
+    cfg.MODEL.SLOWFAST.FUSION_KERNEL_SIZE = 3
+    cfg.MODEL.ACTION_HEAD.NUM_CLASSES = num_classes
+    cfg.MODEL.ACTION_HEAD.REDUCE_DIM = reduce_dim
+    cfg.MODEL.ACTION_HEAD.HIDDEN_DIM = hidden_dim
+    cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = [0, 1]
+    return cfg
