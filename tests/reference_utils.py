@@ -79,3 +79,14 @@ def check_golden_checksums(case_dir: Path, state: dict) -> None:
         ref_abs = ref["abs_sum"] if isinstance(ref, dict) else ref[1]
         assert math.isclose(got_sum, ref_sum, rel_tol=1e-9, abs_tol=1e-6), (key, got_sum, ref_sum)
         assert math.isclose(got_abs, ref_abs, rel_tol=1e-9, abs_tol=1e-6), (key, got_abs, ref_abs)
+
+
+def load_golden_case(name: str = "public_r50_depth2"):
+    """
+    The seeded official checkpoint of a golden case with its recorded run: ``(state, inputs,
+    outputs)``, the state dict rebuilt from ``keys.json`` and checked against its checksums.
+    """
+    case = golden_case_dir(name)
+    state = build_golden_state_dict(case)
+    check_golden_checksums(case, state)
+    return state, torch.load(case / "inputs.pt"), torch.load(case / "outputs.pt")

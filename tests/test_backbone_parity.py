@@ -14,9 +14,7 @@ from acar_d2.checkpoint import ACARCheckpointer, convert_checkpoint
 from acar_d2.modeling.backbone import SlowFast
 from tests.reference_utils import (
     REPO_ROOT,
-    build_golden_state_dict,
-    check_golden_checksums,
-    golden_case_dir,
+    load_golden_case,
     reference_dir,
 )
 
@@ -42,12 +40,7 @@ class _Wrapper(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def golden():
-    case = golden_case_dir()
-    state = build_golden_state_dict(case)
-    check_golden_checksums(case, state)
-    inputs = torch.load(case / "inputs.pt")
-    outputs = torch.load(case / "outputs.pt")
-    return state, inputs, outputs
+    return load_golden_case()
 
 
 @pytest.fixture(scope="module")

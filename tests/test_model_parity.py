@@ -21,9 +21,7 @@ from acar_d2.checkpoint import ACARCheckpointer
 from acar_d2.modeling.roi_heads import ACARROIHeads, pose_softmax_bce_loss
 from tests.reference_utils import (
     REPO_ROOT,
-    build_golden_state_dict,
-    check_golden_checksums,
-    golden_case_dir,
+    load_golden_case,
 )
 
 ATOL = RTOL = 1e-4
@@ -33,12 +31,7 @@ POSE = list(range(13))
 
 @pytest.fixture(scope="module")
 def golden():
-    case = golden_case_dir()
-    state = build_golden_state_dict(case)
-    check_golden_checksums(case, state)
-    inputs = torch.load(case / "inputs.pt")
-    outputs = torch.load(case / "outputs.pt")
-    return state, inputs, outputs
+    return load_golden_case()
 
 
 def _clip_boxes(inputs, clip_index: int) -> Boxes:
