@@ -17,3 +17,18 @@ def tiny_acar_cfg(num_classes: int = 4, reduce_dim: int = 8, hidden_dim: int = 8
     cfg.MODEL.ACTION_HEAD.HIDDEN_DIM = hidden_dim
     cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = [0, 1]
     return cfg
+
+
+def action_output(boxes, scores, image_size):
+    """
+    One model output as an evaluator receives it: ``{"instances": Instances}`` with ``pred_boxes``
+    (R, 4) in pixels, person ``scores`` of 1 and ``action_scores`` (R, K).
+    """
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances(image_size)
+    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    inst.scores = torch.ones(len(boxes))
+    inst.action_scores = torch.tensor(scores, dtype=torch.float32)
+    return {"instances": inst}

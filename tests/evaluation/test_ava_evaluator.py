@@ -1,13 +1,12 @@
 """AVAEvaluator: process/evaluate on fake model outputs equals the CLI on the CSV it wrote."""
 import numpy as np
 import pytest
-import torch
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import Boxes, Instances
 
 from acar_d2.evaluation import AVAEvaluator
 from acar_d2.evaluation.ava import evaluate_files
+from tests.testing_utils import action_output
 
 
 @pytest.fixture
@@ -34,11 +33,7 @@ def tiny_dataset(tmp_path):
 
 
 def _output(boxes, scores, h=100, w=200):
-    inst = Instances((h, w))
-    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
-    inst.scores = torch.ones(len(boxes))
-    inst.action_scores = torch.tensor(scores, dtype=torch.float32)
-    return {"instances": inst}
+    return action_output(boxes, scores, (h, w))
 
 
 def test_evaluator_matches_cli_on_written_csv(tiny_dataset):

@@ -1,14 +1,14 @@
 """UCF101-24 frame-mAP through the AVA machinery: no per-frame cap, ground truth from dicts or CSV."""
 import numpy as np
 import pytest
-import torch
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import BoxMode
 
 from acar_d2.evaluation import AVAEvaluator, UCF24Evaluator
 from acar_d2.evaluation.ava_io import parse_box_csv
 from acar_d2.evaluation.frame_map import frame_map
+from tests.testing_utils import action_output
 
 K = 24
 H, W = 240, 320
@@ -40,11 +40,7 @@ def ucf_dataset():
 
 
 def _frame(boxes, scores):
-    inst = Instances((H, W))
-    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
-    inst.scores = torch.ones(len(boxes))
-    inst.action_scores = torch.tensor(scores, dtype=torch.float32)
-    return {"instances": inst}
+    return action_output(boxes, scores, (H, W))
 
 
 def _run(ev):
