@@ -1,34 +1,26 @@
 """
-Access to the golden data in ``shared/reference`` (produced with the official implementations).
+Access to the golden data in ``tests/golden`` (produced with the official implementations; see
+``tests/golden/README.md`` for where each file comes from).
 
-The folder is looked up in ``$ACAR_REFERENCE_DIR``, then ``<repo>/../shared/reference``. Tests that
-need it fail (never skip) when it is missing, naming the places searched.
+Everything is read from inside the repository. Tests that need a golden file fail (never skip)
+when it is missing.
 """
 import json
 import math
-import os
 import zlib
 from pathlib import Path
 
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
 
 
 def reference_dir() -> Path:
-    candidates = []
-    if os.environ.get("ACAR_REFERENCE_DIR"):
-        candidates.append(Path(os.environ["ACAR_REFERENCE_DIR"]))
-    candidates.append(REPO_ROOT.parent / "shared" / "reference")
-    candidates.append(Path("/work/shared/reference"))
-    for c in candidates:
-        if (c / "acar_official").is_dir():
-            return c
-    raise FileNotFoundError(
-        "golden reference data not found; looked in: "
-        + ", ".join(str(c) for c in candidates)
-        + " (set ACAR_REFERENCE_DIR)"
-    )
+    """``tests/golden``: ``acar_official/`` (ACAR-Net golden cases, key mapping) and ``ava_eval/``."""
+    if not (GOLDEN_DIR / "acar_official").is_dir():
+        raise FileNotFoundError(f"golden data not found in {GOLDEN_DIR} (incomplete checkout?)")
+    return GOLDEN_DIR
 
 
 def golden_case_dir(name: str = "public_r50_depth2") -> Path:
@@ -37,7 +29,7 @@ def golden_case_dir(name: str = "public_r50_depth2") -> Path:
 
 def build_golden_state_dict(case_dir: Path) -> dict:
     """
-    Rebuild the seeded official-format state dict of a golden case (FORMATS.md section (iv)).
+    Rebuild the seeded official-format state dict of a golden case (recipe in tests/golden/README.md).
 
     Returns:
         dict[str, Tensor]: keys exactly as in ``keys.json`` (``module.backbone.module.*``, ...).

@@ -1,6 +1,6 @@
 """
 ``train_net --eval-only`` with a converted official ACAR-Net checkpoint reproduces the official
-logits and scores of the golden case (``/work/shared/reference/acar_official/public_r50_depth2``).
+logits and scores of the golden case (``tests/golden/acar_official/public_r50_depth2``).
 
 The test runs the functions ``tools/train_net.py`` runs for ``--eval-only`` (``Trainer.build_model``,
 ``Trainer.build_checkpointer(...).resume_or_load``, ``Trainer.test``) on a one-clip "dataset" made
