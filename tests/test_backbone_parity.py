@@ -4,21 +4,16 @@ through all three foreign loaders: official ACAR ``.pth.tar``, PySlowFast ``.pyt
 ``.pkl`` built from the same golden weights with the reference mapping TSV.
 """
 import csv
-import importlib.util
 import pickle
 
 import pytest
 import torch
 
-from acar_d2.checkpoint import ACARCheckpointer, convert_checkpoint
+from acar_d2.checkpoint import ACARCheckpointer, convert_checkpoint, convert_file
 from acar_d2.modeling.backbone import SlowFast
-from tests.reference_utils import (
-    REPO_ROOT,
-    load_golden_case,
-    reference_dir,
-)
+from tests.reference_utils import load_golden_case, reference_dir
 
-ATOL = RTOL = 1e-4  # FORMATS.md (iv), float32 CPU
+ATOL = RTOL = 1e-4  # golden-case tolerance (tests/golden/README.md), float32 CPU
 
 
 def official_r50() -> SlowFast:
@@ -89,14 +84,11 @@ def test_convert_save_load_roundtrip(golden, tmp_path):
     state, inputs, outputs = golden
     src = tmp_path / "AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar"
     torch.save(state, src)  # flat model-zoo form, module.backbone.module.* keys
-    spec = importlib.util.spec_from_file_location("convert_tool", REPO_ROOT / "tools" / "convert_checkpoint.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     dst = tmp_path / "converted.pth"
-    result = tool.convert_file(str(src), str(dst), "auto")
+    result = convert_file(str(src), str(dst), "auto")
     assert result.source == "acar"
     assert all(k.endswith("num_batches_tracked") for k in result.dropped)
-    saved = torch.load(dst)
+    saved = torch.load(dst, weights_only=True)  # tensors only: plain detectron2 can read it
     assert saved["__author__"] == "acar_d2 convert_checkpoint"
     # backbone only: the head keys would be unexpected in the wrapper model
     saved["model"] = {k: v for k, v in saved["model"].items() if k.startswith("backbone.")}

@@ -8,27 +8,13 @@ Convert a PySlowFast / Caffe2 / official ACAR-Net checkpoint to a detectron2-for
 
 The output is ``{"model": state_dict, "__author__": "acar_d2 convert_checkpoint"}`` with
 ``backbone.*`` / ``roi_heads.*`` keys, loadable by ``ACARCheckpointer`` / ``MODEL.WEIGHTS``.
+A thin command line around ``acar_d2.checkpoint.convert_file``; formats: ``docs/CHECKPOINTS.md``.
 """
 import argparse
 import sys
 from typing import List, Optional
 
-from acar_d2.checkpoint import (
-    SOURCES,
-    ACARCheckpointer,
-    ConversionResult,
-    convert_checkpoint_with_report,
-    save_detectron2_checkpoint,
-)
-
-
-def convert_file(
-    input_path: str, output_path: str, source: str = "auto", fusion_only_conv: Optional[bool] = None
-) -> ConversionResult:
-    """Convert ``input_path`` and write the detectron2-format file ``output_path``."""
-    result = convert_checkpoint_with_report(input_path, source, fusion_only_conv=fusion_only_conv)
-    save_detectron2_checkpoint(result.state, output_path)
-    return result
+from acar_d2.checkpoint import SOURCES, ACARCheckpointer, ConversionResult, convert_file
 
 
 def _check_with_model(config_file: str, opts: List[str], output_path: str) -> None:

@@ -3,7 +3,6 @@
 ACAR-Net files, converting them with ``acar_d2.checkpoint.convert``.
 """
 import logging
-import os
 import re
 from typing import Any, Dict, Optional
 
@@ -11,23 +10,20 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
-from .convert import SOURCES, convert_checkpoint_with_report, detect_source, load_checkpoint_object
+from .convert import (
+    SOURCES,
+    convert_checkpoint_with_report,
+    detect_source,
+    load_checkpoint_object,
+    save_detectron2_checkpoint,
+)
 
 __all__ = ["ACARCheckpointer", "CheckpointMismatchError", "save_detectron2_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-AUTHOR = "acar_d2 convert_checkpoint"
-
-
 class CheckpointMismatchError(RuntimeError):
     """Raised by a ``strict`` ``ACARCheckpointer`` when the model and the file disagree."""
-
-
-def save_detectron2_checkpoint(state: Dict[str, torch.Tensor], path: str) -> None:
-    """Write ``{"model": state, "__author__": "acar_d2 convert_checkpoint"}`` (detectron2 format)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"model": state, "__author__": AUTHOR}, path)
 
 
 class ACARCheckpointer(DetectionCheckpointer):

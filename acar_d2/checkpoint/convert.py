@@ -39,7 +39,13 @@ __all__ = [
     "detect_source",
     "convert_checkpoint",
     "convert_checkpoint_with_report",
+    "convert_file",
+    "save_detectron2_checkpoint",
+    "AUTHOR",
 ]
+
+# ``__author__`` of the files written by ``convert_file`` / ``tools/convert_checkpoint.py``.
+AUTHOR = "acar_d2 convert_checkpoint"
 
 SOURCES = ("auto", "detectron2", "pyslowfast", "caffe2", "acar", "acar_backbone")
 _CONTAINERS = ("state_dict", "model_state", "model")
@@ -256,3 +262,35 @@ def convert_checkpoint(
     return convert_checkpoint_with_report(
         obj_or_path, source, fusion_only_conv=fusion_only_conv
     ).state
+
+
+def save_detectron2_checkpoint(state: Dict[str, torch.Tensor], path: Union[str, os.PathLike]) -> None:
+    """Write ``{"model": state, "__author__": "acar_d2 convert_checkpoint"}`` (detectron2 format)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save({"model": state, "__author__": AUTHOR}, path)
+
+
+def convert_file(
+    input_path: Union[str, os.PathLike],
+    output_path: Union[str, os.PathLike],
+    source: str = "auto",
+    fusion_only_conv: Optional[bool] = None,
+) -> ConversionResult:
+    """
+    Convert the checkpoint file ``input_path`` and write the detectron2-format file
+    ``output_path`` (what ``tools/convert_checkpoint.py`` does).
+
+    The output holds only tensors under ``{"model": ..., "__author__": ...}``, so plain
+    ``DetectionCheckpointer`` / ``torch.load(..., weights_only=True)`` read it.
+
+    Args:
+        input_path: a ``.pyth`` / ``.pkl`` / ``.pth(.tar)`` file of any supported source.
+        output_path: where to write the converted file (parent folders are created).
+        source, fusion_only_conv: as in :func:`convert_checkpoint`.
+    Returns:
+        ConversionResult: the converted state, the source used and the dropped keys.
+    """
+    result = convert_checkpoint_with_report(input_path, source, fusion_only_conv=fusion_only_conv)
+    save_detectron2_checkpoint(result.state, output_path)
+    return result
