@@ -2,9 +2,10 @@
 """
 Benchmark the batched ACAR head against a literal per-clip, per-actor implementation.
 
-The literal version follows the official head step by step: per clip, crop the context, tile every
-actor feature over it, concatenate [context, actor] and run conv1 on the R_i tiled copies, then
-conv2, max pool and HR2O_NL per clip with a plain GroupNorm. ``ACARROIHeads`` computes conv1's
+The literal version (``acar_d2.utils.testing.literal_acar_logits``, also used by the tests) follows
+the official head step by step: per clip, RoIAlign on the whole context map, crop the context, tile
+every actor feature over it, concatenate [context, actor] and run conv1 on the R_i tiled copies,
+then conv2, max pool and HR2O_NL per clip with a plain GroupNorm. ``ACARROIHeads`` computes conv1's
 context half once per clip, processes all clips of the batch in one tensor and masks per-clip valid
 regions. Both use the same weights; outputs must agree to 1e-5.
 
@@ -16,67 +17,18 @@ output stride 16), 8 and 32 frames, batch 8, 1..20 actors per clip.
     python tools/benchmark_heads.py --scale 8 --actors 1 5   # CPU-sized smoke run
 """
 import argparse
-import math
 import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 
 from detectron2.structures import Boxes
 
 from acar_d2.modeling.roi_heads import ACARROIHeads
-from acar_d2.modeling.roi_heads.layout import valid_feature_size
-
-
-def _literal_hr2o_nl(block, x: torch.Tensor) -> torch.Tensor:
-    """Official HR2O_NL on one clip's (n, C, h, w) maps."""
-    q, k, v = block.conv_q(x), block.conv_k(x), block.conv_v(x)
-    attn = torch.einsum("icyx,jcyx->ijyx", q, k) / math.sqrt(q.shape[1])
-    attn = F.softmax(attn, dim=1)
-    virt = torch.einsum("ijyx,jcyx->icyx", attn, v)
-    virt = block.dropout(block.conv(F.relu(block.norm(virt))))
-    return x + virt
-
-
-def literal_acar_logits(
-    head: ACARROIHeads,
-    features: Dict[str, torch.Tensor],
-    boxes: List[Boxes],
-    valid_sizes: List[Tuple[int, int]],
-    image_size: Tuple[int, int],
-) -> torch.Tensor:
-    """
-    The official ACAR head algorithm, one clip and one tiled actor copy at a time (NL HR2O,
-    "2x2" downsampling). Returns (R, K) logits in clip-major order.
-
-    The context is zeroed beyond each clip's valid region before RoIAlign, as ``ACARROIHeads``
-    documents (the official head ran RoIAlign on the padded map); identical for unpadded clips.
-    """
-    pooled = torch.cat([features[f].mean(dim=2) for f in head.in_features], dim=1)
-    h, w = pooled.shape[-2:]
-    context = head.conv_reduce(pooled)
-    logits = []
-    for b, boxes_b in enumerate(boxes):
-        hc, wc = valid_feature_size((h, w), image_size, valid_sizes[b])
-        ctx = torch.zeros_like(context[b : b + 1])
-        ctx[..., :hc, :wc] = context[b : b + 1, :, :hc, :wc]
-        n = len(boxes_b)
-        if n == 0:
-            continue
-        actor = head.roi_features(ctx, [boxes_b], image_size)  # (n, C)
-        crop = ctx[..., :hc, :wc].expand(n, -1, -1, -1)
-        tiled = actor[:, :, None, None].expand(-1, -1, hc, wc)
-        x = F.relu(head.conv1(torch.cat([crop, tiled], dim=1)))
-        x = F.relu(head.conv2(x))
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-        for block in head.hr2o:
-            x = _literal_hr2o_nl(block, x)
-        logits.append(head.classify(actor, x.mean(dim=(2, 3))))
-    return torch.cat(logits, dim=0)
+from acar_d2.utils.testing import literal_acar_logits
 
 
 def make_inputs(num_clips: int, num_actors: int, scale: int, size: int, device, seed: int = 0):

@@ -3,7 +3,6 @@ Action ROI heads: loss known answers, training, padding bookkeeping, empty / sin
 train vs eval, batched vs one-by-one, and the batched ACAR head vs the literal official algorithm.
 Tiny widths (slow 16 + fast 4 channels, 8x8 maps of 128 px clips), seeded, CPU.
 """
-import importlib.util
 import math
 
 import pytest
@@ -28,20 +27,13 @@ from acar_d2.modeling.roi_heads import (
     pose_softmax_bce_loss,
 )
 from acar_d2.modeling.roi_heads.layout import valid_feature_size
-from tests.reference_utils import REPO_ROOT
+from acar_d2.utils.testing import literal_acar_logits
 
 K = 5
 POSE = [0, 1]
 IMAGE = (128, 128)
 COMMON = dict(in_features=["slow", "fast"], in_channels=[16, 4], num_classes=K, pose_class_indices=POSE)
 SMALL = dict(reduce_dim=8, hidden_dim=8)
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_heads", REPO_ROOT / "tools/benchmark_heads.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def make_features(num_clips: int, seed: int = 0, hw=(8, 8)):
@@ -242,13 +234,12 @@ def test_batch_equals_one_by_one(name, kw):
 
 
 def test_batched_acar_head_equals_literal_official_algorithm():
-    bench = _load_benchmark()
     head = build("acar", hr2o_depth=2).eval()
     features = make_features(3, seed=5)
     boxes = make_boxes([4, 1, 2], seed=5, limit=(80, 100))
     valid = [(80, 100), (128, 128), (128, 72)]
     ours, _ = head(features, boxes, valid, IMAGE)
-    literal = bench.literal_acar_logits(head, features, boxes, valid, IMAGE)
+    literal = literal_acar_logits(head, features, boxes, valid, IMAGE)
     assert torch.allclose(ours, literal, atol=1e-5), (ours - literal).abs().max()
 
 
