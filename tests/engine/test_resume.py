@@ -1,12 +1,20 @@
-"""Unit tests of the resume helpers: sampler position and RNG states."""
+"""
+Resume helpers: sampler position and RNG states; checkpoints written by the trainer hold the RNG
+states in plain types, so plain detectron2 / ``torch.load(weights_only=True)`` read them.
+"""
+import io
 import itertools
 import random
 
 import numpy as np
 import pytest
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
-from acar_d2.engine import ResumableTrainingSampler, capture_rng_state, restore_rng_state
+from acar_d2.engine import ResumableTrainingSampler, Trainer, capture_rng_state, restore_rng_state
+
+from .conftest import tiny_cfg
 
 
 def test_sampler_continues_the_same_stream():
@@ -40,3 +48,95 @@ def test_rng_state_missing_key_raises():
     with pytest.raises(KeyError, match="numpy"):
         restore_rng_state(state)
 
+
+
+def _draws():
+    """A few values of every generator, Gaussian caches included (python and numpy keep one)."""
+    return (
+        [random.random(), random.gauss(0.0, 1.0), random.gauss(0.0, 1.0), random.randrange(10**9)],
+        np.random.randn(3).tolist() + np.random.rand(2).tolist() + [int(np.random.randint(2**31 - 1))],
+        torch.rand(4).tolist() + torch.randn(3).tolist() + [int(torch.randint(10**9, ()))],
+    )
+
+
+def _scramble_generators():
+    random.seed(11), np.random.seed(12), torch.manual_seed(13)
+    # Leave a cached Gaussian in python's and numpy's generator (both make pairs).
+    random.gauss(0.0, 1.0), np.random.randn(3), torch.rand(7)
+
+
+def _assert_plain(obj, where="rng_state"):
+    """Only str / int / float / None / list / dict / tensors: what weights_only unpickling allows."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            assert isinstance(k, str), (where, k)
+            _assert_plain(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _assert_plain(v, f"{where}[{i}]")
+    else:
+        assert obj is None or isinstance(obj, (str, int, float, torch.Tensor)), (where, type(obj))
+        assert not isinstance(obj, np.generic), (where, type(obj))
+
+
+def test_rng_state_is_plain_and_weights_only_loadable():
+    _scramble_generators()
+    state = capture_rng_state()
+    _assert_plain(state)
+    assert state["numpy"]["bit_generator"] == "MT19937" and len(state["numpy"]["keys"]) == 624
+    assert state["numpy"]["has_gauss"] == 1 and state["python"]["gauss_next"] is not None
+    buf = io.BytesIO()
+    torch.save({"rng_state": state}, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)["rng_state"]
+    expected = _draws()
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    restore_rng_state(loaded)
+    assert _draws() == expected
+
+
+def test_rng_state_legacy_tuple_form_still_restores():
+    # Checkpoints written before the plain-type form held the raw getstate() tuples.
+    _scramble_generators()
+    legacy = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    expected = _draws()
+    restore_rng_state(legacy)
+    assert _draws() == expected
+
+
+def test_trainer_checkpoint_loads_with_plain_detectron2_and_resumes_rng_streams(tiny_world, tmp_path):
+    cfg = tiny_cfg(tmp_path, ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)"])
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    _scramble_generators()
+    # What the PeriodicCheckpointer hook does after iteration 2 of train().
+    trainer.iter = 2
+    trainer.checkpointer.save("model_0000002", iteration=2)
+    uninterrupted = _draws()
+    path = tmp_path / "model_0000002.pth"
+
+    # torch's safe loader accepts the whole file; the RNG entry is plain types only.
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["iteration"] == 2
+    rng = ckpt["trainer"]["rng_state"]
+    _assert_plain(rng)
+    assert {"python", "numpy", "torch"} <= set(rng), sorted(rng)
+
+    # Plain detectron2 loads the model weights (and hands back the rest of the checkpoint).
+    model = build_model(cfg)
+    rest = DetectionCheckpointer(model).load(str(path))
+    assert "trainer" in rest and rest["iteration"] == 2
+    saved = trainer.model.state_dict()
+    loaded = model.state_dict()
+    assert saved.keys() == loaded.keys()
+    for k in saved:
+        assert torch.equal(saved[k], loaded[k]), k
+
+    # --resume in a fresh trainer (generators elsewhere) continues the same streams.
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 3, resumed.start_iter
+    got = _draws()
+    for name, a, b in zip(("python", "numpy", "torch"), got, uninterrupted):
+        assert a == b, (name, a, b)
