@@ -7,6 +7,7 @@ config.py). Every key carries a comment; constants taken from the ACAR-Net paper
 cite the section they come from. Derived numbers (channel widths of the backbone outputs) are
 never config keys: they come from ``Backbone.output_shape()``.
 """
+import torch
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_acar_config"]
@@ -22,8 +23,6 @@ def add_clip_input_config(cfg: CN) -> None:
     # Temporal stride between sampled frames, in source frames (30 fps AVA frames: 32 x 2 = 64
     # frames ~ 2.1 s centred on the key frame).
     _C.INPUT.CLIP.SAMPLING_RATE = 2
-    # Frame rate of the extracted frames / the decoded video (AVA convention: 30 fps).
-    _C.INPUT.CLIP.FPS = 30
     # Resize so that the shorter side equals this (official pipeline: 256).
     _C.INPUT.CLIP.SHORT_SIDE = 256
     # Zero-pad the longer side so the clip becomes square (official training recipe); the unpadded
@@ -46,18 +45,9 @@ def add_clip_input_config(cfg: CN) -> None:
 
 
 def add_data_config(cfg: CN) -> None:
-    """Keys of the action datasets: how person proposals become ROIs (``cfg.DATASETS.ACTION``)."""
+    """Keys of reading the action datasets (``cfg.DATASETS.ACTION``)."""
     _C = cfg
     _C.DATASETS.ACTION = CN()
-    # Training ROIs = ground-truth boxes + person proposals whose detector score is at least this
-    # (official ACAR-Net AVA recipe: 0.9) ...
-    _C.DATASETS.ACTION.TRAIN_PROPOSAL_SCORE_THRESH = 0.9
-    # ... and whose best IoU with a ground-truth box is at least this; such a proposal takes the
-    # labels of that box (official: 0.9). Proposals matching no box have no labels and are dropped.
-    _C.DATASETS.ACTION.TRAIN_PROPOSAL_IOU_THRESH = 0.9
-    # Test ROIs = person proposals with a score at least this (official: 0.85; the same value as
-    # MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH, applied by the mapper before the model).
-    _C.DATASETS.ACTION.TEST_PROPOSAL_SCORE_THRESH = 0.85
     # Threads used by one clip reader to decode the JPEG frames of a clip (0 = decode serially);
     # decoding releases the GIL, so threads help inside each DataLoader worker.
     _C.DATASETS.ACTION.READER_THREADS = 0
@@ -130,15 +120,22 @@ def add_action_head_config(cfg: CN) -> None:
     # Dropout inside the HR2O block (official: 0.2) and before the classifier (official: 0).
     _C.MODEL.ACTION_HEAD.HR2O_DROPOUT = 0.2
     _C.MODEL.ACTION_HEAD.DROPOUT = 0.0
-    # Relation order (ACAR Table 1d): "actor_first" or "context_first".
-    _C.MODEL.ACTION_HEAD.RELATION_ORDER = "actor_first"
     # Indices (into the K classes) that are mutually exclusive pose classes and get a softmax
     # instead of a sigmoid. Empty = take "pose_class_indices" from the MetadataCatalog of the
     # first training (or test) dataset.
     _C.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = []
     # Use the pose softmax at all (official: pose_softmax True).
     _C.MODEL.ACTION_HEAD.POSE_SOFTMAX = True
-    # Person-detection score threshold for test-time proposals (official: 0.85).
+    # Actor boxes. These three keys are the only place these thresholds live; the mapper and the
+    # model both read them from here.
+    # Training ROIs = ground-truth boxes + person proposals whose detector score is at least this
+    # (official ACAR-Net AVA recipe: 0.9) ...
+    _C.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH = 0.9
+    # ... and whose best IoU with a ground-truth box is at least this; such a proposal takes the
+    # labels of that box (official: 0.9). Proposals matching no box have no labels and are dropped.
+    _C.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH = 0.9
+    # Test ROIs = person proposals with a score at least this (official: 0.85). Applied by the
+    # model (ACARNet) to every test-time proposal, whatever its source; the mapper passes all.
     _C.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = 0.85
     # Backbone features read by the action heads, in the channel-concatenation order of the
     # official head ([slow, fast]); their widths come from Backbone.output_shape().
@@ -164,6 +161,51 @@ def add_solver_config(cfg: CN) -> None:
     _C.SOLVER.LOG_PERIOD = 20
 
 
+def add_person_detector_config(cfg: CN) -> None:
+    """
+    Keys of the person detector inside ``ACARNet`` (``cfg.MODEL.PERSON_DETECTOR``): a detectron2
+    Faster R-CNN built from its own detectron2 config (``acar_d2/modeling/person_detector.py``).
+    """
+    _C = cfg
+    _C.MODEL.PERSON_DETECTOR = CN()
+    # Name in PERSON_DETECTOR_REGISTRY ("PersonDetector"); "" = no detector, actor boxes come from
+    # the proposal files only (ACAR-Net's own setting: offline Faster R-CNN proposals).
+    _C.MODEL.PERSON_DETECTOR.NAME = ""
+    # The detector's own detectron2 config: a yaml path (absolute, relative to the working folder or
+    # to the acar_d2 repository) or a detectron2 model-zoo name, e.g.
+    # "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml" (the person detector for real footage).
+    _C.MODEL.PERSON_DETECTOR.CONFIG_FILE = ""
+    # Weights of the detector alone: a plain detectron2 detector checkpoint (keys backbone.*,
+    # proposal_generator.*, roi_heads.*), a local path or detectron2:// URL, e.g.
+    # "detectron2://COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl".
+    # Loaded when the model is built; MODEL.WEIGHTS of an ACARNet checkpoint (person_detector.*)
+    # then restores both. "" = random init (train it jointly) or restored by MODEL.WEIGHTS.
+    _C.MODEL.PERSON_DETECTOR.WEIGHTS = ""
+    # Class index of "person" inside the detector (COCO-trained detectron2 models: 0).
+    _C.MODEL.PERSON_DETECTOR.PERSON_CLASS_ID = 0
+    # Person score threshold of the actor boxes at test time (official ACAR-Net proposals: 0.85).
+    _C.MODEL.PERSON_DETECTOR.TEST_SCORE_THRESH = 0.85
+    # Training actor boxes from the detector: score >= this (official: 0.9) ...
+    _C.MODEL.PERSON_DETECTOR.TRAIN_SCORE_THRESH = 0.9
+    # ... and IoU >= this with a ground-truth box, whose labels they take (official: 0.9).
+    _C.MODEL.PERSON_DETECTOR.TRAIN_IOU_THRESH = 0.9
+    # Inference only (eval mode, no gradients, no optimizer state) instead of fine-tuning jointly.
+    _C.MODEL.PERSON_DETECTOR.FROZEN = False
+    # Weight of the detector losses (loss_cls, loss_box_reg, loss_rpn_cls, loss_rpn_loc) in the
+    # joint loss; with one SGD optimizer it scales the detector's effective learning rate.
+    _C.MODEL.PERSON_DETECTOR.LOSS_WEIGHT = 1.0
+    # Detector losses use at most this many key frames of each training batch (0 = all): the
+    # detector needs fewer images than the action model, and its training step costs the most.
+    _C.MODEL.PERSON_DETECTOR.TRAIN_MAX_IMAGES = 0
+    # Where training actor boxes beyond the ground truth come from: "gt" (ground truth only),
+    # "detector" (the detector online, detached, matched by the two thresholds above) or "file"
+    # (the dataset's proposal file, matched by DATASETS.ACTION.TRAIN_PROPOSAL_*).
+    _C.MODEL.PERSON_DETECTOR.TRAIN_BOX_SOURCE = "detector"
+    # Actor boxes at test time when the inputs also carry proposals from a file: "detector" or
+    # "file". Without a proposal file the detector is always used.
+    _C.MODEL.PERSON_DETECTOR.TEST_BOX_SOURCE = "detector"
+
+
 def add_acar_config(cfg: CN) -> None:
     """
     Add every acar_d2 key to a detectron2 config (call before ``merge_from_file``).
@@ -176,23 +218,10 @@ def add_acar_config(cfg: CN) -> None:
     add_slowfast_config(cfg)
     add_action_head_config(cfg)
     add_solver_config(cfg)
+    add_person_detector_config(cfg)
+    # detectron2 defaults to "cuda"; default to what this machine has (an explicit "cuda" on a
+    # machine without CUDA is an error, see acar_d2.engine.setup_cfg).
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.MODEL.META_ARCHITECTURE = "ACARNet"
     cfg.MODEL.BACKBONE.NAME = "build_slowfast_backbone"
     cfg.MODEL.ROI_HEADS.NAME = "ACARROIHeads"
-
-
-def fall_back_to_cpu(cfg: CN) -> CN:
-    """
-    detectron2 defaults ``MODEL.DEVICE`` to "cuda"; on a machine without CUDA say so and use the
-    CPU instead of failing inside ``model.to()``. Modifies and returns the (unfrozen) ``cfg``.
-    """
-    import logging
-
-    import torch
-
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning(
-            "MODEL.DEVICE=%s but CUDA is not available: using the CPU", cfg.MODEL.DEVICE
-        )
-        cfg.MODEL.DEVICE = "cpu"
-    return cfg

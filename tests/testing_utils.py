@@ -1,13 +1,10 @@
 """Shared helpers of the tests (after detectron2's ``utils/testing.py``)."""
-from detectron2.config import get_cfg
-
-import acar_d2
+from acar_d2.engine import setup_cfg
 
 
 def tiny_acar_cfg(num_classes: int = 4, reduce_dim: int = 8, hidden_dim: int = 8):
     """A CPU config of the full model with a tiny SlowFast (depth 18, width 8) and head."""
-    cfg = get_cfg()
-    acar_d2.add_acar_config(cfg)
+    cfg = setup_cfg(freeze=False)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.SLOWFAST.DEPTH = 18
     cfg.MODEL.SLOWFAST.WIDTH = 8

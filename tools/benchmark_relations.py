@@ -45,15 +45,9 @@ def head_config(head: str) -> Path:
 
 
 def build_cfg(config: Path, output: Path, max_iter: int, opts: list, seed: int):
-    from detectron2.config import get_cfg
+    from acar_d2.engine import setup_cfg
 
-    from acar_d2 import add_acar_config
-    from acar_d2.config import fall_back_to_cpu
-
-    cfg = get_cfg()
-    add_acar_config(cfg)
-    cfg.merge_from_file(str(config))
-    cfg.merge_from_list(opts)
+    cfg = setup_cfg(str(config), opts, freeze=False)
     if max_iter > 0:
         # Keep the schedule's shape: warm-up and decay points scale with the length.
         scale = max_iter / cfg.SOLVER.MAX_ITER
@@ -63,7 +57,6 @@ def build_cfg(config: Path, output: Path, max_iter: int, opts: list, seed: int):
     cfg.TEST.EVAL_PERIOD = 0  # one evaluation, at the end
     cfg.SOLVER.CHECKPOINT_PERIOD = cfg.SOLVER.MAX_ITER
     cfg.OUTPUT_DIR = str(output)
-    fall_back_to_cpu(cfg)
     cfg.SEED = seed  # for a given seed every head sees the same clips in the same order
     cfg.freeze()
     return cfg
@@ -74,7 +67,7 @@ def run_head(cfg) -> dict:
     from detectron2.utils.env import seed_all_rng
 
     from acar_d2.engine import Trainer
-    from acar_d2.engine.reporting import summarize_frame_map
+    from acar_d2.evaluation.reporting import summarize_frame_map
 
     seed_all_rng(cfg.SEED)
     start = time.time()
@@ -84,7 +77,7 @@ def run_head(cfg) -> dict:
     head_params = sum(p.numel() for p in trainer.model.roi_heads.parameters())
     results = trainer._last_eval_results
     meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-    summary = summarize_frame_map(results, list(meta.action_classes), meta.class_groups)
+    summary = summarize_frame_map(results, list(meta.action_classes))
     summary.update(minutes=(time.time() - start) / 60, head_params=head_params)
     return summary
 

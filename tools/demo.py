@@ -7,7 +7,8 @@ Two ways to name the input:
 * a registered dataset and one of its videos (person boxes = the dataset's proposals)::
 
     python tools/demo.py --config-file configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml \
-        --dataset aca_world_val --video-id val_0000 --output out.mp4 MODEL.WEIGHTS model_final.pth
+        --dataset aca_world_val --video-id acaw_0048 --output out.mp4 \
+        MODEL.WEIGHTS output/quickstart/model_final.pth
 
 * any video file plus person boxes in PySlowFast's predicted-box CSV
   (``video_id,timestamp,x1,y1,x2,y2,,score``, normalized; ``timestamp`` in seconds from the start)::
@@ -22,14 +23,12 @@ import argparse
 import os
 import sys
 
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
-import acar_d2
-from acar_d2.config import fall_back_to_cpu
 from acar_d2.data.datasets.ava import read_predicted_boxes_csv
-from acar_d2.utils.demo import ActionPredictor, annotate_video, video_keyframe_dicts
+from acar_d2.engine import ActionPredictor, setup_cfg
+from acar_d2.utils.demo import annotate_video, video_keyframe_dicts
 
 
 def parse_args(argv=None):
@@ -49,19 +48,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="acar_d2")
-    cfg = get_cfg()
-    acar_d2.add_acar_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    fall_back_to_cpu(cfg)
-    cfg.freeze()
+    cfg = setup_cfg(args.config_file, args.opts)
 
     if args.dataset:
         if not args.video_id:
             sys.exit("--dataset needs --video-id")
-        dicts = [d for d in DatasetCatalog.get(args.dataset) if d["video_id"] == args.video_id]
+        all_dicts = DatasetCatalog.get(args.dataset)
+        dicts = [d for d in all_dicts if d["video_id"] == args.video_id]
         if not dicts:
-            sys.exit(f"video {args.video_id!r} has no key frame in dataset {args.dataset!r}")
+            ids = sorted({d["video_id"] for d in all_dicts})
+            shown = ", ".join(ids[:20]) + (f", ... ({len(ids)} in all)" if len(ids) > 20 else "")
+            sys.exit(f"video {args.video_id!r} has no key frame in dataset {args.dataset!r}; "
+                     f"its videos: {shown}")
         names = MetadataCatalog.get(args.dataset).action_classes
         source = cfg.INPUT.CLIP.SOURCE
     elif args.input and args.boxes:

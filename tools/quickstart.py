@@ -10,11 +10,16 @@ Quickstart (``make quickstart``): train and evaluate the CPU-sized ACAR-Net on t
    the training log ``metrics.json`` (+ TensorBoard events), ``eval_results.json`` (frame-mAP@0.5,
    per-class AP, the chance level), the detections ``predictions.csv`` (official AVA CSV rows)
    the per-class AP plot ``per_class_ap.png`` and an annotated validation video
-   ``annotated_val.mp4``, and prints where everything is.
+   ``annotated_val.mp4``, the full config ``config.yaml`` (as detectron2's ``default_setup``
+   leaves it), and prints where everything is.
+
+Running it again on the same ``--output`` resumes that run from its last checkpoint (a finished
+run is only evaluated again; ``metrics.json`` continues where it stopped). ``--clean`` starts over:
+the previous run's folder is first renamed to ``<output>.old-<time>``, never deleted.
 
 Usage::
 
-    python tools/quickstart.py [--output output/quickstart] [--config CONFIG] [KEY VALUE ...]
+    python tools/quickstart.py [--output output/quickstart] [--config CONFIG] [--clean] [KEY VALUE ...]
 """
 import argparse
 import json
@@ -35,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="a configs/Synthetic yaml")
     parser.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"),
                         help="dataset root holding aca_world/ (default $ACAR_DATASETS or datasets/)")
+    parser.add_argument("--clean", action="store_true",
+                        help="start over: move an existing --output folder aside instead of resuming")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -51,28 +58,6 @@ def ensure_world(root: Path) -> Path:
     return world
 
 
-def plot_per_class_ap(ap: dict, groups: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    names = list(ap)
-    colors = {"pose": "tab:blue", "person_object": "tab:orange", "person_person": "tab:green"}
-    group_of = {n: g for g, members in groups.items() for n in members}
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names)), 3.5))
-    ax.bar(names, [ap[n] for n in names], color=[colors.get(group_of.get(n), "gray") for n in names])
-    ax.set_ylabel("AP@0.5 (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(axis="x", rotation=45)
-    ax.legend(handles=[Patch(color=c, label=g) for g, c in colors.items()], fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     root = Path(args.datasets).expanduser().resolve()
@@ -80,35 +65,37 @@ def main(argv=None) -> dict:
     os.environ["ACAR_DATASETS"] = str(root)
     ensure_world(root)
 
-    from detectron2.config import get_cfg
     from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
 
-    from acar_d2 import add_acar_config
-    from acar_d2.config import fall_back_to_cpu
-    from acar_d2.engine import Trainer
-    from acar_d2.engine.reporting import chance_frame_map, summarize_frame_map
+    from acar_d2.engine import ActionPredictor, Trainer, setup_cfg
+    from acar_d2.evaluation.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
+    from acar_d2.utils.demo import annotate_video
 
     output = Path(args.output).resolve()
+    if args.clean and output.exists():
+        aside = output.with_name(f"{output.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        output.rename(aside)
+        print(f"[quickstart] --clean: moved the previous run to {aside}")
+    resume = (output / "last_checkpoint").is_file()
+    if resume:
+        print(f"[quickstart] resuming the run in {output} (use --clean to start over)")
     output.mkdir(parents=True, exist_ok=True)
-    cfg = get_cfg()
-    add_acar_config(cfg)
-    cfg.merge_from_file(args.config)
-    cfg.merge_from_list(args.opts)
-    cfg.OUTPUT_DIR = str(output)
-    fall_back_to_cpu(cfg)
+    cfg = setup_cfg(args.config, list(args.opts) + ["OUTPUT_DIR", str(output)], freeze=False)
     if cfg.SEED < 0:
         cfg.SEED = 0  # a reproducible quickstart
     cfg.freeze()
     setup_logger(str(output), name="detectron2")
     setup_logger(str(output), name="acar_d2")
-    from detectron2.utils.env import seed_all_rng
-
+    # The full config beside the outputs (detectron2's default_setup does the same), so that
+    # `tools/demo.py --config-file output/quickstart/config.yaml` works.
+    (output / "config.yaml").write_text(cfg.dump())
     seed_all_rng(cfg.SEED)
 
     start = time.time()
     trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
+    trainer.resume_or_load(resume=resume)
     trainer.train()
     minutes = (time.time() - start) / 60
     results = trainer._last_eval_results
@@ -116,7 +103,7 @@ def main(argv=None) -> dict:
 
     val = cfg.DATASETS.TEST[0]
     meta = MetadataCatalog.get(val)
-    summary = summarize_frame_map(results, list(meta.action_classes), meta.class_groups)
+    summary = summarize_frame_map(results, list(meta.action_classes))
     mAP, ap = summary["frame_mAP"], summary["per_class"]
     chance = chance_frame_map(DatasetCatalog.get(val), list(meta.action_ids))
     summary.update(config=str(args.config), dataset=val, chance_frame_mAP=chance,
@@ -124,15 +111,14 @@ def main(argv=None) -> dict:
     (output / "eval_results.json").write_text(json.dumps(summary, indent=2))
     groups = {g: [meta.action_classes[i] for i in idx] for g, idx in meta.class_groups.items()}
     if ap:
-        plot_per_class_ap(ap, groups, output / "per_class_ap.png",
-                          f"{Path(args.config).stem}: frame-mAP {mAP:.1f} (chance {chance:.1f})")
+        plot_per_class_ap(ap, output / "per_class_ap.png",
+                          f"{Path(args.config).stem}: frame-mAP {mAP:.1f} (chance {chance:.1f})",
+                          groups=groups)
     csvs = sorted((output / "inference").rglob("*.csv"))
     if csvs:
         shutil.copy(csvs[0], output / "predictions.csv")
 
     # A short annotated validation video: boxes + top action labels with scores.
-    from acar_d2.utils.demo import ActionPredictor, annotate_video
-
     video_cfg = cfg.clone()
     video_cfg.defrost()
     video_cfg.MODEL.WEIGHTS = str(output / "model_final.pth")

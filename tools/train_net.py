@@ -5,7 +5,7 @@ Train or evaluate ACAR-Net (and its baselines) with detectron2's engine.
 Examples::
 
     # one process (CPU or one GPU)
-    python tools/train_net.py --config-file configs/Synthetic/acar_R18_quick_aca_world.yaml
+    python tools/train_net.py --config-file configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml OUTPUT_DIR output/acar_r18
     # 8 GPUs, continue the run in OUTPUT_DIR where it stopped
     python tools/train_net.py --num-gpus 8 --resume --config-file configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml
     # evaluate a checkpoint (detectron2 file, official ACAR-Net model-zoo file or PySlowFast file)
@@ -20,28 +20,25 @@ import json
 import logging
 import os
 
-import torch
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
-from acar_d2 import add_acar_config
-from acar_d2.config import fall_back_to_cpu
-from acar_d2.engine import Trainer
+from acar_d2.engine import Trainer, setup_cfg
 
 logger = logging.getLogger("acar_d2")
 
 
 def setup(args):
-    """Config from ``args``: acar keys, then the yaml (with ``_BASE_``), then command-line opts."""
-    cfg = get_cfg()
-    add_acar_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    fall_back_to_cpu(cfg)
-    cfg.freeze()
+    """
+    Config from ``args`` (acar keys, the yaml with ``_BASE_``, command-line opts), then detectron2's
+    ``default_setup`` (OUTPUT_DIR, ``config.yaml`` beside the outputs, the detectron2 logger) and
+    the ``acar_d2`` logger (per-class AP tables, rows written / dropped) into the same ``log.txt``.
+    """
+    cfg = setup_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="acar_d2", abbrev_name="acar")
     return cfg
 
 

@@ -9,22 +9,50 @@ batch without padding.
 """
 from typing import Optional
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.utils import comm
 
 from .clip_mapper import ClipDatasetMapper
+from .samplers import ResumableTrainingSampler
 
 __all__ = ["build_clip_train_loader", "build_clip_test_loader"]
 
 
-def build_clip_train_loader(cfg, mapper: Optional[ClipDatasetMapper] = None):
+def build_clip_train_loader(
+    cfg,
+    mapper: Optional[ClipDatasetMapper] = None,
+    *,
+    seed: Optional[int] = None,
+    start_iter: int = 0,
+):
     """
     Infinite training loader over ``cfg.DATASETS.TRAIN``.
 
+    Args:
+        mapper: default ``ClipDatasetMapper(cfg, is_train=True)``.
+        seed: shuffle seed of the sampler (None: ``cfg.SEED`` if >= 0, else a random seed shared
+            by the ranks).
+        start_iter: iterations already trained; this rank's first ``start_iter * per-rank batch``
+            clips are skipped (``--resume`` continues the stream, :class:`ResumableTrainingSampler`).
+
     Returns:
-        iterable of list[dict]: ``cfg.SOLVER.IMS_PER_BATCH`` (total over workers) mapper outputs
-        per batch (``clip`` (3, T, H, W), ``instances``, ...).
+        iterable of list[dict]: ``cfg.SOLVER.IMS_PER_BATCH // world_size`` mapper outputs per batch
+        on each rank (``clip`` (3, T, H, W), ``instances``, ...).
     """
-    return build_detection_train_loader(cfg, mapper=mapper or ClipDatasetMapper(cfg, True))
+    dataset = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    )
+    if seed is None and cfg.SEED >= 0:
+        seed = cfg.SEED
+    per_rank_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+    sampler = ResumableTrainingSampler(len(dataset), seed=seed, start_index=start_iter * per_rank_batch)
+    return build_detection_train_loader(
+        cfg, mapper=mapper or ClipDatasetMapper(cfg, True), dataset=dataset, sampler=sampler
+    )
 
 
 def build_clip_test_loader(cfg, dataset_name: str, mapper: Optional[ClipDatasetMapper] = None):

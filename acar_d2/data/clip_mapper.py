@@ -120,7 +120,6 @@ class ClipDatasetMapper:
         reader: Optional[ClipReader] = None,
         train_proposal_score_thresh: float = 0.9,
         train_proposal_iou_thresh: float = 0.9,
-        test_proposal_score_thresh: float = 0.85,
     ):
         """
         Args:
@@ -131,7 +130,9 @@ class ClipDatasetMapper:
             flip_prob, box_jitter: training augmentation (box_jitter: fraction of box size).
             value_scale, pixel_mean, pixel_std: ``(x / value_scale - mean) / std``, RGB.
             reader: reads the frames (default: JPEG frame folders).
-            train_proposal_*_thresh, test_proposal_score_thresh: see ``cfg.DATASETS.ACTION``.
+            train_proposal_*_thresh: training ROI assembly, see
+                ``cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_*``. At test time every proposal is passed
+                on: the model applies ``MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH``.
         """
         self.is_train = is_train
         self.action_index = {int(a): i for i, a in enumerate(action_ids)}
@@ -148,7 +149,7 @@ class ClipDatasetMapper:
         self.pixel_mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.pixel_std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1, 1)
         self.reader = reader or ClipReader("frames")
-        self.score_thresh = train_proposal_score_thresh if is_train else test_proposal_score_thresh
+        self.score_thresh = train_proposal_score_thresh
         self.iou_thresh = train_proposal_iou_thresh
         logger.info(f"[ClipDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augs}")
 
@@ -174,9 +175,8 @@ class ClipDatasetMapper:
             "pixel_mean": clip.PIXEL_MEAN,
             "pixel_std": clip.PIXEL_STD,
             "reader": ClipReader(clip.SOURCE, cfg.DATASETS.ACTION.READER_THREADS),
-            "train_proposal_score_thresh": cfg.DATASETS.ACTION.TRAIN_PROPOSAL_SCORE_THRESH,
-            "train_proposal_iou_thresh": cfg.DATASETS.ACTION.TRAIN_PROPOSAL_IOU_THRESH,
-            "test_proposal_score_thresh": cfg.DATASETS.ACTION.TEST_PROPOSAL_SCORE_THRESH,
+            "train_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
+            "train_proposal_iou_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
         }
 
     def _multi_hot(self, annotations: List[dict], where: str) -> torch.Tensor:
@@ -257,8 +257,6 @@ class ClipDatasetMapper:
         props = d.get("proposals") or {}
         prop_boxes = np.asarray(props.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
         prop_scores = np.asarray(props.get("scores", np.zeros((0,))), np.float32).reshape(-1)
-        keep = prop_scores >= self.score_thresh
-        prop_boxes, prop_scores = prop_boxes[keep], prop_scores[keep]
 
         # Augmentation is sampled once, on the key frame, then applied to all frames and boxes.
         key_frame = frames[self.num_frames // 2].permute(1, 2, 0).numpy()

@@ -1,8 +1,12 @@
 """Training and evaluation loop pieces used by ``tools/train_net.py`` (detectron2 engine based)."""
-from .resume import ResumableTrainingSampler, capture_rng_state, restore_rng_state
+from ..data.samplers import ResumableTrainingSampler
+from .resume import capture_rng_state, restore_rng_state
+from .defaults import ActionPredictor, setup_cfg
 from .trainer import Trainer, create_ddp_model
 
 __all__ = [
+    "setup_cfg",
+    "ActionPredictor",
     "Trainer",
     "create_ddp_model",
     "ResumableTrainingSampler",

@@ -25,11 +25,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import (
-    MetadataCatalog,
-    build_detection_train_loader,
-    get_detection_dataset_dicts,
-)
+from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
 from detectron2.engine import hooks
 from detectron2.evaluation import DatasetEvaluator
@@ -39,7 +35,10 @@ from detectron2.utils.events import CommonMetricPrinter, EventWriter, JSONWriter
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from .resume import ResumableTrainingSampler, capture_rng_state, restore_rng_state
+from ..checkpoint import ACARCheckpointer
+from ..data.build import build_clip_test_loader, build_clip_train_loader
+from ..evaluation import AVAEvaluator
+from .resume import capture_rng_state, restore_rng_state
 
 __all__ = ["Trainer", "create_ddp_model"]
 
@@ -105,8 +104,6 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_checkpointer(cls, cfg: CfgNode, model: torch.nn.Module, **checkpointables):
         """``ACARCheckpointer`` saving into ``cfg.OUTPUT_DIR`` (understands official files)."""
-        from acar_d2.checkpoint import ACARCheckpointer
-
         return ACARCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
 
     @classmethod
@@ -121,28 +118,11 @@ class Trainer(DefaultTrainer):
             start_iter (int): iterations already trained; this rank's first
                 ``start_iter * per-rank batch`` clips are skipped.
         """
-        # detectron2's configurable loader (as acar_d2.data.build_clip_train_loader) with the
-        # clip mapper, given an explicit dataset and the resumable sampler.
-        from acar_d2.data.clip_mapper import ClipDatasetMapper
-
-        dataset = get_detection_dataset_dicts(
-            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
-        )
-        if seed is None:
-            seed = cfg.SEED if cfg.SEED >= 0 else None
-        per_rank_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
-        sampler = ResumableTrainingSampler(
-            len(dataset), seed=seed, start_index=start_iter * per_rank_batch
-        )
-        return build_detection_train_loader(
-            cfg, mapper=ClipDatasetMapper(cfg, True), dataset=dataset, sampler=sampler
-        )
+        return build_clip_train_loader(cfg, seed=seed, start_iter=start_iter)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
         """Clip test loader of ``dataset_name``: batches of one clip, every key frame once."""
-        from acar_d2.data.build import build_clip_test_loader
-
         return build_clip_test_loader(cfg, dataset_name)
 
     @classmethod
@@ -154,8 +134,6 @@ class Trainer(DefaultTrainer):
         AVA and the synthetic world, "ucf24" for UCF101-24: both are ``AVAEvaluator``), writing
         its detections CSV under ``OUTPUT_DIR/inference/<dataset>``.
         """
-        from acar_d2.evaluation import AVAEvaluator
-
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "ava")
         if evaluator_type not in ("ava", "ucf24"):
             raise ValueError(f"no evaluator for evaluator_type '{evaluator_type}' of '{dataset_name}'")

@@ -1,10 +1,8 @@
 """
 Running a trained action detector over whole videos and drawing its predictions.
 
-``ActionPredictor`` is the clip counterpart of detectron2's ``DefaultPredictor``: it builds the
-model from a config, loads ``cfg.MODEL.WEIGHTS`` (any format ``ACARCheckpointer`` understands) and
-maps one key-frame dataset dict (docs/ARCHITECTURE.md) to ``Instances``.
-``annotate_video`` runs it on every key frame of a video and writes an annotated video.
+``annotate_video`` runs an :class:`acar_d2.engine.ActionPredictor` on every key frame of a video
+and writes an annotated video; ``video_keyframe_dicts`` makes the key-frame dicts of a raw video.
 """
 import logging
 from typing import Dict, List, Optional, Sequence
@@ -13,43 +11,14 @@ import numpy as np
 import torch
 import tqdm
 
-from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from ..checkpoint import ACARCheckpointer
-from ..data.clip_mapper import ClipDatasetMapper
 from ..data.clip_reader import ClipReader, video_frame_count_and_size
 from .visualizer import ActionVisualizer, write_video
 
-__all__ = ["ActionPredictor", "video_keyframe_dicts", "annotate_video"]
+__all__ = ["video_keyframe_dicts", "annotate_video"]
 
 logger = logging.getLogger(__name__)
-
-
-class ActionPredictor:
-    """
-    Args:
-        cfg (CfgNode): a full acar_d2 config; ``MODEL.WEIGHTS`` is loaded.
-    """
-
-    def __init__(self, cfg):
-        self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
-        self.model.eval()
-        ACARCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
-
-    @torch.no_grad()
-    def __call__(self, dataset_dict: dict) -> Instances:
-        """
-        Args:
-            dataset_dict (dict): one key frame with its person ``proposals``.
-        Returns:
-            Instances: on the CPU, in key-frame pixels: ``pred_boxes``, ``scores``,
-            ``action_scores`` (R, K), ``action_logits`` (R, K).
-        """
-        inputs = self.mapper(dataset_dict)
-        return self.model([inputs])[0]["instances"].to("cpu")
 
 
 def video_keyframe_dicts(
@@ -91,7 +60,7 @@ def video_keyframe_dicts(
 
 
 def annotate_video(
-    predictor: ActionPredictor,
+    predictor,
     dataset_dicts: Sequence[dict],
     class_names: Sequence[str],
     output_file: str,
@@ -105,6 +74,7 @@ def annotate_video(
     each frame shows the predictions of the nearest key frame.
 
     Args:
+        predictor (ActionPredictor): maps a key-frame dict to Instances.
         dataset_dicts (list[dict]): the key frames of ONE video (same frame source).
         source (str): "video" (``video_file``) or "frames" (``frame_dir``) to read the frames from.
         min_height (int): small videos are enlarged by an integer factor (nearest neighbour) to at

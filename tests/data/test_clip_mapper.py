@@ -2,12 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from acar_d2 import add_acar_config
 from acar_d2.data import ClipDatasetMapper, assign_training_rois, jitter_boxes
+from acar_d2.engine import setup_cfg
 from acar_d2.data.build import build_clip_test_loader, build_clip_train_loader
 from acar_d2.data.datasets.ava import load_ava_instances, register_ava_instances
 from tests.reference_utils import golden_case_dir
@@ -188,8 +187,7 @@ def test_loaders_from_config(world):
     name = "test_data_loader_ava"
     register_ava_instances(name, {}, world["gt_csv"], world["label_map"], **fx.load_kwargs(world))
     try:
-        cfg = get_cfg()
-        add_acar_config(cfg)
+        cfg = setup_cfg(freeze=False)
         cfg.DATASETS.TRAIN = (name,)
         cfg.DATASETS.TEST = (name,)
         cfg.INPUT.CLIP.NUM_FRAMES = 4

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from acar_d2 import add_acar_config
+from acar_d2.engine import setup_cfg
 from acar_d2.data.datasets.ava import register_ava_instances
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,8 +78,4 @@ def tiny_cfg_opts(output_dir: Path) -> list:
 
 
 def tiny_cfg(output_dir: Path, extra_opts=()):
-    cfg = get_cfg()
-    add_acar_config(cfg)
-    cfg.merge_from_file(str(INSTANT_CONFIG))
-    cfg.merge_from_list(tiny_cfg_opts(output_dir) + list(extra_opts))
-    return cfg
+    return setup_cfg(str(INSTANT_CONFIG), tiny_cfg_opts(output_dir) + list(extra_opts), freeze=False)

@@ -9,12 +9,10 @@ from the golden ``inputs.pt``; only the loader is swapped (the clip is already n
 from pathlib import Path
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Boxes, Instances
 
-from acar_d2 import add_acar_config
-from acar_d2.engine import Trainer
+from acar_d2.engine import Trainer, setup_cfg
 from tests.reference_utils import build_golden_state_dict, check_golden_checksums, golden_case_dir
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "AVA" / "SLOWFAST_R50_ACAR_HR2O.yaml"
@@ -72,9 +70,7 @@ def test_eval_only_reproduces_official_logits(tmp_path):
     weights = tmp_path / "AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar"  # official model-zoo form
     torch.save(state, weights)
 
-    cfg = get_cfg()
-    add_acar_config(cfg)
-    cfg.merge_from_file(str(CONFIG))
+    cfg = setup_cfg(str(CONFIG), freeze=False)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = str(weights)
     # FORMATS.md: pose classes = indices 0..12 of the 60 AVA classes (no label map needed).

@@ -3,12 +3,11 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
-from acar_d2.config import add_acar_config
 from acar_d2.modeling.backbone import FrozenBatchNorm3d, SlowFast, pick_slow_frame_indices
+from acar_d2.engine import setup_cfg
 
 
 def _tiny(**kwargs) -> SlowFast:
@@ -149,8 +148,7 @@ def test_fusion_only_conv_has_no_bn():
 
 
 def test_build_from_config():
-    cfg = get_cfg()
-    add_acar_config(cfg)
+    cfg = setup_cfg(freeze=False)
     cfg.MODEL.SLOWFAST.DEPTH = 18
     cfg.MODEL.SLOWFAST.WIDTH = 8
     cfg.MODEL.SLOWFAST.RES5_DILATION = 1

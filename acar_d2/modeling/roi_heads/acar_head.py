@@ -18,16 +18,16 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 
 from .hr2o import build_hr2o
 from .layout import ClipActorLayout, ValidRegion
-from .relation_heads import ActorContextHeads
+from .relation_heads import ActorContextROIHeads
 
 __all__ = ["ACARROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
-class ACARROIHeads(ActorContextHeads):
+class ACARROIHeads(ActorContextROIHeads):
     """
-    ACAR head: :class:`ActorContextHeads` + ``hr2o_depth`` HR2O blocks before the average pool.
-    With ``hr2o_depth=0`` it equals :class:`ActorContextHeads`.
+    ACAR head: :class:`ActorContextROIHeads` + ``hr2o_depth`` HR2O blocks before the average pool.
+    With ``hr2o_depth=0`` it equals :class:`ActorContextROIHeads`.
     """
 
     @configurable
@@ -46,7 +46,7 @@ class ACARROIHeads(ActorContextHeads):
             hr2o_depth: number of stacked blocks (official R50: 2, R101: 1; ACAR Table 1e).
             hr2o_mlp_1x1: 1x1 instead of 3x3 output conv (official R101 config).
             hr2o_dropout: dropout inside each block (official: 0.2).
-            kwargs: see :class:`ActorContextHeads`.
+            kwargs: see :class:`ActorContextROIHeads`.
         """
         super().__init__(**kwargs)
         self.hr2o = nn.ModuleList(
@@ -60,11 +60,6 @@ class ACARROIHeads(ActorContextHeads):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         head_cfg = cfg.MODEL.ACTION_HEAD
-        if head_cfg.RELATION_ORDER != "actor_first":
-            raise NotImplementedError(
-                f"MODEL.ACTION_HEAD.RELATION_ORDER='{head_cfg.RELATION_ORDER}': only 'actor_first' "
-                "(the official ACAR order) is implemented"
-            )
         ret = super().from_config(cfg, input_shape)
         ret.update(
             hr2o_name=head_cfg.HR2O_NAME,

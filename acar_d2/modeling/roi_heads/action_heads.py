@@ -2,9 +2,10 @@
 ``ActionROIHeads``: the structure shared by every action ROI head.
 
 All heads (linear baseline, actor-actor, actor-context, ACAR) start the same way (ACAR Sec. 3.2,
-Sec. 4.1): the res5 maps of each pathway are averaged over time, the clip's valid context region
-(its unpadded part rounded up to whole feature cells) is kept and the rest zeroed, RoIAlign 7x7
-and a spatial max pool give one feature vector per actor. Subclasses implement
+Sec. 4.1): the res5 maps of each pathway are averaged over time, RoIAlign 7x7 on the whole map
+(zero padding of the clip included, as official) and a spatial max pool give one feature vector
+per actor; the relation heads use the clip's valid context region (its unpadded part rounded up
+to whole feature cells) as context. Subclasses implement
 :meth:`ActionROIHeads.predict_logits`; the loss and the inference activation are shared.
 """
 import logging
@@ -55,7 +56,7 @@ def pose_class_indices_from_config(cfg) -> List[int]:
 
 class ActionROIHeads(nn.Module):
     """
-    Base class of the action heads: temporal pooling, valid-region masking, RoIAlign + max pool,
+    Base class of the action heads: temporal pooling, valid context region, RoIAlign + max pool,
     pose-softmax loss and scores.
 
     Subclasses implement :meth:`predict_logits`.
@@ -143,14 +144,13 @@ class ActionROIHeads(nn.Module):
         valid_sizes: List[Tuple[int, int]],
     ) -> Tuple[List[torch.Tensor], List[Tuple[int, int]]]:
         """
-        Temporal average of each pathway, zeroed outside each clip's valid context region.
+        Temporal average of each pathway, and each clip's valid context region.
 
-        Zeroing (rather than cropping) lets clips of different valid sizes share one tensor; every
-        later operation either never reads the zeroed cells (unpadded convolutions, masked
-        statistics) or treats them as the zero padding the official crop would have had.
-        RoIAlign near the valid border therefore interpolates with zeros where the official head
-        (which ran RoIAlign on the padded map) read features of padding pixels: identical for
-        unpadded clips, and what lies beyond the valid region can never reach the outputs.
+        The maps are returned whole, padding included: RoIAlign reads them as they are, as the
+        official head does (its RoIAlign runs on the padded map, so a box touching the valid
+        border interpolates with the features of padding pixels). Only the context used by the
+        relation heads is restricted to the valid cells (:meth:`mask_to_valid`), which equals the
+        official crop to ``ceil(h * H_valid / H) x ceil(w * W_valid / W)`` cells.
 
         Args:
             features: name -> (N, C_i, T_i, h, w).
@@ -166,12 +166,22 @@ class ActionROIHeads(nn.Module):
             if tuple(p.shape[-2:]) != (h, w):
                 raise ValueError(f"feature '{f}' is {tuple(p.shape[-2:])}, expected {(h, w)}")
         crop = [valid_feature_size((h, w), image_size, vs) for vs in valid_sizes]
-        dev = pooled[0].device
-        sizes = torch.as_tensor(crop, dtype=torch.long, device=dev).reshape(-1, 2)
-        rows = torch.arange(h, device=dev)[None, :] < sizes[:, :1]
-        cols = torch.arange(w, device=dev)[None, :] < sizes[:, 1:]
-        mask = (rows[:, :, None] & cols[:, None, :])[:, None].to(pooled[0].dtype)
-        return [p * mask for p in pooled], crop
+        return pooled, crop
+
+    @staticmethod
+    def mask_to_valid(x: torch.Tensor, crop: List[Tuple[int, int]]) -> torch.Tensor:
+        """
+        Zero the cells of (N, C, h, w) maps outside each clip's valid (h_i, w_i) top-left block.
+
+        The relation heads then never read a zeroed cell into a valid output (unpadded
+        convolutions, masked statistics) or read it as the zero padding the official crop has, so
+        clips of different valid sizes can share one tensor.
+        """
+        h, w = x.shape[-2:]
+        sizes = torch.as_tensor(crop, dtype=torch.long, device=x.device).reshape(-1, 2)
+        rows = torch.arange(h, device=x.device)[None, :] < sizes[:, :1]
+        cols = torch.arange(w, device=x.device)[None, :] < sizes[:, 1:]
+        return x * (rows[:, :, None] & cols[:, None, :])[:, None].to(x.dtype)
 
     def roi_features(
         self, x: torch.Tensor, boxes: List[Boxes], image_size: Tuple[int, int]

@@ -10,11 +10,11 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 
 from .action_heads import ActionROIHeads
 
-__all__ = ["BaselineActionHeads"]
+__all__ = ["BaselineROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
-class BaselineActionHeads(ActionROIHeads):
+class BaselineROIHeads(ActionROIHeads):
     """Actor features only: ``fc(dropout([roi(slow), roi(fast)]))`` -> (R, K) logits."""
 
     @configurable

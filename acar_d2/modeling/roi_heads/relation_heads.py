@@ -1,11 +1,11 @@
 """
 First-order relation heads (ACAR Table 1a): actor-actor and actor-context.
 
-* :class:`ActorContextHeads` (ACRN-style): every actor feature is paired with every cell of the
+* :class:`ActorContextROIHeads` (ACRN-style): every actor feature is paired with every cell of the
   clip's context map, a 1x1 + 3x3 convolution turns the pairs into relation maps, which are
   downsampled, averaged and classified together with the actor feature. The ACAR head
   (``acar_head.py``) is this head plus HR2O on the relation maps.
-* :class:`ActorActorHeads`: self-attention among the actor features of a clip, no context.
+* :class:`ActorActorROIHeads`: self-attention among the actor features of a clip, no context.
 
 Both reduce the [slow, fast] context with a 1x1 ``conv_reduce`` first (official ACAR head).
 """
@@ -24,13 +24,13 @@ from .action_heads import ActionROIHeads
 from .hr2o import build_hr2o
 from .layout import ClipActorLayout, ValidRegion, masked_mean, sizes_tensor
 
-__all__ = ["ActorContextHeads", "ActorActorHeads", "DOWNSAMPLE_MODES"]
+__all__ = ["ActorContextROIHeads", "ActorActorROIHeads", "DOWNSAMPLE_MODES"]
 
 # ACAR Table 1c: resolution of the relation maps handed to HR2O.
 DOWNSAMPLE_MODES = ("none", "2x2", "4x4", "global")
 
 
-class _ReducedContextHeads(ActionROIHeads):
+class _ReducedContextROIHeads(ActionROIHeads):
     """Shared part of the relation heads: ``conv_reduce`` of the [slow, fast] context."""
 
     @configurable
@@ -44,8 +44,7 @@ class _ReducedContextHeads(ActionROIHeads):
         super().__init__(**kwargs)
         self.reduce_dim = int(reduce_dim)
         self.hidden_dim = int(hidden_dim)
-        # No bias, as official: conv_reduce keeps zero context cells zero, which the valid-region
-        # masking relies on.
+        # No bias, as official.
         self.conv_reduce = nn.Conv2d(sum(self.in_channels), reduce_dim, 1, bias=False)
         self.fc1 = nn.Linear(reduce_dim, hidden_dim, bias=False)
         self.fc2 = nn.Linear(2 * hidden_dim, self.num_classes, bias=False)
@@ -66,7 +65,8 @@ class _ReducedContextHeads(ActionROIHeads):
     ) -> Tuple[torch.Tensor, List[Tuple[int, int]]]:
         """
         Returns:
-            Tensor: (N, reduce_dim, h, w) reduced context, zero outside the valid region.
+            Tensor: (N, reduce_dim, h, w) reduced maps, padding included (RoIAlign input; the
+            context is ``mask_to_valid`` of it).
             list[tuple[int, int]]: N valid feature sizes (h_i, w_i).
         """
         pooled, crop = self.pooled_context(features, image_size, valid_sizes)
@@ -80,7 +80,7 @@ class _ReducedContextHeads(ActionROIHeads):
 
 
 @ROI_HEADS_REGISTRY.register()
-class ActorContextHeads(_ReducedContextHeads):
+class ActorContextROIHeads(_ReducedContextROIHeads):
     """
     First-order actor-context relations (ACRN-style; ACAR Table 1a "actor-context").
 
@@ -96,7 +96,7 @@ class ActorContextHeads(_ReducedContextHeads):
         Args:
             downsample: "none", "2x2" (official: 3x3 max pool, stride 2, pad 1), "4x4" (two such
                 pools) or "global" (max over the valid cells) (ACAR Table 1c).
-            kwargs: see :class:`_ReducedContextHeads`.
+            kwargs: see :class:`_ReducedContextROIHeads`.
         """
         super().__init__(**kwargs)
         if downsample not in DOWNSAMPLE_MODES:
@@ -170,17 +170,17 @@ class ActorContextHeads(_ReducedContextHeads):
         return masked_mean(maps, mask)
 
     def predict_logits(self, features, boxes, valid_sizes, image_size) -> torch.Tensor:
-        context, crop = self.reduce_context(features, image_size, valid_sizes)
-        actor = self.roi_features(context, boxes, image_size)
+        reduced, crop = self.reduce_context(features, image_size, valid_sizes)
+        actor = self.roi_features(reduced, boxes, image_size)
         if actor.shape[0] == 0:
             # No actor in any clip: nothing to relate; keep the graph connected for DDP-style use.
-            return actor.new_zeros((0, self.num_classes)) + 0.0 * context.sum()
-        relation = self.relation_features(context, actor, boxes, crop)
+            return actor.new_zeros((0, self.num_classes)) + 0.0 * reduced.sum()
+        relation = self.relation_features(self.mask_to_valid(reduced, crop), actor, boxes, crop)
         return self.classify(actor, relation)
 
 
 @ROI_HEADS_REGISTRY.register()
-class ActorActorHeads(_ReducedContextHeads):
+class ActorActorROIHeads(_ReducedContextROIHeads):
     """
     First-order actor-actor relations (ACAR Table 1a "actor-actor"): dot-product self-attention
     among the actors of a clip (the ``nl`` HR2O operator on 1x1 "maps", 1x1 kernels), residual.

@@ -1,0 +1,90 @@
+"""
+Entry-point helpers in the style of ``detectron2.engine.defaults``: ``setup_cfg`` builds the config
+every tool and test uses, ``ActionPredictor`` is the clip counterpart of ``DefaultPredictor``.
+"""
+import logging
+from typing import Optional, Sequence
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
+
+from ..checkpoint import ACARCheckpointer
+from ..config import add_acar_config
+from ..data.clip_mapper import ClipDatasetMapper
+
+__all__ = ["setup_cfg", "ActionPredictor"]
+
+logger = logging.getLogger(__name__)
+
+
+def setup_cfg(
+    config_file: Optional[str] = None, opts: Optional[Sequence[str]] = None, *, freeze: bool = True
+) -> CfgNode:
+    """
+    The acar_d2 config: detectron2's ``get_cfg()`` + ``add_acar_config``, then ``config_file``
+    (``_BASE_`` chains resolved) and the ``KEY VALUE`` overrides of ``opts``.
+
+    ``MODEL.DEVICE`` defaults to "cuda" where CUDA is available and "cpu" elsewhere; asking for
+    "cuda" explicitly on a machine without it is an error (not a silent switch to the CPU).
+    Pair it with detectron2's ``default_setup(cfg, args)`` in a training tool (output folder,
+    logging, ``config.yaml`` beside the outputs).
+
+    Args:
+        config_file: a yaml file, or None for the defaults.
+        opts: e.g. ``["MODEL.WEIGHTS", "model_final.pth", "SOLVER.MAX_ITER", "100"]``.
+        freeze: return a frozen config.
+    """
+    cfg = get_cfg()
+    add_acar_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but CUDA is not available on this machine; "
+            "leave MODEL.DEVICE unset (it defaults to what is available) or set it to 'cpu'"
+        )
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+class ActionPredictor:
+    """
+    Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` (any format ``ACARCheckpointer``
+    reads: acar_d2 / detectron2 checkpoints, official ACAR-Net and PySlowFast files) and maps one
+    key-frame dataset dict (docs/ARCHITECTURE.md) to ``Instances``, like detectron2's
+    ``DefaultPredictor`` maps one image.
+
+    Example::
+
+        predictor = ActionPredictor(setup_cfg("output/quickstart/config.yaml",
+                                              ["MODEL.WEIGHTS", "output/quickstart/model_final.pth"]))
+        instances = predictor(dataset_dict)
+
+    Args:
+        cfg (CfgNode): a full acar_d2 config.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        ACARCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
+
+    @torch.no_grad()
+    def __call__(self, dataset_dict: dict) -> Instances:
+        """
+        Args:
+            dataset_dict (dict): one key frame (with person ``proposals`` unless the model has a
+                person detector).
+        Returns:
+            Instances: on the CPU, in key-frame pixels: ``pred_boxes``, ``scores``,
+            ``action_scores`` (R, K), ``action_logits`` (R, K).
+        """
+        inputs = self.mapper(dataset_dict)
+        return self.model([inputs])[0]["instances"].to("cpu")
