@@ -1,15 +1,16 @@
 """
 Drawing action detections on frames and writing annotated videos.
 
-Used by ``tools/demo.py`` and ``make quickstart``. Frames are uint8 RGB arrays (H, W, 3); boxes are in
-the frame's pixel coordinates.
+Used by ``tools/demo.py``, ``make quickstart`` and the synthetic world's mp4 copies (the one video
+writer of the package). Frames are uint8 RGB arrays (H, W, 3); boxes are in the frame's pixel
+coordinates.
 """
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["ActionVisualizer", "write_video"]
+__all__ = ["ActionVisualizer", "write_video", "rgb_to_yuv420p"]
 
 # A small fixed palette (RGB) so that the same track index gets the same color in every frame.
 _PALETTE = [
@@ -81,14 +82,53 @@ class ActionVisualizer:
         return np.asarray(img)
 
 
-def write_video(path: str, frames: Sequence[np.ndarray], fps: float) -> None:
+def rgb_to_yuv420p(arr: np.ndarray) -> np.ndarray:
     """
-    Encode RGB frames to a video file with PyAV (mpeg4; H.264 when the build has libx264).
+    BT.601 limited-range RGB -> planar YUV 4:2:0, in numpy.
+
+    Converting here instead of letting FFmpeg's swscale do it keeps an mp4 byte-identical across
+    runs: swscale picks SIMD paths by buffer alignment, which changes the rounding of a few pixels.
+
+    Args:
+        arr (ndarray): uint8 (H, W, 3) RGB, H and W even.
+    Returns:
+        ndarray: uint8 (H * 3 / 2, W): the Y plane, then U and V (each (H/2, W/2)) row-packed.
+    """
+    rgb = arr.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = arr.shape[:2]
+
+    def sub(c):  # 2 x 2 mean (4:2:0 chroma), then packed as W-wide rows
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+
+    planes = np.concatenate([y, sub(u), sub(v)], axis=0)
+    return np.clip(np.round(planes), 0, 255).astype(np.uint8)
+
+
+def write_video(
+    path: str,
+    frames: Sequence[np.ndarray],
+    fps: float,
+    *,
+    crf: Optional[int] = None,
+    bit_rate: Optional[int] = None,
+) -> None:
+    """
+    Encode RGB frames to a video file with PyAV (H.264 when the build has libx264, else mpeg4).
+
+    Deterministic: one encoder thread and the colour conversion done in numpy
+    (:func:`rgb_to_yuv420p`), so the same frames give the same bytes on every run.
 
     Args:
         path (str): output file, e.g. ``out.mp4``.
-        frames (list[ndarray]): (H, W, 3) uint8 RGB frames of equal size.
+        frames (list[ndarray]): (H, W, 3) uint8 RGB frames of equal size; an odd last row/column
+            is cropped (4:2:0 needs even sizes).
         fps (float): frame rate.
+        crf (int or None): libx264 constant-rate factor (lower = better; None: the encoder default).
+        bit_rate (int or None): bits/s for the mpeg4 fallback (None: the encoder default).
     """
     import av
     from fractions import Fraction
@@ -96,15 +136,22 @@ def write_video(path: str, frames: Sequence[np.ndarray], fps: float) -> None:
     if len(frames) == 0:
         raise ValueError(f"write_video({path!r}): no frames to write")
     h, w = frames[0].shape[:2]
+    h, w = h - h % 2, w - w % 2
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with av.open(path, mode="w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        # Encoders need even sizes for yuv420p.
-        stream.width, stream.height = w - w % 2, h - h % 2
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            arr = np.ascontiguousarray(frame[: stream.height, : stream.width])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.thread_count = 1
+        if codec == "libx264":
+            stream.options = dict({"threads": "1"}, **({"crf": str(crf)} if crf is not None else {}))
+        elif bit_rate is not None:
+            stream.bit_rate = bit_rate
+        for i, frame in enumerate(frames):
+            if frame.shape[:2] != frames[0].shape[:2]:
+                raise ValueError(f"write_video({path!r}): frame {i} is {frame.shape[:2]}, frame 0 "
+                                 f"is {frames[0].shape[:2]}")
+            yuv = rgb_to_yuv420p(np.ascontiguousarray(frame[:h, :w]))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ...utils.visualizer import write_video
 from .render import person_box, render_frame
 from .scene import (CLASSES, FPS, HEIGHT, WIDTH, Shot, derive_labels, derive_relations,
                     person_state, sample_video)
@@ -101,52 +102,9 @@ def _proposals(rng: np.random.Generator, actors: list) -> np.ndarray:
     return arr[np.argsort(-arr[:, 4], kind="stable")].astype(np.float32)
 
 
-def _rgb_to_yuv420p(arr: np.ndarray) -> np.ndarray:
-    """
-    BT.601 limited-range RGB -> planar YUV 4:2:0, in numpy.
-
-    Converting here instead of letting FFmpeg's swscale do it keeps the mp4 byte-identical across
-    runs: swscale picks SIMD paths by buffer alignment, which changes the rounding of a few pixels.
-
-    Args:
-        arr (ndarray): uint8 (H, W, 3) RGB, H and W even.
-    Returns:
-        ndarray: uint8 (H * 3 / 2, W): the Y plane, then U and V (each (H/2, W/2)) row-packed.
-    """
-    rgb = arr.astype(np.float64)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-    h, w = arr.shape[:2]
-
-    def sub(c):  # 2 x 2 mean (4:2:0 chroma), then packed as W-wide rows
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
-
-    planes = np.concatenate([y, sub(u), sub(v)], axis=0)
-    return np.clip(np.round(planes), 0, 255).astype(np.uint8)
-
-
 def _write_mp4(path: Path, frames: list) -> None:
-    import av
-
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        # single thread + fixed quality: deterministic output; crf 12 / 2 Mbit keep the small
-        # sprites within a few grey levels of the JPEG frames
-        stream.thread_count = 1
-        if codec == "libx264":
-            stream.options = {"crf": "12", "preset": "medium", "threads": "1"}
-        else:
-            stream.bit_rate = 2_000_000
-        for arr in frames:
-            frame = av.VideoFrame.from_ndarray(_rgb_to_yuv420p(arr), format="yuv420p")
-            for pkt in stream.encode(frame):
-                container.mux(pkt)
-        for pkt in stream.encode():
-            container.mux(pkt)
+    # crf 12 / 2 Mbit keep the small sprites within a few grey levels of the JPEG frames.
+    write_video(str(path), frames, FPS, crf=12, bit_rate=2_000_000)
 
 
 def _fmt(v: float) -> str:
