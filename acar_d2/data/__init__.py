@@ -1,5 +1,7 @@
 """Video data: dataset registration, clip reading, the clip mapper and loaders."""
+from . import ava_format  # noqa: F401  (the AVA file formats; no detectron2 needed)
 from . import datasets  # noqa: F401  (registers the builtin splits)
+from .ava_format import ava_class_list
 from .build import build_clip_test_loader, build_clip_train_loader
 from .clip_mapper import ClipDatasetMapper, assign_training_rois, jitter_boxes
 from .clip_reader import (
@@ -14,6 +16,7 @@ __all__ = [
     "ClipDatasetMapper",
     "ClipReader",
     "assign_training_rois",
+    "ava_class_list",
     "build_clip_test_loader",
     "build_clip_train_loader",
     "clip_frame_indices",

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Dict, List, Optional
 
 from .ava_evaluation import per_class_table
-from .ava_io import read_box_csv, read_exclusions, read_label_map
+from ..data.ava_format import read_box_csv, read_exclusions, read_label_map
 from .frame_map import FrameMAPResult, frame_map
 
 __all__ = ["main", "evaluate_files", "plot_per_class_ap"]
@@ -28,7 +28,7 @@ def evaluate_files(groundtruth: str, detections: str, labelmap: str,
     return frame_map(
         read_box_csv(groundtruth, groundtruth=True),
         read_box_csv(detections),
-        read_label_map(labelmap),
+        read_label_map(labelmap, require_groups=False),
         read_exclusions(exclusions),
     )
 
@@ -78,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     start = time.perf_counter()
     try:
-        label_map = read_label_map(args.labelmap)
+        label_map = read_label_map(args.labelmap, require_groups=False)
         result = evaluate_files(args.groundtruth, args.detections, args.labelmap, args.exclusions)
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,14 +18,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .ava_io import (
-    parse_box_csv,
-    read_box_csv,
-    read_exclusions,
-    read_label_map,
-    format_submission_rows,
-    table_from_dataset_dicts,
-)
+from ..data.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from .ava_io import format_submission_rows, table_from_dataset_dicts
 from .frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
 
 __all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table"]
@@ -80,7 +74,7 @@ class AVAEvaluator(DatasetEvaluator):
             score_format (str): printf format of the scores in the CSV (the CSV is what gets scored,
                 so the file and the returned numbers always agree). Six decimals rather than
                 three: 3-decimal scores create TP/FP score ties whose AP depends on numpy's
-                unstable argsort (PROTOCOL.md 5.9).
+                unstable argsort (docs/EVALUATION_PROTOCOL.md).
             gt_csv, label_map, exclusions (str or None): override the metadata's files.
             top_k (int or None): detection rows kept per key frame; default: 50 for AVA (official
                 cap), None (no cap) for UCF101-24 (``evaluator_type == "ucf24"``).
@@ -94,6 +88,9 @@ class AVAEvaluator(DatasetEvaluator):
         self._class_names = list(self._metadata.action_classes)
         self._gt_csv = gt_csv or self._metadata.get("gt_csv", None)
         self._label_map_file = label_map or self._metadata.get("label_map", None)
+        fallback = self._metadata.get("label_map_fallback", None)
+        if not label_map and fallback and not os.path.isfile(self._label_map_file or ""):
+            self._label_map_file = fallback  # the classes the metadata was read from
         self._exclusions = exclusions or self._metadata.get("exclusions", None)
         kind = self._EVALUATOR_TYPE or self._metadata.get("evaluator_type", "ava")
         if kind not in ("ava", "ucf24"):
@@ -138,8 +135,8 @@ class AVAEvaluator(DatasetEvaluator):
         """(BoxTable, label map dict, excluded key frames): the CSV files if there is a ground-truth
         CSV, else the registered dataset dicts (with a label map from ``action_ids``)."""
         if self._gt_csv:
-            label_map = (read_label_map(self._label_map_file) if self._label_map_file
-                         else dict(zip(self._action_ids, self._class_names)))
+            label_map = (read_label_map(self._label_map_file, require_groups=False)
+                         if self._label_map_file else dict(zip(self._action_ids, self._class_names)))
             return (read_box_csv(self._gt_csv, groundtruth=True), label_map,
                     read_exclusions(self._exclusions))
         label_map = dict(zip(self._action_ids, self._class_names))

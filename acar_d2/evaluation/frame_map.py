@@ -1,22 +1,22 @@
 """
 AVA frame-mAP@0.5, the official v2.2 protocol, vectorized with NumPy.
 
-The rules are those of ActivityNet's ``get_ava_performance.py`` (2019, with excluded timestamps),
-documented in ``shared/reference/ava_eval/PROTOCOL.md``; each step below names its section:
+The rules are those of ActivityNet's ``get_ava_performance.py`` (2019, with excluded timestamps);
+``docs/EVALUATION_PROTOCOL.md`` describes them for users. The steps, in the official order:
 
-1. label-map filter first, on ground truth and detections (§1);
-2. excluded key frames dropped from both (§1);
+1. label-map filter first, on ground truth and detections;
+2. excluded key frames dropped from both;
 3. detections: at most 50 rows per key frame over all classes, chosen with the official min-heap
    rule (strict ``>`` to enter a full heap, tie at the cut evicting the smallest
    ``(score, class, y1, x1, y2, x2)`` tuple), emitted in descending score, stable on the heap's
-   array order (§1, §5.1);
-4. invalid detection boxes (not ``x1 < x2`` and ``y1 < y2``) removed after the cap (§2.6);
+   array order;
+4. invalid detection boxes (not ``x1 < x2`` and ``y1 < y2``) removed after the cap;
 5. greedy matching per key frame and class in emitted order: best ground truth by first argmax
    of IoU over all ground truth of the class, TP iff IoU >= 0.5 and that box is still free, no
-   fallback (§2.3); key frames without ground truth of the class give FPs (§2.5);
+   fallback; key frames without ground truth of the class give FPs;
 6. all-point interpolated AP per class over the detections concatenated in key-frame order and
    ranked by ``np.argsort(scores)[::-1]``; NaN for classes without ground truth, 0 for classes
-   with ground truth and no detection; mAP = ``np.nanmean`` (§3, §4).
+   with ground truth and no detection; mAP = ``np.nanmean``.
 
 Only the top-50 selection runs per key frame in Python, and only on the key frames that have more
 than 50 rows and a tie at the cut score; everything else is array code.
@@ -30,13 +30,13 @@ from typing import Dict, Optional, Set, Tuple
 
 import numpy as np
 
-from .ava_io import BoxTable
+from ..data.ava_format import BoxTable
 
 __all__ = ["FrameMAPResult", "frame_map", "DETECTIONS_PER_KEYFRAME", "IOU_THRESHOLD"]
 
 logger = logging.getLogger(__name__)
 
-# Official AVA protocol constants (PROTOCOL.md §1 and §2).
+# Official AVA protocol constants: rows kept per key frame, IoU of a true positive.
 DETECTIONS_PER_KEYFRAME = 50
 IOU_THRESHOLD = 0.5
 
@@ -63,10 +63,10 @@ def _keyframe_keys(table: BoxTable) -> list:
 
 def _filter(table: BoxTable, class_ids: np.ndarray, excluded: Set[Tuple[str, int]], what: str):
     """
-    Label-map filter, then exclusions (§1). Returns the kept rows, with key frames renumbered in
+    Label-map filter, then exclusions. Returns the kept rows, with key frames renumbered in
     order of first appearance among them: the official reader only creates a key frame's entry
-    for a whitelisted row, and that order is the per-class concatenation order of §3 (it matters
-    through numpy's unstable argsort on tied scores, §5.9).
+    for a whitelisted row, and that order is the per-class concatenation order of the AP step (it
+    matters through numpy's unstable argsort on tied scores).
     """
     in_map = np.isin(table.labels, class_ids)
     dropped = int((~in_map).sum())
@@ -200,7 +200,7 @@ def _match(gt: BoxTable, gt_kf: np.ndarray, det: BoxTable, det_kf: np.ndarray, r
     if n == 0 or len(gt) == 0:
         return tp
     # Ground truth ordered by (key frame, class), inside by descending person id (stable on file
-    # order), which is the official GT order (§1).
+    # order), which is the official GT order.
     g_order = np.lexsort((-gt.scores, gt.labels, gt_kf))
     g_kf, g_lab = gt_kf[g_order], gt.labels[g_order]
     g_boxes = gt.boxes[g_order]
@@ -233,7 +233,7 @@ def _match(gt: BoxTable, gt_kf: np.ndarray, det: BoxTable, det_kf: np.ndarray, r
 
 
 def _average_precision(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
-    """All-point interpolated AP (VOC2010+), ranking with ``np.argsort(scores)[::-1]`` (§3)."""
+    """All-point interpolated AP (VOC2010+), ranking with ``np.argsort(scores)[::-1]``."""
     order = np.argsort(scores)[::-1]
     tp = tp[order]
     fp = ~tp
@@ -304,7 +304,7 @@ def frame_map(
         # Stable selection keeps key-frame order, then emitted order: the official concatenation.
         per_class[c] = _average_precision(scores[sel], tp[sel], num_gt[c])
     # The official mean runs np.nanmean over max(id) class slots (ids outside the map are NaN):
-    # the same set of values, summed in the same layout, so the last bit agrees as well (§4).
+    # the same set of values, summed in the same layout, so the last bit agrees as well.
     slots = np.full(int(class_ids.max()), np.nan)
     slots[class_ids - 1] = [per_class[c] for c in class_ids.tolist()]
     mAP = float(np.nanmean(slots)) if np.isfinite(slots).any() else float("nan")

@@ -1,11 +1,17 @@
-"""AVA-format registration: label maps, counts against the CSVs, proposals, and bad input."""
+"""AVA-format registration: label maps, the packaged class list, counts against the CSVs,
+proposals, and bad input."""
+import json
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from acar_d2.data.ava_format import AVA_LABEL_MAP_FILE, ava_class_list
 from acar_d2.data.datasets.ava import (
     load_ava_instances,
     read_label_map,
@@ -13,7 +19,7 @@ from acar_d2.data.datasets.ava import (
     read_dense_proposals,
     register_ava_instances,
 )
-from tests.reference_utils import reference_dir
+from tests.reference_utils import REPO_ROOT, reference_dir
 
 from . import ava_fixtures as fx
 
@@ -30,12 +36,119 @@ def _by_key(dicts):
 def test_ava_60_class_label_map_pose_classes():
     lmap = read_label_map(str(reference_dir() / "ava_eval" / "public_small" / "labelmap.pbtxt"))
     assert len(lmap.ids) == 60 and lmap.ids == sorted(lmap.ids)
-    # FORMATS.md (iii): pose = indices 0..12 = ids 1, 3..14 (id 2 is not evaluated).
+    # Pose = indices 0..12 = ids 1, 3..14 (id 2 is not evaluated).
     assert lmap.pose_class_indices == list(range(13))
     assert [lmap.ids[i] for i in lmap.pose_class_indices] == [1] + list(range(3, 15))
     groups = lmap.class_groups
     assert len(groups["person_object"]) + len(groups["person_person"]) == 47
     assert all(lmap.ids[i] >= 64 for i in groups["person_person"])
+
+
+# ---- the packaged AVA v2.1 / v2.2 class list ---------------------------------------------------
+
+# The 60 evaluated ids (ActivityNet 2018 / 2019 lists): 80 AVA ids minus 2, 16, 18, 19, 21, 23, 25,
+# 31, 32, 33, 35, 39, 40, 42, 44, 50, 53, 55, 71, 75.
+AVA_60_IDS = [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30,
+              34, 36, 37, 38, 41, 43, 45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62,
+              63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80]
+
+
+def test_packaged_ava_class_list():
+    lmap = ava_class_list()
+    assert len(lmap) == 60 and lmap.ids == AVA_60_IDS
+    assert lmap.pose_class_indices == list(range(13))
+    assert [lmap.ids[i] for i in lmap.pose_class_indices] == [1] + list(range(3, 15))
+    groups = lmap.class_groups
+    assert [len(groups[g]) for g in ("pose", "person_object", "person_person")] == [13, 32, 15]
+    assert [lmap.ids[i] for i in groups["person_person"]] == [
+        64, 65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80]
+    assert (lmap[1], lmap[14], lmap[15], lmap[17]) == (
+        "bend/bow (at the waist)", "walk", "answer phone", "carry/hold (an object)")
+    assert (lmap[62], lmap[63], lmap[79], lmap[80]) == (
+        "work on a computer", "write", "talk to (e.g., self, a person, a group)", "watch (a person)")
+    # Same names as the label map of the official evaluation case, for every id it holds.
+    ref = read_label_map(str(reference_dir() / "ava_eval" / "public_small" / "labelmap.pbtxt"))
+    assert len(ref) == 60 and set(ref) <= set(lmap)
+    assert {c: lmap[c] for c in ref} == dict(ref.items())
+
+
+def test_packaged_class_list_is_package_data():
+    # Found from the source tree (the package is installed editable) ...
+    assert AVA_LABEL_MAP_FILE == REPO_ROOT / "acar_d2" / "data" / "ava_labelmap_v2.2.pbtxt"
+    assert AVA_LABEL_MAP_FILE.is_file()
+    from importlib.resources import files
+
+    assert files("acar_d2.data").joinpath("ava_labelmap_v2.2.pbtxt").read_text() == \
+        AVA_LABEL_MAP_FILE.read_text()
+    # ... and declared in setup.py, so a regular install ships it.
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    kw = {k.arg: k.value for n in ast.walk(tree) if isinstance(n, ast.Call)
+          for k in n.keywords if k.arg == "package_data"}
+    assert ast.literal_eval(kw["package_data"]) == {"acar_d2.data": ["ava_labelmap_v2.2.pbtxt"]}
+
+
+def test_builtin_ava_metadata_with_empty_datasets_root(tmp_path, monkeypatch):
+    """$ACAR_DATASETS is read when the builtin splits are registered (at import): a fresh
+    interpreter imports acar_d2 with it pointing at an empty folder."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("ACAR_DATASETS", str(empty))
+    code = (
+        "import json\n"
+        "from detectron2.data import DatasetCatalog, MetadataCatalog\n"
+        "import acar_d2.data\n"
+        "out = {}\n"
+        "for n in ('ava_v2.2_val', 'ava_v2.1_train'):\n"
+        "    m = MetadataCatalog.get(n)\n"
+        "    out[n] = [m.label_map, m.action_ids, m.action_classes, m.pose_class_indices,\n"
+        "              m.class_groups]\n"
+        "try:\n"
+        "    DatasetCatalog.get('ava_v2.2_val')\n"
+        "except FileNotFoundError as e:\n"
+        "    out['error'] = str(e)\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=str(tmp_path), env=dict(os.environ), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    packaged = ava_class_list()
+    ann = empty / "ava" / "annotations"
+    for name, label_map in (("ava_v2.2_val", "ava_action_list_v2.2_for_activitynet_2019.pbtxt"),
+                            ("ava_v2.1_train", "ava_action_list_v2.1_for_activitynet_2018.pbtxt")):
+        path, ids, names, pose, groups = out[name]
+        assert path == str(ann / label_map) and not os.path.exists(path)
+        assert ids == AVA_60_IDS and names == packaged.names
+        assert pose == list(range(13)) and groups == packaged.class_groups
+    # Loading the dicts fails, naming the missing annotation file.
+    assert str(ann / "ava_val_v2.2.csv") in out["error"]
+
+
+def test_label_map_fallback_in_registration(world, tmp_path):
+    missing = str(tmp_path / "nowhere" / "labels.pbtxt")
+    name = "test_data_ava_fallback"
+    register_ava_instances(name, {}, world["gt_csv"], missing, label_map_fallback=str(
+        AVA_LABEL_MAP_FILE), **fx.load_kwargs(world))
+    try:
+        meta = MetadataCatalog.get(name)
+        assert meta.label_map == missing and meta.action_ids == AVA_60_IDS
+        assert meta.pose_class_indices == list(range(13))
+        # The loader uses the same classes: the world's ids 1, 12, 17, 79 are all among the 60.
+        dicts = _by_key(DatasetCatalog.get(name))
+        assert dicts[("vidA", 900)]["annotations"][0]["action_ids"] == [12, 17]
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    # Without a fallback, the class fields name the missing file.
+    register_ava_instances(name, {}, world["gt_csv"], missing, **fx.load_kwargs(world))
+    try:
+        with pytest.raises(FileNotFoundError, match="nowhere/labels.pbtxt"):
+            MetadataCatalog.get(name).action_ids
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
 
 
 def test_label_types_and_ascending_order(world):
@@ -139,7 +252,7 @@ def _bad_gt(world, tmp_path, row):
     csv = fx.write_csv(tmp_path / "bad.csv", fx.GT_ROWS[:2] + [row])
     with pytest.raises(ValueError) as e:
         load_ava_instances(csv, world["label_map"], **fx.load_kwargs(world))
-    assert "bad.csv row 3" in str(e.value)
+    assert "bad.csv, line 3" in str(e.value)
     return str(e.value)
 
 
@@ -152,6 +265,16 @@ def test_malformed_row(world, tmp_path):
 def test_box_outside_unit_square(world, tmp_path):
     assert "outside [0, 1]" in _bad_gt(world, tmp_path, ("vidA", 900, 0.1, 0.1, 1.2, 0.3, 12, 0))
     assert "x1 > x2" in _bad_gt(world, tmp_path, ("vidA", 900, 0.5, 0.1, 0.2, 0.3, 12, 0))
+    assert "y1 > y2" in _bad_gt(world, tmp_path, ("vidA", 900, 0.1, 0.5, 0.2, 0.3, 12, 0))
+
+
+def test_non_integer_person_id(world, tmp_path):
+    assert "person_id 1.5 is not an integer" in _bad_gt(
+        world, tmp_path, ("vidA", 900, 0.1, 0.1, 0.2, 0.3, 12, 1.5)
+    )
+    assert "person_id 'p1' is not a number" in _bad_gt(
+        world, tmp_path, ("vidA", 900, 0.1, 0.1, 0.2, 0.3, 12, "p1")
+    )
 
 
 def test_unknown_action_id(world, tmp_path):
@@ -194,7 +317,14 @@ def test_bad_proposal_files(world, tmp_path):
     with pytest.raises(ValueError, match="cannot unpickle"):
         read_dense_proposals(str(p))
     csv = fx.write_csv(tmp_path / "pb.csv", [("vidA", 900, 0.1, 0.1, 0.2, 0.3, "", "high")])
-    with pytest.raises(ValueError, match="pb.csv row 1: score 'high'"):
+    with pytest.raises(ValueError, match="pb.csv, line 1: score 'high'"):
+        read_predicted_boxes_csv(csv)
+    csv = fx.write_csv(tmp_path / "pb.csv", [("vidA", 900, 0.1, 0.1, 0.2, 0.3, "", 0.9),
+                                             ("vidA", 900, 0.1, 0.1, 1.5, 0.3, "", 0.9)])
+    with pytest.raises(ValueError, match=r"pb.csv, line 2: box .* is outside \[0, 1\]"):
+        read_predicted_boxes_csv(csv)
+    csv = fx.write_csv(tmp_path / "pb.csv", [("vidA", 900, 0.1, 0.1, 0.2, 0.3, "", 0.9, 1)])
+    with pytest.raises(ValueError, match="pb.csv, line 1: expected 8 columns"):
         read_predicted_boxes_csv(csv)
 
 

@@ -71,13 +71,13 @@ def test_bad_input(ucf, tmp_path):
     classes = str(ucf / "annotations" / "classes.txt")
     bad = tmp_path / "bad.csv"
     bad.write_text("Biking/v_Biking_g01_c01,1,0,0,5,5,25,0\n")
-    with pytest.raises(ValueError, match=r"bad.csv row 1: action_id 25 is not in 1..24"):
+    with pytest.raises(ValueError, match=r"bad.csv, line 1: action_id 25 is not in 1..24"):
         load_ucf24_instances(str(bad), str(ucf / "rgb-images"), classes_file=classes)
     bad.write_text("Biking/v_Biking_g01_c01,11,0,0,5,5,3,0\n")
     with pytest.raises(ValueError, match="frame 11: frame outside the video's 10 frames"):
         load_ucf24_instances(str(bad), str(ucf / "rgb-images"), classes_file=classes)
     bad.write_text("Biking/v_Biking_g01_c01,1,0,0,5\n")
-    with pytest.raises(ValueError, match="bad.csv row 1: expected 8 columns"):
+    with pytest.raises(ValueError, match="bad.csv, line 1: expected 8 columns"):
         load_ucf24_instances(str(bad), str(ucf / "rgb-images"), classes_file=classes)
     bad.write_text("Nope/v_x,1,0,0,5,5,3,0\n")
     with pytest.raises(FileNotFoundError, match="Nope/v_x"):
@@ -86,3 +86,8 @@ def test_bad_input(ucf, tmp_path):
     broken.write_bytes(pickle.dumps({"labels": []}))
     with pytest.raises(KeyError, match="missing key 'gttubes'"):
         load_ucf24_instances(str(broken), str(ucf / "rgb-images"))
+    broken.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=r"broken.pkl: cannot unpickle UCF101-24 annotation pickle"):
+        load_ucf24_instances(str(broken), str(ucf / "rgb-images"))
+    with pytest.raises(FileNotFoundError, match="UCF101-24 annotation pickle not found: .*gone.pkl"):
+        load_ucf24_instances(str(tmp_path / "gone.pkl"), str(ucf / "rgb-images"))

@@ -79,3 +79,30 @@ def test_wrong_ranking_lowers_map(tiny_dataset):
     res = ev.evaluate()["ava"]
     assert res["frame_mAP@0.5"] < 100.0
     assert res["AP-stand"] == pytest.approx(50.0)
+
+
+def test_evaluator_uses_the_label_map_fallback(tiny_dataset):
+    """A split registered with a label map that is not on disk and a fallback (the builtin AVA
+    splits and the packaged class list) is scored with the fallback's classes."""
+    from acar_d2.data.datasets.ava import register_ava_instances
+
+    base, tmp = tiny_dataset
+    name = base + "_fallback"
+    register_ava_instances(name, {}, str(tmp / "gt.csv"), str(tmp / "missing.pbtxt"),
+                           exclusions=str(tmp / "excl.csv"),
+                           label_map_fallback=str(tmp / "map.pbtxt"))
+    try:
+        assert MetadataCatalog.get(name).action_classes == ["stand", "sit", "ride"]
+        ev = AVAEvaluator(name, distributed=False)
+        ev.process(
+            [{"video_id": "v", "timestamp": 1, "height": 100, "width": 200}],
+            [_output([[20, 10, 100, 50], [120, 20, 180, 90]], [[0.9, 0.2, 0.8], [0.3, 0.7, 0.1]])],
+        )
+        res = ev.evaluate()["ava"]
+        # stand and ride: TP at rank 1 -> AP 1; sit: GT on v@1 (found) and v@2 (missed) -> 0.5.
+        assert res["AP-stand"] == pytest.approx(100.0) and res["AP-ride"] == pytest.approx(100.0)
+        assert res["AP-sit"] == pytest.approx(50.0)
+        assert res["frame_mAP@0.5"] == pytest.approx(100.0 * 2.5 / 3)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from acar_d2.evaluation.ava import evaluate_files, main
-from acar_d2.evaluation.ava_io import parse_box_csv, read_label_map
+from acar_d2.data.ava_format import parse_box_csv, read_label_map
 from acar_d2.evaluation.frame_map import frame_map
 from tests.reference_utils import reference_dir
 
@@ -221,8 +221,9 @@ def test_vectorized_equals_literal_heap_on_random_ties():
         prec = np.maximum.accumulate(prec[::-1])[::-1]
         i = np.where(rec[1:] != rec[:-1])[0] + 1
         ref = float(np.sum((rec[i] - rec[i - 1]) * prec[i]))
-        # Score ties between TP and FP make the official AP order-dependent (PROTOCOL.md 5.9):
-        # both use the same concatenation order and the same argsort, so they agree here.
+        # Score ties between TP and FP make the official AP order-dependent
+        # (docs/EVALUATION_PROTOCOL.md): both use the same concatenation order and the same
+        # argsort, so they agree here.
         assert r.per_class_AP[ap_class] == pytest.approx(ref, abs=1e-12), ap_class
 
 

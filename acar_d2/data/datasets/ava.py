@@ -1,137 +1,53 @@
 """
-AVA-format action datasets: readers for the AVA file set and ``register_ava_instances``.
+AVA-format action datasets: ``load_ava_instances`` (dataset dicts) and ``register_ava_instances``.
 
-The file formats are those of AVA v2.x as distributed and as PySlowFast consumes them (see
-``datasets/README.md``). ``load_ava_instances`` returns one dataset dict per key frame
-(docs/ARCHITECTURE.md, "Dataset dicts"); pixels are never read here except the header of one key
-frame per video, to know its size.
+The file formats (label map, annotation / person-box CSVs, exclusions, proposal pickles) are read by
+:mod:`acar_d2.data.ava_format`, which documents them; this module indexes the frames or videos and
+builds one dataset dict per key frame (docs/ARCHITECTURE.md, "Dataset dicts"). Pixels are never
+read here except the header of one key frame per video, to know its size.
 
-Bad input raises ``ValueError`` / ``FileNotFoundError`` naming the file and the row.
+Bad input raises ``ValueError`` / ``FileNotFoundError`` naming the file and the line.
 """
-import csv
 import logging
 import os
-import pickle
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.structures import BoxMode
 
+from ..ava_format import (  # noqa: F401  (several re-exported: public names of this module)
+    AVAKey,
+    LabelMap,
+    check_unit_boxes,
+    frame_size,
+    read_box_csv,
+    read_dense_proposals,
+    read_exclusions,
+    read_label_map,
+)
 from ..clip_reader import video_frame_count_and_size
 
 __all__ = [
     "LabelMap",
+    "PersonBox",
     "read_label_map",
     "read_ava_annotations",
     "read_exclusions",
     "read_frame_list",
     "read_predicted_boxes_csv",
     "read_dense_proposals",
+    "index_video_sources",
+    "resolve_label_map",
     "load_ava_instances",
     "register_ava_instances",
 ]
 
 logger = logging.getLogger(__name__)
-
-# AVA's label_type values; the 60-class AVA pbtxt carries none, in which case the AVA id ranges
-# below apply (AVA v2: ids 1-14 person movement = pose, 15-63 object manipulation, 64-80 person
-# interaction; FORMATS.md (iii): the 60 evaluated classes have 13 pose ids, id 2 is missing).
-_GROUP_OF_LABEL_TYPE = {
-    "PERSON_MOVEMENT": "pose",
-    "OBJECT_MANIPULATION": "person_object",
-    "PERSON_INTERACTION": "person_person",
-}
-_AVA_GROUP_ID_RANGES = (("pose", 1, 14), ("person_object", 15, 63), ("person_person", 64, 80))
-
-# Keys of the AVA key-frame dict used by the official CSVs and proposal pickles.
-AVAKey = Tuple[str, int]
-
-
-@dataclass
-class LabelMap:
-    """
-    Parsed label map: ``ids[i]`` is the dataset id of contiguous class index i, ``names[i]`` its
-    name, ``groups[i]`` one of "pose", "person_object", "person_person".
-    """
-
-    ids: List[int]
-    names: List[str]
-    groups: List[str]
-
-    @property
-    def pose_class_indices(self) -> List[int]:
-        return [i for i, g in enumerate(self.groups) if g == "pose"]
-
-    @property
-    def class_groups(self) -> Dict[str, List[int]]:
-        return {g: [i for i, gi in enumerate(self.groups) if gi == g] for g in _GROUP_ORDER}
-
-
-_GROUP_ORDER = ("pose", "person_object", "person_person")
-
-
-def _group_from_ava_id(action_id: int, path: str) -> str:
-    for group, lo, hi in _AVA_GROUP_ID_RANGES:
-        if lo <= action_id <= hi:
-            return group
-    raise ValueError(
-        f"{path}: id {action_id} has no label_type and is outside AVA's 1..80, so its class group "
-        "(pose / person_object / person_person) is unknown; add a label_type line"
-    )
-
-
-def read_label_map(path: str) -> LabelMap:
-    """
-    Read an AVA ``.pbtxt`` label map (``item { name: "..." id: N [label_type: ...] }``, one field
-    per line or all on one line). Classes are returned in ascending id order, the order of the
-    official 60-class models (FORMATS.md (iii)).
-
-    Args:
-        path (str): the pbtxt file.
-    Returns:
-        LabelMap
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"label map not found: {path}")
-    with open(path) as f:
-        text = f.read()
-    items = re.findall(r"item\s*\{(.*?)\}", text, flags=re.S)
-    if not items:
-        raise ValueError(f"{path}: no 'item {{ ... }}' blocks found; not an AVA label map")
-    entries = []
-    for k, body in enumerate(items):
-        name = re.search(r'name:\s*"([^"]*)"', body)
-        idm = re.search(r"\bid:\s*(-?\d+)", body)
-        ltype = re.search(r"label_type:\s*([A-Z_]+)", body)
-        if name is None or idm is None:
-            raise ValueError(f"{path}: item #{k + 1} lacks a 'name' or an 'id': {body.strip()!r}")
-        action_id = int(idm.group(1))
-        if action_id < 1:
-            raise ValueError(f"{path}: item #{k + 1} has id {action_id}; AVA ids are >= 1")
-        if ltype is not None:
-            if ltype.group(1) not in _GROUP_OF_LABEL_TYPE:
-                raise ValueError(f"{path}: item #{k + 1} has unknown label_type {ltype.group(1)}")
-            group = _GROUP_OF_LABEL_TYPE[ltype.group(1)]
-        else:
-            group = _group_from_ava_id(action_id, path)
-        entries.append((action_id, name.group(1), group))
-    ids = [e[0] for e in entries]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: duplicate ids {sorted(i for i in set(ids) if ids.count(i) > 1)}")
-    entries.sort()
-    return LabelMap([e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries])
-
-
-def _parse_float(value: str, what: str, where: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"{where}: {what} {value!r} is not a number") from None
 
 
 def _parse_int(value: str, what: str, where: str) -> int:
@@ -139,27 +55,6 @@ def _parse_int(value: str, what: str, where: str) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"{where}: {what} {value!r} is not an integer") from None
-
-
-def _parse_box(row: Sequence[str], where: str) -> List[float]:
-    """Columns 2..5 = normalized x1, y1, x2, y2 inside [0, 1], with x1 <= x2 and y1 <= y2."""
-    box = [_parse_float(v, "box coordinate", where) for v in row[2:6]]
-    if not all(0.0 <= v <= 1.0 for v in box):
-        raise ValueError(f"{where}: box {box} is outside [0, 1] (boxes are normalized x1,y1,x2,y2)")
-    if box[0] > box[2] or box[1] > box[3]:
-        raise ValueError(f"{where}: box {box} has x1 > x2 or y1 > y2")
-    return box
-
-
-def _csv_rows(path: str) -> Iterable[Tuple[str, List[str]]]:
-    """Yield ("<path> row <n>", columns) for every non-blank row of a headerless CSV."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CSV file not found: {path}")
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            yield f"{path} row {n}", row
 
 
 @dataclass
@@ -175,60 +70,46 @@ def read_ava_annotations(
     path: str, label_ids: Sequence[int], known_action_ids: Optional[Set[int]] = None
 ) -> "OrderedDict[AVAKey, List[PersonBox]]":
     """
-    Read an AVA annotation CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,person_id``.
-
-    Rows of the same key frame, box and person are merged into one :class:`PersonBox` with all its
-    action ids (AVA lists one row per action).
+    Read an AVA annotation CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,person_id`` (parsed by
+    :func:`ava_format.read_box_csv`) for training: 8 columns, boxes inside [0, 1], integer person
+    ids. Rows of the same key frame, box and person are merged into one :class:`PersonBox` with
+    all its action ids (AVA lists one row per action).
 
     Args:
-        path (str): the CSV (no header).
         label_ids (list[int]): ids of the trained classes (the label map).
         known_action_ids (set[int] or None): ids that may appear but are not trained (e.g. AVA's
-            80 ids vs the 60 evaluated classes); their rows are dropped with a logged count, as the
-            official evaluation's label-map filter does. Any other id is an error.
+            80 ids vs the 60 evaluated classes); their rows are dropped (the person is kept), as
+            the official evaluation's label-map filter does. Any other id is an error.
     Returns:
         OrderedDict[(video_id, timestamp), list[PersonBox]] in order of first appearance.
     """
-    label_ids = set(label_ids)
-    known_action_ids = set(known_action_ids or ())
-    out: "OrderedDict[AVAKey, Dict[tuple, PersonBox]]" = OrderedDict()
-    num_dropped = 0
-    for where, row in _csv_rows(path):
-        if len(row) != 8:
-            raise ValueError(
-                f"{where}: expected 8 columns video_id,timestamp,x1,y1,x2,y2,action_id,person_id, "
-                f"got {len(row)}: {row}"
-            )
-        key = (row[0], _parse_int(row[1], "timestamp", where))
-        box = _parse_box(row, where)
-        action_id = _parse_int(row[6], "action_id", where)
-        person_id = _parse_int(row[7], "person_id", where)
-        persons = out.setdefault(key, OrderedDict())
-        person = persons.setdefault((tuple(box), person_id), PersonBox(box, [], person_id))
-        if action_id in label_ids:
-            if action_id not in person.action_ids:
-                person.action_ids.append(action_id)
-        elif action_id in known_action_ids:
-            num_dropped += 1
-        else:
-            raise ValueError(
-                f"{where}: action_id {action_id} is not in the label map ({len(label_ids)} ids)"
-            )
+    table = read_box_csv(path, groundtruth=True, num_columns=8)
+    check_unit_boxes(table)
+    person_ids = table.scores
+    not_int = person_ids != np.floor(person_ids)
+    if not_int.any():
+        i = int(np.flatnonzero(not_int)[0])
+        raise ValueError(f"{path}, line {int(table.lines[i])}: person_id {person_ids[i]} is not "
+                         "an integer")
+    label_ids, known = set(label_ids), set(known_action_ids or ())
+    unknown = ~np.isin(table.labels, list(label_ids | known))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise ValueError(f"{path}, line {int(table.lines[i])}: action_id {int(table.labels[i])} "
+                         f"is not in the label map ({len(label_ids)} ids)")
+    out: "OrderedDict[AVAKey, Dict[tuple, PersonBox]]" = OrderedDict(
+        (k, OrderedDict()) for k in table.keyframes
+    )
+    for kf, box, action_id, pid in zip(table.keyframe.tolist(), table.boxes.tolist(),
+                                       table.labels.tolist(), person_ids.astype(np.int64).tolist()):
+        persons = out[table.keyframes[kf]]
+        person = persons.setdefault((tuple(box), pid), PersonBox(box, [], pid))
+        if action_id in label_ids and action_id not in person.action_ids:
+            person.action_ids.append(action_id)
+    num_dropped = int((~np.isin(table.labels, list(label_ids))).sum())
     if num_dropped:
         logger.info(f"{path}: dropped {num_dropped} rows of action ids outside the label map")
     return OrderedDict((k, list(v.values())) for k, v in out.items())
-
-
-def read_exclusions(path: Optional[str]) -> Set[AVAKey]:
-    """Read an excluded-timestamps CSV (``video_id,timestamp`` rows); None/"" = no exclusions."""
-    if not path:
-        return set()
-    keys = set()
-    for where, row in _csv_rows(path):
-        if len(row) != 2:
-            raise ValueError(f"{where}: expected 2 columns video_id,timestamp, got {row}")
-        keys.add((row[0], _parse_int(row[1], "timestamp", where)))
-    return keys
 
 
 def read_predicted_boxes_csv(path: str) -> Dict[AVAKey, np.ndarray]:
@@ -236,61 +117,21 @@ def read_predicted_boxes_csv(path: str) -> Dict[AVAKey, np.ndarray]:
     Read PySlowFast's person-detection CSV ``video_id,timestamp,x1,y1,x2,y2,[action],score``.
 
     The action column is empty or ignored; repeated boxes of a key frame (one row per action in
-    some files) are kept once.
+    some files) are kept once, with their highest score.
 
     Returns:
         dict[(video_id, timestamp), float32 ndarray (R, 5)]: normalized x1, y1, x2, y2, score.
     """
-    boxes: Dict[AVAKey, "OrderedDict[tuple, float]"] = {}
-    for where, row in _csv_rows(path):
-        if len(row) != 8:
-            raise ValueError(
-                f"{where}: expected 8 columns video_id,timestamp,x1,y1,x2,y2,action,score, "
-                f"got {len(row)}: {row}"
-            )
-        key = (row[0], _parse_int(row[1], "timestamp", where))
-        box = tuple(_parse_box(row, where))
-        score = _parse_float(row[7], "score", where)
-        per_key = boxes.setdefault(key, OrderedDict())
-        per_key[box] = max(score, per_key.get(box, -np.inf))
+    table = read_box_csv(path, num_columns=8, allow_empty_action=True)
+    check_unit_boxes(table)
+    boxes: Dict[AVAKey, Dict[tuple, float]] = {}
+    for kf, box, score in zip(table.keyframe.tolist(), table.boxes.tolist(), table.scores.tolist()):
+        per_key = boxes.setdefault(table.keyframes[kf], {})
+        per_key[tuple(box)] = max(score, per_key.get(tuple(box), -np.inf))
     return {
         k: np.array([list(b) + [s] for b, s in v.items()], dtype=np.float32).reshape(-1, 5)
         for k, v in boxes.items()
     }
-
-
-def read_dense_proposals(path: str) -> Dict[AVAKey, np.ndarray]:
-    """
-    Read the LFB / ACAR-Net pickled proposals: dict ``"video_id,%04d"`` -> (R, 5) array
-    ``[x1, y1, x2, y2, score]`` normalized.
-
-    Returns:
-        dict[(video_id, timestamp), float32 ndarray (R, 5)].
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"proposal file not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            raw = pickle.load(f, encoding="latin1")
-    except Exception as e:
-        raise ValueError(f"{path}: cannot unpickle proposals ({type(e).__name__}: {e})") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict 'video_id,timestamp' -> (R, 5), got {type(raw)}")
-    out = {}
-    for key, arr in raw.items():
-        where = f"{path} key {key!r}"
-        if not isinstance(key, str) or "," not in key:
-            raise ValueError(f"{where}: keys must be 'video_id,timestamp' strings")
-        video_id, ts = key.rsplit(",", 1)
-        arr = np.asarray(arr, dtype=np.float32)
-        if arr.size == 0:
-            arr = arr.reshape(0, 5)
-        if arr.ndim != 2 or arr.shape[1] != 5:
-            raise ValueError(f"{where}: expected an (R, 5) array x1,y1,x2,y2,score, got {arr.shape}")
-        if arr.size and (arr[:, :4].min() < 0 or arr[:, :4].max() > 1):
-            raise ValueError(f"{where}: proposal boxes are outside [0, 1] (expected normalized)")
-        out[(video_id, _parse_int(ts, "timestamp", where))] = arr
-    return out
 
 
 def read_frame_list(path: str) -> Dict[str, List[str]]:
@@ -309,7 +150,7 @@ def read_frame_list(path: str) -> Dict[str, List[str]]:
             parts = line.split()
             if not parts or (n == 1 and parts[0] == "original_vido_id"):
                 continue
-            where = f"{path} row {n}"
+            where = f"{path}, line {n}"
             if len(parts) < 4:
                 raise ValueError(f"{where}: expected 'video_id video_idx frame_id path [labels]'")
             frame_id = _parse_int(parts[2], "frame_id", where)
@@ -351,20 +192,6 @@ def _template_from_names(names: Sequence[str], where: str) -> str:
                 "(frames must be numbered 1, 2, ... without gaps)"
             )
     return template
-
-
-def _frame_size(path: str) -> Tuple[int, int]:
-    """(height, width) from the JPEG header only."""
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"frame not found: {path}")
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Exception as e:
-        raise ValueError(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
-    return h, w
 
 
 def index_video_sources(
@@ -413,7 +240,7 @@ def index_video_sources(
                 template = _template_from_names(names, frame_dir)
                 num_frames = len(names)
             k = min(size_from_frame.get(vid, 0), num_frames - 1)
-            height, width = _frame_size(os.path.join(frame_dir, template.format(max(k, 0) + 1)))
+            height, width = frame_size(os.path.join(frame_dir, template.format(max(k, 0) + 1)))
         if video_root is not None:
             video_file = os.path.join(video_root, vid + video_ext)
             n, h, w = video_frame_count_and_size(video_file)
@@ -533,17 +360,31 @@ def load_ava_instances(
     return dicts
 
 
+def resolve_label_map(label_map: str, fallback: Optional[str] = None) -> str:
+    """``label_map`` if it is on disk or there is no ``fallback``, else ``fallback``."""
+    if fallback and not os.path.isfile(label_map):
+        return fallback
+    return label_map
+
+
 class _ActionMetadata(Metadata):
     """
     Metadata whose class fields (``action_classes`` ...) are read from the label map on first
-    access, so that builtin splits can be registered at import before their files exist.
+    access, so that builtin splits can be registered at import before their files exist; when
+    the label map is not on disk, from ``label_map_fallback`` if set (the packaged AVA classes).
     """
 
     _LAZY_KEYS = ("action_classes", "action_ids", "pose_class_indices", "class_groups")
 
     def __getattr__(self, key):
         if key in _ActionMetadata._LAZY_KEYS and "label_map" in self.__dict__:
-            lmap = read_label_map(self.__dict__["label_map"])
+            path = resolve_label_map(
+                self.__dict__["label_map"], self.__dict__.get("label_map_fallback")
+            )
+            if path != self.__dict__["label_map"]:
+                logger.info(f"{self.__dict__['label_map']} not found: {self.__dict__['name']} "
+                            f"uses the classes of {path}")
+            lmap = read_label_map(path)
             # Write __dict__ directly: Metadata.__setattr__ would call getattr -> recursion.
             self.__dict__.update(
                 action_classes=lmap.names,
@@ -570,16 +411,19 @@ def register_ava_instances(
     first_second: int = 900,
     known_action_ids: Optional[Set[int]] = None,
     evaluator_type: str = "ava",
+    label_map_fallback: Optional[str] = None,
 ) -> None:
     """
     Register an AVA-format split in ``DatasetCatalog`` / ``MetadataCatalog``.
 
     Metadata: everything in ``metadata`` plus ``action_classes``, ``action_ids``,
     ``pose_class_indices``, ``class_groups`` (read from ``label_map`` on first access), ``gt_csv``,
-    ``label_map``, ``exclusions``, ``proposal_file``, ``evaluator_type``, ``fps``,
-    ``first_second``.
+    ``label_map``, ``label_map_fallback``, ``exclusions``, ``proposal_file``, ``evaluator_type``,
+    ``fps``, ``first_second``.
 
-    Args: as :func:`load_ava_instances`.
+    Args: as :func:`load_ava_instances`, plus
+        label_map_fallback (str or None): label map used (metadata and loading) when
+            ``label_map`` is not on disk, e.g. ``ava_format.AVA_LABEL_MAP_FILE``.
     """
     kwargs = dict(
         frame_root=frame_root,
@@ -591,11 +435,17 @@ def register_ava_instances(
         first_second=first_second,
         known_action_ids=known_action_ids,
     )
-    DatasetCatalog.register(name, lambda: load_ava_instances(gt_csv, label_map, **kwargs))
+    DatasetCatalog.register(
+        name,
+        lambda: load_ava_instances(
+            gt_csv, resolve_label_map(label_map, label_map_fallback), **kwargs
+        ),
+    )
     MetadataCatalog[name] = _ActionMetadata(name=name)
     MetadataCatalog.get(name).set(
         gt_csv=gt_csv,
         label_map=label_map,
+        label_map_fallback=label_map_fallback,
         exclusions=exclusions,
         proposal_file=proposal_file,
         evaluator_type=evaluator_type,

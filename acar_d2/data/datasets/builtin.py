@@ -1,7 +1,9 @@
 """
 Register the builtin splits at import, under ``$ACAR_DATASETS`` (default ``datasets/``), like
 detectron2's ``data/datasets/builtin.py`` with ``$DETECTRON2_DATASETS``. Files are read only when
-a split is loaded (class metadata on first access), so importing never needs the data.
+a split is loaded (class metadata on first access), so importing never needs the data. The AVA
+splits take their class metadata from the packaged 60-class list
+(``acar_d2/data/ava_labelmap_v2.2.pbtxt``) when the official label map is not on disk.
 
 Splits: ``ava_v2.{1,2}_{train,val}``, ``aca_world_{train,val}`` (the synthetic AVA-format world of
 ``tools/make_synthetic_ava.py``), ``ucf101_24_{train,test}`` (split 1). Layout: datasets/README.md.
@@ -11,6 +13,7 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..ava_format import AVA_LABEL_MAP_FILE
 from .ava import load_ava_instances, register_ava_instances
 from .ucf101_24 import register_ucf24_instances
 
@@ -58,6 +61,8 @@ def register_all_ava(root: str) -> None:
                 fps=30,  # AVA frames are extracted at 30 fps from second 900 on (PySlowFast).
                 first_second=900,
                 known_action_ids=_AVA_ALL_ACTION_IDS,
+                # v2.1 and v2.2 evaluate the same 60 classes: the packaged list serves both.
+                label_map_fallback=str(AVA_LABEL_MAP_FILE),
             )
 
 

@@ -15,7 +15,6 @@ exclusive (``pose_class_indices`` = all, i.e. one softmax).
 """
 import csv
 import os
-import pickle
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -23,7 +22,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from .ava import _frame_size
+from ..ava_format import frame_size, load_pickle
 
 __all__ = ["load_ucf24_instances", "register_ucf24_instances", "ucf24_pickle_to_csv"]
 
@@ -35,13 +34,9 @@ _Tubes = Dict[str, List[Tuple[int, int, np.ndarray]]]
 
 
 def _read_pickle(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"UCF101-24 annotation pickle not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            gt = pickle.load(f, encoding="latin1")
-    except Exception as e:
-        raise ValueError(f"{path}: cannot unpickle ({type(e).__name__}: {e})") from e
+    gt = load_pickle(path, "UCF101-24 annotation pickle")
+    if not isinstance(gt, dict):
+        raise ValueError(f"{path}: expected a dict (UCF101v2-GT.pkl layout), got {type(gt)}")
     for key in ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution"):
         if key not in gt:
             raise KeyError(f"{path}: missing key {key!r} (expected UCF101v2-GT.pkl layout)")
@@ -87,7 +82,7 @@ def _tubes_from_csv(path: str, num_classes: int) -> _Tubes:
         for n, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue
-            where = f"{path} row {n}"
+            where = f"{path}, line {n}"
             if len(row) != 8:
                 raise ValueError(
                     f"{where}: expected 8 columns video_id,frame,x1,y1,x2,y2,action_id,tube_id, "
@@ -115,7 +110,7 @@ def _video_info(frame_root: str, vid: str) -> Tuple[str, int, int, int]:
     if not os.path.isdir(frame_dir):
         raise FileNotFoundError(f"frame folder of video {vid!r} not found: {frame_dir}")
     n = sum(1 for name in os.listdir(frame_dir) if name.endswith(".jpg"))
-    h, w = _frame_size(os.path.join(frame_dir, "00001.jpg"))
+    h, w = frame_size(os.path.join(frame_dir, "00001.jpg"))
     return frame_dir, n, h, w
 
 

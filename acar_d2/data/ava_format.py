@@ -1,0 +1,512 @@
+"""
+The AVA file formats, read in one place for the dataset loaders and the evaluation.
+
+No detectron2 import (``acar_d2.evaluation`` uses this module too): NumPy and the standard library
+only, Pillow imported lazily by :func:`frame_size`. The evaluation rules that rely on these readers
+are described in ``docs/EVALUATION_PROTOCOL.md``; what this module relies on:
+
+- Label map ``.pbtxt``: ``item { name: "..." id: N }`` blocks (v2.1 layout) or ``label { name:
+  "..." label_id: N label_type: ... }`` (v2.2 layout), one field per line or all on one line.
+  Its ids are the evaluated classes; classes are ordered by ascending id (the order of the
+  official 60-class models). ``label_type: PERSON_MOVEMENT`` marks the mutually exclusive pose
+  classes; without label types AVA's id ranges apply (1-14 pose, 15-63 object manipulation,
+  64-80 person interaction), so the 60 evaluated classes have 13 pose classes (id 2 is not
+  evaluated). The AVA v2.1 / v2.2 evaluated list ships as ``ava_labelmap_v2.2.pbtxt``.
+- Box CSV, no header: ``video_id,timestamp,x1,y1,x2,y2,action_id[,c8]``; boxes normalized to
+  [0, 1]; ``c8`` is the person id in ground truth and the score in detections (7-column rows
+  score 1.0). A key frame is ``(video_id verbatim, int(timestamp))`` (``0902`` == ``902``), key
+  frames are numbered in order of first appearance. Rows of classes outside the label map are
+  kept by :func:`read_box_csv`; the evaluation drops them (the official filter).
+- Excluded timestamps CSV: ``video_id,timestamp`` rows; those key frames are not evaluated.
+
+Malformed input (header line, wrong column count, unparsable number) raises ``ValueError``
+(``FileNotFoundError`` for a missing file) naming the file and the line, where the official reader
+crashes with an unhelpful message. Deliberate differences, which only turn a crash into a result or
+a late error into an early one: blank lines are skipped; a ground-truth box that is not finite with
+``x1 <= x2`` and ``y1 <= y2`` is an error at read time; label maps are parsed per block, so the
+one-line layout works too.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pickle
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "AVA_LABEL_MAP_FILE", "LabelMap", "read_label_map", "ava_class_list", "BoxTable",
+    "read_box_csv", "parse_box_csv", "check_unit_boxes", "read_exclusions", "read_dense_proposals",
+    "load_pickle", "frame_size",
+]
+
+PathLike = Union[str, Path]
+AVAKey = Tuple[str, int]  # (video_id, timestamp) of a key frame
+
+# The 60 classes evaluated in AVA v2.1 and v2.2 (ActivityNet 2018 / 2019 lists), package data.
+AVA_LABEL_MAP_FILE = Path(__file__).with_name("ava_labelmap_v2.2.pbtxt")
+
+# ---- Label map -----------------------------------------------------------------------------
+GROUP_ORDER = ("pose", "person_object", "person_person")
+_GROUP_OF_LABEL_TYPE = {"PERSON_MOVEMENT": "pose", "OBJECT_MANIPULATION": "person_object",
+                        "PERSON_INTERACTION": "person_person"}
+_AVA_GROUP_ID_RANGES = (("pose", 1, 14), ("person_object", 15, 63), ("person_person", 64, 80))
+_ITEM_RE = re.compile(r"\b(?:item|label)\s*\{(.*?)\}", re.DOTALL)
+_NAME_RE = re.compile(r'(?<![\w])name\s*:\s*"([^"]*)"')
+_ID_RE = re.compile(r"(?<![\w])(?:label_)?id\s*:\s*(-?\d+)")
+_TYPE_RE = re.compile(r"(?<![\w])label_type\s*:\s*([A-Za-z_]+)")
+
+
+@dataclass(eq=False)
+class LabelMap(Mapping):
+    """
+    A parsed label map, ascending ids. ``ids[i]`` is the dataset id of contiguous class index i,
+    ``names[i]`` its name, ``groups[i]`` "pose", "person_object", "person_person" (None: unknown).
+
+    It is also a read-only mapping id -> name (what the evaluation uses as class whitelist).
+    """
+
+    ids: List[int]
+    names: List[str]
+    groups: List[Optional[str]]
+    _index: Dict[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._index = {c: i for i, c in enumerate(self.ids)}
+
+    def __getitem__(self, class_id: int) -> str:
+        return self.names[self._index[class_id]]
+
+    def __iter__(self):
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __eq__(self, other):
+        if isinstance(other, LabelMap):
+            return (self.ids, self.names, self.groups) == (other.ids, other.names, other.groups)
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    __hash__ = None
+
+    @property
+    def pose_class_indices(self) -> List[int]:
+        return [i for i, g in enumerate(self.groups) if g == "pose"]
+
+    @property
+    def class_groups(self) -> Dict[str, List[int]]:
+        return {g: [i for i, gi in enumerate(self.groups) if gi == g] for g in GROUP_ORDER}
+
+
+def _group_from_ava_id(action_id: int) -> Optional[str]:
+    for group, lo, hi in _AVA_GROUP_ID_RANGES:
+        if lo <= action_id <= hi:
+            return group
+    return None
+
+
+def read_label_map(path: PathLike, require_groups: bool = True) -> LabelMap:
+    """
+    Read an AVA ``.pbtxt`` label map (layouts in the module docstring).
+
+    Args:
+        path: the pbtxt file.
+        require_groups (bool): an id outside AVA's 1..80 without ``label_type`` is an error (its
+            class group is unknown); False: its group is None (the evaluation needs no groups).
+    Returns:
+        LabelMap, classes in ascending id order.
+    Raises:
+        FileNotFoundError; ValueError naming the file and the item for no item, an item without
+        exactly one name and one id, an id < 1, a repeated id, an unknown label_type.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label map not found: {path}")
+    text = Path(path).read_text(encoding="utf-8")
+    entries, seen = [], set()
+    for k, body in enumerate(_ITEM_RE.findall(text), start=1):
+        name, ids, ltype = _NAME_RE.search(body), _ID_RE.findall(body), _TYPE_RE.search(body)
+        if name is None or len(ids) != 1:
+            raise ValueError(f"{path}: item #{k} lacks a 'name' or an 'id' (needs one name: "
+                             f"\"...\" and one id: N), got {body.strip()!r}")
+        class_id = int(ids[0])
+        if class_id < 1:
+            raise ValueError(f"{path}: item #{k} has id {class_id}; ids must be >= 1")
+        if class_id in seen:
+            raise ValueError(f"{path}: id {class_id} appears twice (item #{k})")
+        seen.add(class_id)
+        if ltype is not None:
+            if ltype.group(1) not in _GROUP_OF_LABEL_TYPE:
+                raise ValueError(f"{path}: item #{k} has unknown label_type {ltype.group(1)}")
+            group = _GROUP_OF_LABEL_TYPE[ltype.group(1)]
+        else:
+            group = _group_from_ava_id(class_id)
+            if group is None and require_groups:
+                raise ValueError(
+                    f"{path}: id {class_id} has no label_type and is outside AVA's 1..80, so its "
+                    "class group (pose / person_object / person_person) is unknown; add a "
+                    "label_type line"
+                )
+        entries.append((class_id, name.group(1), group))
+    if not entries:
+        raise ValueError(f"{path}: no 'item {{ name: ... id: ... }}' blocks found; "
+                         "not an AVA label map")
+    entries.sort(key=lambda e: e[0])
+    return LabelMap([e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries])
+
+
+def ava_class_list() -> LabelMap:
+    """The 60 classes evaluated in AVA v2.1 / v2.2 (package data): ids 1, 3, ..., 80; the pose
+    classes are indices 0..12."""
+    return read_label_map(AVA_LABEL_MAP_FILE)
+
+
+# ---- Box CSVs ------------------------------------------------------------------------------
+_COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id")
+# Lines handled per block when gathering the "video_id,timestamp" prefixes (bounds the memory of
+# the (lines, prefix length) index array to a few tens of MB).
+_PREFIX_BLOCK = 1 << 18
+
+
+@dataclass(frozen=True)
+class BoxTable:
+    """
+    The rows of one AVA-format box CSV, in file order (M rows).
+
+    Attributes:
+        source (str): file name (or a description) used in error messages.
+        keyframes (list[tuple[str, int]]): (video_id, timestamp) of each key frame, in order of
+            first appearance.
+        keyframe (ndarray): (M,) int64 index into ``keyframes``.
+        boxes (ndarray): (M, 4) float64 x1, y1, x2, y2 as written (normalized to [0, 1] in AVA).
+        labels (ndarray): (M,) int64 action ids (label-map ids, 1-based; 0 for an empty action
+            column where allowed).
+        scores (ndarray): (M,) float64 column 8: detection score, or the ground-truth person id
+            (the official reader sorts ground truth by it); 1.0 for 7-column rows.
+        lines (ndarray): (M,) int64 1-based line number of each row, for messages.
+    """
+
+    source: str
+    keyframes: list
+    keyframe: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    lines: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def select(self, mask: np.ndarray) -> "BoxTable":
+        """Rows where ``mask`` (M,) bool is true; the key-frame table is kept as is."""
+        return BoxTable(self.source, self.keyframes, self.keyframe[mask], self.boxes[mask],
+                        self.labels[mask], self.scores[mask], self.lines[mask])
+
+
+def read_box_csv(path: PathLike, groundtruth: bool = False, **kwargs) -> BoxTable:
+    """
+    Read an AVA box CSV (ground truth, detections / submission file, person boxes).
+
+    Args:
+        path: the CSV file.
+        groundtruth (bool): column 8 is a person id, and every box must have finite
+            ``x1 <= x2`` and ``y1 <= y2``.
+        kwargs: ``num_columns``, ``allow_empty_action`` of :func:`parse_box_csv`.
+    Returns:
+        BoxTable: all rows, in file order.
+    Raises:
+        FileNotFoundError; ValueError naming the file and line, for a header line, a wrong column
+        count, an unparsable value or (ground truth) an inverted box.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    return parse_box_csv(data, str(path), groundtruth=groundtruth, **kwargs)
+
+
+def parse_box_csv(data: bytes, source: str, groundtruth: bool = False,
+                  num_columns: Optional[int] = None, allow_empty_action: bool = False) -> BoxTable:
+    """
+    Parse the bytes of an AVA box CSV (see :func:`read_box_csv`).
+
+    Args:
+        num_columns (int or None): required column count (7 or 8); None: either, per row.
+        allow_empty_action (bool): an empty action column reads as id 0 (PySlowFast's person
+            box files leave it empty).
+
+    A vectorized path handles the usual file (same column count on every line, no quotes, no
+    blank lines, ``\\n`` or ``\\r\\n`` line ends); anything else, including every malformed file,
+    goes through the ``csv`` module row by row, which gives the same table or a precise error.
+    """
+    table = _parse_fast(data, source, num_columns)
+    if table is None:
+        table = _parse_rows(data, source, num_columns, allow_empty_action,
+                            "person_id" if groundtruth else "score")
+    if groundtruth:
+        _check_ordered_boxes(table, "ground-truth ")
+    return table
+
+
+def _parse_fast(data: bytes, source: str, num_columns: Optional[int]) -> Optional[BoxTable]:
+    """NumPy parser of a well-formed CSV; returns None whenever it cannot vouch for the result."""
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        if b"\r" in data:
+            return None
+    if not data or b'"' in data:
+        return None
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    if data.startswith(b"\n") or b"\n\n" in data:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == ord("\n"))
+    commas = np.flatnonzero(buf == ord(","))
+    num_lines = newlines.size
+    if commas.size % num_lines:
+        return None
+    num_cols = commas.size // num_lines + 1
+    if num_cols not in (7, 8) or num_columns not in (None, num_cols):
+        return None
+    per_line = np.bincount(np.searchsorted(newlines, commas), minlength=num_lines)
+    if (per_line != num_cols - 1).any():
+        return None
+    commas = commas.reshape(num_lines, num_cols - 1)
+    starts = np.concatenate([[0], newlines[:-1] + 1])
+    if (commas[:, 0] == starts).any() or (commas[:, 1:] == commas[:, :-1] + 1).any() or (
+        commas[:, -1] + 1 == newlines
+    ).any():
+        return None  # an empty field: the row parser handles (or names) it
+
+    # Numbers: blank out "video_id,timestamp," and turn line ends into separators, then let
+    # np.fromstring parse columns 3..8 of every line in one C loop.
+    mark = np.zeros(buf.size + 1, dtype=np.int8)
+    mark[starts] = 1
+    mark[commas[:, 1] + 1] = -1  # disjoint from starts: a line's 2nd comma precedes its end
+    text = buf.copy()
+    text[np.cumsum(mark[:-1], dtype=np.int8) > 0] = ord(" ")
+    text[newlines] = ord(",")
+    num_values = num_cols - 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)  # "could not be read to its end"
+            values = np.fromstring(text.tobytes(), dtype=np.float64, sep=",")
+    except (DeprecationWarning, ValueError):
+        return None
+    if values.size != num_lines * num_values:
+        return None
+    values = values.reshape(num_lines, num_values)
+    labels = values[:, 4]
+    if not np.isfinite(labels).all() or not np.array_equal(labels, np.floor(labels)):
+        return None  # the row parser names the line with the non-integer action id
+
+    keyframes, keyframe = _keyframes_of_lines(data, buf, starts, commas[:, 0], commas[:, 1], source)
+    scores = values[:, 5].copy() if num_cols == 8 else np.ones(num_lines)
+    return BoxTable(source, keyframes, keyframe, np.ascontiguousarray(values[:, :4]),
+                    labels.astype(np.int64), scores, np.arange(1, num_lines + 1, dtype=np.int64))
+
+
+def _keyframes_of_lines(data, buf, starts, first_comma, second_comma, source: str):
+    """
+    Key-frame index of every line. Lines are grouped into runs of identical "video_id,timestamp"
+    prefixes (compared as bytes, vectorized); only the first line of each run is decoded in Python.
+    """
+    num_lines = starts.size
+    lengths = second_comma - starts
+    new_run = np.ones(num_lines, dtype=bool)
+    width = int(lengths.max())
+    offsets = np.arange(width)
+    prev_last = None
+    for lo in range(0, num_lines, _PREFIX_BLOCK):
+        hi = min(lo + _PREFIX_BLOCK, num_lines)
+        idx = starts[lo:hi, None] + offsets[None, :]
+        inside = offsets[None, :] < lengths[lo:hi, None]
+        prefix = np.where(inside, buf[np.minimum(idx, buf.size - 1)], 0).astype(np.uint8)
+        prefix = np.ascontiguousarray(prefix).view(f"S{width}").ravel()
+        changed = np.empty(hi - lo, dtype=bool)
+        changed[1:] = prefix[1:] != prefix[:-1]
+        changed[0] = True if prev_last is None else prefix[0] != prev_last
+        new_run[lo:hi] = changed
+        prev_last = prefix[-1]
+
+    run_starts = np.flatnonzero(new_run)
+    index = {}
+    run_keyframe = np.empty(run_starts.size, dtype=np.int64)
+    for r, i in enumerate(run_starts.tolist()):
+        video_id = data[starts[i] : first_comma[i]].decode("utf-8")
+        timestamp = _parse_int(
+            data[first_comma[i] + 1 : second_comma[i]].decode("utf-8"), source, i + 1, "timestamp"
+        )
+        run_keyframe[r] = index.setdefault((video_id, timestamp), len(index))
+    keyframe = run_keyframe[np.cumsum(new_run) - 1]
+    return list(index), keyframe
+
+
+def _parse_int(text: str, source: str, line: int, column: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        hint = ""
+        if line == 1 and column == "timestamp":
+            hint = " (a header line? AVA CSVs have none: remove it)"
+        raise ValueError(f"{source}, line {line}: {column} {text!r} is not an integer{hint}") from None
+
+
+def _parse_float(text: str, source: str, line: int, column: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{source}, line {line}: {column} {text!r} is not a number") from None
+
+
+def _parse_rows(data: bytes, source: str, num_columns: Optional[int], allow_empty_action: bool,
+                last_column: str) -> BoxTable:
+    """Row-by-row parser (``csv`` module): the general path and the one that explains errors."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{source}: not a UTF-8 text file ({e})") from None
+    allowed = (7, 8) if num_columns is None else (num_columns,)
+    names = ",".join(_COLUMNS + (last_column,))
+    index = {}
+    keyframe, boxes, labels, scores, lines = [], [], [], [], []
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue  # blank line
+        if len(row) not in allowed:
+            if line == 1 and row[0].strip().lower() in ("video_id", "video", "vid"):
+                raise ValueError(f"{source}, line 1 is a header line {row}; AVA CSVs have none")
+            raise ValueError(f"{source}, line {line}: expected {' or '.join(map(str, allowed))} "
+                             f"columns ({names}), got {len(row)}: {row}")
+        timestamp = _parse_int(row[1], source, line, "timestamp")
+        coords = [_parse_float(row[2 + j], source, line, _COLUMNS[2 + j]) for j in range(4)]
+        empty = allow_empty_action and not row[6].strip()
+        label = 0 if empty else _parse_int(row[6], source, line, "action_id")
+        score = _parse_float(row[7], source, line, last_column) if len(row) == 8 else 1.0
+        keyframe.append(index.setdefault((row[0], timestamp), len(index)))
+        boxes.append(coords)
+        labels.append(label)
+        scores.append(score)
+        lines.append(line)
+    return BoxTable(source, list(index), np.asarray(keyframe, dtype=np.int64),
+                    np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                    np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float64),
+                    np.asarray(lines, dtype=np.int64))
+
+
+def _check_ordered_boxes(table: BoxTable, what: str = "") -> None:
+    """Boxes must be finite with x1 <= x2 and y1 <= y2 (zero area is allowed)."""
+    b = table.boxes
+    bad = ~(np.isfinite(b).all(axis=1) & (b[:, 0] <= b[:, 2]) & (b[:, 1] <= b[:, 3]))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{table.source}, line {int(table.lines[i])}: invalid {what}box x1,y1,x2,y2 = "
+            f"{b[i].tolist()} (x1 > x2 or y1 > y2 or not finite; need x1 <= x2 and y1 <= y2); "
+            f"{int(bad.sum())} such row(s) in the file"
+        )
+
+
+def check_unit_boxes(table: BoxTable) -> None:
+    """Boxes must be ordered (see :func:`parse_box_csv`) and inside [0, 1] (normalized)."""
+    _check_ordered_boxes(table)
+    bad = ((table.boxes < 0.0) | (table.boxes > 1.0)).any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{table.source}, line {int(table.lines[i])}: box "
+                         f"{table.boxes[i].tolist()} is outside [0, 1] (boxes are normalized "
+                         f"x1,y1,x2,y2); {int(bad.sum())} such row(s) in the file")
+
+
+# ---- Excluded timestamps -------------------------------------------------------------------
+def read_exclusions(path: Optional[PathLike]) -> Set[AVAKey]:
+    """
+    Read the excluded-timestamps CSV (``video_id,timestamp`` per line).
+
+    Returns:
+        set[tuple[str, int]]: excluded key frames (empty for None, "" or an empty file).
+    """
+    if not path:
+        return set()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"excluded-timestamps CSV not found: {path}")
+    excluded = set()
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.reader(f), start=1):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != 2:
+                raise ValueError(f"{path}, line {line}: expected 2 columns (video_id,timestamp), "
+                                 f"got {len(row)}: {row}")
+            excluded.add((row[0], _parse_int(row[1], str(path), line, "timestamp")))
+    return excluded
+
+
+# ---- Pickles (proposals, UCF101-24 annotations), frames ------------------------------------
+def load_pickle(path: PathLike, what: str = "pickle file"):
+    """
+    Unpickle a trusted annotation file (latin-1, so Python 2 pickles load too), turning a missing
+    file into ``FileNotFoundError`` and any unpickling failure into ``ValueError`` naming ``what``
+    and the file. Pickles run code when loaded: only load files from a trusted source.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except Exception as e:
+        raise ValueError(f"{path}: cannot unpickle {what} ({type(e).__name__}: {e})") from e
+
+
+def read_dense_proposals(path: PathLike) -> Dict[AVAKey, np.ndarray]:
+    """
+    Read the LFB / ACAR-Net pickled proposals: dict ``"video_id,%04d"`` -> (R, 5) array
+    ``[x1, y1, x2, y2, score]`` normalized.
+
+    Returns:
+        dict[(video_id, timestamp), float32 ndarray (R, 5)].
+    """
+    raw = load_pickle(path, "proposal file")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a dict 'video_id,timestamp' -> (R, 5), got {type(raw)}")
+    out = {}
+    for key, arr in raw.items():
+        where = f"{path} key {key!r}"
+        if not isinstance(key, str) or "," not in key:
+            raise ValueError(f"{where}: keys must be 'video_id,timestamp' strings")
+        video_id, ts = key.rsplit(",", 1)
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.size == 0:
+            arr = arr.reshape(0, 5)
+        if arr.ndim != 2 or arr.shape[1] != 5:
+            raise ValueError(f"{where}: expected an (R, 5) array x1,y1,x2,y2,score, got {arr.shape}")
+        if arr.size and (arr[:, :4].min() < 0 or arr[:, :4].max() > 1):
+            raise ValueError(f"{where}: proposal boxes are outside [0, 1] (expected normalized)")
+        try:
+            out[(video_id, int(ts))] = arr
+        except ValueError:
+            raise ValueError(f"{where}: timestamp {ts!r} is not an integer") from None
+    return out
+
+
+def frame_size(path: PathLike) -> Tuple[int, int]:
+    """(height, width) of an image, from its header only."""
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"frame not found: {path}")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:
+        raise ValueError(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
+    return h, w
