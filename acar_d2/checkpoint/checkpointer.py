@@ -100,7 +100,7 @@ class ACARCheckpointer(DetectionCheckpointer):
 
     def _expand_trailing_dims(self, state: Dict[str, Any]) -> None:
         # Caffe2 blobs may have fewer dims than the model tensor; they get trailing 1-dims
-        # (PySlowFast's c2 loader does the same, FORMATS.md (ii)).
+        # (PySlowFast's c2 loader does the same, docs/CHECKPOINTS.md section 3).
         model_state = self.model.state_dict()
         for k, v in state.items():
             if k in model_state and isinstance(v, torch.Tensor):

@@ -2,10 +2,10 @@
 Reading foreign checkpoint files and converting them to detectron2 key space (pure functions,
 no model needed).
 
-Sources (``shared/reference/acar_official/FORMATS.md`` (i)-(ii)):
+Sources (file layouts and key mapping described in ``docs/CHECKPOINTS.md``):
 
 * ``"detectron2"``: ``{"model": state_dict, ...}`` with ``backbone.*`` / ``roi_heads.*`` keys,
-  as written by detectron2's checkpointer or ``tools/convert_checkpoint.py``: passed through.
+  as written by detectron2's checkpointer or :func:`convert_file`: passed through.
 * ``"pyslowfast"``: PySlowFast ``.pyth`` (dict with ``model_state``; ``s1.pathway0_stem...``).
 * ``"caffe2"``: PySlowFast Caffe2 ``.pkl`` (latin-1 pickle with ``blobs`` of numpy arrays).
 * ``"acar"``: official ACAR-Net ``.pth.tar`` (flat mapping, or a dict holding ``state_dict`` /
@@ -228,7 +228,7 @@ def convert_checkpoint_with_report(
     fuse_bn = sorted(k for k in state if _FUSE_BN.search(k))
     if fusion_only_conv and fuse_bn:
         # Official R101 laterals are a bare conv: PySlowFast R101's fuse BNs have no place in it
-        # and dropping them would silently change the forward (FORMATS.md (ii), "R101").
+        # and dropping them would silently change the forward (docs/CHECKPOINTS.md, section 3).
         raise ValueError(
             f"checkpoint {where} has lateral-connection BN tensors ({fuse_bn[:3]} ...), but the "
             "target SlowFast uses plain-conv fusion (FUSION_ONLY_CONV, official R101). These "

@@ -8,7 +8,7 @@ Four source vocabularies map to the SlowFast names of ``acar_d2.modeling.backbon
 * PySlowFast ``model_state`` keys (``s2.pathway0_res0.branch2.a.weight``, ...),
 * PySlowFast Caffe2 blob names (``res2_0_branch2a_w``, ``t_res2_0_branch2a_bn_riv``, ...),
 
-as documented in ``shared/reference/acar_official/FORMATS.md`` (ii) and its mapping TSV. Stage
+as described in ``docs/CHECKPOINTS.md`` (section 4, one table row per rule below). Stage
 numbering: ACAR ``res1..res4`` = ResNet/acar_d2 ``res2..res5`` = PySlowFast ``s2..s5``.
 """
 import re
@@ -25,7 +25,7 @@ PATHWAYS = ("slow", "fast")
 # Lateral k (ACAR Tconv{k}, PySlowFast s{k}_fuse) reads the fast output of this acar_d2 stage.
 FUSE_SOURCES = {1: "stem", 2: "res2", 3: "res3", 4: "res4"}
 BN_STATS = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
-# Caffe2 BN blob suffixes (FORMATS.md (ii): _riv is loaded as running_var unchanged).
+# Caffe2 BN blob suffixes (docs/CHECKPOINTS.md: _riv is loaded as running_var unchanged).
 C2_BN_SUFFIX = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
 C2_CONV_SUFFIX = {"w": "weight", "b": "bias"}
 BRANCH2 = {"a": 1, "b": 2, "c": 3}
