@@ -29,7 +29,7 @@ def clip_frame_indices(
     """
     Frame indices of a clip centred on a key frame.
 
-    Official ``TemporalCenterCrop`` (FORMATS.md (iii)): the window of ``num_frames *
+    Official ``TemporalCenterCrop`` (ACAR-Net data loader): the window of ``num_frames *
     sampling_rate`` source frames starts ``num_frames * sampling_rate // 2`` frames before the key
     frame (32x2: key - 32) and every ``sampling_rate``-th frame is taken. Indices outside the video
     are clamped to its first / last frame.

@@ -46,7 +46,7 @@ def dicts(world):
 
 
 def test_normalization_parity_with_golden_clip():
-    """Official pipeline (FORMATS.md (iii)): (x/255 - 0.45)/0.225 of the golden uint8 frames."""
+    """Official ACAR-Net eval pipeline: (x/255 - 0.45)/0.225 of the golden uint8 frames."""
     inputs = torch.load(golden_case_dir() / "inputs.pt")
     frames = inputs["frames_uint8"][0].numpy()  # (32, 72, 100, 3)
     mapper = _mapper(False, _ArrayReader(frames), num_frames=32, sampling_rate=1, short_side=72,

@@ -16,7 +16,7 @@ from acar_d2.engine import Trainer, setup_cfg
 from tests.reference_utils import build_golden_state_dict, check_golden_checksums, golden_case_dir
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "AVA" / "SLOWFAST_R50_ACAR_HR2O.yaml"
-# FORMATS.md (iv): float32 CPU tolerance for every golden tensor.
+# Golden-case tolerance (tests/golden/README.md): float32 CPU, every golden tensor.
 ATOL = RTOL = 1e-4
 
 
@@ -73,7 +73,7 @@ def test_eval_only_reproduces_official_logits(tmp_path):
     cfg = setup_cfg(str(CONFIG), freeze=False)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = str(weights)
-    # FORMATS.md: pose classes = indices 0..12 of the 60 AVA classes (no label map needed).
+    # Official class order: pose classes = indices 0..12 of the 60 AVA classes (no label map needed).
     cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = list(range(13))
     cfg.DATASETS.TEST = ("golden_one_clip",)
     cfg.OUTPUT_DIR = str(tmp_path)

@@ -31,7 +31,7 @@ class FrozenBatchNorm3d(nn.Module):
         Args:
             num_features (int): C, the number of channels.
             eps (float): added to the variance; 1e-5 is the BatchNorm3d default used by both the
-                official ACAR-Net and PySlowFast backbones (FORMATS.md (ii)).
+                official ACAR-Net and PySlowFast backbones (docs/CHECKPOINTS.md, section 3).
         """
         super().__init__()
         self.num_features = num_features
