@@ -120,6 +120,11 @@ class ClipDatasetMapper:
         reader: Optional[ClipReader] = None,
         train_proposal_score_thresh: float = 0.9,
         train_proposal_iou_thresh: float = 0.9,
+        detector_augmentation: Optional[T.Augmentation] = None,
+        detector_format: str = "BGR",
+        person_class_id: int = 0,
+        train_box_source: str = "file",
+        proposals_from_gt: bool = False,
     ):
         """
         Args:
@@ -133,6 +138,15 @@ class ClipDatasetMapper:
             train_proposal_*_thresh: training ROI assembly, see
                 ``cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_*``. At test time every proposal is passed
                 on: the model applies ``MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH``.
+            detector_augmentation: the person detector config's ``ResizeShortestEdge`` (train or
+                test); when set, the output has ``"image"`` (the key frame for the detector, in
+                ``detector_format``, flipped with the clip) and in training
+                ``"person_instances"`` (``gt_boxes`` detector px, ``gt_classes`` =
+                ``person_class_id``, ``gt_actions``). None = no person detector.
+            train_box_source: with a detector, "file" adds labelled proposals from the file to the
+                training ROIs; "gt" and "detector" do not (the model adds online detections).
+            proposals_from_gt: test only: ``"proposals"`` = the ground-truth boxes (score 1) and
+                ``"box_source"`` = "file" (the ground-truth-box upper-bound evaluation).
         """
         self.is_train = is_train
         self.action_index = {int(a): i for i, a in enumerate(action_ids)}
@@ -151,10 +165,18 @@ class ClipDatasetMapper:
         self.reader = reader or ClipReader("frames")
         self.score_thresh = train_proposal_score_thresh
         self.iou_thresh = train_proposal_iou_thresh
+        self.detector_augmentation = detector_augmentation
+        self.detector_format = detector_format
+        self.person_class_id = int(person_class_id)
+        self.use_file_proposals = detector_augmentation is None or train_box_source == "file"
+        self.proposals_from_gt = bool(proposals_from_gt) and not is_train
         logger.info(f"[ClipDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augs}")
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool = True, dataset_name: Optional[str] = None):
+    def from_config(
+        cls, cfg, is_train: bool = True, dataset_name: Optional[str] = None,
+        proposals_from_gt: bool = False,
+    ):
         if dataset_name is None:
             names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
             if not names and is_train:
@@ -177,7 +199,31 @@ class ClipDatasetMapper:
             "reader": ClipReader(clip.SOURCE, cfg.DATASETS.ACTION.READER_THREADS),
             "train_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
             "train_proposal_iou_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
+            "proposals_from_gt": proposals_from_gt,
+            **_person_detector_args(cfg, is_train),
         }
+
+    def _add_detector_inputs(self, out, key_frame, transforms, gt_boxes, anns, where) -> None:
+        """``"image"`` (3, H_det, W_det) uint8 and, in training, ``"person_instances"``."""
+        from ..modeling.person_detector import detector_image
+
+        image, det_tfm = detector_image(key_frame, self.detector_augmentation, self.detector_format)
+        flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)
+        hd, wd = image.shape[-2:]
+        if flipped:
+            image = image.flip(-1)
+        out["image"] = image
+        if self.is_train:
+            boxes = det_tfm.apply_box(gt_boxes).reshape(-1, 4)
+            if flipped:
+                boxes = T.HFlipTransform(wd).apply_box(boxes)
+            det_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32))
+            det_boxes.clip((hd, wd))
+            inst = Instances((int(hd), int(wd)))
+            inst.gt_boxes = det_boxes
+            inst.gt_classes = torch.full((len(det_boxes),), self.person_class_id, dtype=torch.int64)
+            inst.gt_actions = self._multi_hot(anns, where)
+            out["person_instances"] = inst
 
     def _multi_hot(self, annotations: List[dict], where: str) -> torch.Tensor:
         """(G, K) float32 multi-hot targets of the annotations."""
@@ -255,6 +301,8 @@ class ClipDatasetMapper:
             dtype=np.float32,
         ).reshape(-1, 4)
         props = d.get("proposals") or {}
+        if self.is_train and not self.use_file_proposals:
+            props = {}
         prop_boxes = np.asarray(props.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
         prop_scores = np.asarray(props.get("scores", np.zeros((0,))), np.float32).reshape(-1)
 
@@ -280,6 +328,16 @@ class ClipDatasetMapper:
         proposals.proposal_boxes = prop_boxes_t
         proposals.scores = torch.as_tensor(prop_scores)
         out["proposals"] = proposals
+        if self.proposals_from_gt:
+            gt_clip = Boxes(torch.as_tensor(transforms.apply_box(gt_boxes), dtype=torch.float32))
+            gt_clip.clip((h, w))
+            proposals = Instances(size)
+            proposals.proposal_boxes = gt_clip
+            proposals.scores = torch.ones(len(gt_clip))
+            out["proposals"] = proposals
+            out["box_source"] = "file"
+        if self.detector_augmentation is not None:
+            self._add_detector_inputs(out, key_frame, transforms, gt_boxes, anns, where)
 
         if self.is_train:
             gt_t = torch.as_tensor(transforms.apply_box(gt_boxes), dtype=torch.float32)
@@ -304,3 +362,22 @@ class ClipDatasetMapper:
             instances.gt_actions = actions[nonempty]
             out["instances"] = instances
         return out
+
+
+def _person_detector_args(cfg, is_train: bool) -> dict:
+    """Mapper arguments of ``cfg.MODEL.PERSON_DETECTOR`` (empty when there is no detector)."""
+    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
+    if pd is None or not pd.NAME:
+        return {}
+    from ..modeling.person_detector import detector_augmentation, load_detector_config
+
+    det = load_detector_config(pd.CONFIG_FILE)
+    return {
+        "detector_augmentation": detector_augmentation(
+            is_train, det.INPUT.MIN_SIZE_TRAIN, det.INPUT.MAX_SIZE_TRAIN,
+            det.INPUT.MIN_SIZE_TRAIN_SAMPLING, det.INPUT.MIN_SIZE_TEST, det.INPUT.MAX_SIZE_TEST,
+        ),
+        "detector_format": det.INPUT.FORMAT,
+        "person_class_id": pd.PERSON_CLASS_ID,
+        "train_box_source": pd.TRAIN_BOX_SOURCE,
+    }

@@ -146,6 +146,7 @@ def detector_image(
                          f"{frame_rgb.shape} {frame_rgb.dtype}")
     if input_format not in ("RGB", "BGR"):
         raise ValueError(f"person detector INPUT.FORMAT '{input_format}' is not RGB or BGR")
+    frame_rgb = np.ascontiguousarray(frame_rgb)
     tfm = augmentation if isinstance(augmentation, T.Transform) else augmentation.get_transform(frame_rgb)
     image = tfm.apply_image(frame_rgb)
     if input_format == "BGR":

@@ -19,6 +19,8 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
+from ...data.clip_mapper import assign_training_rois
+from ..person_detector import TEST_BOX_SOURCES, TRAIN_BOX_SOURCES, build_person_detector
 from ..roi_heads.action_heads import ActionROIHeads
 
 __all__ = ["ACARNet"]
@@ -34,15 +36,21 @@ def _event_storage_or_none():
 @META_ARCH_REGISTRY.register()
 class ACARNet(nn.Module):
     """
-    Backbone + optional proposal generator + action ROI heads.
+    Backbone + optional person detector + action ROI heads.
 
     Input: ``list[dict]`` as in ``docs/ARCHITECTURE.md`` (one per clip): ``"clip"`` (3, T, H, W)
     normalized, ``"valid_size"`` (default (H, W)), ``"height"``/``"width"`` (default the valid
     size), ``"proposals"`` (Instances with ``proposal_boxes`` and ``scores``, clip px) and, in
-    training, ``"instances"`` with ``gt_boxes`` and ``gt_actions`` (R, K).
+    training, ``"instances"`` with ``gt_boxes`` and ``gt_actions`` (R, K). With a person detector:
+    ``"image"`` (3, H_det, W_det) uint8, the key frame at detector resolution in the detector's
+    INPUT.FORMAT, and in training ``"person_instances"`` (``gt_boxes`` detector-image px,
+    ``gt_classes``, ``gt_actions``); optional ``"box_source"`` ("file" / "detector") overrides
+    ``TEST_BOX_SOURCE`` for that input (the ground-truth-box evaluation pass uses "file").
 
-    Output: training ``{"loss_action"}``; inference ``[{"instances": Instances((height, width))}]``
-    with ``pred_boxes`` (original key-frame px), ``scores``, ``action_logits``, ``action_scores``.
+    Output: training ``{"loss_action"}`` plus, with a trainable detector, ``loss_cls``,
+    ``loss_box_reg``, ``loss_rpn_cls``, ``loss_rpn_loc``; inference
+    ``[{"instances": Instances((height, width))}]`` with ``pred_boxes`` (original key-frame px),
+    ``scores`` (person scores), ``action_logits``, ``action_scores``.
     """
 
     @configurable
@@ -53,6 +61,11 @@ class ACARNet(nn.Module):
         roi_heads: ActionROIHeads,
         proposal_generator: Optional[nn.Module] = None,
         proposal_score_thresh: float = 0.0,
+        person_detector: Optional[nn.Module] = None,
+        train_box_source: str = "file",
+        test_box_source: str = "detector",
+        train_det_score_thresh: float = 0.9,
+        train_det_iou_thresh: float = 0.9,
     ):
         """
         Args:
@@ -63,21 +76,47 @@ class ACARNet(nn.Module):
                 (clip px) and ``scores``; None = proposals come with the inputs.
             proposal_score_thresh: test-time proposals with a lower person score are dropped
                 (official: 0.85).
+            person_detector: a :class:`~acar_d2.modeling.person_detector.PersonDetector` (keys
+                ``person_detector.*``), run once per key frame on ``"image"``; None = actor boxes
+                come from the inputs' proposals.
+            train_box_source: extra training actor boxes: "gt" (none), "detector" (online,
+                detached) or "file" (assembled by the mapper from the proposal file).
+            test_box_source: "detector" or "file" when an input carries both.
+            train_det_score_thresh, train_det_iou_thresh: online detections with a score and an
+                IoU with a ground-truth box at least these take that box's labels (official 0.9).
         """
         super().__init__()
+        if train_box_source not in TRAIN_BOX_SOURCES or test_box_source not in TEST_BOX_SOURCES:
+            raise ValueError(f"box sources must be in {TRAIN_BOX_SOURCES} / {TEST_BOX_SOURCES}, "
+                             f"got {train_box_source!r} / {test_box_source!r}")
         self.backbone = backbone
         self.proposal_generator = proposal_generator
+        self.person_detector = person_detector
         self.roi_heads = roi_heads
         self.proposal_score_thresh = float(proposal_score_thresh)
+        self.train_box_source = train_box_source
+        self.test_box_source = test_box_source
+        self.train_det_score_thresh = float(train_det_score_thresh)
+        self.train_det_iou_thresh = float(train_det_iou_thresh)
 
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
-        return {
+        ret = {
             "backbone": backbone,
             "roi_heads": build_roi_heads(cfg, backbone.output_shape()),
             "proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH,
         }
+        pd = cfg.MODEL.get("PERSON_DETECTOR", None)
+        if pd is not None and pd.NAME:
+            ret.update(
+                person_detector=build_person_detector(cfg),
+                train_box_source=pd.TRAIN_BOX_SOURCE,
+                test_box_source=pd.TEST_BOX_SOURCE,
+                train_det_score_thresh=pd.TRAIN_SCORE_THRESH,
+                train_det_iou_thresh=pd.TRAIN_IOU_THRESH,
+            )
+        return ret
 
     @property
     def device(self) -> torch.device:
@@ -91,14 +130,70 @@ class ACARNet(nn.Module):
             if "instances" not in x:
                 raise KeyError(f"training input {i} (video {x.get('video_id')}) has no 'instances'")
         boxes = [x["instances"].gt_boxes.to(self.device) for x in batched_inputs]
-        gt_actions = torch.cat(
-            [x["instances"].gt_actions.to(self.device) for x in batched_inputs], dim=0
-        )
+        actions = [x["instances"].gt_actions.to(self.device) for x in batched_inputs]
+        det = self.person_detector
+        if det is not None:
+            self._check_detector_inputs(batched_inputs, training=True)
+        if det is not None and self.train_box_source == "detector":
+            boxes, actions = self.add_detected_training_rois(batched_inputs, boxes, actions)
+        gt_actions = torch.cat(actions, dim=0)
         logits = torch.cat(self.predict_logits(batched_inputs, boxes), dim=0)
         storage = _event_storage_or_none()
         if storage is not None:
             storage.put_scalar("acar/num_actors", float(logits.shape[0]))
-        return self.roi_heads.losses(logits, gt_actions)
+        losses = dict(self.roi_heads.losses(logits, gt_actions))
+        if det is not None and not det.frozen:
+            losses.update(det.losses(
+                [x["image"].to(self.device) for x in batched_inputs],
+                [x["person_instances"].to(self.device) for x in batched_inputs],
+            ))
+        return losses
+
+    def _check_detector_inputs(self, batched_inputs: List[dict], training: bool) -> None:
+        keys = ("image", "person_instances") if training else ("image",)
+        for i, x in enumerate(batched_inputs):
+            for k in keys:
+                if k not in x:
+                    raise KeyError(
+                        f"input {i} (video {x.get('video_id')}) has no '{k}': the model has a "
+                        "person detector, use ClipDatasetMapper built from the same config"
+                    )
+
+    def add_detected_training_rois(
+        self, batched_inputs: List[dict], boxes: List[Boxes], actions: List[torch.Tensor]
+    ) -> Tuple[List[Boxes], List[torch.Tensor]]:
+        """
+        The paper's training-box rule with online detections: run the detector (inference mode,
+        detached) on each key frame; a person box with score >= ``train_det_score_thresh`` whose
+        best-IoU ground-truth box (``person_instances.gt_boxes``, detector px) reaches
+        ``train_det_iou_thresh`` takes that box's ``gt_actions`` (``assign_training_rois``) and
+        is appended, converted to clip px, after the mapper's ROIs.
+
+        Args:
+            boxes: N ``Boxes`` (R_i, 4) clip px; actions: N (R_i, K).
+        Returns:
+            the extended lists (R_i + M_i rows).
+        """
+        det = self.person_detector
+        images = [x["image"].to(self.device) for x in batched_inputs]
+        sizes = [tuple(img.shape[-2:]) for img in images]
+        detections = det.detect(images, sizes, score_thresh=self.train_det_score_thresh)
+        out_boxes, out_actions = [], []
+        for x, b, a, d, (hd, wd) in zip(batched_inputs, boxes, actions, detections, sizes):
+            pi = x["person_instances"].to(self.device)
+            gt = pi.gt_boxes.tensor
+            gt_actions = pi.gt_actions if pi.has("gt_actions") else a.new_zeros((len(gt), a.shape[1]))
+            rois, acts = assign_training_rois(
+                gt, gt_actions, d.proposal_boxes.tensor, d.scores,
+                self.train_det_score_thresh, self.train_det_iou_thresh,
+            )
+            extra, extra_actions = rois[len(gt):], acts[len(gt):]
+            valid_h, valid_w = tuple(x.get("valid_size", x["clip"].shape[-2:]))
+            extra = Boxes(extra.clone())
+            extra.scale(valid_w / wd, valid_h / hd)
+            out_boxes.append(Boxes.cat([b, extra]))
+            out_actions.append(torch.cat([a, extra_actions.to(a.dtype)]))
+        return out_boxes, out_actions
 
     def inference(self, batched_inputs: List[dict]) -> List[Dict[str, Instances]]:
         """Score the proposals of each clip; boxes are returned in original key-frame px."""
@@ -111,7 +206,35 @@ class ACARNet(nn.Module):
         ]
 
     def get_proposals(self, batched_inputs: List[dict]) -> List[Instances]:
-        """Test-time actor boxes: from the proposal generator or the inputs, score-thresholded."""
+        """
+        Test-time actor boxes (clip px): from the person detector (its own
+        ``TEST_SCORE_THRESH``) or from the inputs' proposals (``proposal_score_thresh``). An input
+        uses the detector when the model has one and either it carries no ``"proposals"`` or its
+        box source (``x["box_source"]``, default ``test_box_source``) is "detector".
+        """
+        if self.person_detector is not None:
+            use_det = [
+                "proposals" not in x or x.get("box_source", self.test_box_source) == "detector"
+                for x in batched_inputs
+            ]
+            det_idx = [i for i, u in enumerate(use_det) if u]
+            self._check_detector_inputs([batched_inputs[i] for i in det_idx], training=False)
+            detected = self.person_detector.detect(
+                [batched_inputs[i]["image"].to(self.device) for i in det_idx],
+                [tuple(batched_inputs[i].get("valid_size", batched_inputs[i]["clip"].shape[-2:]))
+                 for i in det_idx],
+            )
+            by_index = dict(zip(det_idx, detected))
+            out = []
+            for i, x in enumerate(batched_inputs):
+                if i in by_index:
+                    out.append(by_index[i])
+                else:
+                    p = x["proposals"].to(self.device)
+                    if p.has("scores"):
+                        p = p[p.scores >= self.proposal_score_thresh]
+                    out.append(p)
+            return out
         if self.proposal_generator is not None:
             proposals = self.proposal_generator(batched_inputs)
         else:
