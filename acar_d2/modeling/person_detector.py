@@ -290,6 +290,8 @@ class PersonDetector(GeneralizedRCNN):
         if len(images) != len(target_sizes):
             raise ValueError(f"detect: {len(images)} images but {len(target_sizes)} target sizes")
         thresh = self.test_score_thresh if score_thresh is None else float(score_thresh)
+        if not images:
+            return []
         inputs = []
         for i, (img, (h, w)) in enumerate(zip(images, target_sizes)):
             if img.dim() != 3 or img.shape[0] != 3:
