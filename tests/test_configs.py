@@ -157,8 +157,15 @@ for path in sys.argv[1:]:
         props = Instances((64, 64))
         props.proposal_boxes = Boxes(torch.tensor([[4.0, 6.0, 40.0, 60.0], [20.0, 2.0, 60.0, 50.0]]))
         props.scores = torch.ones(2)
+        x = {"clip": clip, "proposals": props, "height": 64, "width": 64}
+        if cfg.MODEL.PERSON_DETECTOR.NAME:
+            # The key frame at detector resolution; the proposal file's boxes win here so that the
+            # number of actors is known (a random-init detector may find anybody or nobody).
+            x["image"] = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+            cfg.MODEL.PERSON_DETECTOR.TEST_BOX_SOURCE = "file"
+            model = build_model(cfg).eval()
         with torch.no_grad():
-            inst = model([{"clip": clip, "proposals": props}])[0]["instances"]
+            inst = model([x])[0]["instances"]
         seen[key] = list(inst.action_scores.shape)
     out[path] = {"scores_shape": seen[key], "num_classes": cfg.MODEL.ACTION_HEAD.NUM_CLASSES,
                  "test_classes": [len(n) if n else 0 for n in names]}

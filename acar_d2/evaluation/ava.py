@@ -18,8 +18,9 @@ from typing import Dict, List, Optional
 from .ava_evaluation import per_class_table
 from ..data.ava_format import read_box_csv, read_exclusions, read_label_map
 from .frame_map import FrameMAPResult, frame_map
+from .reporting import plot_per_class_ap
 
-__all__ = ["main", "evaluate_files", "plot_per_class_ap"]
+__all__ = ["main", "evaluate_files"]
 
 
 def evaluate_files(groundtruth: str, detections: str, labelmap: str,
@@ -31,32 +32,6 @@ def evaluate_files(groundtruth: str, detections: str, labelmap: str,
         read_label_map(labelmap, require_groups=False),
         read_exclusions(exclusions),
     )
-
-
-def plot_per_class_ap(result: FrameMAPResult, label_map: Dict[int, str], path: str,
-                      train_counts: Optional[Dict[int, int]] = None) -> None:
-    """
-    Per-class AP bars; sorted by training-sample count (descending) when given, like the ACAR
-    paper's Fig. 4, else by id. Classes without ground truth are omitted.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ids = [c for c in sorted(label_map) if not math.isnan(result.per_class_AP[c])]
-    if train_counts is not None:
-        ids.sort(key=lambda c: -train_counts.get(c, 0))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(ids)), 4.0))
-    ax.bar(range(len(ids)), [result.per_class_AP[c] for c in ids], color="tab:blue")
-    ax.set_xticks(range(len(ids)))
-    ax.set_xticklabels([label_map[c] for c in ids], rotation=90, fontsize=7)
-    ax.set_ylabel("AP@0.5")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"frame-mAP@0.5 = {result.mAP:.4f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _train_counts(path: str) -> Dict[int, int]:
@@ -93,8 +68,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  for c, v in sorted(result.per_class_AP.items())},
             }, f, indent=1)
     if args.plot:
-        counts = _train_counts(args.train_counts) if args.train_counts else None
-        plot_per_class_ap(result, label_map, args.plot, counts)
+        # Classes sorted by training-sample count (descending) when given, like ACAR Fig. 4.
+        ap = {label_map[c]: v for c, v in sorted(result.per_class_AP.items())}
+        order = None
+        if args.train_counts:
+            counts = _train_counts(args.train_counts)
+            order = [label_map[c] for c in sorted(result.per_class_AP, key=lambda c: -counts.get(c, 0))]
+        plot_per_class_ap(ap, args.plot, f"frame-mAP@0.5 = {result.mAP:.4f}", order=order, scale=1.0)
     print(f"frame-mAP@0.5IOU: {result.mAP}")
     return 0
 

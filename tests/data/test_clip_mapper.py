@@ -74,10 +74,11 @@ def test_test_mode_output_and_padding_bookkeeping(dicts):
     # Frame identity: indices key-4, key-2, key, key+2 clamped to [0, 15] -> 0, 0, 0, 2.
     gray = (out["clip"][0, :, -6, -1] * 0.225 + 0.45) * 255
     np.testing.assert_allclose(gray.numpy(), [fx.frame_value(k) for k in (0, 0, 0, 2)], atol=3)
-    # Proposals: score >= 0.85 kept (0.95, 0.99), boxes scaled by 16/24 and clipped.
+    # Proposals: all passed on (the model applies MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH, the
+    # one place of that threshold), boxes scaled by 16/24 and clipped.
     props = out["proposals"]
     assert props.image_size == (21, 21)
-    np.testing.assert_allclose(props.scores.numpy(), [0.95, 0.99], rtol=1e-6)
+    np.testing.assert_allclose(props.scores.numpy(), [0.95, 0.5, 0.99], rtol=1e-6)
     s = 16 / 24
     np.testing.assert_allclose(
         props.proposal_boxes.tensor[0].numpy(),
@@ -202,7 +203,9 @@ def test_loaders_from_config(world):
         assert all(x["instances"].gt_actions.shape[1] == 4 for x in batch)
         test_batches = list(build_clip_test_loader(cfg, name))
         assert len(test_batches) == 4 and all(len(b) == 1 for b in test_batches)
-        assert [len(b[0]["proposals"]) for b in test_batches] == [2, 0, 0, 1]  # GT key frames in CSV order, then proposal-only ones
+        # GT key frames in CSV order, then proposal-only ones; every proposal is passed on (the model
+        # applies the test score threshold).
+        assert [len(b[0]["proposals"]) for b in test_batches] == [3, 0, 0, 1]
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -420,7 +420,7 @@ def test_builtin_aca_world_registration(world_dir, world):
 
     _unregister()
     try:
-        builtin.register_all_aca_world(str(world_dir.parent))
+        builtin.register_aca_world(str(world_dir))
         for split in ("train", "val"):
             name = f"aca_world_{split}"
             dicts = DatasetCatalog.get(name)
@@ -438,3 +438,5 @@ def test_builtin_aca_world_registration(world_dir, world):
     finally:
         _unregister()
         builtin.register_all_aca_world(builtin._root)
+    # The class metadata needs no file: it is defined with the world's rules.
+    assert MetadataCatalog.get("aca_world_val").action_classes == [c.name for c in CLASSES]

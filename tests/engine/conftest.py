@@ -3,7 +3,6 @@ Shared fixtures of the engine tests: a tiny synthetic world (4 videos) registere
 dataset names, a tiny config on top of the Synthetic instant-test config, and ``train_net``.
 """
 import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from acar_d2.engine import setup_cfg
-from acar_d2.data.datasets.ava import register_ava_instances
+from acar_d2.data.datasets import register_aca_world
 
 REPO = Path(__file__).resolve().parents[2]
 INSTANT_CONFIG = REPO / "configs" / "Synthetic" / "quick_schedules" / "acar_SLOWFAST_R18_instant_test.yaml"
@@ -28,25 +27,12 @@ def load_train_net():
 
 
 def register_world(world: Path, prefix: str) -> None:
-    info = json.loads((world / "world.json").read_text())
-    ann = world / "annotations"
     for split in ("train", "val"):
         name = f"{prefix}_{split}"
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
-        register_ava_instances(
-            name,
-            {},
-            str(ann / f"{split}.csv"),
-            str(ann / "label_map.pbtxt"),
-            frame_root=str(world / "frames"),
-            frame_list=str(world / "frame_lists" / f"{split}.csv"),
-            exclusions=str(ann / f"{split}_excluded_timestamps.csv"),
-            proposal_file=str(ann / f"dense_proposals_{split}.pkl"),
-            fps=info["fps"],
-            first_second=info.get("first_second", 0),
-        )
+    register_aca_world(str(world), prefix)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,11 @@ splits take their class metadata from the packaged 60-class list
 Splits: ``ava_v2.{1,2}_{train,val}``, ``aca_world_{train,val}`` (the synthetic AVA-format world of
 ``tools/make_synthetic_ava.py``), ``ucf101_24_{train,test}`` (split 1). Layout: datasets/README.md.
 """
-import json
 import os
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from ..ava_format import AVA_LABEL_MAP_FILE
-from .ava import load_ava_instances, register_ava_instances
+from .aca_world import register_aca_world
+from .ava import register_ava_instances
 from .ucf101_24 import register_ucf24_instances
 
 __all__ = ["register_all_ava", "register_all_aca_world", "register_all_ucf24", "UCF24_CLASSES"]
@@ -66,51 +64,8 @@ def register_all_ava(root: str) -> None:
             )
 
 
-def _load_aca_world(world: str, split: str):
-    """Loader of the synthetic world: fps and first second come from its world.json."""
-    meta_file = os.path.join(world, "world.json")
-    if not os.path.isfile(meta_file):
-        raise FileNotFoundError(
-            f"{meta_file} not found: generate it with tools/make_synthetic_ava.py --out {world}"
-        )
-    with open(meta_file) as f:
-        info = json.load(f)
-    ann = os.path.join(world, "annotations")
-    MetadataCatalog.get(f"aca_world_{split}").fps = float(info["fps"])
-    videos = os.path.join(world, "videos")
-    return load_ava_instances(
-        os.path.join(ann, f"{split}.csv"),
-        os.path.join(ann, "label_map.pbtxt"),
-        frame_root=os.path.join(world, "frames"),
-        frame_list=os.path.join(world, "frame_lists", f"{split}.csv"),
-        # The mp4 copies (same frames, same fps) serve INPUT.CLIP.SOURCE "video".
-        video_root=videos if os.path.isdir(videos) else None,
-        exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
-        proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
-        fps=info["fps"],
-        first_second=info.get("first_second", 0),
-    )
-
-
 def register_all_aca_world(root: str) -> None:
-    world = os.path.join(root, "aca_world")
-    ann = os.path.join(world, "annotations")
-    for split in ("train", "val"):
-        name = f"aca_world_{split}"
-        # Register the metadata through register_ava_instances, then swap in a loader that reads
-        # fps / first_second from world.json at load time (it does not exist at import).
-        register_ava_instances(
-            name,
-            {},
-            os.path.join(ann, f"{split}.csv"),
-            os.path.join(ann, "label_map.pbtxt"),
-            exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
-            proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
-            fps=None,
-            first_second=0,  # synthetic frame k shows time k / fps (contract in world.json)
-        )
-        DatasetCatalog.remove(name)
-        DatasetCatalog.register(name, lambda split=split: _load_aca_world(world, split))
+    register_aca_world(os.path.join(root, "aca_world"), "aca_world")
 
 
 def register_all_ucf24(root: str) -> None:
