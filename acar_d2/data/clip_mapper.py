@@ -28,7 +28,7 @@ class ResizeShortSide(T.Augmentation):
     """
     Resize so that the shorter side is ``short_side``; the longer side is
     ``int(short_side * long / short)`` (truncated, as the official ACAR-Net ``Resize``,
-    FORMATS.md (iii); detectron2's ``ResizeShortestEdge`` rounds instead, e.g. 343 vs 342 for
+    the official data pipeline; detectron2's ``ResizeShortestEdge`` rounds instead, e.g. 343 vs 342 for
     AVA's 340x455 frames).
     """
 
@@ -82,7 +82,7 @@ def assign_training_rois(
 
 def jitter_boxes(boxes: np.ndarray, scale: float, rng: np.random.RandomState) -> np.ndarray:
     """
-    Official training box jitter (FORMATS.md (iii)): each x coordinate moves by
+    Official training box jitter: each x coordinate moves by
     ``U(-scale, scale) * box width`` and each y coordinate by ``U(-scale, scale) * box height``
     (ACAR-Net neck, ``bbox_jitter.scale`` 0.075). Clipping to the image is left to the caller.
 

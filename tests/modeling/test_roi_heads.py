@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
@@ -17,11 +16,12 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 
 import acar_d2
+from acar_d2.engine import setup_cfg
 from acar_d2.modeling.roi_heads import (
     ACARROIHeads,
-    ActorActorHeads,
-    ActorContextHeads,
-    BaselineActionHeads,
+    ActorActorROIHeads,
+    ActorContextROIHeads,
+    BaselineROIHeads,
     HR2O_REGISTRY,
     action_probabilities,
     pose_softmax_bce_loss,
@@ -67,11 +67,11 @@ def make_targets(num: int, seed: int = 0):
 def build(name: str, **kw):
     torch.manual_seed(0)
     if name == "baseline":
-        return BaselineActionHeads(**COMMON, **kw)
+        return BaselineROIHeads(**COMMON, **kw)
     if name == "actor_actor":
-        return ActorActorHeads(**COMMON, **SMALL, **kw)
+        return ActorActorROIHeads(**COMMON, **SMALL, **kw)
     if name == "actor_context":
-        return ActorContextHeads(**COMMON, **SMALL, **kw)
+        return ActorContextROIHeads(**COMMON, **SMALL, **kw)
     hr2o = kw.pop("hr2o_name", "nl")
     return ACARROIHeads(**COMMON, **SMALL, hr2o_name=hr2o, **kw)
 
@@ -128,8 +128,7 @@ def test_loss_rejects_bad_input_and_handles_empty():
 
 
 def test_pose_classes_from_metadata_or_config():
-    cfg = get_cfg()
-    acar_d2.add_acar_config(cfg)
+    cfg = setup_cfg(freeze=False)
     cfg.MODEL.ACTION_HEAD.NUM_CLASSES = K
     cfg.MODEL.ACTION_HEAD.REDUCE_DIM = 8
     cfg.MODEL.ACTION_HEAD.HIDDEN_DIM = 8
@@ -182,7 +181,7 @@ def test_each_head_trains(name, kw):
 
 # -------------------------------------------------------------------------- padding bookkeeping
 def test_valid_feature_size_known_answers():
-    # AVA 341x455 frames at stride 16: 22 x 29 cells (FORMATS.md (iii)); golden case 72x100 -> 5x7.
+    # AVA 341x455 frames at stride 16: 22 x 29 cells (official head: boxes x feature w/h); golden case 72x100 -> 5x7.
     assert valid_feature_size((5, 7), (72, 100), (72, 100)) == (5, 7)
     assert valid_feature_size((29, 29), (455, 455), (341, 455)) == (22, 29)
     assert valid_feature_size((8, 8), (128, 128), (96, 65)) == (6, 5)
