@@ -206,6 +206,23 @@ def add_person_detector_config(cfg: CN) -> None:
     _C.MODEL.PERSON_DETECTOR.TEST_BOX_SOURCE = "detector"
 
 
+def add_dataset_files_config(cfg: CN) -> None:
+    """
+    Keys of where a split's files are (``cfg.DATASETS.AVA_FILES``), applied to the registered
+    splits by ``acar_d2.data.layouts.apply_dataset_config(cfg)``. Per-split proposal files use
+    detectron2's own ``DATASETS.PROPOSAL_FILES_TRAIN`` / ``PROPOSAL_FILES_TEST`` (one path per
+    dataset of ``DATASETS.TRAIN`` / ``TEST``, "" keeps the split's own; any of the PySlowFast CSV,
+    MMAction2 and ACAR-Net pickle formats). datasets/README.md: "you have X -> set Y".
+    """
+    _C = cfg
+    _C.DATASETS.AVA_FILES = CN()
+    # Frame folder (<video_id>/<frames>) of every AVA-format split used; "" = the split's own
+    # (builtin AVA: ava/frames, else ava/data, ACAR-Net's). Frame names are detected per video.
+    _C.DATASETS.AVA_FILES.FRAME_ROOT = ""
+    # Use PySlowFast frame lists where the split has one on disk; False = list the frame folders.
+    _C.DATASETS.AVA_FILES.FRAME_LISTS = True
+
+
 def add_acar_config(cfg: CN) -> None:
     """
     Add every acar_d2 key to a detectron2 config (call before ``merge_from_file``).
@@ -219,6 +236,7 @@ def add_acar_config(cfg: CN) -> None:
     add_action_head_config(cfg)
     add_solver_config(cfg)
     add_person_detector_config(cfg)
+    add_dataset_files_config(cfg)
     # detectron2 defaults to "cuda"; default to what this machine has (an explicit "cuda" on a
     # machine without CUDA is an error, see acar_d2.engine.setup_cfg).
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

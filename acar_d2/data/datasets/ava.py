@@ -31,6 +31,8 @@ from ..ava_format import (  # noqa: F401  (several re-exported: public names of 
     read_label_map,
 )
 from ..clip_reader import video_frame_count_and_size
+from ..formats.proposals import read_proposals
+from ..layouts import check_not_pickle, resolve_path, split_file_overrides
 
 __all__ = [
     "LabelMap",
@@ -285,24 +287,30 @@ def load_ava_instances(
     Args:
         gt_csv (str or None): AVA annotation CSV; None for a split without labels.
         label_map (str): pbtxt of the trained classes.
-        frame_root, frame_list, video_root: frame source (see :func:`index_video_sources`).
+        frame_root, frame_list, video_root: frame source (see :func:`index_video_sources`);
+            ``frame_root`` / ``frame_list`` may be :class:`~acar_d2.data.layouts.FirstExisting`
+            candidates (an optional frame list absent on disk: the folders are listed).
         exclusions (str): excluded-timestamps CSV.
-        proposal_file (str): person proposals, ``*.pkl`` (dense-proposal dict) or ``*.csv``
-            (PySlowFast predicted boxes). All proposals are kept; score thresholds are applied by
-            the mapper (``cfg.DATASETS.ACTION.*``).
+        proposal_file (str or FirstExisting): person proposals in any format of
+            :mod:`acar_d2.data.formats.proposals` (PySlowFast CSV, MMAction2 dense-proposal
+            pickle, ACAR-Net detection pickle; told apart by content). All proposals are kept;
+            score thresholds are applied by the model / mapper.
         fps (float), first_second (int): time -> frame index convention.
         known_action_ids (set[int]): ids dropped quietly (see :func:`read_ava_annotations`).
     Returns:
         list[dict]: docs/ARCHITECTURE.md "Dataset dicts".
     """
+    check_not_pickle(gt_csv)
     lmap = read_label_map(label_map)
     annotations = read_ava_annotations(gt_csv, lmap.ids, known_action_ids) if gt_csv else {}
+    # Candidate lists (layouts.FirstExisting) of registered splits are resolved now.
+    proposal_file, frame_root, frame_list = (
+        resolve_path(proposal_file), resolve_path(frame_root), resolve_path(frame_list)
+    )
     proposals: Dict[AVAKey, np.ndarray] = {}
     if proposal_file:
-        if proposal_file.endswith(".csv"):
-            proposals = read_predicted_boxes_csv(proposal_file)
-        else:
-            proposals = read_dense_proposals(proposal_file)
+        # PySlowFast CSV, MMAction2 or ACAR-Net pickle (told apart by content)
+        proposals = read_proposals(proposal_file)
     excluded = read_exclusions(exclusions)
 
     keys = list(annotations.keys())
@@ -437,8 +445,10 @@ def register_ava_instances(
     )
     DatasetCatalog.register(
         name,
+        # split_file_overrides: files set from the config (layouts.apply_dataset_config)
         lambda: load_ava_instances(
-            gt_csv, resolve_label_map(label_map, label_map_fallback), **kwargs
+            gt_csv, resolve_label_map(label_map, label_map_fallback),
+            **{**kwargs, **split_file_overrides(name)},
         ),
     )
     MetadataCatalog[name] = _ActionMetadata(name=name)

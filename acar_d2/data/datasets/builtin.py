@@ -11,6 +11,7 @@ Splits: ``ava_v2.{1,2}_{train,val}``, ``aca_world_{train,val}`` (the synthetic A
 import os
 
 from ..ava_format import AVA_LABEL_MAP_FILE
+from ..layouts import FirstExisting, ava_frame_lists, ava_frame_roots, ava_proposal_candidates
 from .aca_world import register_aca_world
 from .ava import register_ava_instances
 from .ucf101_24 import register_ucf24_instances
@@ -34,28 +35,29 @@ UCF24_CLASSES = [
 ]
 
 
-def _ava_proposal_file(ann: str, split: str) -> str:
-    """Dense-proposal pickle if present (ACAR-Net / LFB), else PySlowFast's predicted boxes."""
-    pkl = os.path.join(ann, f"dense_proposals_{split}.pkl")
-    if os.path.isfile(pkl) or split == "train":
-        return pkl
-    return os.path.join(ann, f"ava_{split}_predicted_boxes.csv")
-
-
-def register_all_ava(root: str) -> None:
+def register_all_ava(root: str, prefix: str = "ava") -> None:
+    """
+    Register ``{prefix}_v2.{1,2}_{train,val}`` under ``root/ava`` (import: prefix "ava"; tests and
+    tools register other trees under other prefixes). The proposal file, frame folder and
+    frame list are searched when a split is loaded (:mod:`acar_d2.data.layouts`): PySlowFast,
+    ACAR-Net and MMAction2 layouts all work without settings (datasets/README.md).
+    """
     ava = os.path.join(root, "ava")
     ann = os.path.join(ava, "annotations")
     for version, label_map in _AVA_LABEL_MAPS.items():
         for split in ("train", "val"):
+            name = f"{prefix}_{version}_{split}"
             register_ava_instances(
-                f"ava_{version}_{split}",
+                name,
                 {"version": version},
                 os.path.join(ann, f"ava_{split}_{version}.csv"),
                 os.path.join(ann, label_map),
-                frame_root=os.path.join(ava, "frames"),
-                frame_list=os.path.join(ava, "frame_lists", f"{split}.csv"),
+                frame_root=FirstExisting(ava_frame_roots(ava), f"frame folder of {name}",
+                                         folder=True),
+                frame_list=FirstExisting(ava_frame_lists(ava, split), required=False),
                 exclusions=os.path.join(ann, f"ava_{split}_excluded_timestamps_{version}.csv"),
-                proposal_file=_ava_proposal_file(ann, split),
+                proposal_file=FirstExisting(ava_proposal_candidates(ann, split, version),
+                                            f"proposal file of {name}"),
                 fps=30,  # AVA frames are extracted at 30 fps from second 900 on (PySlowFast).
                 first_second=900,
                 known_action_ids=_AVA_ALL_ACTION_IDS,

@@ -1,0 +1,139 @@
+"""The builtin AVA splits on PySlowFast and ACAR-Net trees (no settings), config overrides, a
+ground-truth pickle passed as CSV, and the proposal-format converters."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog
+
+from acar_d2.data.datasets.builtin import register_all_ava
+from acar_d2.data.formats import (
+    acar_records_to_rows,
+    convert_proposals,
+    detect_proposal_format,
+    read_acar_pickle,
+    read_proposals,
+    write_proposals,
+)
+from acar_d2.data.layouts import apply_dataset_config, set_split_files
+from acar_d2.engine import setup_cfg
+
+from . import ava_layout_trees as lt
+
+_count = [0]
+
+
+def _register(root):
+    _count[0] += 1
+    prefix = f"layout{_count[0]}"
+    register_all_ava(str(root), prefix)
+    return prefix
+
+
+def _expected_dicts(d):
+    """(vid, ts) -> (frame index, sorted action-id lists, n proposals)"""
+    return {(x["video_id"], x["timestamp"]): (
+        x["key_frame_index"], sorted(sorted(a["action_ids"]) for a in x["annotations"]),
+        len(x["proposals"]["boxes"])) for x in d}
+
+
+EXPECTED = {
+    ("-FaXLcSFjUI", 902): (60, [[11], [12, 80]], 2),
+    ("-FaXLcSFjUI", 903): (90, [[]], 0),   # only id 2 (not evaluated): the person stays
+    ("_145Aa_xkuE", 903): (90, [[14]], 1),
+}
+
+
+@pytest.mark.parametrize("make", [lt.make_pyslowfast_tree, lt.make_acar_tree])
+def test_builtin_splits_on_user_trees(tmp_path, make):
+    paths = make(tmp_path)
+    prefix = _register(tmp_path)
+    for split in ("train", "val"):
+        dicts = DatasetCatalog.get(f"{prefix}_v2.2_{split}")
+        assert _expected_dicts(dicts) == EXPECTED
+        by_key = {(x["video_id"], x["timestamp"]): x for x in dicts}
+        d = by_key[("-FaXLcSFjUI", 902)]
+        h, w = lt.VIDEOS["-FaXLcSFjUI"]
+        assert (d["height"], d["width"]) == (h, w)
+        # proposals scaled to pixels, highest-score copy kept for repeated CSV boxes
+        np.testing.assert_allclose(d["proposals"]["boxes"][0], [0.1 * w, 0.2 * h, 0.5 * w, 0.875 * h],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(sorted(d["proposals"]["scores"]), [0.5, 0.96], rtol=1e-6)
+        frame = os.path.join(d["frame_dir"], d["frame_template"].format(d["key_frame_index"] + 1))
+        assert os.path.isfile(frame)
+        expected_name = "image_000061.jpg" if "data" in d["frame_dir"] else "-FaXLcSFjUI_000061.jpg"
+        assert os.path.basename(frame) == expected_name
+
+
+def test_missing_proposals_list_every_candidate(tmp_path):
+    paths = lt.make_pyslowfast_tree(tmp_path)
+    os.remove(os.path.join(paths["ann"], "person_box_67091280_iou90",
+                           "ava_detection_val_boxes_and_labels.csv"))
+    prefix = _register(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        DatasetCatalog.get(f"{prefix}_v2.2_val")
+    assert "dense_proposals_val.pkl" in str(e.value) and "fair_0.85.pkl" in str(e.value)
+
+
+def test_config_keys_set_proposal_file_and_frame_lists(tmp_path):
+    paths = lt.make_pyslowfast_tree(tmp_path)
+    prefix = _register(tmp_path)
+    # an MMAction2 pickle elsewhere, holding one key frame only
+    pkl = str(tmp_path / "my_props.pkl")
+    write_proposals({("-FaXLcSFjUI", 902): np.array([[0, 0, 0.5, 0.5, 0.7]], np.float32)},
+                    pkl, "mmaction_pkl")
+    cfg = setup_cfg(opts=["DATASETS.TEST", f"('{prefix}_v2.2_val',)",
+                          "DATASETS.PROPOSAL_FILES_TEST", f"('{pkl}',)",
+                          "DATASETS.AVA_FILES.FRAME_LISTS", "False"])
+    apply_dataset_config(cfg)
+    d = {(x["video_id"], x["timestamp"]): x for x in DatasetCatalog.get(f"{prefix}_v2.2_val")}
+    assert d[("-FaXLcSFjUI", 902)]["proposals"]["scores"].tolist() == pytest.approx([0.7])
+    assert len(d[("_145Aa_xkuE", 903)]["proposals"]["scores"]) == 0
+    bad = setup_cfg(opts=["DATASETS.TEST", f"('{prefix}_v2.2_val',)",
+                          "DATASETS.PROPOSAL_FILES_TEST", "('a.pkl', 'b.pkl')"])
+    with pytest.raises(ValueError, match="one per dataset"):
+        apply_dataset_config(bad)
+    with pytest.raises(ValueError, match="unknown file role"):
+        set_split_files("x", gt_csv="y")
+
+
+def test_ground_truth_pickle_given_as_csv(tmp_path):
+    paths = lt.make_acar_tree(tmp_path)
+    from acar_d2.data.datasets.ava import load_ava_instances
+
+    with pytest.raises(ValueError, match="is a pickle.*convert_annotations.py acar-to-csv"):
+        load_ava_instances(paths["gt_pkl"], os.path.join(
+            paths["ann"], "ava_action_list_v2.2_for_activitynet_2019.pbtxt"))
+
+
+def test_acar_annotation_pickle_to_rows(tmp_path):
+    paths = lt.make_acar_tree(tmp_path)
+    records, idx_to_class = read_acar_pickle(paths["gt_pkl"])
+    rows = acar_records_to_rows(paths["gt_pkl"], records, idx_to_class)
+    expected = [r for r in lt.GT if r[6] != 2]  # id 2 is not one of the 60 classes
+    assert sorted(rows) == sorted(expected)
+    assert records[0]["format_str"] == "image_%06d.jpg" and records[0]["mid_frame"] == 61
+
+
+def test_proposal_formats_round_trip(tmp_path):
+    props = {("-FaXLcSFjUI", 902): np.array([[0.1, 0.2, 0.5, 0.875, 0.96], [0.6, 0.1, 0.9, 0.8, 0.5]],
+                                            np.float32),
+             ("b", 1000): np.array([[0.0, 0.0, 1.0, 1.0, 0.25]], np.float32)}
+    src = write_proposals(props, str(tmp_path / "p.csv"), "pyslowfast_csv")
+    chain = [("p.pkl", "mmaction_pkl"), ("p_acar.pkl", "acar_pkl"), ("p2.csv", "pyslowfast_csv")]
+    for name, fmt in chain:
+        dst = str(tmp_path / name)
+        assert convert_proposals(src, dst, fmt) == 2
+        assert detect_proposal_format(dst) == fmt
+        back = read_proposals(dst)
+        assert set(back) == set(props)
+        for k in props:
+            np.testing.assert_allclose(back[k], props[k], atol=1e-6)
+        src = dst
+    with pytest.raises(FileExistsError):
+        write_proposals(props, src, "pyslowfast_csv")
+    with open(tmp_path / "odd.pkl", "wb") as f:
+        pickle.dump([1, 2, 3], f)
+    with pytest.raises(ValueError, match="unknown proposal pickle"):
+        detect_proposal_format(str(tmp_path / "odd.pkl"))
