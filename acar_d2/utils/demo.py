@@ -1,11 +1,19 @@
 """
 Running a trained action detector over whole videos and drawing its predictions.
 
-``annotate_video`` runs an :class:`acar_d2.engine.ActionPredictor` on every key frame of a video
-and writes an annotated video; ``video_keyframe_dicts`` makes the key-frame dicts of a raw video.
+``annotate_source`` (what ``tools/demo.py`` runs) decodes a source once with a
+:class:`acar_d2.engine.VideoActionPredictor` and writes the annotated video (every input frame,
+same size and rate), the JSON document and the AVA submission CSV, keeping everything written so
+far when the source breaks or the user presses Ctrl-C.
+
+``annotate_video`` runs an :class:`acar_d2.engine.ActionPredictor` on the key-frame dicts of a
+dataset video (``make quickstart``); ``video_keyframe_dicts`` makes the key-frame dicts of a raw
+video from person boxes.
 """
 import logging
-from typing import Dict, List, Optional, Sequence
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -14,9 +22,11 @@ import tqdm
 from detectron2.structures import Instances
 
 from ..data.clip_reader import ClipReader, video_frame_count_and_size
-from .visualizer import ActionVisualizer, write_video
+from .demo_outputs import PredictionJSONWriter, SubmissionCSVWriter
+from .video_source import VideoSource, VideoSourceError
+from .visualizer import ActionVisualizer, VideoWriter, write_video
 
-__all__ = ["video_keyframe_dicts", "annotate_video"]
+__all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +113,122 @@ def annotate_video(
     write_video(output_file, out, fps=first["fps"])
     logger.info(f"Wrote {len(out)} annotated frames to {output_file}")
     return predictions
+
+
+@dataclass
+class DemoResult:
+    """
+    Attributes:
+        frames (int): annotated frames written.
+        key_frames (int): key frames predicted.
+        complete (bool): the whole source was processed.
+        error (str or None): why it stopped early ("interrupted (Ctrl-C)", a source error).
+    """
+
+    frames: int
+    key_frames: int
+    complete: bool
+    error: Optional[str]
+
+
+def annotate_source(
+    predictor,
+    source: Union[str, VideoSource],
+    output_file: str,
+    json_file: Optional[str] = None,
+    csv_file: Optional[str] = None,
+    thresholds: Union[float, Sequence[float]] = 0.3,
+    top_k: int = 3,
+    key_frames=None,
+    video_id: Optional[str] = None,
+    progress: bool = True,
+    json_every: int = 60,
+    model_info: Optional[dict] = None,
+) -> DemoResult:
+    """
+    Predict a whole source and write the annotated video (+ JSON / CSV).
+
+    Every input frame is written, at the input's size and frame rate (an odd last row / column is
+    cropped, H.264 4:2:0 needs even sizes), with the boxes, track ids and labels of the latest key
+    frame. The CSV is flushed per key frame; the JSON is rewritten every ``json_every`` key frames
+    and at the end (``"complete": false`` with the ``"error"`` when stopped early). The source is
+    opened before any output file is created, so an unreadable source leaves no file behind.
+
+    Args:
+        predictor (VideoActionPredictor): the model.
+        source: path / URL / device or a :class:`VideoSource`.
+        thresholds: one score threshold, or K (per class), for the drawn labels and the JSON
+            ``labels`` (the JSON ``scores`` and the CSV hold every class).
+        key_frames: :class:`~acar_d2.engine.video_predictor.KeyFrameRequest` list (given boxes);
+            None = one every ``predictor.key_frame_stride`` seconds.
+        video_id: the CSV's video id (default: the source's file name without extension).
+        model_info: ``{"config": ..., "weights": ...}`` recorded in the JSON.
+    Returns:
+        DemoResult.
+    Raises:
+        VideoSourceError: the source cannot be opened (nothing written).
+    """
+    src = predictor.open(source)
+    name = src.name.rstrip("/")
+    video_id = video_id or os.path.splitext(os.path.basename(name))[0] or "video"
+    names = predictor.class_names
+    thresh = np.asarray(thresholds, np.float64)
+    thresh = np.full(len(names), float(thresh)) if thresh.ndim == 0 else thresh
+    vis = ActionVisualizer(names, top_k=top_k, score_thresh=thresh)
+    if key_frames is None and src.num_frames:
+        stride_frames = predictor.key_frame_stride * src.fps
+        total = int(np.ceil((src.num_frames - 0.5) / stride_frames)) if not src.is_live else None
+    else:
+        total = len(key_frames) if isinstance(key_frames, (list, tuple)) else None
+    writer = VideoWriter(output_file, src.fps)
+    header = {
+        "source": src.name, "video_id": video_id, "fps": float(src.fps), "width": int(src.width),
+        "height": int(src.height),
+        "key_frame_stride": predictor.key_frame_stride if key_frames is None else None,
+        "class_names": list(names), "action_ids": list(predictor.action_ids),
+        "thresholds": thresh.tolist(),
+    }
+    if model_info:
+        header["model"] = dict(model_info)
+    json_writer = PredictionJSONWriter(json_file, header) if json_file else None
+    csv_writer = (SubmissionCSVWriter(csv_file, video_id, predictor.action_ids, src.width,
+                                      src.height) if csv_file else None)
+    bar = tqdm.tqdm(total=total, unit="key frame", desc=video_id, disable=not progress)
+    count, complete, error = 0, False, None
+    try:
+        for kf in predictor(src, key_frames, with_frames=True, video_id=video_id):
+            inst = kf.instances
+            boxes = inst.pred_boxes.tensor.numpy()
+            scores = inst.action_scores.numpy()
+            ids = inst.track_ids.numpy()
+            for j, frame in enumerate(kf.frames):
+                i = kf.first_frame + j
+                title = f"{video_id} {i / src.fps:.2f}s"
+                if i < kf.frame_index:  # before the first key frame: nothing to show yet
+                    writer.write(vis.draw(frame, np.zeros((0, 4)), np.zeros((0, len(names))), title))
+                else:
+                    writer.write(vis.draw(frame, boxes, scores, f"{title} (key {kf.time:.2f}s)",
+                                          track_ids=ids))
+            if csv_writer is not None:
+                csv_writer.add(kf)
+            count += 1
+            if json_writer is not None:
+                json_writer.add(kf)
+                if json_every and count % json_every == 0:
+                    json_writer.close(writer.num_frames, complete=False)
+            bar.update(1)
+        complete = True
+    except KeyboardInterrupt:
+        error = "interrupted (Ctrl-C)"
+    except VideoSourceError as e:
+        error = str(e)
+    finally:
+        bar.close()
+        writer.close()
+        if csv_writer is not None:
+            csv_writer.close()
+        if json_writer is not None:
+            json_writer.close(writer.num_frames, complete=complete, error=error)
+    if writer.num_frames:
+        logger.info(f"Wrote {writer.num_frames} annotated frames to {output_file}")
+    return DemoResult(writer.num_frames, count, complete, error)

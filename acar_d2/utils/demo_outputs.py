@@ -1,0 +1,227 @@
+"""
+What the demo writes besides the annotated video, and the per-class thresholds it reads.
+
+* :class:`PredictionJSONWriter`: one JSON document (schema :data:`DEMO_JSON_SCHEMA`, also in the
+  README "Demo" section), written atomically when closed, also after Ctrl-C or a broken stream
+  (``"complete": false`` and the ``"error"``).
+* :class:`SubmissionCSVWriter`: the AVA submission CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,
+  score`` (normalized boxes), one flushed block per key frame, so it stays valid at every moment
+  and scores with ``python -m acar_d2.evaluation.ava``.
+* :func:`read_thresholds`: the per-class thresholds file of ``tools/calibrate_thresholds.py``.
+"""
+import json
+import math
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..evaluation.ava_io import format_submission_rows
+
+__all__ = [
+    "DEMO_JSON_FORMAT",
+    "DEMO_JSON_SCHEMA",
+    "PredictionJSONWriter",
+    "SubmissionCSVWriter",
+    "read_thresholds",
+    "thresholds_document",
+]
+
+DEMO_JSON_FORMAT = "acar_d2.demo.v1"
+
+_NUMBER_01 = {"type": "number", "minimum": 0, "maximum": 1}
+DEMO_JSON_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "acar_d2 demo predictions",
+    "type": "object",
+    "required": ["format", "source", "video_id", "fps", "width", "height", "num_frames",
+                 "key_frame_stride", "class_names", "action_ids", "thresholds", "complete",
+                 "error", "key_frames"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": DEMO_JSON_FORMAT},
+        "source": {"type": "string"},
+        "video_id": {"type": "string"},
+        "fps": {"type": "number", "exclusiveMinimum": 0},
+        "width": {"type": "integer", "minimum": 1},
+        "height": {"type": "integer", "minimum": 1},
+        "num_frames": {"type": "integer", "minimum": 0},
+        "key_frame_stride": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "class_names": {"type": "array", "items": {"type": "string"}},
+        "action_ids": {"type": "array", "items": {"type": "integer"}},
+        "thresholds": {"type": "array", "items": _NUMBER_01},
+        "model": {"type": "object", "properties": {"config": {"type": "string"},
+                                                   "weights": {"type": "string"}}},
+        "complete": {"type": "boolean"},
+        "error": {"type": ["string", "null"]},
+        "key_frames": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["time", "frame_index", "timestamp", "actors"],
+                "additionalProperties": False,
+                "properties": {
+                    "time": {"type": "number", "minimum": 0},
+                    "frame_index": {"type": "integer", "minimum": 0},
+                    "timestamp": {"type": ["integer", "null"]},
+                    "actors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["box", "person_score", "track_id", "scores", "labels"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "box": {"type": "array", "items": {"type": "number"},
+                                        "minItems": 4, "maxItems": 4},
+                                "person_score": _NUMBER_01,
+                                "track_id": {"type": ["integer", "null"], "minimum": 1},
+                                "scores": {"type": "array", "items": _NUMBER_01},
+                                "labels": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class PredictionJSONWriter:
+    """
+    Collects the key frames and writes the JSON document on :meth:`close`.
+
+    Args:
+        path (str): output file.
+        header (dict): ``source``, ``video_id``, ``fps``, ``width``, ``height``,
+            ``key_frame_stride``, ``class_names``, ``action_ids``, ``thresholds`` and optionally
+            ``model``.
+    """
+
+    def __init__(self, path: str, header: dict):
+        self.path = path
+        self.doc = dict(format=DEMO_JSON_FORMAT, **header)
+        self.doc["thresholds"] = [float(t) for t in header["thresholds"]]
+        self.thresholds = np.asarray(self.doc["thresholds"])
+        self.names = list(header["class_names"])
+        self.key_frames: List[dict] = []
+
+    def add(self, key_frame) -> None:
+        """Args: key_frame (KeyFramePrediction)."""
+        inst = key_frame.instances
+        boxes = inst.pred_boxes.tensor.numpy().astype(np.float64)
+        scores = inst.action_scores.numpy().astype(np.float64)
+        person = inst.scores.numpy().astype(np.float64)
+        ids = inst.track_ids.numpy() if inst.has("track_ids") else np.full(len(inst), -1)
+        actors = []
+        for r in range(len(inst)):
+            order = np.argsort(-scores[r], kind="stable")
+            actors.append({
+                "box": [round(float(v), 2) for v in boxes[r]],
+                "person_score": round(float(np.clip(person[r], 0, 1)), 6),
+                "track_id": int(ids[r]) if ids[r] >= 1 else None,
+                "scores": [round(float(s), 6) for s in scores[r]],
+                "labels": [self.names[k] for k in order if scores[r, k] >= self.thresholds[k]],
+            })
+        self.key_frames.append({
+            "time": round(float(key_frame.time), 6), "frame_index": int(key_frame.frame_index),
+            "timestamp": key_frame.timestamp, "actors": actors,
+        })
+
+    def close(self, num_frames: int, complete: bool, error: Optional[str] = None) -> None:
+        """Write the document (atomically: a reader never sees half a file)."""
+        doc = dict(self.doc, num_frames=int(num_frames), complete=bool(complete), error=error,
+                   key_frames=self.key_frames)
+        _atomic_write_text(self.path, json.dumps(doc, indent=1) + "\n")
+
+
+class SubmissionCSVWriter:
+    """
+    AVA submission rows, one block per key frame, flushed as written.
+
+    Args:
+        path (str): output CSV.
+        video_id (str): the first column.
+        action_ids (list[int]): K dataset action ids.
+        width, height (int): frame size (boxes are divided by it and clipped to [0, 1]).
+    """
+
+    def __init__(self, path: str, video_id: str, action_ids: Sequence[int], width: int,
+                 height: int):
+        if "," in video_id:
+            raise ValueError(f"video id {video_id!r} contains a comma: not allowed in the CSV")
+        self.video_id = video_id
+        self.action_ids = list(action_ids)
+        self.scale = np.array([width, height, width, height], np.float64)
+        self._file = open(path, "w")
+        self.rows = 0
+
+    def add(self, key_frame) -> None:
+        if key_frame.timestamp is None:
+            raise ValueError(f"key frame at {key_frame.time:.3f} s has no whole-second timestamp; "
+                             "the AVA CSV needs key frames on whole seconds")
+        inst = key_frame.instances
+        boxes = np.clip(inst.pred_boxes.tensor.numpy() / self.scale, 0.0, 1.0)
+        lines = format_submission_rows(self.video_id, key_frame.timestamp, boxes,
+                                       inst.action_scores.numpy(), self.action_ids)
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+            self._file.flush()
+        self.rows += len(lines)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def thresholds_document(class_names: Sequence[str], thresholds: Sequence[float],
+                        default: float, calibration: Optional[dict] = None) -> dict:
+    """The thresholds file content: ``{"default": d, "thresholds": {name: t}, "calibration": ...}``."""
+    doc = {"default": float(default),
+           "thresholds": {str(n): float(t) for n, t in zip(class_names, thresholds)}}
+    if calibration is not None:
+        doc["calibration"] = calibration
+    return doc
+
+
+def read_thresholds(path: str, class_names: Sequence[str], default: float) -> np.ndarray:
+    """
+    Per-class thresholds from a JSON file ``{"default": 0.3, "thresholds": {"stand": 0.42, ...}}``
+    (``tools/calibrate_thresholds.py`` writes it). Classes not listed take the file's ``default``,
+    else ``default``.
+
+    Returns:
+        ndarray (K,) float64, index-aligned with ``class_names``.
+    Raises:
+        FileNotFoundError / ValueError naming the file (and the class or value at fault).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--thresholds: file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"--thresholds {path}: not a JSON document: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("thresholds"), dict):
+        raise ValueError(f"--thresholds {path}: expected {{\"thresholds\": {{class name: score}}, "
+                         "\"default\": score}")
+    base = doc.get("default", default)
+    values: Dict[str, float] = {}
+    for name, value in list(doc["thresholds"].items()) + [("default", base)]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"--thresholds {path}: threshold of {name!r} is {value!r}, not a "
+                             "number in [0, 1]")
+        values[name] = float(value)
+    unknown = sorted(set(doc["thresholds"]) - set(class_names))
+    if unknown:
+        raise ValueError(f"--thresholds {path}: unknown class name(s) {unknown}; the model's "
+                         f"classes are {list(class_names)}")
+    return np.array([values.get(n, values["default"]) for n in class_names], np.float64)
