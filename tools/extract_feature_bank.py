@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+"""
+Write a long-term feature bank (ACFB or LFB) by running a trained model without a bank over every
+key time of registered datasets (train and val), one file pair per video (layout and window rules:
+``acar_d2/data/feature_bank.py``; README "Feature banks").
+
+    python tools/extract_feature_bank.py --config-file configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml \
+        --kind acfb --output output/banks/acfb_r50 MODEL.WEIGHTS r50_acar.pth [--num-gpus 8]
+    # then train the bank model with MODEL.FEATURE_BANK.DIR output/banks/acfb_r50
+
+* ``--kind acfb``: per actor the first-order actor-context relation map after the head's
+  down-sampling (the HR2O input) of an ACAR / actor-context model; ``--kind lfb``: per actor the
+  [RoI(slow), RoI(fast)] feature vector of any model (the LFB paper's short-term features).
+* Actors are the boxes the model itself uses at test time: its person detector, or the
+  dataset's proposal file with ``TEST_PROPOSAL_SCORE_THRESH``.
+* Multi-process through detectron2 ``launch`` (``--num-gpus N``: videos are dealt round-robin to
+  the N processes; on CPU-only machines gloo). Progress bar per process. Resumable: a video is
+  done when its ``.json`` index exists (written last, atomically), so a killed run started again
+  with the same command skips finished videos and writes the same bytes for the others.
+* Prints the number of videos / key times / actors and the size estimate (fp16) before starting.
+* Writes ``bank_record.json`` (kind, entry shape, the settings a reader must share, config,
+  weights path and sha256); an output folder holding a bank of another model or config is
+  refused (nothing is overwritten).
+"""
+import json
+import logging
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from acar_d2.checkpoint import ACARCheckpointer  # noqa: E402
+from acar_d2.data.clip_mapper import ClipDatasetMapper  # noqa: E402
+from acar_d2.data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys,  # noqa: E402
+                                       file_sha256, write_video_bank)
+from acar_d2.engine import setup_cfg  # noqa: E402
+from acar_d2.modeling.roi_heads import compute_bank_entries  # noqa: E402
+
+logger = logging.getLogger("acar_d2.extract_feature_bank")
+
+
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument("--kind", required=True, choices=["acfb", "lfb"])
+    parser.add_argument("--output", required=True, help="bank folder (MODEL.FEATURE_BANK.DIR)")
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help="registered datasets (default: DATASETS.TRAIN + DATASETS.TEST)")
+    return parser
+
+
+def make_record(cfg, kind: str, datasets: list, entry_shape: tuple) -> dict:
+    weights = cfg.MODEL.WEIGHTS
+    return {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "dtype": "float16",
+        "entry_shape": [int(s) for s in entry_shape],
+        "stride_s": 1,
+        "datasets": sorted(datasets),
+        "compat": json.loads(json.dumps(bank_compat_keys(cfg, kind))),
+        "extractor": {
+            "head": cfg.MODEL.ROI_HEADS.NAME,
+            "weights": weights,
+            "weights_sha256": file_sha256(weights) if weights and os.path.isfile(weights) else "",
+            "config": cfg.dump(),
+        },
+    }
+
+
+def check_existing_record(path: str, record: dict) -> None:
+    """A resumed run must be the same extraction; a different one is refused, not overwritten."""
+    with open(path) as f:
+        old = json.load(f)
+    keys = ("format", "kind", "entry_shape", "compat", "extractor")
+    diff = [k for k in keys if old.get(k) != record.get(k)]
+    if diff:
+        raise ValueError(
+            f"{path} records another extraction (differs in {diff}: e.g. weights "
+            f"{old.get('extractor', {}).get('weights')!r}); choose another --output, or delete that "
+            "folder yourself to replace it"
+        )
+
+
+def video_dicts(datasets: list) -> dict:
+    """video_id -> its dataset dicts sorted by time (every key time of every dataset)."""
+    out = defaultdict(dict)
+    for name in datasets:
+        for d in DatasetCatalog.get(name):
+            out[d["video_id"]].setdefault(int(d["timestamp"]), d)
+    return {v: [ts[t] for t in sorted(ts)] for v, ts in sorted(out.items())}
+
+
+class Extractor:
+    """Model + test mapper: one key frame -> its bank entry."""
+
+    def __init__(self, cfg, kind: str, dataset_name: str):
+        self.kind = kind
+        self.model = build_model(cfg).eval()
+        ACARCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        if getattr(self.model.roi_heads, "uses_feature_bank", False):
+            raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
+                             "itself; a bank is made by a model trained without one")
+        self.mapper = ClipDatasetMapper(cfg, False, dataset_name=dataset_name)
+
+    @torch.no_grad()
+    def __call__(self, d: dict) -> dict:
+        x = self.mapper(d)
+        model = self.model
+        (props,) = model.get_proposals([x])  # the boxes the model uses at test time
+        clip = x["clip"][None].to(model.device).float()
+        features = model.backbone(clip)
+        image_size = tuple(clip.shape[-2:])
+        valid = tuple(x.get("valid_size", image_size))
+        feats, sizes = compute_bank_entries(model.roi_heads, self.kind, features,
+                                            [props.proposal_boxes], [valid], image_size)
+        boxes = props.proposal_boxes.clone()
+        boxes.scale(x["width"] / valid[1], x["height"] / valid[0])  # key-frame px
+        scores = props.scores if props.has("scores") else torch.ones(len(props))
+        return {"timestamp": int(d["timestamp"]), "features": feats.float().cpu().numpy(),
+                "valid_sizes": sizes.cpu().numpy(), "boxes": boxes.tensor.cpu().numpy(),
+                "scores": scores.cpu().numpy()}
+
+
+def estimate(videos: dict, cfg, entry_shape: tuple) -> tuple:
+    """(key times, estimated actors, bytes): proposals above the test threshold, else GT boxes."""
+    thresh = cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH
+    times = actors = 0
+    for dicts in videos.values():
+        for d in dicts:
+            times += 1
+            props = d.get("proposals") or {}
+            if "scores" in props and not cfg.MODEL.PERSON_DETECTOR.NAME:
+                actors += int((np.asarray(props["scores"]) >= thresh).sum())
+            else:
+                actors += len(d.get("annotations", []))
+    return times, actors, actors * int(np.prod(entry_shape)) * 2
+
+
+def main(args) -> dict:
+    cfg = setup_cfg(args.config_file, args.opts)
+    setup_logger(name="acar_d2", distributed_rank=comm.get_rank())
+    datasets = args.datasets or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    videos = video_dicts(datasets)
+    if not videos:
+        raise ValueError(f"datasets {datasets} hold no key frame")
+    folder = os.path.join(args.output, "videos")
+    first_name = datasets[0]
+    ex = Extractor(cfg, args.kind, first_name)
+    probe = ex(next(d for ds in videos.values() for d in ds))
+    entry_shape = probe["features"].shape[1:]
+    record = make_record(cfg, args.kind, datasets, entry_shape)
+    record_path = os.path.join(args.output, RECORD_FILE)
+    if comm.is_main_process():
+        if os.path.isfile(record_path):
+            check_existing_record(record_path, record)
+        else:
+            os.makedirs(folder, exist_ok=True)
+            with open(record_path + ".tmp", "w") as f:
+                json.dump(record, f, indent=1, sort_keys=True)
+            os.replace(record_path + ".tmp", record_path)
+        times, actors, size = estimate(videos, cfg, entry_shape)
+        done = sum(os.path.isfile(os.path.join(folder, f"{v}.json")) for v in videos)
+        print(f"[extract_feature_bank] {args.kind}: {len(videos)} videos ({done} done), {times} "
+              f"key times, ~{actors} actors x {tuple(entry_shape)} fp16 = ~{size / 2**30:.3f} GiB "
+              f"-> {args.output}", flush=True)
+    comm.synchronize()
+    if comm.get_rank() > 0:  # every process checks the record the main one wrote
+        with open(record_path) as f:
+            if json.load(f).get("extractor") != record["extractor"]:
+                raise ValueError(f"{record_path} was written by another extraction")
+    mine = list(videos)[comm.get_rank()::comm.get_world_size()]
+    todo = [v for v in mine if not os.path.isfile(os.path.join(folder, f"{v}.json"))]
+    from tqdm import tqdm
+
+    for vid in tqdm(todo, desc=f"bank rank {comm.get_rank()}", unit="video",
+                    disable=not todo, file=sys.stdout):
+        entries = [ex(d) for d in videos[vid]]
+        write_video_bank(folder, vid, entries)
+    comm.synchronize()
+    return {"videos": len(videos), "written": len(todo), "record": record_path}
+
+
+def run(argv=None):
+    args = argument_parser().parse_args(argv)
+    return launch(main, args.num_gpus, num_machines=args.num_machines,
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    run()
