@@ -460,6 +460,10 @@ def register_ava_instances(
         proposal_file=proposal_file,
         evaluator_type=evaluator_type,
         first_second=first_second,
+        # frame sources, for python -m acar_d2.data.validate --dataset NAME
+        frame_root=frame_root,
+        frame_list=frame_list,
+        video_root=video_root,
         **metadata,
     )
     if fps is not None:  # None: the caller's loader sets it once known (synthetic world.json)

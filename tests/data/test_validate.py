@@ -1,0 +1,147 @@
+"""The dataset validator: every check fires on a dataset broken for it, with file and 1-based
+line; a clean dataset passes; exit status; registration of a custom dataset in one call."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from acar_d2.data.datasets import register_ava_format_dataset
+from acar_d2.data.validate import CHECKS, main, validate_ava_dataset
+
+from . import ava_fixtures as fx
+
+
+@pytest.fixture
+def world(tmp_path):
+    return fx.make_ava_world(tmp_path / "w")
+
+
+def _run(world, tmp_path, rows=None, **kw):
+    ann = world["gt_csv"]
+    if rows is not None:
+        ann = fx.write_csv(tmp_path / "broken.csv", rows)
+    args = dict(frames=world["frame_root"], proposals=world["proposals_pkl"],
+                exclusions=world["exclusions"], fps=fx.FPS, first_second=fx.FIRST_SECOND)
+    args.update(kw)
+    return validate_ava_dataset(ann, world["label_map"], **args), ann
+
+
+def _one(report, check, level="error"):
+    found = [p for p in report.problems if p.check == check and p.level == level]
+    assert found, f"no {level} [{check}] in:\n" + "\n".join(map(str, report.problems))
+    return found
+
+
+def test_clean_dataset_passes(world, tmp_path):
+    report, _ = _run(world, tmp_path, proposals=None)
+    assert report.problems == []
+    assert report.stats["rows"] == len(fx.GT_ROWS) and report.stats["key_frames"] == 4
+    assert report.class_counts == {1: 2, 12: 2, 17: 1, 79: 1}
+
+
+def test_schema_errors_name_the_line(world, tmp_path):
+    rows = list(fx.GT_ROWS)
+    rows[1] = rows[1][:6]                                  # line 2: 6 columns
+    rows[2] = ("vidA", "9o0", *rows[2][2:])                # line 3: timestamp
+    rows[3] = (*rows[3][:6], "stand", 0)                   # line 4: action name
+    rows[4] = (*rows[4][:7], "p3")                         # line 5: person id
+    report, ann = _run(world, tmp_path, rows)
+    assert sorted(p.line for p in _one(report, "schema")) == [2, 3, 4, 5]
+    assert all(p.file == ann for p in _one(report, "schema"))
+
+
+def test_box_checks(world, tmp_path):
+    rows = list(fx.GT_ROWS)
+    rows[0] = ("vidA", 900, 0.5, 0.25, 0.125, 0.75, 12, 0)   # inverted
+    rows[5] = ("vidB", 903, 12, 5, 30, 20, 1, 4)              # pixels
+    report, _ = _run(world, tmp_path, rows)
+    assert [p.line for p in _one(report, "box_order")] == [1]
+    rng = _one(report, "box_range")
+    assert [p.line for p in rng] == [6] and "looks like pixels" in rng[0].message
+
+
+def test_unknown_and_off_by_one_action_ids(world, tmp_path):
+    rows = list(fx.GT_ROWS)
+    rows[2] = (*rows[2][:6], 99, 1)
+    report, _ = _run(world, tmp_path, rows)
+    assert [p.line for p in _one(report, "unknown_action")] == [3]
+    assert not report.by_check("off_by_one")
+    shifted = [(*r[:6], r[6] - 1, r[7]) for r in fx.GT_ROWS]  # 0-based ids
+    report, _ = _run(world, tmp_path, shifted)
+    assert "0-based" in _one(report, "off_by_one")[0].message
+
+
+def test_person_ids_and_duplicates(world, tmp_path):
+    rows = list(fx.GT_ROWS) + [fx.GT_ROWS[0]]                              # line 7: duplicate
+    rows[4] = (*rows[4][:7], -1)                                           # line 5: negative
+    rows.append(("vidA", 900, 0.0, 0.0, 0.2, 0.2, 12, 0))                  # line 8: person 0 again
+    report, _ = _run(world, tmp_path, rows)
+    assert [p.line for p in _one(report, "person_id")] == [5]
+    assert [p.line for p in _one(report, "person_id", "warning")] == [8]
+    dup = _one(report, "duplicate", "warning")
+    assert [p.line for p in dup] == [7] and "line 1" in dup[0].message
+
+
+def test_frame_and_time_checks(world, tmp_path):
+    rows = list(fx.GT_ROWS) + [("vidC", 900, 0.1, 0.1, 0.2, 0.2, 12, 0),    # line 7
+                               ("vidB", 950, 0.1, 0.1, 0.2, 0.2, 12, 5)]    # line 8: 200 s late
+    os.remove(os.path.join(world["frame_root"], "vidA", "vidA_000005.jpg"))  # key frame 901
+    report, _ = _run(world, tmp_path, rows)
+    assert [p.line for p in _one(report, "missing_video")] == [7]
+    assert [p.line for p in _one(report, "timestamp_range")] == [8]
+    assert [p.line for p in _one(report, "missing_frame")] == [4]
+    # wrong fps: every key frame beyond the frames
+    report, _ = _run(world, tmp_path, fps=30)
+    assert len(_one(report, "timestamp_range")) == 3
+
+
+def test_proposal_coverage_and_recall(world, tmp_path):
+    report, _ = _run(world, tmp_path)
+    # proposals cover vidA,900 only; vidB,903 is excluded: 2 of 3 key frames uncovered
+    cov = _one(report, "proposal_coverage")
+    assert "2 of 3" in cov[0].message and report.stats["proposal_coverage_%"] == pytest.approx(33.33)
+    far = {"vidA,0900": np.array([[0.9, 0.9, 1.0, 1.0, 1.0]]), "vidA,0901": np.zeros((1, 5)),
+           "vidB,0902": np.array([[0.0, 0.0, 1.0, 1.0, 0.9]]), "vidB,0903": np.zeros((1, 5))}
+    path = tmp_path / "far.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(far, f)
+    report, _ = _run(world, tmp_path, proposals=str(path))
+    assert not report.by_check("proposal_coverage")
+    # 4 distinct GT boxes outside the excluded key frame, only vidB,902's full-frame box is found
+    assert report.stats["proposal_recall@0.5_%"] == 25.0
+    _one(report, "proposal_recall", "warning")
+
+
+def test_exclusions_and_class_frequency(world, tmp_path):
+    bad = fx.write_csv(tmp_path / "excl.csv", [("vidB", 903), ("vidB", "x", 1)])
+    lm = tmp_path / "lm.pbtxt"
+    lm.write_text(fx.LABEL_MAP + 'item {\n  name: "dance"\n  id: 5\n  label_type: PERSON_MOVEMENT\n}\n')
+    report = validate_ava_dataset(world["gt_csv"], str(lm), exclusions=bad)
+    assert [p.line for p in _one(report, "exclusions")] == [2]
+    assert "[5]" in _one(report, "class_frequency", "warning")[0].message
+
+
+def test_every_check_is_tested():
+    tested = {"schema", "box_order", "box_range", "unknown_action", "off_by_one", "person_id",
+              "duplicate", "missing_video", "timestamp_range", "missing_frame",
+              "proposal_coverage", "proposal_recall", "exclusions", "class_frequency"}
+    assert tested == set(CHECKS)
+
+
+def test_custom_registration_and_cli(world, tmp_path, capsys):
+    register_ava_format_dataset(
+        "my_validate_data", annotations=world["gt_csv"], label_map=world["label_map"],
+        frames=world["frame_root"], exclusions=world["exclusions"],
+        proposals=world["proposals_csv"], fps=fx.FPS, first_second=fx.FIRST_SECOND)
+    dicts = DatasetCatalog.get("my_validate_data")
+    assert len(dicts) == 4  # 3 GT key frames (1 excluded) + 1 proposal-only
+    assert MetadataCatalog.get("my_validate_data").action_ids == [1, 12, 17, 79]
+    # proposals cover 1 of the 4 annotated key frames -> an error, exit 1
+    assert main(["--dataset", "my_validate_data"]) == 1
+    out = capsys.readouterr().out
+    assert "[proposal_coverage]" in out and "1 error(s)" in out
+    assert main(["--annotations", world["gt_csv"], "--label-map", world["label_map"]]) == 0
+    with pytest.raises(ValueError, match="frames= and/or videos="):
+        register_ava_format_dataset("x", annotations=None, label_map=world["label_map"])
