@@ -30,7 +30,8 @@ from detectron2.utils.logger import setup_logger
 
 from acar_d2.data.datasets.ava import read_predicted_boxes_csv
 from acar_d2.engine import setup_cfg
-from acar_d2.engine.video_predictor import KeyFrameRequest, VideoActionPredictor
+from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredictor,
+                                            action_class_names)
 from acar_d2.utils.demo import annotate_source
 from acar_d2.utils.demo_outputs import read_thresholds
 from acar_d2.utils.video_source import (FrameFolderSource, VideoSourceError, is_live_source,
@@ -169,6 +170,11 @@ def main(argv=None) -> int:
                  "give person boxes with --boxes, or use a config with a detector")
 
     try:
+        thresholds = (read_thresholds(args.thresholds, action_class_names(cfg), args.score_thresh)
+                      if args.thresholds else args.score_thresh)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(str(e))
+    try:
         if args.dataset:
             source, requests, video_id = dataset_key_frames(cfg, args)
         else:
@@ -182,9 +188,6 @@ def main(argv=None) -> int:
     predictor = VideoActionPredictor(cfg, key_frame_stride=args.key_frame_stride, fps=args.fps,
                                      track=not args.no_track,
                                      allow_random_weights=args.random_weights)
-    names = predictor.class_names
-    thresholds = (read_thresholds(args.thresholds, names, args.score_thresh) if args.thresholds
-                  else args.score_thresh)
     result = annotate_source(
         predictor, source, args.output, json_file=args.json, csv_file=args.csv,
         thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,

@@ -188,6 +188,10 @@ class VideoActionPredictor:
         if key_frame_stride <= 0:
             raise ValueError(f"key_frame_stride must be > 0 seconds, got {key_frame_stride}")
         self.cfg = cfg.clone()
+        if not cfg.MODEL.WEIGHTS and "WEIGHTS_STRICT" in cfg.MODEL:
+            self.cfg.defrost()
+            self.cfg.MODEL.WEIGHTS_STRICT = False  # random weights asked for explicitly
+            self.cfg.freeze()
         clip_predictor = ActionPredictor(self.cfg)
         self.model = clip_predictor.model
         self.has_detector = getattr(self.model, "person_detector", None) is not None
