@@ -3,6 +3,7 @@
 Generate the synthetic AVA-format world "aca_world" (see datasets/SYNTHETIC.md).
 
     python tools/make_synthetic_ava.py --out datasets/aca_world [--videos 60] [--seed 0] [--stats]
+    python tools/make_synthetic_ava.py --out datasets/aca_world_lr --long-range   # + left_behind
 
 Writes frames, mp4 videos, frame lists, annotation CSVs, label map, exclusions, predicted boxes
 and dense proposals in the AVA formats, plus world.json (classes and per-key-frame scene graphs).
@@ -25,10 +26,14 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per video")
     parser.add_argument("--no-videos", action="store_true", help="skip the mp4 files")
     parser.add_argument("--stats", action="store_true", help="print the class list with counts")
+    parser.add_argument("--long-range", action="store_true",
+                        help="option: add the class 'left_behind' whose evidence lies > 2 s before "
+                             "the key frame (one shot per video; datasets/SYNTHETIC.md)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     world = write_world(args.out, num_videos=args.videos, seed=args.seed,
-                        duration_s=args.duration, write_videos=not args.no_videos)
+                        duration_s=args.duration, write_videos=not args.no_videos,
+                        long_range=args.long_range)
     n = {k: len(v) for k, v in world["splits"].items()}
     print(f"aca_world: {n['train']} train + {n['val']} val videos written to {args.out} "
           f"in {time.perf_counter() - t0:.1f} s")

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .scene import (ARM_REACH, HEAD_R, HEIGHT, LEG_H, TORSO_H, TORSO_W, WIDTH, Board, Person,
-                    Shot, Vehicle, person_state)
+                    Shot, Vehicle, person_state, visible_persons)
 
 __all__ = ["person_primitives", "person_box", "render_frame"]
 
@@ -150,7 +150,7 @@ def render_frame(shot: Shot, frame: int, persons: Optional[list] = None) -> np.n
     Returns:
         ndarray: uint8 (HEIGHT, WIDTH, 3) RGB.
     """
-    persons = shot.persons if persons is None else persons
+    persons = visible_persons(shot.persons if persons is None else persons, frame)
     img = Image.new("RGB", (WIDTH, HEIGHT), shot.background)
     d = ImageDraw.Draw(img)
     for g in shot.grounds:  # floor stripe under each row

@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "ClassSpec", "CLASSES", "POSES", "WIDTH", "HEIGHT", "FPS", "Person", "Vehicle", "Board",
     "Shot", "sample_video", "person_state", "derive_relations", "derive_labels",
+    "LONG_RANGE_CLASS", "world_classes", "visible_persons",
 ]
 
 # Frame geometry of the world (the layout constants below are tuned to it): 160 x 120 (4:3 like
@@ -43,6 +44,7 @@ class ClassSpec:
     group: str  # "pose" | "person_object" | "person_person"
     indirect: bool
     rule: str  # one-line statement of the labelling rule (see datasets/SYNTHETIC.md)
+    long_range: bool = False  # evidence outside the clip (option world only)
 
 
 CLASSES = (
@@ -61,6 +63,23 @@ CLASSES = (
               "faces a board at which another person presents"),
 )
 POSES = tuple(c.name for c in CLASSES if c.group == "pose")
+# Option of the world (``write_world(long_range=True)``, ``--long-range``; the default world does
+# not have it): a class whose evidence lies outside the clip. A "parting" pair talks at the start
+# of the shot, then one of the two leaves the scene; the one who stays is "left_behind" at every
+# later key frame, where the clip (+-1 s) shows only a person standing alone - exactly as a
+# person who never had a partner.
+LONG_RANGE_CLASS = ClassSpec(
+    11, "left_behind", "person_person", False,
+    "stands where a talk partner of this shot has left the scene before the key frame", True)
+# The partner is in the scene on frames [shot start, shot start + LEAVE_FRAME): it talks at the
+# shot's first key frame (t = 1 s) and is gone from frame 9 on, so at t = 2 s it shows only on the
+# clip's first frame and from t = 3 s on the evidence is >= 2 s before the key frame.
+LEAVE_FRAME = FPS + 1
+
+
+def world_classes(long_range: bool = False) -> tuple:
+    """The class list of a world: ``CLASSES``, plus ``LONG_RANGE_CLASS`` with the option."""
+    return CLASSES + (LONG_RANGE_CLASS,) if long_range else CLASSES
 
 # Sprite proportions in units of the person's scale (renderer uses the same numbers).
 HEAD_R, TORSO_W, TORSO_H, LEG_H, ARM_REACH = 3.0, 8.0, 9.0, 8.0, 6.0
@@ -94,6 +113,13 @@ class Person:
     speed: float = 0.0
     x_range: tuple = (0.0, 0.0)
     stool: bool = False
+    leaves_at: Optional[int] = None  # first frame without this person (long-range option)
+    partner: Optional[int] = None  # pid of the partner who leaves (long-range option)
+
+
+def visible_persons(persons: list, frame: int) -> list:
+    """The persons in the scene at ``frame`` (all of them in the default world)."""
+    return [p for p in persons if p.leaves_at is None or frame < p.leaves_at]
 
 
 @dataclass
@@ -299,27 +325,50 @@ def _solo_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
             x_range=(lo, hi)))
 
 
+def _parting_module(rng, ids, x0: float, ground: float, shot: Shot) -> None:
+    """Long-range option: a person standing alone at the key frames; with p = 0.5 a talk partner
+    stood face to face with it at the start of the shot and left (``LEAVE_FRAME``)."""
+    dx = float(rng.uniform(12, 22))
+    xa = x0 + 10 + float(rng.uniform(0, CELL_W - 20 - dx))
+    f = int(rng.choice([-1, 1]))
+    # the stayer's own parameters are drawn first, the same way in both cases
+    stayer = _new_person(rng, ids, x=xa if f > 0 else xa + dx, y=ground, pose="stand", facing=f)
+    shot.persons.append(stayer)
+    if rng.random() < 0.5:
+        partner = _new_person(rng, ids, x=xa + dx if f > 0 else xa, y=ground, pose="stand",
+                              facing=-f, leaves_at=shot.start + LEAVE_FRAME)
+        stayer.partner = partner.pid
+        shot.persons.append(partner)
+
+
 _MODULES = (_vehicle_module, _board_module, _pair_module, _solo_module)
 # Vehicles and boards dominate so that every video has several instances of the indirect
 # classes and of their negatives (vehicle without driver, board without presenter).
 _MODULE_P = (0.32, 0.32, 0.16, 0.20)
+# Long-range option: a parting module in a quarter of the cells, the others scaled down.
+_MODULES_LR = _MODULES + (_parting_module,)
+_MODULE_P_LR = tuple(0.75 * p for p in _MODULE_P) + (0.25,)
 
 
-def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int) -> Shot:
+def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int,
+                long_range: bool = False) -> Shot:
     """Sample one layout: a module per grid cell (2 rows x 2 columns)."""
     bg = tuple(int(c) for c in rng.integers(175, 225, size=3))
     grounds = tuple(float(rng.integers(lo, hi + 1)) for lo, hi in ROW_GROUND)
     shot = Shot(start, end, background=bg, grounds=grounds)
+    modules, probs = (_MODULES_LR, _MODULE_P_LR) if long_range else (_MODULES, _MODULE_P)
     for row in range(2):
         for col in range(2):
-            module = _MODULES[int(rng.choice(len(_MODULES), p=_MODULE_P))]
+            module = modules[int(rng.choice(len(modules), p=probs))]
             module(rng, ids, col * CELL_W, grounds[row], shot)
     return shot
 
 
-def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5) -> list:
+def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5,
+                 long_range: bool = False) -> list:
     """
     Sample the shots of one video; depends only on (seed, index), not on the world size.
+    ``long_range`` adds the parting module (the default world is unchanged without it).
 
     Returns:
         list[Shot]: consecutive shots covering ``duration_s * FPS`` frames.
@@ -328,7 +377,7 @@ def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5) -
     ids = _Ids()
     n = duration_s * FPS
     starts = list(range(0, n, shot_s * FPS))
-    return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n)) for s in starts]
+    return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n), long_range) for s in starts]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,11 +400,14 @@ def derive_relations(actors: list, vehicles: list, boards: list) -> list:
     """
     Relations of a key frame, as [subject, predicate, object] triples with ids "person:i",
     "vehicle:j", "board:k", "item". Predicates: in_driver_seat, in_passenger_seat, holds,
-    points_at, faces (a board), faces_person (mutual, close, standing: talking distance).
+    points_at, faces (a board), faces_person (mutual, close, standing: talking distance),
+    left_by (long-range option: the actor's talk partner has left the scene, actor key "left_by").
     """
     rel = []
     for a in actors:
         me = f"person:{a['person_id']}"
+        if a.get("left_by") is not None:
+            rel.append([me, "left_by", f"person:{a['left_by']}"])
         if a["seat"] is not None:
             rel.append([me, f"in_{a['seat']['role']}_seat", f"vehicle:{a['seat']['vehicle']}"])
             continue
@@ -396,7 +448,7 @@ def derive_labels(actors: list, relations: list) -> dict:
         by_subject.setdefault(s, []).append((p, o))
     driven = {o for s, p, o in relations if p == "in_driver_seat"}
     presented = {o: s for s, p, o in relations if p == "points_at"}
-    order = {c.name: c.id for c in CLASSES}
+    order = {c.name: c.id for c in world_classes(long_range=True)}
     out = {}
     for a in actors:
         me = f"person:{a['person_id']}"
@@ -414,5 +466,7 @@ def derive_labels(actors: list, relations: list) -> dict:
                 names.add("listen")  # indirect: another actor presents at the SAME board
             elif p == "faces_person":
                 names.add("talk_to")
+            elif p == "left_by":
+                names.add("left_behind")  # long range: the partner left before this clip
         out[a["person_id"]] = sorted(names, key=order.__getitem__)
     return out

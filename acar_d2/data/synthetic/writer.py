@@ -20,7 +20,7 @@ from PIL import Image
 from ...utils.visualizer import write_video
 from .render import person_box, render_frame
 from .scene import (CLASSES, FPS, HEIGHT, WIDTH, Shot, derive_labels, derive_relations,
-                    person_state, sample_video)
+                    person_state, sample_video, visible_persons, world_classes)
 
 __all__ = ["snapshot", "write_world", "world_stats", "format_stats", "video_ids", "split_of"]
 
@@ -62,7 +62,8 @@ def snapshot(shot: Shot, frame: int) -> dict:
         facing, seat_xs: driver seat first), "boards" (id, box, ground_y), "relations".
     """
     actors = []
-    for p in shot.persons:
+    by_pid = {p.pid: p for p in shot.persons}
+    for p in visible_persons(shot.persons, frame):
         x, facing, _ = person_state(p, frame, shot)
         actors.append({
             "person_id": p.pid, "box": person_box(p, frame, shot), "x": round(x, 3),
@@ -70,6 +71,9 @@ def snapshot(shot: Shot, frame: int) -> dict:
             "arm": p.arm, "holding": p.holding,
             "seat": None if p.seat is None else {"vehicle": p.seat[0], "role": p.seat[1]},
         })
+        if p.partner is not None:  # long-range option only: whether the partner has left
+            gone = frame >= by_pid[p.partner].leaves_at
+            actors[-1]["left_by"] = p.partner if gone else None
     vehicles = [{"id": v.vid, "box": [round(c, 3) for c in v.box()], "facing": v.facing,
                  "seat_xs": [round(x, 3) for x in v.seat_xs()]} for v in shot.vehicles]
     boards = [{"id": b.bid, "box": [round(c, 3) for c in b.box()], "ground_y": round(b.ground, 3)}
@@ -112,7 +116,7 @@ def _fmt(v: float) -> str:
 
 
 def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int = 10,
-                shot_s: int = 5, write_videos: bool = True) -> dict:
+                shot_s: int = 5, write_videos: bool = True, long_range: bool = False) -> dict:
     """
     Generate the world into ``out`` (created; existing files are overwritten).
 
@@ -123,6 +127,9 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
         duration_s (int): seconds per video (key frames at 1 .. duration_s - 1).
         shot_s (int): seconds per shot (layout changes at each shot boundary).
         write_videos (bool): also write ``videos/<id>.mp4``.
+        long_range (bool): the long-range option (datasets/SYNTHETIC.md): the class
+            "left_behind" (id 11) and its parting module; one shot per video. False = the
+            default world, byte for byte.
     Returns:
         dict: the content of world.json.
     """
@@ -133,11 +140,14 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
     for sub in ("frames", "frame_lists", "annotations") + (("videos",) if write_videos else ()):
         (root / sub).mkdir(parents=True, exist_ok=True)
     splits = video_ids(num_videos)
-    names = {c.name: c.id for c in CLASSES}
+    classes = world_classes(long_range)
+    if long_range:
+        shot_s = duration_s  # one shot: the partner's exit stays in the same layout
+    names = {c.name: c.id for c in classes}
     scenes, gt, excl, props, frame_rows = {}, {}, {}, {}, {}
     for index, vid in enumerate(splits["train"] + splits["val"]):
         split = split_of(vid, splits)
-        shots = sample_video(seed, index, duration_s, shot_s)
+        shots = sample_video(seed, index, duration_s, shot_s, long_range)
         num_frames = duration_s * FPS
         frame_dir = root / "frames" / vid
         frame_dir.mkdir(parents=True, exist_ok=True)
@@ -169,14 +179,16 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
                     gt.setdefault(split, []).append(
                         [vid, f"{t:04d}", _fmt(x1 / WIDTH), _fmt(y1 / HEIGHT), _fmt(x2 / WIDTH),
                          _fmt(y2 / HEIGHT), str(names[name]), str(a["person_id"])])
-    _write_annotations(root, splits, gt, excl, props, frame_rows)
+    _write_annotations(root, splits, gt, excl, props, frame_rows, classes)
     world = {
         "fps": FPS, "first_second": 0, "height": HEIGHT, "width": WIDTH, "seed": seed,
         "duration_s": duration_s, "shot_s": shot_s, "splits": splits,
         "classes": [{"id": c.id, "name": c.name, "group": c.group, "indirect": c.indirect,
-                     "rule": c.rule} for c in CLASSES],
+                     "rule": c.rule} for c in classes],
         "scenes": scenes,
     }
+    if long_range:
+        world["long_range"] = True
     with open(root / "world.json", "w") as f:
         json.dump(world, f, sort_keys=True, separators=(",", ":"))
     return world
@@ -188,10 +200,10 @@ def _write_csv(path: Path, rows: list) -> None:
 
 
 def _write_annotations(root: Path, splits: dict, gt: dict, excl: dict, props: dict,
-                       frame_rows: dict) -> None:
+                       frame_rows: dict, classes: tuple = CLASSES) -> None:
     ann = root / "annotations"
     with open(ann / "label_map.pbtxt", "w") as f:
-        for c in CLASSES:  # AVA multi-line layout (the official reader needs the 2-space indent)
+        for c in classes:  # AVA multi-line layout (the official reader needs the 2-space indent)
             f.write(f'item {{\n  name: "{c.name}"\n  id: {c.id}\n'
                     f"  label_type: {LABEL_TYPES[c.group]}\n}}\n")
     for split in ("train", "val"):
