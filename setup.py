@@ -7,6 +7,8 @@ setup(
     author="acar_d2 developers",
     description="ACAR-Net (Actor-Context-Actor Relation Network) as a detectron2 extension",
     packages=find_packages(exclude=("tests", "tools", "configs")),
+    # The evaluator CLI's launcher: outside the package, so that it starts without torch/detectron2.
+    py_modules=["acar_ava_eval"],
     # The 60 evaluated AVA v2.1/v2.2 classes (acar_d2.data.ava_format.ava_class_list()).
     package_data={"acar_d2.data": ["ava_labelmap_v2.2.pbtxt"]},
     python_requires=">=3.10",
@@ -25,7 +27,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "acar-ava-eval=acar_d2.evaluation.ava:main",
+            "acar-ava-eval=acar_ava_eval:main",
         ]
     },
 )

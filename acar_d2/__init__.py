@@ -14,9 +14,22 @@ except ImportError as e:  # pragma: no cover - exercised only on a broken instal
         "from a source checkout. See README.md, 'Install notes'."
     ) from e
 
-from .config import add_acar_config
-from . import modeling, data, evaluation  # noqa: F401  (registers components and datasets)
-from .checkpoint import ACARCheckpointer  # noqa: F401
+import warnings as _warnings
+
+# fvcore's focal-loss module (imported by detectron2) calls `torch.jit.script` at import time, which
+# recent torch answers with a FutureWarning on every start. Only that message, only while acar_d2
+# is being imported: the filter is removed again, so the user's own torch.jit.script calls still warn.
+_warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                         category=FutureWarning)
+_JIT_FILTER = _warnings.filters[0]
+try:
+    from .config import add_acar_config
+    from . import modeling, data, evaluation  # noqa: F401  (registers components and datasets)
+    from .checkpoint import ACARCheckpointer  # noqa: F401
+finally:
+    if _JIT_FILTER in _warnings.filters:
+        _warnings.filters.remove(_JIT_FILTER)
+        getattr(_warnings, "_filters_mutated", lambda: None)()
 
 __all__ = ["add_acar_config"]
 __version__ = "0.1.0"

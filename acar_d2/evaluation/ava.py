@@ -1,31 +1,44 @@
 """
 Command line: official AVA frame-mAP@0.5 of a detection CSV.
 
-    python -m acar_d2.evaluation.ava --groundtruth GT.csv --detections DET.csv --labelmap MAP.pbtxt \
+    acar-ava-eval --groundtruth GT.csv --detections DET.csv --labelmap MAP.pbtxt \
         [--exclusions EXCL.csv] [--json OUT.json] [--plot OUT.png] [--train-counts TRAIN.csv]
 
-Prints a per-class table and, as its last line, ``frame-mAP@0.5IOU: <value>`` (a fraction, like
-the official script). ``--json`` writes ``{"mAP": float, "per_class_AP": {"<id>": float or null}}``.
+(``python -m acar_ava_eval`` is the same command; ``python -m acar_d2.evaluation.ava`` too, but it
+imports torch and detectron2 first, through ``import acar_d2``, which takes seconds.)
+
+Prints a per-class table and, as its last line, ``frame-mAP@0.5 (%): <value>``: like
+``train_net.py``, ``AVAEvaluator`` and ``eval_results.json``, AP is in **percent** and classes are
+keyed by **name**. ``--json`` writes ``{"frame_mAP": %, "per_class": {name: % or null},
+"per_group": {group: %}, "class_ids": {name: id}, "num_gt": {name: n}, "num_detections": {name: n},
+"units": "percent"}``; ``null``: a class without ground truth (not in the mean). ``--plot`` draws
+:func:`reporting.plot_per_class_ap`, coloured by class group; with ``--train-counts`` the classes
+are sorted by their training-sample count, shown under each name.
+
+This module imports NumPy and the standard library only (matplotlib for ``--plot``).
 """
 import argparse
 import json
+import logging
 import math
+import os
 import sys
 import time
 from collections import Counter
 from typing import Dict, List, Optional
 
-from .ava_evaluation import per_class_table
 from ..data.ava_format import read_box_csv, read_exclusions, read_label_map
 from .frame_map import FrameMAPResult, frame_map
-from .reporting import plot_per_class_ap
+from .reporting import group_means, per_class_table, plot_per_class_ap
 
-__all__ = ["main", "evaluate_files"]
+__all__ = ["main", "evaluate_files", "summarize"]
+
+_INPUTS = ("groundtruth", "detections", "labelmap", "exclusions", "train_counts")
 
 
 def evaluate_files(groundtruth: str, detections: str, labelmap: str,
                    exclusions: Optional[str] = None) -> FrameMAPResult:
-    """Read the official evaluation inputs and compute the frame-mAP."""
+    """Read the official evaluation inputs and compute the frame-mAP (AP as fractions)."""
     return frame_map(
         read_box_csv(groundtruth, groundtruth=True),
         read_box_csv(detections),
@@ -34,48 +47,145 @@ def evaluate_files(groundtruth: str, detections: str, labelmap: str,
     )
 
 
-def _train_counts(path: str) -> Dict[int, int]:
-    table = read_box_csv(path, groundtruth=True)
-    return dict(Counter(table.labels.tolist()))
+def _names(label_map) -> Dict[int, str]:
+    """id -> JSON key: the class name, made unique with its id where two classes share a name."""
+    seen = Counter(label_map.values())
+    return {c: (n if seen[n] == 1 else f"{n} (id {c})") for c, n in sorted(label_map.items())}
+
+
+def summarize(result: FrameMAPResult, label_map) -> dict:
+    """The ``--json`` dict of a result (percent, classes by name; see the module docstring)."""
+    names = _names(label_map)
+    per_class = {names[c]: (None if math.isnan(v) else 100.0 * v)
+                 for c, v in sorted(result.per_class_AP.items())}
+    groups: Dict[str, List[str]] = {}
+    for c, g in zip(label_map, getattr(label_map, "groups", [None] * len(label_map))):
+        if g is not None:
+            groups.setdefault(g, []).append(names[c])
+    return {
+        "frame_mAP": 100.0 * result.mAP,
+        "per_class": per_class,
+        "per_group": group_means(per_class, groups),
+        "class_ids": {names[c]: c for c in names},
+        "num_gt": {names[c]: n for c, n in sorted(result.num_gt.items())},
+        "num_detections": {names[c]: n for c, n in sorted(result.num_detections.items())},
+        "units": "percent",
+    }
+
+
+class _Failure(Exception):
+    pass
+
+
+def _check_arguments(args) -> None:
+    """Before any scoring: inputs exist and are files; output folders exist (created if
+    missing) and outputs are neither folders nor one of the inputs."""
+    for name in _INPUTS:
+        path = getattr(args, name)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if os.path.isdir(path):
+            raise _Failure(f"{flag}: {path} is a directory; expected a file")
+        if not os.path.isfile(path):
+            raise _Failure(f"{flag}: file not found: {path}")
+    inputs = {os.path.realpath(getattr(args, n)) for n in _INPUTS if getattr(args, n)}
+    for name in ("json", "plot"):
+        path = getattr(args, name)
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            raise _Failure(f"--{name}: {path} is a directory; give a file name")
+        if os.path.realpath(path) in inputs:
+            raise _Failure(f"--{name}: {path} is one of the input files; refusing to overwrite it")
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise _Failure(f"--{name}: cannot create the folder {folder} ({e})") from None
+        if not os.access(folder, os.W_OK):
+            raise _Failure(f"--{name}: the folder {folder} is not writable")
+
+
+def _read(flag: str, fn, *a, **k):
+    try:
+        return fn(*a, **k)
+    except (ValueError, KeyError, OSError) as e:
+        raise _Failure(f"{flag}: {e}") from None
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="acar-ava-eval", description=__doc__.split("\n\n")[0].strip(),
+        epilog="AP values are in percent, as in train_net.py and eval_results.json.")
     parser.add_argument("--groundtruth", "-g", required=True, help="ground-truth CSV")
     parser.add_argument("--detections", "-d", required=True, help="detections CSV")
     parser.add_argument("--labelmap", "-l", required=True, help="label map .pbtxt")
     parser.add_argument("--exclusions", "-e", default=None, help="excluded timestamps CSV")
-    parser.add_argument("--json", default=None, help="write {mAP, per_class_AP} here")
-    parser.add_argument("--plot", default=None, help="write a per-class AP bar plot (png)")
+    parser.add_argument("--json", default=None, help="write the results here (percent, by name)")
+    parser.add_argument("--plot", default=None, help="write a per-class AP bar plot (png) here")
     parser.add_argument("--train-counts", default=None,
                         help="training annotation CSV: sort the plot by training-sample count")
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    log = logging.getLogger("acar_d2")  # warnings of the readers and of the protocol
+    log.addHandler(handler)
+    try:
+        return _run(args)
+    finally:
+        log.removeHandler(handler)
 
+
+def _run(args) -> int:
     start = time.perf_counter()
     try:
-        label_map = read_label_map(args.labelmap, require_groups=False)
-        result = evaluate_files(args.groundtruth, args.detections, args.labelmap, args.exclusions)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+        _check_arguments(args)
+        label_map = _read("--labelmap", read_label_map, args.labelmap, require_groups=False)
+        gt = _read("--groundtruth", read_box_csv, args.groundtruth, groundtruth=True)
+        det = _read("--detections", read_box_csv, args.detections)
+        excluded = _read("--exclusions", read_exclusions, args.exclusions)
+        try:
+            result = frame_map(gt, det, label_map, excluded)
+        except ValueError as e:
+            raise _Failure(str(e)) from None
+        summary = summarize(result, label_map)
+        counts = None
+        if args.train_counts:
+            table = _read("--train-counts", read_box_csv, args.train_counts, groundtruth=True)
+            names = _names(label_map)
+            ids = Counter(table.labels.tolist())
+            counts = {names[c]: ids.get(c, 0) for c in names}
+    except _Failure as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(per_class_table(result, label_map))
+
+    print(per_class_table([(c, label_map[c], g, result.num_gt[c], result.num_detections[c],
+                            100.0 * result.per_class_AP[c])
+                           for c, g in zip(label_map, label_map.groups)]))
+    if summary["per_group"]:
+        print("by class group: " + ", ".join(f"{g} {v:.2f}" for g, v in summary["per_group"].items()))
     print(f"evaluated in {time.perf_counter() - start:.2f} s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({
-                "mAP": result.mAP,
-                "per_class_AP": {str(c): (None if math.isnan(v) else v)
-                                 for c, v in sorted(result.per_class_AP.items())},
-            }, f, indent=1)
+        _write_json(args.json, summary)
+        print(f"wrote {args.json}")
     if args.plot:
-        # Classes sorted by training-sample count (descending) when given, like ACAR Fig. 4.
-        ap = {label_map[c]: v for c, v in sorted(result.per_class_AP.items())}
-        order = None
-        if args.train_counts:
-            counts = _train_counts(args.train_counts)
-            order = [label_map[c] for c in sorted(result.per_class_AP, key=lambda c: -counts.get(c, 0))]
-        plot_per_class_ap(ap, args.plot, f"frame-mAP@0.5 = {result.mAP:.4f}", order=order, scale=1.0)
-    print(f"frame-mAP@0.5IOU: {result.mAP}")
+        per_class = {k: v for k, v in summary["per_class"].items() if v is not None}
+        order = sorted(per_class, key=lambda n: -counts[n]) if counts else None
+        groups: Dict[str, List[str]] = {}
+        for name, g in zip(_names(label_map).values(), label_map.groups):
+            groups.setdefault(g or "other", []).append(name)
+        plot_per_class_ap(per_class, args.plot, f"frame-mAP@0.5 = {summary['frame_mAP']:.2f} %",
+                          groups=groups, order=order, counts=counts)
+        print(f"wrote {args.plot}")
+    print(f"frame-mAP@0.5 (%): {summary['frame_mAP']!r}")
     return 0
 
 

@@ -12,7 +12,6 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Union
 
 import numpy as np
-from tabulate import tabulate
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
@@ -21,6 +20,7 @@ from detectron2.utils import comm
 from ..data.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
 from .ava_io import format_submission_rows, table_from_dataset_dicts
 from .frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
+from .reporting import per_class_table as _format_table
 
 __all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table"]
 
@@ -28,13 +28,12 @@ logger = logging.getLogger(__name__)
 
 
 def per_class_table(result: FrameMAPResult, label_map: Dict[int, str]) -> str:
-    """A text table: id, name, #GT, #detections, AP (fractions), one row per label-map class."""
-    rows = []
-    for cid, name in sorted(label_map.items()):
-        ap = result.per_class_AP[cid]
-        rows.append([cid, name, result.num_gt[cid], result.num_detections[cid],
-                     "nan" if np.isnan(ap) else f"{ap:.4f}"])
-    return tabulate(rows, headers=["id", "class", "#gt", "#det", "AP@0.5"], tablefmt="pipe")
+    """A text table: id, name, group, #GT, #detections, AP (percent), one row per label-map class."""
+    groups = getattr(label_map, "groups", None)
+    group_of = dict(zip(label_map, groups)) if groups is not None else {}
+    return _format_table([(cid, name, group_of.get(cid), result.num_gt[cid],
+                           result.num_detections[cid], 100.0 * result.per_class_AP[cid])
+                          for cid, name in sorted(label_map.items())])
 
 
 class AVAEvaluator(DatasetEvaluator):
@@ -45,7 +44,7 @@ class AVAEvaluator(DatasetEvaluator):
     else the metadata's; the official inputs); without a ground-truth CSV, the dataset dicts
     themselves, with a label map built from ``action_ids`` / ``action_classes``.
 
-    Results (detectron2 convention: percent; the CLI prints fractions): ``{"ava":
+    Results (detectron2 convention: percent, like the CLI): ``{"ava":
     {"frame_mAP@0.5": .., "AP-<name>": ..,
     "mAP-<group>": ..}}``; groups come from metadata ``class_groups`` (pose / person_object /
     person_person). Classes without ground truth are left out (NaN in the official output).

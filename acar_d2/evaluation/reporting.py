@@ -1,14 +1,61 @@
 """
 Summaries of evaluation results for people (``tools/quickstart.py``, ``tools/benchmark_relations.py``,
-the frame-mAP CLI): the overall frame-mAP, per-class AP and the class-group means as the evaluator
-reports them, the frame-mAP input-blind scores would reach (chance level), and a per-class AP plot.
+the frame-mAP CLI, ``AVAEvaluator``'s log): the overall frame-mAP, per-class AP and the class-group
+means as the evaluator reports them, the frame-mAP input-blind scores would reach (chance level), a
+per-class table and a per-class AP plot.
+
+One convention everywhere: AP and mAP in **percent** (78.12), classes keyed by **name**. No torch /
+detectron2 import (the CLI imports this module and starts without them).
 """
+import math
 from collections import Counter
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from detectron2.evaluation.testing import flatten_results_dict
+__all__ = ["summarize_frame_map", "chance_frame_map", "plot_per_class_ap", "per_class_table",
+           "group_means"]
 
-__all__ = ["summarize_frame_map", "chance_frame_map", "plot_per_class_ap"]
+
+def flatten_results_dict(results: Mapping, prefix: str = "") -> Dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}`` (detectron2's ``flatten_results_dict``)."""
+    flat = {}
+    for k, v in results.items():
+        if isinstance(v, Mapping):
+            flat.update(flatten_results_dict(v, f"{prefix}{k}/"))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def group_means(per_class: Mapping[str, float], groups: Mapping[str, Sequence[str]]) -> Dict[str, float]:
+    """Mean AP of each class group over its classes with an AP (NaN / None left out, as the
+    evaluator's ``mAP-<group>``); groups without any are left out."""
+    out = {}
+    for group, names in groups.items():
+        aps = [per_class[n] for n in names if per_class.get(n) is not None
+               and not math.isnan(per_class[n])]
+        if aps:
+            out[group] = sum(aps) / len(aps)
+    return out
+
+
+def per_class_table(rows: Sequence[Sequence[object]]) -> str:
+    """
+    A plain text table of per-class results, AP in percent.
+
+    Args:
+        rows: ``(id, name, group, num_gt, num_detections, ap)`` per class, ``ap`` in percent or
+            NaN (no ground truth: not in the mean).
+    """
+    header = ("id", "class", "group", "#gt", "#det", "AP@0.5 (%)")
+    body = [(str(i), str(n), str(g or "-"), str(ng), str(nd),
+             "-" if ap is None or math.isnan(ap) else f"{ap:.2f}") for i, n, g, ng, nd, ap in rows]
+    widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
+    right = (True, False, False, True, True, True)
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
 
 
 def _last(key: str) -> str:
@@ -74,22 +121,23 @@ def plot_per_class_ap(
     *,
     groups: Optional[Mapping[str, Sequence[str]]] = None,
     order: Optional[Sequence[str]] = None,
+    counts: Optional[Mapping[str, int]] = None,
     scale: float = 100.0,
 ) -> None:
     """
-    Per-class AP bars (PNG), coloured by class group.
+    Per-class AP bars (PNG), coloured by class group, the one plot of the quickstart and the CLI.
 
     Args:
-        per_class_ap: class name -> AP; classes with a NaN AP (no ground truth) are left out.
+        per_class_ap: class name -> AP (percent); classes with a NaN AP (no ground truth) are left
+            out.
         path: output file.
         title: plot title.
         groups: group name ("pose", "person_object", "person_person", ...) -> class names.
         order: class names in the order to draw (e.g. by training-sample count, as ACAR Fig. 4);
             default: the order of ``per_class_ap``.
+        counts: class name -> training-sample count, shown under each class name.
         scale: the AP value of a perfect class (100 for %, 1 for fractions).
     """
-    import math
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,13 +148,18 @@ def plot_per_class_ap(
     names = [n for n in names if not math.isnan(per_class_ap[n])]
     group_of = {n: g for g, members in (groups or {}).items() for n in members}
     colors = [_GROUP_COLORS.get(group_of.get(n), "tab:gray") for n in names]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(names) + 1.5), 4.0))
+    labels = [f"{n} ({counts.get(n, 0)})" if counts is not None else n for n in names]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(names) + 1.5), 4.5 if len(names) > 15 else 4.0))
     ax.bar(range(len(names)), [per_class_ap[n] for n in names], color=colors)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=90 if len(names) > 15 else 45, fontsize=7)
+    ax.set_xticklabels(labels, rotation=90 if len(names) > 15 else 45, ha="center" if len(names) > 15
+                       else "right", fontsize=8)
+    if counts is not None:
+        ax.set_xlabel("class (training samples)", fontsize=9)
     ax.set_ylabel("AP@0.5" + (" (%)" if scale == 100.0 else ""))
     ax.set_ylim(0, scale)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
     used = [g for g in _GROUP_COLORS if g in (groups or {})]
     if used:
         ax.legend(handles=[Patch(color=_GROUP_COLORS[g], label=g) for g in used], fontsize=8)

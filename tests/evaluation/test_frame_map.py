@@ -36,22 +36,33 @@ def test_public_small_matches_official_exactly():
 
 
 def test_cli_contract(tmp_path):
+    """The fast launcher (console command acar-ava-eval): percent, classes by name, plot, exact mAP,
+    and neither torch nor detectron2 imported."""
     case = reference_dir() / "ava_eval" / "public_small"
-    out = tmp_path / "r.json"
+    out = tmp_path / "new" / "deeper" / "r.json"  # missing folders are created before scoring
+    code = (
+        "import sys, acar_ava_eval\n"
+        "rc = acar_ava_eval.main(sys.argv[1:])\n"
+        "print('heavy:', sorted(m for m in ('torch', 'detectron2') if m in sys.modules))\n"
+        "sys.exit(rc)\n"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "acar_d2.evaluation.ava", "--groundtruth", str(case / "gt.csv"),
+        [sys.executable, "-c", code, "--groundtruth", str(case / "gt.csv"),
          "--detections", str(case / "det.csv"), "--labelmap", str(case / "labelmap.pbtxt"),
          "--exclusions", str(case / "exclusions.csv"), "--json", str(out),
          "--plot", str(tmp_path / "p.png"), "--train-counts", str(case / "gt.csv")],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=str(reference_dir().parents[1]),
     )
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("frame-mAP@0.5IOU: ")
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "heavy: []", proc.stdout
+    assert lines[-2].startswith("frame-mAP@0.5 (%): ")
     expected = json.loads((case / "expected.json").read_text())
-    assert abs(float(last.split(": ")[1]) - expected["mAP"]) < 1e-12
+    assert float(lines[-2].split(": ")[1]) == 100.0 * expected["mAP"]
     data = json.loads(out.read_text())
-    assert abs(data["mAP"] - expected["mAP"]) < 1e-12
-    assert data["per_class_AP"]["3"] is None
+    assert data["units"] == "percent" and data["frame_mAP"] == 100.0 * expected["mAP"]
+    assert data["per_class"]["crouch/kneel"] is None and data["class_ids"]["crouch/kneel"] == 3
+    assert data["per_class"]["bend/bow (at the waist)"] == 100.0 * expected["per_class_AP"]["1"]
+    assert set(data["per_group"]) == {"pose", "person_object", "person_person"}
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
