@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import pickle
 import re
-import warnings
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,17 @@ __all__ = [
 
 PathLike = Union[str, Path]
 AVAKey = Tuple[str, int]  # (video_id, timestamp) of a key frame
+
+logger = logging.getLogger(__name__)
+_BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark (Excel / Notepad "UTF-8 with BOM")
+
+
+def _require_file(path: PathLike, what: str) -> None:
+    """FileNotFoundError / IsADirectoryError naming ``what`` and the path."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a directory; expected a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
 
 # The 60 classes evaluated in AVA v2.1 and v2.2 (ActivityNet 2018 / 2019 lists), package data.
 AVA_LABEL_MAP_FILE = Path(__file__).with_name("ava_labelmap_v2.2.pbtxt")
@@ -128,9 +140,12 @@ def read_label_map(path: PathLike, require_groups: bool = True) -> LabelMap:
         FileNotFoundError; ValueError naming the file and the item for no item, an item without
         exactly one name and one id, an id < 1, a repeated id, an unknown label_type.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"label map not found: {path}")
-    text = Path(path).read_text(encoding="utf-8")
+    _require_file(path, "label map")
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: the label map is not a UTF-8 text file ({e})") from None
+    _check_label_map_blocks(text, path)
     entries, seen = [], set()
     for k, body in enumerate(_ITEM_RE.findall(text), start=1):
         name, ids, ltype = _NAME_RE.search(body), _ID_RE.findall(body), _TYPE_RE.search(body)
@@ -161,6 +176,24 @@ def read_label_map(path: PathLike, require_groups: bool = True) -> LabelMap:
                          "not an AVA label map")
     entries.sort(key=lambda e: e[0])
     return LabelMap([e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries])
+
+
+def _check_label_map_blocks(text: str, path: PathLike) -> None:
+    """
+    Every ``item {`` / ``label {`` must be closed before the next one opens and before the end of
+    the file: a truncated label map would otherwise lose its last classes without a word.
+    """
+    opens = [m.start() for m in re.finditer(r"\b(?:item|label)\s*\{", text)]
+    for k, start in enumerate(opens, start=1):
+        close = text.find("}", start)
+        nxt = opens[k] if k < len(opens) else len(text)
+        if close < 0 or close > nxt:
+            line = text.count("\n", 0, start) + 1
+            raise ValueError(
+                f"{path}: item #{k} (line {line}) is not closed with '}}' before "
+                f"{'the next item' if k < len(opens) else 'the end of the file'}: the label map "
+                f"is cut or malformed ({k - 1} complete item(s) before it, {len(opens)} opened)"
+            )
 
 
 def ava_class_list() -> LabelMap:
@@ -226,8 +259,7 @@ def read_box_csv(path: PathLike, groundtruth: bool = False, **kwargs) -> BoxTabl
         FileNotFoundError; ValueError naming the file and line, for a header line, a wrong column
         count, an unparsable value or (ground truth) an inverted box.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CSV file not found: {path}")
+    _require_file(path, "CSV file")
     with open(path, "rb") as f:
         data = f.read()
     return parse_box_csv(data, str(path), groundtruth=groundtruth, **kwargs)
@@ -246,7 +278,12 @@ def parse_box_csv(data: bytes, source: str, groundtruth: bool = False,
     A vectorized path handles the usual file (same column count on every line, no quotes, no
     blank lines, ``\\n`` or ``\\r\\n`` line ends); anything else, including every malformed file,
     goes through the ``csv`` module row by row, which gives the same table or a precise error.
+    A UTF-8 byte-order mark at the start is dropped with a warning (read as part of the first
+    video id, it would silently unmatch that key frame).
     """
+    if data.startswith(_BOM):
+        logger.warning(f"{source}: starts with a UTF-8 byte-order mark (BOM); ignored")
+        data = data[len(_BOM):]
     table = _parse_fast(data, source, num_columns)
     if table is None:
         table = _parse_rows(data, source, num_columns, allow_empty_action,
@@ -277,42 +314,102 @@ def _parse_fast(data: bytes, source: str, num_columns: Optional[int]) -> Optiona
     num_cols = commas.size // num_lines + 1
     if num_cols not in (7, 8) or num_columns not in (None, num_cols):
         return None
-    per_line = np.bincount(np.searchsorted(newlines, commas), minlength=num_lines)
-    if (per_line != num_cols - 1).any():
-        return None
+    # Exactly num_cols - 1 commas on every line: the i-th group of commas lies inside line i.
     commas = commas.reshape(num_lines, num_cols - 1)
     starts = np.concatenate([[0], newlines[:-1] + 1])
+    if (commas[:, 0] < starts).any() or (commas[:, -1] > newlines).any():
+        return None
     if (commas[:, 0] == starts).any() or (commas[:, 1:] == commas[:, :-1] + 1).any() or (
         commas[:, -1] + 1 == newlines
     ).any():
         return None  # an empty field: the row parser handles (or names) it
 
-    # Numbers: blank out "video_id,timestamp," and turn line ends into separators, then let
-    # np.fromstring parse columns 3..8 of every line in one C loop.
-    mark = np.zeros(buf.size + 1, dtype=np.int8)
-    mark[starts] = 1
-    mark[commas[:, 1] + 1] = -1  # disjoint from starts: a line's 2nd comma precedes its end
-    text = buf.copy()
-    text[np.cumsum(mark[:-1], dtype=np.int8) > 0] = ord(" ")
-    text[newlines] = ord(",")
-    num_values = num_cols - 2
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DeprecationWarning)  # "could not be read to its end"
-            values = np.fromstring(text.tobytes(), dtype=np.float64, sep=",")
-    except (DeprecationWarning, ValueError):
+    # Numbers: columns 3..8, one vectorized decimal parse per column (exact, see _parse_decimals).
+    words = _word_view(buf)
+    if words is None:
         return None
-    if values.size != num_lines * num_values:
-        return None
-    values = values.reshape(num_lines, num_values)
+    ends = np.concatenate([commas[:, 2:], newlines[:, None]], axis=1)
+    values = np.empty((num_lines, num_cols - 2))
+    for j in range(num_cols - 2):
+        parsed = _parse_decimals(data, words, commas[:, j + 1] + 1, ends[:, j], integer=(j == 4))
+        if parsed is None:
+            return None  # the row parser names the line with the unparsable value
+        values[:, j] = parsed
     labels = values[:, 4]
-    if not np.isfinite(labels).all() or not np.array_equal(labels, np.floor(labels)):
-        return None  # the row parser names the line with the non-integer action id
 
     keyframes, keyframe = _keyframes_of_lines(data, buf, starts, commas[:, 0], commas[:, 1], source)
     scores = values[:, 5].copy() if num_cols == 8 else np.ones(num_lines)
     return BoxTable(source, keyframes, keyframe, np.ascontiguousarray(values[:, :4]),
                     labels.astype(np.int64), scores, np.arange(1, num_lines + 1, dtype=np.int64))
+
+
+# Decimal fields of up to 8 characters ([-]digits[.digits]) are parsed 8 bytes at a time (SWAR on
+# uint64 words): the integer of the digits (< 10**8) and 10**fraction_digits are exact in float64,
+# so one IEEE division gives the correctly rounded value, i.e. exactly what Python's float() (the
+# official reader) returns for the same text. Longer or other fields go through float().
+_U64 = np.uint64
+_ZEROS = _U64(0x3030303030303030)  # eight '0'
+_KEEP = np.array([0] + [(~((1 << (8 * (8 - n))) - 1)) & (2**64 - 1) for n in range(1, 9)], _U64)
+_BELOW = np.array([(1 << (8 * b)) - 1 for b in range(8)], _U64)  # bytes below byte b
+_ABOVE = np.array([(~((1 << (8 * (b + 1))) - 1)) & (2**64 - 1) for b in range(8)], _U64)
+_POW10 = 10.0 ** np.arange(9)
+
+
+def _parse_decimals(data: bytes, words: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                    integer: bool = False) -> Optional[np.ndarray]:
+    """
+    Values of the N fields ``data[starts[i]:ends[i]]`` (float64 (N,)), vectorized.
+
+    Args:
+        words: ``words[i]`` is the little-endian uint64 of the 8 bytes that end at byte ``i`` of
+            ``data`` (exclusive), bytes before the start of ``data`` reading as 0.
+        integer: fields must be integers (the action id column).
+    Returns:
+        float64 (N,), or None if a field is not a number (not an integer), so that the caller
+        falls back to the row parser, which names the line.
+    """
+    n = starts.size
+    if n == 0:
+        return np.zeros(0)
+    neg = np.frombuffer(data, np.uint8)[np.minimum(starts, len(data) - 1)] == ord("-")
+    length = ends - starts - neg
+    regular = (length >= 1) & (length <= 8)
+    keep = _KEEP[np.where(regular, length, 0)]
+    w = (words[ends] & keep) | (_ZEROS & ~keep)  # the field, right-aligned, '0'-padded
+    # The first '.' (a zero byte of w ^ "........"; the lowest flagged byte is exact).
+    x = w ^ _U64(0x2E2E2E2E2E2E2E2E)
+    z = (x - _U64(0x0101010101010101)) & ~x & _U64(0x8080808080808080)
+    has_dot = z != 0
+    if integer:
+        regular &= ~has_dot
+    low = z & (~z + _U64(1))
+    byte = np.where(has_dot, (np.frexp(low.astype(np.float64))[1] - 1) >> 3, 0)
+    regular &= length > has_dot  # at least one digit
+    frac = np.where(has_dot, 7 - byte, 0)
+    # Remove the dot: shift the bytes below it up by one, a leading '0' comes in at the bottom.
+    w = np.where(has_dot, (w & _ABOVE[byte]) | ((w & _BELOW[byte]) << _U64(8)) | _U64(0x30), w)
+    regular &= ((w + _U64(0x4646464646464646)) | (w - _ZEROS)) & _U64(0x8080808080808080) == 0
+    # Eight ASCII digits -> integer (first character in the lowest byte).
+    v = ((w & _U64(0x0F0F0F0F0F0F0F0F)) * _U64(2561)) >> _U64(8)
+    v = ((v & _U64(0x00FF00FF00FF00FF)) * _U64(6553601)) >> _U64(16)
+    v = ((v & _U64(0x0000FFFF0000FFFF)) * _U64(42949672960001)) >> _U64(32)
+    values = v.astype(np.float64) / _POW10[frac]
+    values[neg] = -values[neg]
+    for i in np.flatnonzero(~regular).tolist():
+        text = data[starts[i]:ends[i]]
+        try:
+            values[i] = int(text) if integer else float(text)
+        except ValueError:
+            return None
+    return values
+
+
+def _word_view(buf: np.ndarray) -> Optional[np.ndarray]:
+    """``words`` of :func:`_parse_decimals` (None on a big-endian machine)."""
+    if sys.byteorder != "little":
+        return None
+    padded = np.concatenate([np.zeros(8, dtype=np.uint8), buf])
+    return np.ndarray((buf.size + 1,), dtype=np.uint64, buffer=padded, strides=(1,))
 
 
 def _keyframes_of_lines(data, buf, starts, first_comma, second_comma, source: str):
@@ -437,17 +534,19 @@ def read_exclusions(path: Optional[PathLike]) -> Set[AVAKey]:
     """
     if not path:
         return set()
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"excluded-timestamps CSV not found: {path}")
+    _require_file(path, "excluded-timestamps CSV")
     excluded = set()
-    with open(path, newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != 2:
-                raise ValueError(f"{path}, line {line}: expected 2 columns (video_id,timestamp), "
-                                 f"got {len(row)}: {row}")
-            excluded.add((row[0], _parse_int(row[1], str(path), line, "timestamp")))
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e})") from None
+    for line, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != 2:
+            raise ValueError(f"{path}, line {line}: expected 2 columns (video_id,timestamp), "
+                             f"got {len(row)}: {row}")
+        excluded.add((row[0], _parse_int(row[1], str(path), line, "timestamp")))
     return excluded
 
 
