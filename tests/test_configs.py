@@ -131,7 +131,10 @@ def test_config_builds(path: Path):
     # Slow pathway ends at 32x the stem width (res5 of bottleneck blocks, also used at depth 18),
     # fast at 1/beta of that.
     assert channels["slow"] == cfg.MODEL.SLOWFAST.WIDTH * 32, channels
-    assert channels["fast"] == channels["slow"] // cfg.MODEL.SLOWFAST.BETA_INV, channels
+    if cfg.MODEL.BACKBONE.NAME == "build_slowonly_backbone":  # the slow pathway alone
+        assert list(channels) == ["slow"] == list(cfg.MODEL.ROI_HEADS.IN_FEATURES), channels
+    else:
+        assert channels["fast"] == channels["slow"] // cfg.MODEL.SLOWFAST.BETA_INV, channels
     assert num_params > 0
 
 

@@ -84,6 +84,10 @@ def register_all_ucf24(root: str) -> None:
             split=split,
             classes_file=os.path.join(csv_dir, "classes.txt"),
             class_names=UCF24_CLASSES,
+            # optional person detections (test boxes; timestamp = 1-based frame number)
+            proposal_file=FirstExisting(
+                (os.path.join(csv_dir, f"{split}_proposals.pkl"),
+                 os.path.join(csv_dir, f"{split}_proposals.csv")), required=False),
         )
 
 

@@ -23,6 +23,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from ..ava_format import frame_size, load_pickle
+from ..formats.proposals import read_proposals
+from ..layouts import resolve_path
 
 __all__ = ["load_ucf24_instances", "register_ucf24_instances", "ucf24_pickle_to_csv"]
 
@@ -122,6 +124,7 @@ def load_ucf24_instances(
     split_index: int = 1,
     classes_file: Optional[str] = None,
     key_frame_stride: int = 1,
+    proposal_file=None,
 ) -> List[dict]:
     """
     Load UCF101-24 key frames: every ``key_frame_stride``-th frame (frames 1, 1 + k, ...) on which
@@ -133,6 +136,10 @@ def load_ucf24_instances(
         split (str): "train" or "test" (pickle only; a CSV holds one split).
         classes_file (str): ``classes.txt`` (CSV only).
         key_frame_stride (int): keep frames with ``(frame - 1) % key_frame_stride == 0``.
+        proposal_file (str, FirstExisting or None): person detections of the key frames (all
+            kept: the paper evaluates with every detector box), in any format of
+            :mod:`acar_d2.data.formats.proposals` with ``timestamp`` = 1-based frame number and
+            normalized boxes; None: empty proposals (training uses ground-truth boxes only).
     Returns:
         list[dict]: docs/ARCHITECTURE.md dataset dicts; ``timestamp`` is the 1-based frame number.
     """
@@ -141,6 +148,8 @@ def load_ucf24_instances(
         tubes = _tubes_from_pickle(gt, list(gt[f"{split}_videos"][split_index - 1]))
     else:
         tubes = _tubes_from_csv(annotation_file, len(_read_classes(classes_file)))
+    proposal_file = resolve_path(proposal_file)
+    proposals = read_proposals(proposal_file) if proposal_file else {}
     dicts = []
     for vid, per_video in tubes.items():
         frame_dir, num_frames, h, w = _video_info(frame_root, vid)
@@ -168,10 +177,16 @@ def load_ucf24_instances(
                  "frame_template": "{:05d}.jpg", "video_file": None, "fps": UCF24_FPS,
                  "key_frame_index": frame - 1, "num_frames": num_frames, "height": h, "width": w,
                  "annotations": by_frame[frame],
-                 "proposals": {"boxes": np.zeros((0, 4), np.float32),
-                               "scores": np.zeros((0,), np.float32)}}
+                 "proposals": _scaled_proposals(proposals.get((vid, frame)), h, w)}
             )
     return dicts
+
+
+def _scaled_proposals(arr: Optional[np.ndarray], h: int, w: int) -> Dict[str, np.ndarray]:
+    """(R, 5) normalized [box, score] or None -> {"boxes": (R, 4) px, "scores": (R,)} float32."""
+    arr = np.zeros((0, 5), np.float32) if arr is None else np.asarray(arr, np.float32)
+    scale = np.array([w, h, w, h], dtype=np.float32)
+    return {"boxes": arr[:, :4] * scale, "scores": arr[:, 4].copy()}
 
 
 def _read_classes(path: Optional[str]) -> List[str]:
@@ -193,13 +208,15 @@ def register_ucf24_instances(
     classes_file: Optional[str] = None,
     key_frame_stride: int = 1,
     class_names: Optional[List[str]] = None,
+    proposal_file=None,
 ) -> None:
-    """Register a UCF101-24 split (metadata ``evaluator_type="ucf24"``)."""
+    """Register a UCF101-24 split (metadata ``evaluator_type="ucf24"``); arguments as
+    :func:`load_ucf24_instances`."""
     DatasetCatalog.register(
         name,
         lambda: load_ucf24_instances(
             annotation_file, frame_root, split=split, classes_file=classes_file,
-            key_frame_stride=key_frame_stride,
+            key_frame_stride=key_frame_stride, proposal_file=proposal_file,
         ),
     )
     meta = MetadataCatalog.get(name)

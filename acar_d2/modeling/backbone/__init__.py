@@ -1,7 +1,8 @@
-"""SlowFast video backbone (registered in detectron2's BACKBONE_REGISTRY) and its layers."""
+"""SlowFast and SlowOnly video backbones (registered in detectron2's BACKBONE_REGISTRY) and its layers."""
 from .frozen_bn import FrozenBatchNorm3d, convert_frozen_batchnorm3d
 from .nonlocal_block import NonLocalBlock3d
 from .slowfast import SlowFast, build_slowfast_backbone, pick_slow_frame_indices
+from .slowonly import SlowOnly, build_slowonly_backbone
 
 __all__ = [
     "FrozenBatchNorm3d",
@@ -9,5 +10,7 @@ __all__ = [
     "NonLocalBlock3d",
     "SlowFast",
     "build_slowfast_backbone",
+    "SlowOnly",
+    "build_slowonly_backbone",
     "pick_slow_frame_indices",
 ]
