@@ -258,6 +258,25 @@ def add_feature_bank_config(cfg: CN) -> None:
     _C.MODEL.FEATURE_BANK.EXTRACTOR_SHA256 = ""
 
 
+def add_safety_config(cfg: CN) -> None:
+    """
+    Keys that turn off a refusal (README "Safety"): weights that do not fit the model, pickles
+    that could run code, training over a finished run.
+    """
+    _C = cfg
+    # Refuse MODEL.WEIGHTS that leave a model tensor unloaded or shape-mismatched, or hold tensors
+    # the model lacks (evaluation also refuses an empty MODEL.WEIGHTS). Training still accepts a
+    # file without any roi_heads.* / person_detector.* tensors (those are new, said in one line).
+    # False: load what fits and log the rest (experts only).
+    _C.MODEL.WEIGHTS_STRICT = True
+    # Allow full unpickling of checkpoints holding objects other than tensors / arrays / plain
+    # values. Unpickling runs code named by the file: only for files from a trusted source.
+    _C.MODEL.ALLOW_UNSAFE_PICKLE = False
+    # Train into an OUTPUT_DIR that holds a finished or interrupted run (model_final.pth or
+    # last_checkpoint) without --resume, replacing its checkpoints and metrics.json.
+    _C.SOLVER.OVERWRITE_OUTPUT_DIR = False
+
+
 def add_acar_config(cfg: CN) -> None:
     """
     Add every acar_d2 key to a detectron2 config (call before ``merge_from_file``).
@@ -271,6 +290,7 @@ def add_acar_config(cfg: CN) -> None:
     add_action_head_config(cfg)
     add_solver_config(cfg)
     add_person_detector_config(cfg)
+    add_safety_config(cfg)
     add_feature_bank_config(cfg)
     add_dataset_files_config(cfg)
     # detectron2 defaults to "cuda"; default to what this machine has (an explicit "cuda" on a

@@ -12,6 +12,10 @@ Examples::
     python tools/train_net.py --eval-only --config-file configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml \
         MODEL.WEIGHTS model_zoo/AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar
 
+Refused unless asked (README "Safety"): weights that leave a model tensor unloaded or mismatched
+(``MODEL.WEIGHTS_STRICT False``), a new run into an OUTPUT_DIR holding another one without
+``--resume`` (``--overwrite``), pickled objects that could run code (``--allow-unsafe-pickle``).
+
 ``--num-gpus N`` starts N processes through detectron2's ``launch``; without CUDA they train on
 the CPU with the gloo backend. ``--num-machines`` / ``--machine-rank`` / ``--dist-url`` work as in
 detectron2.
@@ -25,18 +29,48 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from acar_d2.checkpoint import ALLOW_UNSAFE_ENV
 from acar_d2.engine import Trainer, setup_cfg
+from acar_d2.engine.resume import check_output_dir
 
 logger = logging.getLogger("acar_d2")
 
 
+def argument_parser():
+    """detectron2's ``default_argument_parser`` plus the safety overrides (README "Safety")."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="train into an OUTPUT_DIR that holds another run (model_final.pth / last_checkpoint) "
+             "without --resume, replacing it (= SOLVER.OVERWRITE_OUTPUT_DIR True)",
+    )
+    parser.add_argument(
+        "--allow-unsafe-pickle", action="store_true",
+        help="allow checkpoints / pickles holding arbitrary objects: loading them can RUN CODE "
+             "from the file; only for files from a trusted source (= MODEL.ALLOW_UNSAFE_PICKLE "
+             f"True and {ALLOW_UNSAFE_ENV}=1)",
+    )
+    return parser
+
+
 def setup(args):
     """
-    Config from ``args`` (acar keys, the yaml with ``_BASE_``, command-line opts), then detectron2's
-    ``default_setup`` (OUTPUT_DIR, ``config.yaml`` beside the outputs, the detectron2 logger) and
-    the ``acar_d2`` logger (per-class AP tables, rows written / dropped) into the same ``log.txt``.
+    Config from ``args`` (acar keys, the yaml with ``_BASE_``, command-line opts, the safety
+    flags), the check that a training run does not replace another one in ``OUTPUT_DIR``
+    (before anything is written there), then detectron2's ``default_setup`` (OUTPUT_DIR,
+    ``config.yaml`` beside the outputs, the detectron2 logger) and the ``acar_d2`` logger
+    (per-class AP tables, rows written / dropped) into the same ``log.txt``.
     """
-    cfg = setup_cfg(args.config_file, args.opts)
+    opts = list(args.opts)
+    if getattr(args, "overwrite", False):
+        opts += ["SOLVER.OVERWRITE_OUTPUT_DIR", "True"]
+    if getattr(args, "allow_unsafe_pickle", False):
+        opts += ["MODEL.ALLOW_UNSAFE_PICKLE", "True"]
+        os.environ[ALLOW_UNSAFE_ENV] = "1"  # also for proposal / annotation pickles
+    cfg = setup_cfg(args.config_file, opts)
+    if not args.eval_only:
+        check_output_dir(cfg.OUTPUT_DIR, resume=args.resume,
+                         overwrite=cfg.SOLVER.OVERWRITE_OUTPUT_DIR)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="acar_d2", abbrev_name="acar")
     return cfg
@@ -47,8 +81,11 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        # --resume picks the last checkpoint of OUTPUT_DIR if there is one, else MODEL.WEIGHTS.
-        Trainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        # --resume picks the last checkpoint of OUTPUT_DIR if there is one, else MODEL.WEIGHTS;
+        # every model tensor must come from the file (MODEL.WEIGHTS_STRICT).
+        Trainer.build_checkpointer(cfg, model, purpose="eval").resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
@@ -68,7 +105,7 @@ def _write_json(path, results):
 
 
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     launch(
         main,

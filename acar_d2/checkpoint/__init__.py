@@ -1,24 +1,37 @@
 """
 Checkpoint loading: ``ACARCheckpointer`` (detectron2 checkpointer that reads PySlowFast ``.pyth``,
 Caffe2 ``.pkl`` and official ACAR-Net files), the pure conversion ``convert_checkpoint`` and
-``convert_file`` (foreign file -> detectron2-format file). Formats and key mapping:
-``docs/CHECKPOINTS.md``.
+``convert_file`` (foreign file -> detectron2-format file), and the pickle readers that never run
+code from a file (``safe_pickle``). Formats and key mapping: ``docs/CHECKPOINTS.md``.
 """
-from .checkpointer import ACARCheckpointer, CheckpointMismatchError, save_detectron2_checkpoint
+from .checkpointer import (
+    ACARCheckpointer,
+    CheckpointMismatchError,
+    ResumeCheckpointError,
+    save_detectron2_checkpoint,
+)
 from .convert import (
     SOURCES,
     ConversionResult,
     UnknownKeysError,
     convert_checkpoint,
     convert_checkpoint_with_report,
+    check_output_path,
     convert_file,
     detect_source,
     load_checkpoint_object,
 )
+from .safe_pickle import ALLOW_UNSAFE_ENV, UnsafePickleError, read_pickle_safely, unsafe_pickle_allowed
 
 __all__ = [
     "ACARCheckpointer",
     "CheckpointMismatchError",
+    "ResumeCheckpointError",
+    "UnsafePickleError",
+    "ALLOW_UNSAFE_ENV",
+    "read_pickle_safely",
+    "unsafe_pickle_allowed",
+    "check_output_path",
     "save_detectron2_checkpoint",
     "SOURCES",
     "ConversionResult",

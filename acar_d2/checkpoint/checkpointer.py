@@ -1,10 +1,15 @@
 """
 ``ACARCheckpointer``: detectron2's checkpointer that also reads PySlowFast and official
-ACAR-Net files, converting them with ``acar_d2.checkpoint.convert``.
+ACAR-Net files, converting them with ``acar_d2.checkpoint.convert``, never runs code from a file
+(``safe_pickle``), and with ``strict`` refuses weights that leave a model tensor unloaded or
+mismatched. ``ACARCheckpointer.from_config`` applies the config's rules
+(``MODEL.WEIGHTS_STRICT``, ``MODEL.ALLOW_UNSAFE_PICKLE``) for evaluation or training.
 """
+import glob
 import logging
+import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -12,18 +17,33 @@ from torch import nn
 
 from .convert import (
     SOURCES,
+    UNSAFE_PICKLE_HINT,
     convert_checkpoint_with_report,
     detect_source,
     load_checkpoint_object,
     save_detectron2_checkpoint,
 )
 
-__all__ = ["ACARCheckpointer", "CheckpointMismatchError", "save_detectron2_checkpoint"]
+from .safe_pickle import UnsafePickleError
+
+__all__ = [
+    "ACARCheckpointer",
+    "CheckpointMismatchError",
+    "ResumeCheckpointError",
+    "save_detectron2_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
+STRICT_HINT = "set MODEL.WEIGHTS_STRICT False to load it anyway (the listed tensors stay as built)"
+
+
 class CheckpointMismatchError(RuntimeError):
     """Raised by a ``strict`` ``ACARCheckpointer`` when the model and the file disagree."""
+
+
+class ResumeCheckpointError(RuntimeError):
+    """The checkpoint named by ``last_checkpoint`` cannot be read; the message lists the others."""
 
 
 class ACARCheckpointer(DetectionCheckpointer):
@@ -33,12 +53,17 @@ class ACARCheckpointer(DetectionCheckpointer):
     from the content, or forced with ``source``).
 
     Missing / unexpected / shape-mismatched keys are logged like detectron2 does; with
-    ``strict=True`` they raise ``CheckpointMismatchError`` naming the keys and the file.
-    Unknown keys of a foreign file always raise (``UnknownKeysError``) during conversion.
+    ``strict=True`` they raise ``CheckpointMismatchError`` naming the keys and the file, except
+    the top-level modules of ``new_modules`` (e.g. ``{"roi_heads": "..."}``) when the file holds
+    none of their keys: those are accepted as new and reported in one line each (a file with
+    only some of them is still an error). Unknown keys of a foreign file always raise
+    (``UnknownKeysError``) during conversion. Files are read without running code from them
+    unless ``allow_unsafe_pickle`` (``acar_d2/checkpoint/safe_pickle.py``).
 
     Example::
 
         ACARCheckpointer(model, strict=True).load("AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar")
+        ACARCheckpointer.from_config(model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
     """
 
     def __init__(
@@ -47,6 +72,9 @@ class ACARCheckpointer(DetectionCheckpointer):
         save_dir: str = "",
         *,
         strict: bool = False,
+        new_modules: Optional[Mapping[str, str]] = None,
+        require_weights: bool = False,
+        allow_unsafe_pickle: bool = False,
         source: str = "auto",
         save_to_disk: Optional[bool] = None,
         **checkpointables: Any,
@@ -55,15 +83,91 @@ class ACARCheckpointer(DetectionCheckpointer):
             raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict = strict
+        self.new_modules = dict(new_modules or {})
+        self.require_weights = require_weights
+        self.allow_unsafe_pickle = allow_unsafe_pickle
         self.source = source
         self._loading = ""
 
+    @classmethod
+    def from_config(
+        cls, model: nn.Module, cfg, save_dir: str = "", *, purpose: str = "eval", **checkpointables
+    ) -> "ACARCheckpointer":
+        """
+        The checkpointer of ``cfg``'s rules (``MODEL.WEIGHTS_STRICT``, ``MODEL.ALLOW_UNSAFE_PICKLE``).
+
+        Args:
+            purpose: "eval" (evaluation, prediction, demo): every model tensor must come from
+                the file (``MODEL.WEIGHTS`` must be set), except the ``person_detector.*`` ones
+                when ``MODEL.PERSON_DETECTOR.WEIGHTS`` seeded the detector. "train": also accepts
+                a file without any ``roi_heads.*`` (backbone-only pre-train: the head is new) or
+                without any ``person_detector.*`` keys (detector seeded by its own weights or
+                trained from scratch); ``MODEL.WEIGHTS`` "" trains from scratch.
+        """
+        if purpose not in ("eval", "train"):
+            raise ValueError(f"purpose must be 'eval' or 'train', got {purpose!r}")
+        strict = bool(cfg.MODEL.get("WEIGHTS_STRICT", True))
+        pd = cfg.MODEL.get("PERSON_DETECTOR", None)
+        seeded = bool(pd is not None and pd.get("WEIGHTS", ""))
+        new = {}
+        if seeded:
+            new["person_detector"] = f"keeps MODEL.PERSON_DETECTOR.WEIGHTS {pd.WEIGHTS}"
+        if purpose == "train":
+            new["roi_heads"] = "new, initialized randomly (backbone-only pre-train)"
+            new.setdefault("person_detector", "new, initialized randomly (trained jointly)")
+        return cls(
+            model, save_dir, strict=strict, new_modules=new,
+            require_weights=strict and purpose == "eval",
+            allow_unsafe_pickle=bool(cfg.MODEL.get("ALLOW_UNSAFE_PICKLE", False)),
+            **checkpointables,
+        )
+
     def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
+        if not path and self.require_weights:
+            raise ValueError(
+                "MODEL.WEIGHTS is empty: evaluating / predicting would use randomly initialized "
+                "weights and give meaningless scores; set MODEL.WEIGHTS to a checkpoint (or "
+                "MODEL.WEIGHTS_STRICT False to run a random model on purpose)"
+            )
         self._loading = path
         try:
             return super().load(path, *args, **kwargs)
         finally:
             self._loading = ""
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """
+        detectron2's ``resume_or_load``; a ``last_checkpoint`` naming an unreadable file raises
+        ``ResumeCheckpointError`` listing the other checkpoints of ``save_dir`` and how to resume
+        from one of them.
+        """
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        last = self.get_checkpoint_file()
+        try:
+            return self.load(last)
+        except UnsafePickleError:
+            raise
+        except (ValueError, FileNotFoundError, AssertionError, EOFError) as e:
+            raise ResumeCheckpointError(self._resume_help(last, e)) from e
+
+    def _resume_help(self, bad: str, error: Exception) -> str:
+        folder = self.save_dir
+        others = [p for p in glob.glob(os.path.join(folder, "model_*.pth"))
+                  if os.path.abspath(p) != os.path.abspath(bad)]
+        others.sort(key=os.path.getmtime, reverse=True)
+        msg = (f"cannot resume: {bad} (named by {os.path.join(folder, 'last_checkpoint')}) is "
+               f"unreadable: {error}. ")
+        if not others:
+            return msg + (f"No other checkpoint in {folder}; start over with --overwrite "
+                          "(SOLVER.OVERWRITE_OUTPUT_DIR True) or another OUTPUT_DIR.")
+        names = ", ".join(os.path.basename(p) for p in others)
+        example = os.path.basename(others[0])
+        return msg + (
+            f"Other checkpoints in {folder} (newest first): {names}. To resume from one, write "
+            f"its name into last_checkpoint, e.g. `echo {example} > "
+            f"{os.path.join(folder, 'last_checkpoint')}`, and run again with --resume."
+        )
 
     def _model_fusion_only_conv(self) -> Optional[bool]:
         """True/False when the model has SlowFast laterals without/with BN, None otherwise."""
@@ -73,7 +177,7 @@ class ACARCheckpointer(DetectionCheckpointer):
         return None if not has_conv else not has_bn
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        obj = load_checkpoint_object(filename)
+        obj = load_checkpoint_object(filename, allow_unsafe_pickle=self.allow_unsafe_pickle)
         source = self.source if self.source != "auto" else detect_source(obj, filename)
         if source == "detectron2" and isinstance(obj, dict) and "model" in obj:
             # our own / detectron2 files: keep optimizer, scheduler, iteration for resuming
@@ -90,13 +194,33 @@ class ACARCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: Dict[str, Any]):
         self._expand_trailing_dims(checkpoint["model"])
+        file_modules = {k.split(".", 1)[0] for k in checkpoint["model"]}
         incompatible = super()._load_model(checkpoint)
         # nn.BatchNorm3d step counters are never converted (see convert.py); not worth a warning
         for k in [k for k in incompatible.missing_keys if k.endswith("num_batches_tracked")]:
             incompatible.missing_keys.remove(k)
         if self.strict:
-            self._raise_if_incompatible(incompatible)
+            new = self._new_module_keys(incompatible, file_modules)
+            self._raise_if_incompatible(incompatible, ignore={k for ks in new.values() for k in ks})
+            for prefix, keys in new.items():
+                logger.info(f"{prefix}: not in {self._loading or 'the checkpoint'}, "
+                            f"{self.new_modules[prefix]} ({len(keys)} tensors)")
+                for k in keys:  # said in that one line; no per-key warning from detectron2
+                    incompatible.missing_keys.remove(k)
         return incompatible
+
+    def _new_module_keys(self, incompatible, file_modules) -> Dict[str, list]:
+        """Missing keys of the ``new_modules`` the file holds nothing of, per module."""
+        shape_keys = {k for k, _, _ in incompatible.incorrect_shapes}
+        out = {}
+        for prefix in self.new_modules:
+            if prefix in file_modules:
+                continue  # partly present: every missing key is an error
+            keys = [k for k in incompatible.missing_keys
+                    if k.startswith(prefix + ".") and k not in shape_keys]
+            if keys:
+                out[prefix] = keys
+        return out
 
     def _expand_trailing_dims(self, state: Dict[str, Any]) -> None:
         # Caffe2 blobs may have fewer dims than the model tensor; they get trailing 1-dims
@@ -109,7 +233,7 @@ class ACARCheckpointer(DetectionCheckpointer):
                     if all(s == 1 for s in target[v.dim() :]):
                         state[k] = v.reshape(target)
 
-    def _raise_if_incompatible(self, incompatible) -> None:
+    def _raise_if_incompatible(self, incompatible, ignore=frozenset()) -> None:
         problems = []
         if incompatible.incorrect_shapes:
             problems.append(
@@ -117,7 +241,7 @@ class ACARCheckpointer(DetectionCheckpointer):
                 + "; ".join(f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in incompatible.incorrect_shapes)
             )
         shape_keys = {k for k, _, _ in incompatible.incorrect_shapes}
-        missing = [k for k in incompatible.missing_keys if k not in shape_keys]
+        missing = [k for k in incompatible.missing_keys if k not in shape_keys and k not in ignore]
         if missing:
             problems.append(f"{len(missing)} model key(s) missing from the file: {missing[:20]}")
         if incompatible.unexpected_keys:
@@ -128,4 +252,5 @@ class ACARCheckpointer(DetectionCheckpointer):
         if problems:
             raise CheckpointMismatchError(
                 f"strict load of {self._loading or 'checkpoint'} failed: " + " | ".join(problems)
+                + f". These weights do not fit the model built from the config; {STRICT_HINT}."
             )

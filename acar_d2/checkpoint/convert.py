@@ -20,9 +20,7 @@ Caffe2's ``pred_w`` / ``pred_b`` and its solver blobs (``*momentum*``, ``lr``, `
 Any other key without a mapping raises ``UnknownKeysError`` naming the file and the keys.
 """
 import os
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 
 from .key_mapping import acar_backbone_to_d2, caffe2_to_d2, pyslowfast_to_d2
+from .safe_pickle import UnsafePickleError, load_plain_or_torch
 
 __all__ = [
     "SOURCES",
@@ -41,8 +40,16 @@ __all__ = [
     "convert_checkpoint_with_report",
     "convert_file",
     "save_detectron2_checkpoint",
+    "check_output_path",
     "AUTHOR",
+    "UNSAFE_PICKLE_HINT",
 ]
+
+# How a user allows full unpickling of a checkpoint (quoted by UnsafePickleError).
+UNSAFE_PICKLE_HINT = (
+    "MODEL.ALLOW_UNSAFE_PICKLE True (tools: --allow-unsafe-pickle; anywhere: the environment "
+    "variable ACAR_ALLOW_UNSAFE_PICKLE=1)"
+)
 
 # ``__author__`` of the files written by ``convert_file`` / ``tools/convert_checkpoint.py``.
 AUTHOR = "acar_d2 convert_checkpoint"
@@ -74,28 +81,31 @@ class ConversionResult:
     dropped: List[str] = field(default_factory=list)
 
 
-def load_checkpoint_object(path: str) -> Any:
+def load_checkpoint_object(path: str, *, allow_unsafe_pickle: bool = False) -> Any:
     """
-    Read a checkpoint file of any supported format into Python objects (on CPU).
+    Read a checkpoint file of any supported format into Python objects (on CPU), without running
+    code from it.
 
-    Zip-format files go through ``torch.load`` (``weights_only`` first; files with other
-    pickled objects, e.g. PySlowFast's, are retried as full pickles: only load trusted files);
-    other files are read as (latin-1) pickles, the Caffe2 format.
+    Zip-format and legacy ``torch.save`` files go through ``torch.load(..., weights_only=True)``
+    (NumPy arrays admitted); other files are read as (latin-1) pickles of plain data, the Caffe2
+    and detectron2 model-zoo ``.pkl`` format (``acar_d2/checkpoint/safe_pickle.py``).
 
+    Args:
+        allow_unsafe_pickle: allow full unpickling of files holding other objects (they can run
+            code); also allowed by the environment variable ``ACAR_ALLOW_UNSAFE_PICKLE=1``.
     Raises:
-        FileNotFoundError: missing file. ValueError: unreadable/corrupt file, naming it.
+        FileNotFoundError: missing file. UnsafePickleError (a ValueError): the file holds
+        objects other than plain data and full unpickling is not allowed. ValueError:
+        unreadable / corrupt file. All name the file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
-        if zipfile.is_zipfile(path):
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError:
-                return torch.load(path, map_location="cpu", weights_only=False)
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+        return load_plain_or_torch(path, "checkpoint", allow_unsafe=allow_unsafe_pickle,
+                                   hint=UNSAFE_PICKLE_HINT)
+    except UnsafePickleError:
+        raise
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"cannot read checkpoint {path} (corrupt or truncated?): {e!r}") from e
 
@@ -188,17 +198,19 @@ def convert_checkpoint_with_report(
     *,
     fusion_only_conv: Optional[bool] = None,
     where: Optional[str] = None,
+    allow_unsafe_pickle: bool = False,
 ) -> ConversionResult:
     """
     Like ``convert_checkpoint`` but also returns the source used and the dropped keys.
 
-    ``where`` names an already loaded object in error messages (default: its path, if given).
+    ``where`` names an already loaded object in error messages (default: its path, if given);
+    ``allow_unsafe_pickle`` as in :func:`load_checkpoint_object`.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
     if isinstance(obj_or_path, (str, os.PathLike)):
         where = os.fspath(obj_or_path)
-        obj = load_checkpoint_object(where)
+        obj = load_checkpoint_object(where, allow_unsafe_pickle=allow_unsafe_pickle)
     else:
         where, obj = where or "<in-memory checkpoint>", obj_or_path
     if source == "auto":
@@ -243,6 +255,7 @@ def convert_checkpoint(
     source: str = "auto",
     *,
     fusion_only_conv: Optional[bool] = None,
+    allow_unsafe_pickle: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """
     Convert a checkpoint (file path or already loaded object) to detectron2 key space.
@@ -253,6 +266,7 @@ def convert_checkpoint(
             "detectron2", "pyslowfast", "caffe2", "acar", "acar_backbone".
         fusion_only_conv (bool or None): the target model's lateral type when known; True makes
             lateral BN tensors in the source an error (see module docstring).
+        allow_unsafe_pickle (bool): see :func:`load_checkpoint_object`.
     Returns:
         dict[str, Tensor]: ``backbone.<acar_d2 name>`` and ``roi_heads.<official head name>``.
     Raises:
@@ -260,7 +274,8 @@ def convert_checkpoint(
         ValueError / FileNotFoundError: unreadable file, unknown format, non-tensor values.
     """
     return convert_checkpoint_with_report(
-        obj_or_path, source, fusion_only_conv=fusion_only_conv
+        obj_or_path, source, fusion_only_conv=fusion_only_conv,
+        allow_unsafe_pickle=allow_unsafe_pickle,
     ).state
 
 
@@ -276,21 +291,55 @@ def convert_file(
     output_path: Union[str, os.PathLike],
     source: str = "auto",
     fusion_only_conv: Optional[bool] = None,
+    *,
+    overwrite: bool = False,
+    allow_unsafe_pickle: bool = False,
 ) -> ConversionResult:
     """
     Convert the checkpoint file ``input_path`` and write the detectron2-format file
     ``output_path`` (what ``tools/convert_checkpoint.py`` does).
 
     The output holds only tensors under ``{"model": ..., "__author__": ...}``, so plain
-    ``DetectionCheckpointer`` / ``torch.load(..., weights_only=True)`` read it.
+    ``DetectionCheckpointer`` / ``torch.load(..., weights_only=True)`` read it. It is written to a
+    temporary file first and renamed, so an interrupted run leaves no half file.
 
     Args:
         input_path: a ``.pyth`` / ``.pkl`` / ``.pth(.tar)`` file of any supported source.
-        output_path: where to write the converted file (parent folders are created).
-        source, fusion_only_conv: as in :func:`convert_checkpoint`.
+        output_path: where to write the converted file (parent folders are created); never the
+            input itself (its optimizer state / iteration would be lost).
+        source, fusion_only_conv, allow_unsafe_pickle: as in :func:`convert_checkpoint`.
+        overwrite: replace an existing ``output_path`` (otherwise an error).
     Returns:
         ConversionResult: the converted state, the source used and the dropped keys.
+    Raises:
+        ValueError: ``output_path`` is ``input_path``. FileExistsError: ``output_path`` exists
+        and ``overwrite`` is False.
     """
-    result = convert_checkpoint_with_report(input_path, source, fusion_only_conv=fusion_only_conv)
-    save_detectron2_checkpoint(result.state, output_path)
+    check_output_path(input_path, output_path, overwrite)
+    result = convert_checkpoint_with_report(
+        input_path, source, fusion_only_conv=fusion_only_conv,
+        allow_unsafe_pickle=allow_unsafe_pickle,
+    )
+    tmp = os.fspath(output_path) + ".tmp"
+    save_detectron2_checkpoint(result.state, tmp)
+    os.replace(tmp, output_path)
     return result
+
+
+def check_output_path(
+    input_path: Union[str, os.PathLike], output_path: Union[str, os.PathLike], overwrite: bool
+) -> None:
+    """Refuse writing the converted file over its input (always) or over any file (unless
+    ``overwrite``), before anything is read."""
+    inp, out = os.fspath(input_path), os.fspath(output_path)
+    same = os.path.realpath(inp) == os.path.realpath(out)
+    if not same and os.path.exists(inp) and os.path.exists(out):
+        same = os.path.samefile(inp, out)
+    if same:
+        raise ValueError(
+            f"output {out} is the input checkpoint {inp}: converting in place would replace it "
+            "(a training checkpoint loses its optimizer state and iteration); choose another "
+            "output path"
+        )
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"output {out} exists; pass --overwrite (overwrite=True) to replace it")

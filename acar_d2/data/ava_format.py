@@ -32,7 +32,6 @@ import csv
 import io
 import logging
 import os
-import pickle
 import re
 import sys
 from collections import OrderedDict
@@ -553,15 +552,21 @@ def read_exclusions(path: Optional[PathLike]) -> Set[AVAKey]:
 # ---- Pickles (proposals, UCF101-24 annotations), frames ------------------------------------
 def load_pickle(path: PathLike, what: str = "pickle file"):
     """
-    Unpickle a trusted annotation file (latin-1, so Python 2 pickles load too), turning a missing
-    file into ``FileNotFoundError`` and any unpickling failure into ``ValueError`` naming ``what``
-    and the file. Pickles run code when loaded: only load files from a trusted source.
+    Unpickle an annotation / proposal file (latin-1, so Python 2 pickles load too) without running
+    code from it: only plain data (NumPy arrays, numbers, strings, lists, dicts) is admitted
+    (``acar_d2.checkpoint.safe_pickle``). A missing file raises ``FileNotFoundError``, a file
+    naming any other global ``UnsafePickleError`` (a ``ValueError``; full unpickling only with
+    the environment variable ``ACAR_ALLOW_UNSAFE_PICKLE=1``), any other failure ``ValueError``;
+    all name ``what`` and the file.
     """
+    from ..checkpoint.safe_pickle import UnsafePickleError, read_pickle_safely
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+        return read_pickle_safely(os.fspath(path), what)
+    except UnsafePickleError:
+        raise
     except Exception as e:
         raise ValueError(f"{path}: cannot unpickle {what} ({type(e).__name__}: {e})") from e
 
@@ -588,6 +593,10 @@ def read_dense_proposals(path: PathLike) -> Dict[AVAKey, np.ndarray]:
             arr = arr.reshape(0, 5)
         if arr.ndim != 2 or arr.shape[1] != 5:
             raise ValueError(f"{where}: expected an (R, 5) array x1,y1,x2,y2,score, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            bad = ~np.isfinite(arr).all(axis=1)
+            raise ValueError(f"{where}: {int(bad.sum())} proposal row(s) with NaN / infinite "
+                             f"values, e.g. {arr[bad][0].tolist()}")
         if arr.size and (arr[:, :4].min() < 0 or arr[:, :4].max() > 1):
             raise ValueError(f"{where}: proposal boxes are outside [0, 1] (expected normalized)")
         try:

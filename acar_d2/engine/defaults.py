@@ -73,7 +73,7 @@ class ActionPredictor:
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        ACARCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        ACARCheckpointer.from_config(self.model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
         self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
 
     @torch.no_grad()

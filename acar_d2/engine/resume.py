@@ -6,14 +6,29 @@ detectron2's checkpoint holds the model, the optimizer, the scheduler and the it
 ``TrainingSampler`` restarts its stream from the beginning and the RNGs restart from the seed.
 ``capture_rng_state`` / ``restore_rng_state`` and ``acar_d2.data.samplers.ResumableTrainingSampler``
 close that gap.
+
+The output folder of a run: ``check_output_dir`` refuses to start a new run over a finished or
+interrupted one unless asked (``set_aside_previous_run`` then keeps the old metrics), and
+``drop_metrics_from`` removes from ``metrics.json`` the iterations a resumed run repeats.
 """
+import json
+import os
 import random
-from typing import Any, Dict
+import shutil
+import time
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "restore_rng_state"]
+__all__ = [
+    "capture_rng_state",
+    "restore_rng_state",
+    "finished_run_files",
+    "check_output_dir",
+    "set_aside_previous_run",
+    "drop_metrics_from",
+]
 
 _RNG_KEYS = ("python", "numpy", "torch")
 
@@ -93,3 +108,89 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         if len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------- the output folder of a run
+def finished_run_files(output_dir: str) -> List[str]:
+    """The files of ``output_dir`` that mark a finished or interrupted run (model_final.pth,
+    last_checkpoint), as names; empty for a fresh folder."""
+    return [n for n in ("model_final.pth", "last_checkpoint")
+            if os.path.isfile(os.path.join(output_dir, n))]
+
+
+def check_output_dir(output_dir: str, *, resume: bool, overwrite: bool) -> None:
+    """
+    Refuse to start a new training run in a folder that holds one (its ``model_final.pth``,
+    ``last_checkpoint``, checkpoints and ``metrics.json`` would be replaced or mixed), unless the
+    run is resumed (``resume`` and a ``last_checkpoint``) or ``overwrite``. Reads only.
+
+    Raises:
+        FileExistsError: naming the folder, the files found and the two ways on.
+    """
+    found = finished_run_files(output_dir)
+    if not found or overwrite:
+        return
+    if resume and "last_checkpoint" in found:
+        return
+    raise FileExistsError(
+        f"OUTPUT_DIR {output_dir} already holds a training run ({', '.join(found)}); a new run "
+        "would replace its checkpoints and mix its metrics.json. Continue it with --resume, "
+        "choose another OUTPUT_DIR, or replace it with --overwrite (SOLVER.OVERWRITE_OUTPUT_DIR "
+        "True)."
+    )
+
+
+def set_aside_previous_run(output_dir: str) -> Optional[str]:
+    """
+    For an asked-for overwrite: copy ``metrics.json`` of the previous run to
+    ``metrics.json.before-overwrite-<time>``, empty it in place (an open writer keeps appending to
+    the same file) and remove ``last_checkpoint`` (it named the old run's checkpoint). Returns the
+    copy's path, or None when there was nothing to set aside.
+    """
+    metrics = os.path.join(output_dir, "metrics.json")
+    aside = None
+    if os.path.isfile(metrics) and os.path.getsize(metrics) > 0:
+        aside = f"{metrics}.before-overwrite-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.copyfile(metrics, aside)
+        with open(metrics, "r+") as f:
+            f.truncate(0)
+    last = os.path.join(output_dir, "last_checkpoint")
+    if os.path.isfile(last):
+        os.remove(last)
+    return aside
+
+
+def drop_metrics_from(output_dir: str, start_iter: int) -> int:
+    """
+    On resume at ``start_iter``: the lines of ``metrics.json`` written after the checkpoint
+    (``"iteration" >= start_iter``, run again now) and a line cut by the interruption are moved
+    to ``metrics.dropped.json`` (appended, nothing is lost), and ``metrics.json`` is rewritten in
+    place with the rest, so each iteration appears once.
+
+    Returns:
+        int: number of lines moved.
+    """
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    keep, drop = [], []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            it = json.loads(line).get("iteration", -1)
+        except (ValueError, AttributeError):
+            it = None  # cut mid-write by the kill
+        (keep if it is not None and it < start_iter else drop).append(line)
+    if not drop:
+        return 0
+    with open(os.path.join(output_dir, "metrics.dropped.json"), "a") as f:
+        f.writelines(x if x.endswith("\n") else x + "\n" for x in drop)
+        f.flush()
+        os.fsync(f.fileno())
+    with open(path, "r+") as f:  # same file: the JSONWriter's append handle stays valid
+        f.truncate(0)
+        f.writelines(keep)
+    return len(drop)

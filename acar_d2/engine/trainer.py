@@ -10,7 +10,10 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
 * DistributedDataParallel without ``device_ids`` on CPU (gloo), where detectron2 would pass one;
 * ``--resume`` continues the same stream: the checkpoint additionally holds the RNG states and the
   sampler seed, and the training sampler skips the clips already consumed
-  (``SOLVER.CHECKPOINT_RNG_STATE``, ``SOLVER.RESUME_DATA_POSITION``).
+  (``SOLVER.CHECKPOINT_RNG_STATE``, ``SOLVER.RESUME_DATA_POSITION``); ``metrics.json`` keeps
+  each iteration once;
+* refusals (README "Safety"): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
+  run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
 The optimizer and LR schedule are detectron2's: SGD (``SOLVER.NESTEROV``) and
 ``WarmupMultiStepLR``, which with ``WARMUP_METHOD: linear`` ramps the LR linearly from
@@ -40,7 +43,14 @@ from ..data.build import build_clip_test_loader, build_clip_train_loader
 from ..data.clip_mapper import ClipDatasetMapper
 from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
-from .resume import capture_rng_state, restore_rng_state
+from .resume import (
+    capture_rng_state,
+    check_output_dir,
+    drop_metrics_from,
+    finished_run_files,
+    restore_rng_state,
+    set_aside_previous_run,
+)
 
 __all__ = ["Trainer", "create_ddp_model"]
 
@@ -101,7 +111,9 @@ class Trainer(DefaultTrainer):
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = self.build_checkpointer(cfg, model, trainer=weakref.proxy(self))
+        self.checkpointer = self.build_checkpointer(
+            cfg, model, purpose="train", trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._pending_rng_state: Optional[Dict[str, Any]] = None
@@ -109,9 +121,17 @@ class Trainer(DefaultTrainer):
 
     # ---------------------------------------------------------------- builders
     @classmethod
-    def build_checkpointer(cls, cfg: CfgNode, model: torch.nn.Module, **checkpointables):
-        """``ACARCheckpointer`` saving into ``cfg.OUTPUT_DIR`` (understands official files)."""
-        return ACARCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
+    def build_checkpointer(
+        cls, cfg: CfgNode, model: torch.nn.Module, purpose: str = "train", **checkpointables
+    ):
+        """
+        ``ACARCheckpointer`` saving into ``cfg.OUTPUT_DIR`` (understands official files), with the
+        config's loading rules (``ACARCheckpointer.from_config``): ``purpose`` "train" accepts a
+        file without any head / detector tensors (they are new), "eval" needs every tensor.
+        """
+        return ACARCheckpointer.from_config(
+            model, cfg, cfg.OUTPUT_DIR, purpose=purpose, **checkpointables
+        )
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode, *, seed: Optional[int] = None, start_iter: int = 0):
@@ -237,12 +257,27 @@ class Trainer(DefaultTrainer):
     def resume_or_load(self, resume: bool = True) -> None:
         """
         ``resume=True`` and a ``last_checkpoint`` in ``OUTPUT_DIR``: continue that run (weights,
-        optimizer, scheduler, iteration, and where enabled the data position and RNG states).
-        Otherwise load ``MODEL.WEIGHTS`` (any format ``ACARCheckpointer`` reads) and start at 0.
+        optimizer, scheduler, iteration, and where enabled the data position and RNG states);
+        the ``metrics.json`` lines of the iterations run again are moved to
+        ``metrics.dropped.json``. Otherwise load ``MODEL.WEIGHTS`` (any format
+        ``ACARCheckpointer`` reads; ``MODEL.WEIGHTS_STRICT`` rules) and start at 0, refusing an
+        ``OUTPUT_DIR`` that holds another run unless ``SOLVER.OVERWRITE_OUTPUT_DIR``.
         """
+        out, overwrite = self.cfg.OUTPUT_DIR, self.cfg.SOLVER.get("OVERWRITE_OUTPUT_DIR", False)
+        check_output_dir(out, resume=resume, overwrite=overwrite)
+        starts_fresh = not (resume and self.checkpointer.has_checkpoint())
+        if starts_fresh and overwrite and comm.is_main_process() and finished_run_files(out):
+            aside = set_aside_previous_run(out)
+            logger.warning("OUTPUT_DIR %s: overwriting the previous run (SOLVER.OVERWRITE_OUTPUT_DIR)"
+                           "%s", out, f"; its metrics.json copied to {aside}" if aside else "")
         super().resume_or_load(resume=resume)
         if self.start_iter == 0:
             return
+        if comm.is_main_process():
+            dropped = drop_metrics_from(out, self.start_iter)
+            if dropped:
+                logger.info("metrics.json: %d line(s) of iterations >= %d (run again now) moved to "
+                            "metrics.dropped.json", dropped, self.start_iter)
         if self.cfg.SOLVER.RESUME_DATA_POSITION:
             self._trainer.reset_data_loader(
                 lambda: self.build_train_loader(

@@ -212,7 +212,9 @@ def index_video_sources(
         video_ids: videos to index.
         frame_root (str): folder holding ``<video_id>/`` frame folders (AVA: ``frames/``).
         frame_list (str): optional PySlowFast frame list (paths relative to ``frame_root``).
-        video_root (str): folder holding ``<video_id><video_ext>`` files.
+        video_root (str): folder holding ``<video_id><video_ext>`` files. With frames too, the
+            video is only probed: unreadable is a warning (only INPUT.CLIP.SOURCE "video" needs
+            it, and its reader names the file); without frames it is an error.
         size_from_frame (dict): video_id -> 0-based frame whose size is read (the first key
             frame); frame 0 when absent.
     Returns:
@@ -245,13 +247,24 @@ def index_video_sources(
             height, width = frame_size(os.path.join(frame_dir, template.format(max(k, 0) + 1)))
         if video_root is not None:
             video_file = os.path.join(video_root, vid + video_ext)
-            n, h, w = video_frame_count_and_size(video_file)
             if num_frames is None:
-                num_frames, height, width = n, h, w
+                num_frames, height, width = video_frame_count_and_size(video_file)
+            else:
+                # Frames already give count and size: a broken video only matters to
+                # INPUT.CLIP.SOURCE "video", whose reader names the file when it opens it.
+                _warn_if_unreadable_video(video_file, vid)
         if num_frames is None:
             raise ValueError("index_video_sources needs frame_root and/or video_root")
         out[vid] = VideoSource(frame_dir, template, video_file, num_frames, height, width)
     return out
+
+
+def _warn_if_unreadable_video(video_file: str, vid: str) -> None:
+    try:
+        video_frame_count_and_size(video_file)
+    except (OSError, ValueError) as e:
+        logger.warning(f"video {vid!r}: {e}; its frames are used (INPUT.CLIP.SOURCE 'frames'), "
+                       "INPUT.CLIP.SOURCE 'video' would fail on it")
 
 
 def _proposals_abs(arr: Optional[np.ndarray], height: int, width: int) -> Dict[str, np.ndarray]:
