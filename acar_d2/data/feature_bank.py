@@ -228,7 +228,19 @@ class FeatureBank:
             times = sorted(kept)
         rows = [np.arange(*vb.row_of[s]) for s in times]
         idx = np.concatenate(rows) if rows else np.zeros((0,), np.int64)
-        feats = np.array(vb.features[idx]) if len(idx) else np.zeros((0, *self.entry_shape), np.float16)
+        # Rows of consecutive times are contiguous: read merged slices (sequential reads of the
+        # memory map) instead of a fancy index.
+        spans = []
+        for s in times:
+            a, b = vb.row_of[s]
+            if spans and spans[-1][1] == a:
+                spans[-1][1] = b
+            elif b > a:
+                spans.append([a, b])
+        if spans:
+            feats = np.concatenate([np.asarray(vb.features[a:b]) for a, b in spans])
+        else:
+            feats = np.zeros((0, *self.entry_shape), np.float16)
         sizes = vb.valid_sizes[idx] if len(idx) else np.zeros((0, 2), np.int64)
         rel = np.concatenate([np.full(len(r), s - t) for s, r in zip(times, rows)]) if rows else []
         out = {"features": torch.from_numpy(feats), "valid_sizes": torch.as_tensor(sizes),
