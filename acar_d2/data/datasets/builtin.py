@@ -5,7 +5,8 @@ a split is loaded (class metadata on first access), so importing never needs the
 splits take their class metadata from the packaged 60-class list
 (``acar_d2/data/ava_labelmap_v2.2.pbtxt``) when the official label map is not on disk.
 
-Splits: ``ava_v2.{1,2}_{train,val}``, ``aca_world_{train,val}`` (the synthetic AVA-format world of
+Splits: ``ava_v2.{1,2}_{train,val}``, ``ava_kinetics_v1.0_{train,val}`` (+ ``_kinetics_*``: the
+Kinetics side alone), ``aca_world_{train,val}`` (the synthetic AVA-format world of
 ``tools/make_synthetic_ava.py``), ``ucf101_24_{train,test}`` (split 1). Layout: datasets/README.md.
 """
 import os
@@ -13,6 +14,7 @@ import os
 from ..ava_format import AVA_LABEL_MAP_FILE
 from ..layouts import FirstExisting, ava_frame_lists, ava_frame_roots, ava_proposal_candidates
 from .aca_world import register_aca_world
+from .ava_kinetics import register_ava_kinetics
 from .ava import register_ava_instances
 from .ucf101_24 import register_ucf24_instances
 
@@ -93,5 +95,6 @@ def register_all_ucf24(root: str) -> None:
 
 _root = os.path.expanduser(os.getenv("ACAR_DATASETS", "datasets"))
 register_all_ava(_root)
+register_ava_kinetics(_root)  # ava_kinetics_v1.0_{train,val}, ..._kinetics_{train,val}
 register_all_aca_world(_root)
 register_all_ucf24(_root)
