@@ -328,6 +328,8 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
                    f"{len(empty)} label-map class(es) have no instance: ids {empty[:20]}")
     if frames or frame_list or videos:
         _check_sources(annotations, keys, report, frames, frame_list, videos, fps, first_second)
+    else:
+        report.stats["frames_checked"] = 0  # no frame source given: timestamps not checked
     excluded = set()
     if exclusions and os.path.isfile(exclusions):
         _check_exclusions(exclusions, report)

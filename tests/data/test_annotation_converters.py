@@ -54,3 +54,24 @@ def test_cvat_round_trip_and_key_frame_rule(tmp_path):
         (tmp_path / "h.xml").read_text().replace("talk to (e.g., self, a person, a group)", "jump"))
     with pytest.raises(ValueError, match="'jump' is not a class"):
         read_cvat_video(str(tmp_path / "bad.xml"), paths["label_map"], "v")
+
+
+def test_cli_tools_take_dash_video_ids(tmp_path):
+    """AVA / YouTube ids may start with '-': --video-id=-FaXLcSFjUI reaches the converter."""
+    import importlib.util
+    import os
+
+    paths = fx.make_ava_world(tmp_path / "w")
+    xml = write_cvat_video([r for r in fx.GT_ROWS if r[0] == "vidA"], paths["label_map"],
+                           str(tmp_path / "a.xml"), width=64, height=48, fps=30, first_second=900)
+    spec = importlib.util.spec_from_file_location(
+        "convert_annotations", os.path.join(os.path.dirname(__file__), "..", "..", "tools",
+                                            "convert_annotations.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = str(tmp_path / "o.csv")
+    assert tool.main(["cvat-to-csv", xml, paths["label_map"], out, "--video-id=-FaXLcSFjUI",
+                      "--fps", "30", "--first-second", "900"]) == 0
+    rows = open(out).read().splitlines()
+    assert len(rows) == 4 and all(r.startswith("-FaXLcSFjUI,0900,") or r.startswith("-FaXLcSFjUI,0901,")
+                                  for r in rows)
