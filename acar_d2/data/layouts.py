@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 __all__ = ["FirstExisting", "resolve_path", "check_not_pickle", "ava_proposal_candidates",
            "set_split_files", "split_file_overrides", "apply_dataset_config",

@@ -3,7 +3,6 @@ Format-exact miniature AVA trees as PySlowFast and ACAR-Net users have them on d
 video ids, 4-digit timestamps, frames at 30 fps from second 900 (key frames 902 and 903 only, so
 each video holds 100 tiny frames), no PySlowFast frame lists.
 """
-import os
 import pickle
 from pathlib import Path
 from typing import Dict

@@ -47,7 +47,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("make", [lt.make_pyslowfast_tree, lt.make_acar_tree])
 def test_builtin_splits_on_user_trees(tmp_path, make):
-    paths = make(tmp_path)
+    make(tmp_path)
     prefix = _register(tmp_path)
     for split in ("train", "val"):
         dicts = DatasetCatalog.get(f"{prefix}_v2.2_{split}")
@@ -77,7 +77,7 @@ def test_missing_proposals_list_every_candidate(tmp_path):
 
 
 def test_config_keys_set_proposal_file_and_frame_lists(tmp_path):
-    paths = lt.make_pyslowfast_tree(tmp_path)
+    lt.make_pyslowfast_tree(tmp_path)
     prefix = _register(tmp_path)
     # an MMAction2 pickle elsewhere, holding one key frame only
     pkl = str(tmp_path / "my_props.pkl")

@@ -17,3 +17,9 @@ from .proposals import (
     read_proposals,
     write_proposals,
 )
+
+__all__ = [
+    "PROPOSAL_FORMATS", "acar_records_to_proposals", "acar_records_to_rows", "convert_proposals",
+    "detect_proposal_format", "idx_to_class_from_label_map", "make_acar_records", "read_acar_pickle",
+    "read_proposals", "write_proposals",
+]

@@ -30,7 +30,6 @@ No detectron2 import.
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

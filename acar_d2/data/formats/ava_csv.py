@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections import OrderedDict
-from typing import Iterable, List
+from typing import Iterable
 
 from ..ava_format import read_box_csv, read_label_map
 from .acar_pickle import (
