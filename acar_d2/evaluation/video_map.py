@@ -21,7 +21,11 @@ al. 2017, Kalogeiton et al. 2017):
   match for more than ``max_gap`` frames ends. Tube score = mean of its detection scores; tubes
   shorter than ``min_length`` frames are dropped.
 
-NumPy only (no detectron2 import).
+Command line (after ``tools/train_net.py --eval-only`` wrote ``inference/predictions_<dataset>.csv``)::
+
+    python -m acar_d2.evaluation.video_map --dataset ucf101_24_test --predictions predictions.csv
+
+NumPy only (detectron2 only for ``--dataset``).
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["Tube", "box_iou", "spatio_temporal_iou", "link_tubes", "video_ap", "video_map",
-           "gt_tubes_from_dicts"]
+           "gt_tubes_from_dicts", "frame_detections_from_csv", "video_map_of_predictions", "main"]
 
 
 @dataclass
@@ -238,3 +242,85 @@ def gt_tubes_from_dicts(dataset_dicts: Iterable[dict], action_ids: Sequence[int]
         frames = sorted(per_frame)
         tubes.append(Tube(vid, label, frames, [per_frame[f] for f in frames]))
     return tubes
+
+
+def frame_detections_from_csv(path: str, action_ids: Sequence[int]) -> Dict[str, Dict[int, tuple]]:
+    """
+    Per-frame detections of a predictions CSV (``video_id,frame,x1,y1,x2,y2,action_id,score``,
+    normalized boxes, one row per box and class, as the evaluator writes it).
+
+    Returns:
+        {video: {frame: (boxes (R, 4) normalized, scores (R, K))}}, K = len(action_ids).
+    """
+    from ..data.ava_format import read_box_csv
+
+    table = read_box_csv(path)
+    col = {a: i for i, a in enumerate(action_ids)}
+    per: Dict[str, Dict[int, Dict[tuple, np.ndarray]]] = {}
+    for kf, box, a, sc in zip(table.keyframe.tolist(), table.boxes.tolist(), table.labels.tolist(),
+                              table.scores.tolist()):
+        if a not in col:
+            continue
+        vid, frame = table.keyframes[kf]
+        row = per.setdefault(vid, {}).setdefault(frame, {}).setdefault(
+            tuple(box), np.zeros(len(action_ids)))
+        row[col[a]] = max(row[col[a]], sc)
+    return {v: {f: (np.array(list(b), np.float64).reshape(-1, 4), np.stack(list(b.values())))
+                for f, b in frames.items()} for v, frames in per.items()}
+
+
+def video_map_of_predictions(dataset_dicts: Sequence[dict], predictions_csv: str,
+                             action_ids: Sequence[int], class_names: Optional[Sequence[str]] = None,
+                             thresholds: Sequence[float] = (0.2, 0.5, 0.75), **link_kwargs):
+    """
+    video-mAP of a predictions CSV against the ground-truth tubes of UCF101-24-style dataset
+    dicts (pixel boxes, normalized here by each dict's width / height); ``link_kwargs`` go to
+    :func:`link_tubes`.
+    """
+    dicts = []
+    for d in dataset_dicts:
+        w, h = float(d["width"]), float(d["height"])
+        anns = [dict(a, bbox=[a["bbox"][0] / w, a["bbox"][1] / h, a["bbox"][2] / w, a["bbox"][3] / h])
+                for a in d["annotations"]]
+        dicts.append(dict(d, annotations=anns))
+    gt = gt_tubes_from_dicts(dicts, action_ids)
+    dets = [t for vid, frames in frame_detections_from_csv(predictions_csv, action_ids).items()
+            for t in link_tubes(vid, frames, **link_kwargs)]
+    return video_map(gt, dets, thresholds, class_names)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m acar_d2.evaluation.video_map",
+                                description="video-mAP of a frame-level predictions CSV")
+    p.add_argument("--dataset", required=True, help="registered split with tube ids (UCF101-24)")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--link-iou", type=float, default=0.2)
+    p.add_argument("--max-gap", type=int, default=0)
+    p.add_argument("--min-length", type=int, default=1)
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args(argv)
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    import acar_d2  # noqa: F401  (registers the builtin splits)
+
+    meta = MetadataCatalog.get(args.dataset)
+    res = video_map_of_predictions(DatasetCatalog.get(args.dataset), args.predictions,
+                                   meta.action_ids, meta.get("action_classes", None),
+                                   link_iou=args.link_iou, max_gap=args.max_gap,
+                                   min_length=args.min_length)
+    for k, v in res.items():
+        if k.startswith("video_mAP"):
+            print(f"{k}: {v:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -106,3 +106,33 @@ def test_gt_tubes_from_dataset_dicts():
     assert [(t.label, list(t.frames)) for t in tubes] == [(2, [1, 2, 3, 4]), (6, [3, 4])]
     with pytest.raises(ValueError, match="strictly increasing"):
         Tube("v", 0, [2, 1], [SQ, SQ])
+
+
+def test_video_map_of_a_predictions_csv(tmp_path):
+    """Perfect frame detections written as the evaluator writes them link into the GT tubes."""
+    from acar_d2.evaluation.ava_io import format_submission_rows
+    from acar_d2.evaluation.video_map import video_map_of_predictions
+
+    ids = [1, 2, 3]
+    dicts, lines = [], []
+    for f in range(1, 7):
+        box = np.array([[10.0 + f, 0.0, 30.0 + f, 20.0]])  # pixels of a 40 x 20 frame
+        dicts.append({"video_id": "Biking/v_1", "timestamp": f, "width": 40, "height": 20,
+                      "annotations": [{"bbox": box[0].tolist(), "action_ids": [2], "person_id": 0}]})
+        scores = np.array([[0.1, 0.9, 0.05]])
+        lines += format_submission_rows("Biking/v_1", f, box / [40, 20, 40, 20], scores, ids)
+    pred = tmp_path / "p.csv"
+    pred.write_text("\n".join(lines) + "\n")
+    res = video_map_of_predictions(dicts, str(pred), ids, ["a", "b", "c"])
+    assert res["video_mAP@0.75"] == pytest.approx(100.0)
+    # frames 1-3 detect somebody else (lower score): two tubes, the right one covers half the GT
+    # tube (st-IoU 0.5, ranked first), the other one none
+    lines = []
+    for f in range(1, 7):
+        right = f > 3
+        box = np.array([[10.0 + f, 0.0, 30.0 + f, 20.0]]) if right else np.array([[0.0, 0.0, 4.0, 4.0]])
+        lines += format_submission_rows("Biking/v_1", f, box / [40, 20, 40, 20],
+                                        np.array([[0.0, 0.9 if right else 0.5, 0.0]]), ids)
+    pred.write_text("\n".join(lines) + "\n")
+    res = video_map_of_predictions(dicts, str(pred), ids)
+    assert (res["video_mAP@0.2"], res["video_mAP@0.5"], res["video_mAP@0.75"]) == (100.0, 100.0, 0.0)
