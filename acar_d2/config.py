@@ -183,12 +183,8 @@ def add_person_detector_config(cfg: CN) -> None:
     _C.MODEL.PERSON_DETECTOR.WEIGHTS = ""
     # Class index of "person" inside the detector (COCO-trained detectron2 models: 0).
     _C.MODEL.PERSON_DETECTOR.PERSON_CLASS_ID = 0
-    # Person score threshold of the actor boxes at test time (official ACAR-Net proposals: 0.85).
-    _C.MODEL.PERSON_DETECTOR.TEST_SCORE_THRESH = 0.85
-    # Training actor boxes from the detector: score >= this (official: 0.9) ...
-    _C.MODEL.PERSON_DETECTOR.TRAIN_SCORE_THRESH = 0.9
-    # ... and IoU >= this with a ground-truth box, whose labels they take (official: 0.9).
-    _C.MODEL.PERSON_DETECTOR.TRAIN_IOU_THRESH = 0.9
+    # The actor-box thresholds (test score 0.85; training score 0.9 and IoU 0.9 with a ground-truth
+    # box) are MODEL.ACTION_HEAD.{TEST,TRAIN}_PROPOSAL_*: one setting for every box source.
     # Inference only (eval mode, no gradients, no optimizer state) instead of fine-tuning jointly.
     _C.MODEL.PERSON_DETECTOR.FROZEN = False
     # Weight of the detector losses (loss_cls, loss_box_reg, loss_rpn_cls, loss_rpn_loc) in the
@@ -198,29 +194,12 @@ def add_person_detector_config(cfg: CN) -> None:
     # detector needs fewer images than the action model, and its training step costs the most.
     _C.MODEL.PERSON_DETECTOR.TRAIN_MAX_IMAGES = 0
     # Where training actor boxes beyond the ground truth come from: "gt" (ground truth only),
-    # "detector" (the detector online, detached, matched by the two thresholds above) or "file"
-    # (the dataset's proposal file, matched by DATASETS.ACTION.TRAIN_PROPOSAL_*).
+    # "detector" (the detector online, detached) or "file" (the dataset's proposal file), both
+    # matched by MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH / TRAIN_PROPOSAL_IOU_THRESH.
     _C.MODEL.PERSON_DETECTOR.TRAIN_BOX_SOURCE = "detector"
     # Actor boxes at test time when the inputs also carry proposals from a file: "detector" or
     # "file". Without a proposal file the detector is always used.
     _C.MODEL.PERSON_DETECTOR.TEST_BOX_SOURCE = "detector"
-
-
-def add_dataset_files_config(cfg: CN) -> None:
-    """
-    Keys of where a split's files are (``cfg.DATASETS.AVA_FILES``), applied to the registered
-    splits by ``acar_d2.data.layouts.apply_dataset_config(cfg)``. Per-split proposal files use
-    detectron2's own ``DATASETS.PROPOSAL_FILES_TRAIN`` / ``PROPOSAL_FILES_TEST`` (one path per
-    dataset of ``DATASETS.TRAIN`` / ``TEST``, "" keeps the split's own; any of the PySlowFast CSV,
-    MMAction2 and ACAR-Net pickle formats). datasets/README.md: "you have X -> set Y".
-    """
-    _C = cfg
-    _C.DATASETS.AVA_FILES = CN()
-    # Frame folder (<video_id>/<frames>) of every AVA-format split used; "" = the split's own
-    # (builtin AVA: ava/frames, else ava/data, ACAR-Net's). Frame names are detected per video.
-    _C.DATASETS.AVA_FILES.FRAME_ROOT = ""
-    # Use PySlowFast frame lists where the split has one on disk; False = list the frame folders.
-    _C.DATASETS.AVA_FILES.FRAME_LISTS = True
 
 
 def add_feature_bank_config(cfg: CN) -> None:
@@ -256,6 +235,23 @@ def add_feature_bank_config(cfg: CN) -> None:
     # sha256 of the extraction model's weights file the bank must come from ("" = not checked);
     # training/testing refuse a bank_record.json with another one (a bank of another model).
     _C.MODEL.FEATURE_BANK.EXTRACTOR_SHA256 = ""
+
+
+def add_dataset_files_config(cfg: CN) -> None:
+    """
+    Keys of where a split's files are (``cfg.DATASETS.AVA_FILES``), applied to the registered
+    splits by ``acar_d2.data.layouts.apply_dataset_config(cfg)``. Per-split proposal files use
+    detectron2's own ``DATASETS.PROPOSAL_FILES_TRAIN`` / ``PROPOSAL_FILES_TEST`` (one path per
+    dataset of ``DATASETS.TRAIN`` / ``TEST``, "" keeps the split's own; any of the PySlowFast CSV,
+    MMAction2 and ACAR-Net pickle formats). datasets/README.md: "you have X -> set Y".
+    """
+    _C = cfg
+    _C.DATASETS.AVA_FILES = CN()
+    # Frame folder (<video_id>/<frames>) of every AVA-format split used; "" = the split's own
+    # (builtin AVA: ava/frames, else ava/data, ACAR-Net's). Frame names are detected per video.
+    _C.DATASETS.AVA_FILES.FRAME_ROOT = ""
+    # Use PySlowFast frame lists where the split has one on disk; False = list the frame folders.
+    _C.DATASETS.AVA_FILES.FRAME_LISTS = True
 
 
 def add_safety_config(cfg: CN) -> None:

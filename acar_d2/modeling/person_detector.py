@@ -214,9 +214,11 @@ class PersonDetector(GeneralizedRCNN):
     @classmethod
     def from_config(cls, cfg):
         pd = cfg.MODEL.PERSON_DETECTOR
-        for key in ("TEST_SCORE_THRESH", "TRAIN_SCORE_THRESH", "TRAIN_IOU_THRESH"):
-            if not 0.0 <= float(pd[key]) <= 1.0:
-                raise ValueError(f"MODEL.PERSON_DETECTOR.{key} must be in [0, 1], got {pd[key]}")
+        head = cfg.MODEL.ACTION_HEAD
+        for key in ("TEST_PROPOSAL_SCORE_THRESH", "TRAIN_PROPOSAL_SCORE_THRESH",
+                    "TRAIN_PROPOSAL_IOU_THRESH"):
+            if not 0.0 <= float(head[key]) <= 1.0:
+                raise ValueError(f"MODEL.ACTION_HEAD.{key} must be in [0, 1], got {head[key]}")
         if float(pd.LOSS_WEIGHT) < 0:
             raise ValueError(f"MODEL.PERSON_DETECTOR.LOSS_WEIGHT must be >= 0, got {pd.LOSS_WEIGHT}")
         if int(pd.TRAIN_MAX_IMAGES) < 0:
@@ -239,8 +241,8 @@ class PersonDetector(GeneralizedRCNN):
         ret = GeneralizedRCNN.from_config(det_cfg)
         ret.update(
             person_class_id=pd.PERSON_CLASS_ID,
-            test_score_thresh=pd.TEST_SCORE_THRESH,
-            train_score_thresh=pd.TRAIN_SCORE_THRESH,
+            test_score_thresh=head.TEST_PROPOSAL_SCORE_THRESH,
+            train_score_thresh=head.TRAIN_PROPOSAL_SCORE_THRESH,
             frozen=pd.FROZEN,
             loss_weight=pd.LOSS_WEIGHT,
             train_max_images=pd.TRAIN_MAX_IMAGES,

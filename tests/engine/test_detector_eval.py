@@ -42,7 +42,7 @@ def test_eval_only_reports_three_metrics(tiny_world, tmp_path):
         "MODEL.PERSON_DETECTOR.NAME", "PersonDetector",
         "MODEL.PERSON_DETECTOR.CONFIG_FILE", TINY,
         "MODEL.PERSON_DETECTOR.WEIGHTS", str(tmp_path / "det.pth"),
-        "MODEL.PERSON_DETECTOR.TEST_SCORE_THRESH", "0.3",
+        "MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH", "0.3",
         "MODEL.WEIGHTS_STRICT", "False",  # random action model on purpose
     ]
     results = load_train_net().main(default_argument_parser().parse_args(argv))

@@ -82,7 +82,7 @@ def test_frozen_detector_no_grads_no_detector_losses():
 
 def test_inference_without_proposals_uses_detector_in_key_frame_px():
     torch.manual_seed(0)
-    model = build_model(joint_cfg("MODEL.PERSON_DETECTOR.TEST_SCORE_THRESH", "0.3"))
+    model = build_model(joint_cfg("MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH", "0.3"))
     model.eval()
     x = make_input(model, False)
     with torch.no_grad():

@@ -37,7 +37,10 @@ def acar_cfg(**pd):
     cfg.MODEL.PERSON_DETECTOR.NAME = "PersonDetector"
     cfg.MODEL.PERSON_DETECTOR.CONFIG_FILE = TINY
     for k, v in pd.items():
-        cfg.MODEL.PERSON_DETECTOR[k] = v
+        if k == "TEST_SCORE_THRESH":  # the actor-box threshold lives with the action head
+            cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = v
+        else:
+            cfg.MODEL.PERSON_DETECTOR[k] = v
     return cfg
 
 
@@ -76,7 +79,10 @@ def test_registry_and_config_keys():
     add_acar_config(cfg)
     pd = cfg.MODEL.PERSON_DETECTOR
     assert pd.NAME == "" and build_person_detector(cfg) is None
-    assert (pd.TEST_SCORE_THRESH, pd.TRAIN_SCORE_THRESH, pd.TRAIN_IOU_THRESH) == (0.85, 0.9, 0.9)
+    head = cfg.MODEL.ACTION_HEAD  # the one place of the actor-box thresholds
+    assert (head.TEST_PROPOSAL_SCORE_THRESH, head.TRAIN_PROPOSAL_SCORE_THRESH,
+            head.TRAIN_PROPOSAL_IOU_THRESH) == (0.85, 0.9, 0.9)
+    assert "TEST_SCORE_THRESH" not in pd and "TRAIN_IOU_THRESH" not in pd
     assert pd.PERSON_CLASS_ID == 0 and pd.TRAIN_BOX_SOURCE in ("gt", "detector", "file")
 
 
@@ -143,7 +149,7 @@ def test_bad_inputs(tmp_path, plain_checkpoint):
         build_person_detector(acar_cfg(PERSON_CLASS_ID=1))
     with pytest.raises(ValueError, match="TRAIN_BOX_SOURCE 'proposals'"):
         build_person_detector(acar_cfg(TRAIN_BOX_SOURCE="proposals"))
-    with pytest.raises(ValueError, match="TEST_SCORE_THRESH must be in"):
+    with pytest.raises(ValueError, match="TEST_PROPOSAL_SCORE_THRESH must be in"):
         build_person_detector(acar_cfg(TEST_SCORE_THRESH=1.5))
     # weights of another architecture (2 classes): shape mismatch names the file
     det_cfg = load_detector_config(TINY)

@@ -13,10 +13,10 @@ from acar_d2.utils.visualizer import write_video
 
 REPO = Path(__file__).resolve().parents[2]
 DETECTOR_CONFIG = str(REPO / "configs" / "Synthetic" / "acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml")
-# CPU-sized overrides of the joint (detector + action) config; TEST_SCORE_THRESH 0 so that the
+# CPU-sized overrides of the joint (detector + action) config; TEST_PROPOSAL_SCORE_THRESH 0 so that the
 # randomly initialised detector returns boxes (its top 20).
 DETECTOR_OPTS = ["MODEL.DEVICE", "cpu", "INPUT.CLIP.NUM_FRAMES", "4", "INPUT.CLIP.SHORT_SIDE", "64",
-                 "MODEL.PERSON_DETECTOR.TEST_SCORE_THRESH", "0.0",
+                 "MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH", "0.0",
                  "MODEL.ROI_HEADS.NAME", "BaselineROIHeads"]
 # The same action model without a detector (person boxes must be given).
 BOXES_CONFIG = str(REPO / "configs" / "Synthetic" / "Base-Synthetic.yaml")

@@ -59,7 +59,6 @@ class ACARNet(nn.Module):
         *,
         backbone: Backbone,
         roi_heads: ActionROIHeads,
-        proposal_generator: Optional[nn.Module] = None,
         proposal_score_thresh: float = 0.0,
         person_detector: Optional[nn.Module] = None,
         train_box_source: str = "file",
@@ -71,9 +70,6 @@ class ACARNet(nn.Module):
         Args:
             backbone: video backbone returning the features the head reads.
             roi_heads: an :class:`ActionROIHeads`.
-            proposal_generator: optional person detector called as
-                ``proposal_generator(batched_inputs) -> list[Instances]`` with ``proposal_boxes``
-                (clip px) and ``scores``; None = proposals come with the inputs.
             proposal_score_thresh: test-time proposals with a lower person score are dropped
                 (official: 0.85).
             person_detector: a :class:`~acar_d2.modeling.person_detector.PersonDetector` (keys
@@ -90,7 +86,6 @@ class ACARNet(nn.Module):
             raise ValueError(f"box sources must be in {TRAIN_BOX_SOURCES} / {TEST_BOX_SOURCES}, "
                              f"got {train_box_source!r} / {test_box_source!r}")
         self.backbone = backbone
-        self.proposal_generator = proposal_generator
         self.person_detector = person_detector
         self.roi_heads = roi_heads
         self.proposal_score_thresh = float(proposal_score_thresh)
@@ -113,8 +108,8 @@ class ACARNet(nn.Module):
                 person_detector=build_person_detector(cfg),
                 train_box_source=pd.TRAIN_BOX_SOURCE,
                 test_box_source=pd.TEST_BOX_SOURCE,
-                train_det_score_thresh=pd.TRAIN_SCORE_THRESH,
-                train_det_iou_thresh=pd.TRAIN_IOU_THRESH,
+                train_det_score_thresh=cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
+                train_det_iou_thresh=cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
             )
         return ret
 
@@ -207,45 +202,32 @@ class ACARNet(nn.Module):
 
     def get_proposals(self, batched_inputs: List[dict]) -> List[Instances]:
         """
-        Test-time actor boxes (clip px): from the person detector (its own
-        ``TEST_SCORE_THRESH``) or from the inputs' proposals (``proposal_score_thresh``). An input
-        uses the detector when the model has one and either it carries no ``"proposals"`` or its
+        Test-time actor boxes (clip px): from the person detector or from the inputs' proposals,
+        both kept when their score is at least ``MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH``.
+        An input uses the detector when the model has one and either it carries no ``"proposals"`` or its
         box source (``x["box_source"]``, default ``test_box_source``) is "detector".
         """
+        detected: Dict[int, Instances] = {}
         if self.person_detector is not None:
-            use_det = [
-                "proposals" not in x or x.get("box_source", self.test_box_source) == "detector"
-                for x in batched_inputs
+            det_idx = [
+                i for i, x in enumerate(batched_inputs)
+                if "proposals" not in x or x.get("box_source", self.test_box_source) == "detector"
             ]
-            det_idx = [i for i, u in enumerate(use_det) if u]
             self._check_detector_inputs([batched_inputs[i] for i in det_idx], training=False)
-            detected = self.person_detector.detect(
+            detected = dict(zip(det_idx, self.person_detector.detect(
                 [batched_inputs[i]["image"].to(self.device) for i in det_idx],
                 [tuple(batched_inputs[i].get("valid_size", batched_inputs[i]["clip"].shape[-2:]))
                  for i in det_idx],
-            )
-            by_index = dict(zip(det_idx, detected))
-            out = []
-            for i, x in enumerate(batched_inputs):
-                if i in by_index:
-                    out.append(by_index[i])
-                else:
-                    p = x["proposals"].to(self.device)
-                    if p.has("scores"):
-                        p = p[p.scores >= self.proposal_score_thresh]
-                    out.append(p)
-            return out
-        if self.proposal_generator is not None:
-            proposals = self.proposal_generator(batched_inputs)
-        else:
-            proposals = []
-            for i, x in enumerate(batched_inputs):
-                if "proposals" not in x:
-                    raise KeyError(f"input {i} (video {x.get('video_id')}) has no 'proposals'")
-                proposals.append(x["proposals"])
+            )))
         out = []
-        for p in proposals:
-            p = p.to(self.device)
+        for i, x in enumerate(batched_inputs):
+            if i in detected:
+                out.append(detected[i])
+                continue
+            if "proposals" not in x:
+                raise KeyError(f"input {i} (video {x.get('video_id')}) has no 'proposals' and the "
+                               "model has no person detector (MODEL.PERSON_DETECTOR.NAME)")
+            p = x["proposals"].to(self.device)
             if p.has("scores"):
                 p = p[p.scores >= self.proposal_score_thresh]
             out.append(p)
