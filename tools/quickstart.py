@@ -4,10 +4,11 @@ Quickstart (``make quickstart``): train and evaluate the CPU-sized ACAR-Net on t
 
 1. generates the synthetic AVA-format world under ``$ACAR_DATASETS/aca_world`` if it is missing
    (``tools/make_synthetic_ava.py``);
-2. trains ``configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml`` (``--with-detector``:
-   ``acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml``, ACAR-Net and its person detector jointly,
-   also reporting person AP@0.5 and the frame-mAP with ground-truth boxes) with ``tools/train_net.py``'s
-   ``Trainer`` (evaluating on the validation split at the end);
+2. trains ``configs/Synthetic/acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml``: ACAR-Net and its
+   own person detector jointly, in one loop with one optimizer, with ``tools/train_net.py``'s
+   ``Trainer``, then evaluates on the validation split: person AP@0.5 of the detector, frame-mAP@0.5
+   with the detected boxes and with ground-truth boxes (``--without-detector``: the action model
+   alone, ``acar_SLOWFAST_R18_1.5k_aca_world.yaml``, boxes from the proposal file);
 3. writes into ``--output`` (default ``output/quickstart/``): the checkpoint ``model_final.pth``,
    the training log ``metrics.json`` (+ TensorBoard events), ``eval_results.json`` (frame-mAP@0.5,
    per-class AP, the chance level), the detections ``predictions.csv`` (official AVA CSV rows)
@@ -33,20 +34,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "Synthetic" / "acar_SLOWFAST_R18_1.5k_aca_world.yaml"
-# --with-detector: ACAR-Net + its own person detector trained jointly (person AP@0.5, frame-mAP
-# with detected and with ground-truth boxes). Not the default yet: ~1 s/iteration on 2 cores.
+# ACAR-Net + its own person detector trained jointly (person AP@0.5, frame-mAP with detected and
+# with ground-truth boxes); --without-detector: the action model alone on the proposal file's boxes.
 DETECTOR_CONFIG = REPO / "configs" / "Synthetic" / "acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml"
+ACTION_ONLY_CONFIG = REPO / "configs" / "Synthetic" / "acar_SLOWFAST_R18_1.5k_aca_world.yaml"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/quickstart", help="output folder")
     parser.add_argument("--config", default=None, help="a configs/Synthetic yaml (default: "
-                        "acar_SLOWFAST_R18_1.5k_aca_world.yaml, or the joint detector config with "
-                        "--with-detector)")
-    parser.add_argument("--with-detector", action="store_true",
-                        help="train the person detector jointly (" + DETECTOR_CONFIG.name + ")")
+                        + DETECTOR_CONFIG.name + ", or " + ACTION_ONLY_CONFIG.name
+                        + " with --without-detector)")
+    parser.add_argument("--without-detector", action="store_true",
+                        help="train the action model alone, boxes from the proposal file")
     parser.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"),
                         help="dataset root holding aca_world/ (default $ACAR_DATASETS or datasets/)")
     parser.add_argument("--clean", action="store_true",
@@ -70,7 +71,7 @@ def ensure_world(root: Path) -> Path:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.config is None:
-        args.config = str(DETECTOR_CONFIG if args.with_detector else DEFAULT_CONFIG)
+        args.config = str(ACTION_ONLY_CONFIG if args.without_detector else DETECTOR_CONFIG)
     root = Path(args.datasets).expanduser().resolve()
     # The builtin splits are registered from $ACAR_DATASETS when acar_d2 is imported.
     os.environ["ACAR_DATASETS"] = str(root)
