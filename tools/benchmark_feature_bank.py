@@ -187,7 +187,9 @@ def _cfg(config: str, output: Path, names: list, seed: int, max_iter: int, opts:
         "MODEL.ACTION_HEAD.NUM_CLASSES", "11"] + list(opts), freeze=False)
     if max_iter > 0:
         scale = max_iter / cfg.SOLVER.MAX_ITER
-        cfg.SOLVER.STEPS = tuple(max(1, int(s * scale)) for s in cfg.SOLVER.STEPS)
+        # keep the decay points' places; distinct and inside the run (tiny smoke runs drop them)
+        steps = sorted({int(s * scale) for s in cfg.SOLVER.STEPS})
+        cfg.SOLVER.STEPS = tuple(s for s in steps if 0 < s < max_iter)
         cfg.SOLVER.WARMUP_ITERS = int(cfg.SOLVER.WARMUP_ITERS * scale)
         cfg.SOLVER.MAX_ITER = max_iter
     cfg.TEST.EVAL_PERIOD = 0

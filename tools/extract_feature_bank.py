@@ -147,6 +147,13 @@ def estimate(videos: dict, cfg, entry_shape: tuple) -> tuple:
     return times, actors, actors * int(np.prod(entry_shape)) * 2
 
 
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}"
+        size /= 1024.0
+
+
 def main(args) -> dict:
     cfg = setup_cfg(args.config_file, args.opts)
     setup_logger(name="acar_d2", distributed_rank=comm.get_rank())
@@ -172,7 +179,7 @@ def main(args) -> dict:
         times, actors, size = estimate(videos, cfg, entry_shape)
         done = sum(os.path.isfile(os.path.join(folder, f"{v}.json")) for v in videos)
         print(f"[extract_feature_bank] {args.kind}: {len(videos)} videos ({done} done), {times} "
-              f"key times, ~{actors} actors x {tuple(entry_shape)} fp16 = ~{size / 2**30:.3f} GiB "
+              f"key times, ~{actors} actors x {tuple(entry_shape)} fp16 = ~{_human(size)} "
               f"-> {args.output}", flush=True)
     comm.synchronize()
     if comm.get_rank() > 0:  # every process checks the record the main one wrote

@@ -19,7 +19,20 @@ from detectron2.utils import comm
 from .clip_mapper import ClipDatasetMapper
 from .samplers import ResumableTrainingSampler
 
-__all__ = ["build_clip_train_loader", "build_clip_test_loader"]
+__all__ = ["build_clip_mapper", "build_clip_train_loader", "build_clip_test_loader"]
+
+
+def build_clip_mapper(cfg, is_train: bool, dataset_name: Optional[str] = None, **kwargs):
+    """
+    The mapper of ``cfg``: ``ClipDatasetMapper``, or with ``MODEL.FEATURE_BANK.KIND`` set the
+    ``FeatureBankDatasetMapper`` wrapping it (adds the key frame's bank window, "feature_bank").
+    ``kwargs`` go to ``ClipDatasetMapper`` (e.g. ``proposals_from_gt``).
+    """
+    if cfg.MODEL.FEATURE_BANK.KIND:
+        from .feature_bank import FeatureBankDatasetMapper
+
+        return FeatureBankDatasetMapper(cfg, is_train, dataset_name=dataset_name, **kwargs)
+    return ClipDatasetMapper(cfg, is_train, dataset_name=dataset_name, **kwargs)
 
 
 def build_clip_train_loader(
@@ -33,7 +46,7 @@ def build_clip_train_loader(
     Infinite training loader over ``cfg.DATASETS.TRAIN``.
 
     Args:
-        mapper: default ``ClipDatasetMapper(cfg, is_train=True)``.
+        mapper: default :func:`build_clip_mapper` (``ClipDatasetMapper``, + bank window).
         seed: shuffle seed of the sampler (None: ``cfg.SEED`` if >= 0, else a random seed shared
             by the ranks).
         start_iter: iterations already trained; this rank's first ``start_iter * per-rank batch``
@@ -51,7 +64,7 @@ def build_clip_train_loader(
     per_rank_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
     sampler = ResumableTrainingSampler(len(dataset), seed=seed, start_index=start_iter * per_rank_batch)
     return build_detection_train_loader(
-        cfg, mapper=mapper or ClipDatasetMapper(cfg, True), dataset=dataset, sampler=sampler
+        cfg, mapper=mapper or build_clip_mapper(cfg, True), dataset=dataset, sampler=sampler
     )
 
 
@@ -63,5 +76,5 @@ def build_clip_test_loader(cfg, dataset_name: str, mapper: Optional[ClipDatasetM
         iterable of list[dict]: mapper outputs with ``proposals`` (no ``instances``).
     """
     if mapper is None:
-        mapper = ClipDatasetMapper(cfg, False, dataset_name=dataset_name)
+        mapper = build_clip_mapper(cfg, False, dataset_name=dataset_name)
     return build_detection_test_loader(cfg, dataset_name, mapper=mapper)

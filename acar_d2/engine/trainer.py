@@ -39,8 +39,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import ACARCheckpointer
-from ..data.build import build_clip_test_loader, build_clip_train_loader
-from ..data.clip_mapper import ClipDatasetMapper
+from ..data.build import build_clip_mapper, build_clip_test_loader, build_clip_train_loader
 from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
 from .resume import (
@@ -185,7 +184,7 @@ class Trainer(DefaultTrainer):
             return results
         single = len(cfg.DATASETS.TEST) == 1
         for name in cfg.DATASETS.TEST:
-            mapper = ClipDatasetMapper(cfg, False, dataset_name=name, proposals_from_gt=True)
+            mapper = build_clip_mapper(cfg, False, dataset_name=name, proposals_from_gt=True)
             loader = build_clip_test_loader(cfg, name, mapper=mapper)
             folder = os.path.join(cfg.OUTPUT_DIR, "inference", name + "_gt_boxes")
             evaluator = AVAEvaluator(name, output_dir=folder)

@@ -165,7 +165,7 @@ def test_extract_resume_and_read(tiny_world, tmp_path, capsys):
     res = tool.main(tool.argument_parser().parse_args(argv))
     assert res["written"] == 2
     printed = capsys.readouterr().out
-    assert "2 videos (0 done), 18 key times" in printed and "GiB" in printed
+    assert "2 videos (0 done), 18 key times" in printed and "KiB" in printed
     full = _digest(out / "videos")
     assert sorted(full) == ["acaw_0000.json", "acaw_0000.npy", "acaw_0001.json", "acaw_0001.npy"]
     record = json.loads((out / RECORD_FILE).read_text())
@@ -224,6 +224,35 @@ def test_extract_resume_and_read(tiny_world, tmp_path, capsys):
         logits, _ = model.roi_heads(feats, [props.proposal_boxes], [x["valid_size"]],
                                     tuple(x["clip"].shape[-2:]), feature_bank=[x["feature_bank"]])
     assert logits.shape == (len(props), 10) and torch.isfinite(logits).all()
+
+    # through the loaders and ACARNet: each input's window reaches the head
+    from acar_d2.data.build import build_clip_test_loader, build_clip_train_loader
+
+    tcfg = cfg.clone()
+    tcfg.defrost()
+    tcfg.DATASETS.TRAIN = ("test_fb_train",)
+    tcfg.SOLVER.IMS_PER_BATCH = 2
+    tcfg.DATALOADER.NUM_WORKERS = 0
+    batch = next(iter(build_clip_train_loader(tcfg, seed=0)))
+    assert all("feature_bank" in b for b in batch)
+    model.train()
+    loss = model(batch)["loss_action"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    grad = model.roi_heads.bank_blocks[0].conv_k.weight.grad
+    assert grad is not None and grad.abs().sum() > 0  # the bank is used in training
+    with pytest.raises(ValueError, match="needs feature_bank in training"):
+        model([{k: v for k, v in batch[0].items() if k != "feature_bank"}])
+    with pytest.raises(KeyError, match="has no 'feature_bank' while others"):
+        model([batch[0], {k: v for k, v in batch[1].items() if k != "feature_bank"}])
+    model.eval()
+    (x,) = next(iter(build_clip_test_loader(tcfg, "test_fb_val")))
+    with torch.no_grad():
+        with_bank = model([x])[0]["instances"].action_logits
+        empty = dict(x, feature_bank=dict(x["feature_bank"], features=x["feature_bank"]["features"][:0],
+                                          valid_sizes=x["feature_bank"]["valid_sizes"][:0]))
+        without = model([empty])[0]["instances"].action_logits
+    assert with_bank.shape == without.shape and not torch.allclose(with_bank, without)
 
 
 def test_training_mapper_flips_bank_with_clip(tiny_world, tmp_path):

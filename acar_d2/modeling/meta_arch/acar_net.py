@@ -46,6 +46,8 @@ class ACARNet(nn.Module):
     INPUT.FORMAT, and in training ``"person_instances"`` (``gt_boxes`` detector-image px,
     ``gt_classes``, ``gt_actions``); optional ``"box_source"`` ("file" / "detector") overrides
     ``TEST_BOX_SOURCE`` for that input (the ground-truth-box evaluation pass uses "file").
+    With a feature-bank head (ACFB / LFB): ``"feature_bank"``, the key frame's bank window
+    (``acar_d2.data.feature_bank.FeatureBankDatasetMapper``), passed on to the head.
 
     Output: training ``{"loss_action"}`` plus, with a trainable detector, ``loss_cls``,
     ``loss_box_reg``, ``loss_rpn_cls``, ``loss_rpn_loc``; inference
@@ -257,10 +259,27 @@ class ACARNet(nn.Module):
             clips = torch.stack([batched_inputs[i]["clip"] for i in idx]).to(self.device)
             features = self.backbone(clips.float())
             valid = [tuple(batched_inputs[i].get("valid_size", (H, W))) for i in idx]
-            group_logits, _ = self.roi_heads(features, [boxes[i] for i in idx], valid, (H, W))
+            extra = {}
+            if getattr(self.roi_heads, "uses_feature_bank", False):
+                extra["feature_bank"] = self._feature_banks([batched_inputs[i] for i in idx])
+            group_logits, _ = self.roi_heads(features, [boxes[i] for i in idx], valid, (H, W),
+                                             **extra)
             for i, lg in zip(idx, group_logits.split([len(boxes[i]) for i in idx])):
                 logits[i] = lg
         return logits
+
+    @staticmethod
+    def _feature_banks(inputs: List[dict]) -> Optional[List[dict]]:
+        """The inputs' ``"feature_bank"`` windows; None when none has one (the head refuses that
+        in training and runs with an empty memory at inference); some without one: an error."""
+        have = ["feature_bank" in x for x in inputs]
+        if not any(have):
+            return None
+        if not all(have):
+            x = inputs[have.index(False)]
+            raise KeyError(f"input (video {x.get('video_id')}, {x.get('timestamp')}) has no "
+                           "'feature_bank' while others of the batch have one")
+        return [x["feature_bank"] for x in inputs]
 
     def postprocess(self, x: dict, proposals: Instances, logits: torch.Tensor) -> Instances:
         """Clip-px boxes -> original key-frame px (scale by width/W_valid, height/H_valid)."""
