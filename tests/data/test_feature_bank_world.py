@@ -101,3 +101,24 @@ def test_option_world_files_and_rule(lr_world):
     rows = (out / "annotations/train.csv").read_text().splitlines()
     rows += (out / "annotations/val.csv").read_text().splitlines()
     assert any(r.split(",")[6] == "11" for r in rows)
+
+
+def test_benchmark_verdicts():
+    """tools/benchmark_feature_bank.py: mean +- half-range per head and the two verdicts."""
+    spec = importlib.util.spec_from_file_location("benchmark_feature_bank",
+                                                  REPO / "tools" / "benchmark_feature_bank.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def runs(values):
+        return [{"frame_mAP": 50.0, "per_class": {"left_behind": v}, "far_AP": v, "minutes": 1.0}
+                for v in values]
+
+    text = bench.format_results({"acar": runs([40, 44]), "acfb": runs([60, 70]),
+                                 "lfb": runs([45, 47])})
+    assert "| acfb | 2 | 50.00 ± 0.00 | 65.00 ± 5.00 |" in text
+    assert "ACFB - ACAR on left_behind: +23.00 (seed spread 5.00): met" in text
+    assert "or below: met" in text
+    text = bench.format_results({"acar": runs([40, 60]), "acfb": runs([52, 54]),
+                                 "lfb": runs([70, 70])})
+    assert "+3.00 (seed spread 10.00): NOT met" in text and "or below: NOT met" in text
