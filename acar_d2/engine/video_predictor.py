@@ -28,7 +28,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
 from ..data.clip_mapper import ClipDatasetMapper
-from ..utils.video_source import FrameRingBuffer, VideoSource, VideoSourceError, open_video_source
+from ..utils.video_source import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
+                                  open_video_source)
 from .defaults import ActionPredictor
 
 __all__ = [
@@ -279,7 +280,7 @@ class VideoActionPredictor:
             tracker = KeyFrameTracker()
         pending: Deque[KeyFrameRequest] = deque()   # waiting for the frames after them
         done: Deque[KeyFramePrediction] = deque()   # predicted, waiting for their frames
-        held: List[np.ndarray] = []                 # frames not handed out yet (with_frames)
+        held: list = []                             # frames not handed out yet (with_frames)
         held_start = 0
         count = 0
         last_index = -1
@@ -310,13 +311,16 @@ class VideoActionPredictor:
                         if nxt is None or nxt > buffer.end:
                             return  # frames of this key frame still arriving
                         upto = nxt
-                    kf.frames, kf.first_frame = held[: upto - held_start], held_start
+                    # RGB from the buffer while it holds the frame (converted once), else here
+                    kf.frames = [buffer[i] if i >= buffer.start else as_rgb(f)
+                                 for i, f in enumerate(held[: upto - held_start], held_start)]
+                    kf.first_frame = held_start
                     held, held_start = held[upto - held_start:], upto
                 yield done.popleft()
 
         error = None
         try:
-            for frame in src:
+            for frame in src.raw_frames():
                 idx = buffer.append(frame)
                 if with_frames:
                     held.append(frame)

@@ -30,6 +30,7 @@ __all__ = [
     "FrameRingBuffer",
     "IMAGE_EXTENSIONS",
     "is_live_source",
+    "as_rgb",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -63,6 +64,14 @@ class VideoSource:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
+
+    def raw_frames(self) -> Iterator:
+        """
+        The frames as the decoder gives them: (H, W, 3) uint8 arrays, or objects with
+        ``to_ndarray(format="rgb24")`` (PyAV frames) converted only when used
+        (:meth:`FrameRingBuffer.__getitem__`, :func:`as_rgb`). Default: ``iter(self)``.
+        """
+        return iter(self)
 
     def close(self) -> None:
         pass
@@ -191,12 +200,17 @@ class PyAVSource(VideoSource):
         self.num_frames = int(stream.frames) if stream.frames and stream.frames > 0 else None
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        for frame in self.raw_frames():
+            yield frame.to_ndarray(format="rgb24")
+
+    def raw_frames(self) -> Iterator:
+        """PyAV ``VideoFrame`` objects (YUV as decoded; RGB conversion left to the consumer)."""
         import av
 
         try:
             for frame in self._container.decode(self._stream):
                 self.frames_read += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield frame
         except av.error.FFmpegError as e:
             raise VideoSourceError(
                 f"video source {self.name} stopped with a decoding error after {self.frames_read} "
@@ -230,11 +244,18 @@ def open_video_source(name: str, fps: Optional[float] = None, **kwargs) -> Video
     return PyAVSource(name, fps, **kwargs)
 
 
+def as_rgb(frame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an array or a PyAV frame (see :meth:`VideoSource.raw_frames`)."""
+    return frame if isinstance(frame, np.ndarray) else frame.to_ndarray(format="rgb24")
+
+
 class FrameRingBuffer:
     """
     The last ``capacity`` frames of a stream, addressed by their absolute index.
 
-    Frames enter in order (:meth:`append`); the oldest leave when the buffer is full. A clip is
+    Frames enter in order (:meth:`append`), as RGB arrays or as decoder frames that are converted
+    to RGB only when read (a clip of sampling rate 2 reads every other frame, so half of the
+    conversions are saved); the oldest leave when the buffer is full. A clip is
     served by :meth:`gather` as long as its frames are still inside, which holds for every clip
     of ``num_frames * sampling_rate`` source frames when ``capacity`` is at least that plus the
     frames between the clip's end and the newest frame.
@@ -265,10 +286,15 @@ class FrameRingBuffer:
         return self.end - 1
 
     def __getitem__(self, index: int) -> np.ndarray:
+        """The RGB frame ``index`` (a decoder frame is converted once, when first asked for)."""
         if not self.start <= index < self.end:
             raise IndexError(f"frame {index} is not in the buffer (frames {self.start} .. "
                              f"{self.end - 1} are; capacity {self.capacity})")
-        return self._frames[index - self.start]
+        frame = self._frames[index - self.start]
+        if not isinstance(frame, np.ndarray):
+            frame = as_rgb(frame)
+            self._frames[index - self.start] = frame
+        return frame
 
     def gather(self, indices: Sequence[int]) -> np.ndarray:
         """

@@ -44,7 +44,8 @@ def test_decode_once_clips_equal_seek_reader_clips(tmp_path):
     after = rate * (T - 1) - (T * rate) // 2
     keys = [0, 8, 16, 24, 32]
     buf, done = FrameRingBuffer(T * rate + 2), {}
-    for frame in open_video_source(path):
+    for frame in open_video_source(path).raw_frames():  # PyAV frames, converted when gathered
+        assert not isinstance(frame, np.ndarray)
         idx = buf.append(frame)
         for k in keys:
             if k not in done and (k + after == idx):
