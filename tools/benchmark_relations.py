@@ -57,6 +57,9 @@ def build_cfg(config: Path, output: Path, max_iter: int, opts: list, seed: int):
     cfg.TEST.EVAL_PERIOD = 0  # one evaluation, at the end
     cfg.SOLVER.CHECKPOINT_PERIOD = cfg.SOLVER.MAX_ITER
     cfg.OUTPUT_DIR = str(output)
+    # The benchmark's own scratch folder per head and seed: a re-run replaces it (the trainer
+    # otherwise refuses a folder holding a finished run).
+    cfg.SOLVER.OVERWRITE_OUTPUT_DIR = True
     cfg.SEED = seed  # for a given seed every head sees the same clips in the same order
     cfg.freeze()
     return cfg

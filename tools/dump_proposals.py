@@ -167,10 +167,12 @@ def run(args) -> Tuple[int, int]:
             logger.info("video %d/%d (%s): %d key frames", i + 1, len(mine), vid, len(result))
     comm.synchronize()
     if comm.is_main_process():
+        from acar_d2.checkpoint import read_pickle_safely
+
         merged = {}
         for vid in names:
-            with open(_video_work_file(work, vid), "rb") as f:
-                merged.update(pickle.load(f))
+            # Plain data only (arrays and strings): a planted work file cannot run code.
+            merged.update(read_pickle_safely(str(_video_work_file(work, vid)), "dump_proposals work file"))
         write_outputs(merged, args.csv, args.pkl)
     return done, skipped
 

@@ -23,6 +23,8 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.registry import Registry
 
+from ..checkpoint.safe_pickle import read_pickle_safely, unsafe_pickle_allowed
+
 __all__ = [
     "PERSON_DETECTOR_REGISTRY",
     "PersonDetector",
@@ -356,6 +358,16 @@ class _PersonDetectorCheckpointer(DetectionCheckpointer):
     def __init__(self, model, path: str):
         super().__init__(model)
         self._path = path
+
+    def _load_file(self, filename):
+        # detectron2 reads model-zoo / Caffe2 ``.pkl`` files with a plain ``pickle.load``, which
+        # would run code from a crafted file: check first that it holds plain data only (the
+        # project's allow-list; ACAR_ALLOW_UNSAFE_PICKLE=1 skips the check, see README "Safety").
+        # ``.pth`` files go through torch.load, whose default here is weights_only=True.
+        if filename.endswith(".pkl"):
+            read_pickle_safely(filename, "MODEL.PERSON_DETECTOR.WEIGHTS file",
+                               allow_unsafe=unsafe_pickle_allowed())
+        return super()._load_file(filename)
 
     def _load_model(self, checkpoint):
         state = checkpoint["model"]

@@ -138,3 +138,20 @@ def test_train_net_flag_names_the_risk_and_sets_the_switch(tmp_path, monkeypatch
     assert cfg.MODEL.ALLOW_UNSAFE_PICKLE is True
     assert os.environ.get("ACAR_ALLOW_UNSAFE_PICKLE") == "1"
     assert setup_cfg(None, ["MODEL.DEVICE", "cpu"]).MODEL.ALLOW_UNSAFE_PICKLE is False
+
+
+def test_crafted_detector_pkl_is_refused_and_its_code_never_runs(tmp_path):
+    """MODEL.PERSON_DETECTOR.WEIGHTS as a model-zoo style .pkl: checked before detectron2 reads it."""
+    from acar_d2.modeling.person_detector import build_person_detector
+
+    path = crafted_pkl(tmp_path, obj_key="model")
+    cfg = setup_cfg(None, [
+        "MODEL.DEVICE", "cpu",
+        "MODEL.PERSON_DETECTOR.NAME", "PersonDetector",
+        "MODEL.PERSON_DETECTOR.CONFIG_FILE",
+        "configs/Synthetic/person_detector/faster_rcnn_R18_tiny_person.yaml",
+        "MODEL.PERSON_DETECTOR.WEIGHTS", str(path),
+    ])
+    with pytest.raises(UnsafePickleError, match="crafted.pkl"):
+        build_person_detector(cfg)
+    assert not (tmp_path / "marker").exists()
