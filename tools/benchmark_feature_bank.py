@@ -5,7 +5,7 @@ world's long-range class.
 
 Part 1 (``--part loader``): milliseconds per clip of ``ClipDatasetMapper`` (the baseline) against
 ``FeatureBankDatasetMapper`` on the same key frames, side by side, and of the bank window read
-alone at AVA sizes (ACFB: 19 times x 5 actors x 512 x 7 x 7 fp16; LFB: 60 times x 5 x 2304),
+alone at AVA sizes (ACFB: 19 times x 5 actors x 512 x 10 x 10 fp16; LFB: 60 times x 5 x 2304),
 from memory-mapped per-video files (warm page cache: the bank is read again and again).
 
 Part 2 (``--part synthetic``): on the ``--long-range`` world (datasets/SYNTHETIC.md, class
@@ -160,7 +160,9 @@ def part_loader(args, world: Path, names: list) -> dict:
         rows["ClipDatasetMapper (baseline)"] = (t_base, 1.0)
         rows["FeatureBankDatasetMapper (ACFB, 9-clip window, 32x5x5)"] = (t_bank, t_base / t_bank)
         # AVA sizes: one 300 s video, 5 actors per second
-        for kind, shape, window in (("acfb", (512, 7, 7), 19), ("lfb", (2304, 1, 1), 60)):
+        # ACFB on AVA: 340x455 frames -> 256x341 clip padded to 341x341 -> 22x22 res5 (stride 16)
+        # -> 20x20 after the 3x3 relation conv -> 10x10 after the 2x2 down-sampling
+        for kind, shape, window in (("acfb", (512, 10, 10), 19), ("lfb", (2304, 1, 1), 60)):
             root = tmp / f"ava_{kind}"
             _fake_bank(root, {"ava_video": list(range(0, 300))}, shape, 5, kind, cfg)
             bank = FeatureBank(str(root))
