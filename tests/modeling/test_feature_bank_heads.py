@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from detectron2.modeling import ROI_HEADS_REGISTRY
-from detectron2.structures import Boxes
 
 import acar_d2  # noqa: F401  (registers the heads)
 from acar_d2.engine import setup_cfg
@@ -21,7 +20,7 @@ from acar_d2.modeling.roi_heads.bank_attention import BankAttentionBlock
 from acar_d2.modeling.roi_heads.feature_bank_heads import pad_bank
 from acar_d2.modeling.roi_heads.layout import ClipActorLayout
 
-from .test_roi_heads import COMMON, IMAGE, K, SMALL, make_boxes, make_features, make_targets
+from .test_roi_heads import COMMON, IMAGE, K, SMALL, make_boxes, make_features
 
 
 def _identity_block(c: int) -> BankAttentionBlock:
