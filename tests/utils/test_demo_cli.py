@@ -111,7 +111,9 @@ def evaluate(gt, det, labels):
         code = evaluate_main(["--groundtruth", str(gt), "--detections", str(det), "--labelmap",
                               str(labels)])
     assert code == 0, out.getvalue()
-    return float(re.search(r"frame-mAP@0.5IOU: (\S+)", out.getvalue()).group(1))
+    m = re.search(r"frame-mAP@0.5(IOU| \(%\)): (\S+)", out.getvalue())
+    assert m, out.getvalue()
+    return float(m.group(2)) / (100.0 if m.group(1) == " (%)" else 1.0)
 
 
 def boxes_csv(path, video_id="walk"):
