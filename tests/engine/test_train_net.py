@@ -137,7 +137,9 @@ def test_overfits_one_batch(tiny_world, tmp_path):
         "INPUT.CLIP.BOX_JITTER", "0.0",
         "MODEL.ACTION_HEAD.HR2O_DROPOUT", "0.0",
         "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.BASE_LR", "0.05",
+        # 0.05 diverged for a few iterations after RoIAlign started reading the padded part of the
+        # square clip (official semantics); 0.02 fits the clip without that spike.
+        "SOLVER.BASE_LR", "0.02",
         "SOLVER.WARMUP_ITERS", "0",
         "SOLVER.STEPS", "(70,)",  # x0.1 for the last 30 iterations: settle in the minimum
         "SOLVER.MAX_ITER", "100",
