@@ -137,3 +137,19 @@ def test_proposal_formats_round_trip(tmp_path):
         pickle.dump([1, 2, 3], f)
     with pytest.raises(ValueError, match="unknown proposal pickle"):
         detect_proposal_format(str(tmp_path / "odd.pkl"))
+
+
+def test_non_finite_or_pixel_proposals_refused_in_every_format(tmp_path):
+    import pickle as pk
+
+    bad = {"nan": [[0.1, 0.1, 0.5, 0.5, float("nan")]], "px": [[10.0, 10.0, 50.0, 50.0, 0.9]]}
+    for what, rows in bad.items():
+        recs = [{"video": "v", "time": 902, "labels": [{"bounding_box": r[:4], "score": r[4]}
+                                                        for r in rows]}]
+        with open(tmp_path / f"{what}.pkl", "wb") as f:
+            pk.dump((recs, []), f)
+        with pytest.raises(ValueError, match="finite with boxes normalized"):
+            read_proposals(str(tmp_path / f"{what}.pkl"))
+    (tmp_path / "nan.csv").write_text("v,0902,0.1,0.1,0.5,0.5,,nan\n")
+    with pytest.raises(ValueError, match="finite"):
+        read_proposals(str(tmp_path / "nan.csv"))

@@ -76,13 +76,19 @@ def read_proposals(path, fmt: Optional[str] = None) -> Proposals:
     """
     fmt = fmt or detect_proposal_format(path)
     if fmt == "pyslowfast_csv":
-        return read_pyslowfast_boxes_csv(path)
-    if fmt == "mmaction_pkl":
-        return read_dense_proposals(path)
-    if fmt == "acar_pkl":
+        out = read_pyslowfast_boxes_csv(path)
+    elif fmt == "mmaction_pkl":
+        out = read_dense_proposals(path)
+    elif fmt == "acar_pkl":
         records, _ = read_acar_pickle(path)
-        return acar_records_to_proposals(records)
-    raise ValueError(f"unknown proposal format {fmt!r}; choose one of {PROPOSAL_FORMATS}")
+        out = acar_records_to_proposals(records)
+    else:
+        raise ValueError(f"unknown proposal format {fmt!r}; choose one of {PROPOSAL_FORMATS}")
+    for (vid, ts), arr in out.items():  # every format: finite, normalized boxes and scores
+        if arr.size and (not np.isfinite(arr).all() or arr[:, :4].min() < 0 or arr[:, :4].max() > 1):
+            raise ValueError(f"{path} ({fmt}), key frame {vid},{ts}: proposals must be finite with "
+                             f"boxes normalized to [0, 1], got {arr.tolist()[:3]}")
+    return out
 
 
 def write_proposals(proposals: Proposals, path, fmt: str, *, overwrite: bool = False,
