@@ -66,7 +66,21 @@ def parse_args(argv=None):
                         help="run without MODEL.WEIGHTS (random scores, for testing the pipeline)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    return parser.parse_args(argv)
+    return parser.parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
+
+
+def _join_dash_values(argv):
+    """``--video-id -FaXLcSFjUI`` -> ``--video-id=-FaXLcSFjUI``: AVA ids may start with a dash,
+    which argparse would read as an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--video-id" and i + 1 < len(argv):
+            out.append(f"--video-id={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def _same_file(a: str, b: str) -> bool:

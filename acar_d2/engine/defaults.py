@@ -13,6 +13,7 @@ from detectron2.structures import Instances
 from ..checkpoint import ACARCheckpointer
 from ..config import add_acar_config
 from ..data.clip_mapper import ClipDatasetMapper
+from ..data.layouts import apply_dataset_config
 
 __all__ = ["setup_cfg", "ActionPredictor"]
 
@@ -42,6 +43,9 @@ def setup_cfg(
         cfg.merge_from_file(config_file)
     if opts:
         cfg.merge_from_list(list(opts))
+    # Per-split dataset files given in the config (DATASETS.PROPOSAL_FILES_*, DATASETS.AVA_FILES)
+    # replace the registered ones for the splits this config uses.
+    apply_dataset_config(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but CUDA is not available on this machine; "

@@ -16,7 +16,7 @@ from acar_d2.data.formats import (
     read_proposals,
     write_proposals,
 )
-from acar_d2.data.layouts import apply_dataset_config, set_split_files
+from acar_d2.data.layouts import set_split_files
 from acar_d2.engine import setup_cfg
 
 from . import ava_layout_trees as lt
@@ -85,15 +85,13 @@ def test_config_keys_set_proposal_file_and_frame_lists(tmp_path):
                     pkl, "mmaction_pkl")
     cfg = setup_cfg(opts=["DATASETS.TEST", f"('{prefix}_v2.2_val',)",
                           "DATASETS.PROPOSAL_FILES_TEST", f"('{pkl}',)",
-                          "DATASETS.AVA_FILES.FRAME_LISTS", "False"])
-    apply_dataset_config(cfg)
+                          "DATASETS.AVA_FILES.FRAME_LISTS", "False"])  # applied by setup_cfg
     d = {(x["video_id"], x["timestamp"]): x for x in DatasetCatalog.get(f"{prefix}_v2.2_val")}
     assert d[("-FaXLcSFjUI", 902)]["proposals"]["scores"].tolist() == pytest.approx([0.7])
     assert len(d[("_145Aa_xkuE", 903)]["proposals"]["scores"]) == 0
-    bad = setup_cfg(opts=["DATASETS.TEST", f"('{prefix}_v2.2_val',)",
-                          "DATASETS.PROPOSAL_FILES_TEST", "('a.pkl', 'b.pkl')"])
     with pytest.raises(ValueError, match="one per dataset"):
-        apply_dataset_config(bad)
+        setup_cfg(opts=["DATASETS.TEST", f"('{prefix}_v2.2_val',)",
+                        "DATASETS.PROPOSAL_FILES_TEST", "('a.pkl', 'b.pkl')"])
     with pytest.raises(ValueError, match="unknown file role"):
         set_split_files("x", gt_csv="y")
 

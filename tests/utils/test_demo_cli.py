@@ -252,3 +252,11 @@ def test_config_without_detector_needs_boxes(tmp_path, boxes_weights):
     code, _ = run_demo("--config-file", BOXES_CONFIG, "--input", video, "--output",
                        tmp_path / "o.mp4", *BOXES_OPTS, "MODEL.WEIGHTS", boxes_weights)
     assert "has no person detector" in str(code) and "--boxes" in str(code)
+
+
+def test_video_ids_starting_with_a_dash_are_values():
+    """AVA ids such as -FaXLcSFjUI follow --video-id as a value, not as an option."""
+    demo = load_tool("demo")
+    args = demo.parse_args(["--config-file", "c.yaml", "--dataset", "ava_v2.2_val",
+                            "--video-id", "-FaXLcSFjUI", "--output", "o.mp4"])
+    assert (args.video_id, args.dataset, args.output) == ("-FaXLcSFjUI", "ava_v2.2_val", "o.mp4")
