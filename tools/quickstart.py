@@ -4,7 +4,7 @@ Quickstart (``make quickstart``): train and evaluate the CPU-sized ACAR-Net on t
 
 1. generates the synthetic AVA-format world under ``$ACAR_DATASETS/aca_world`` if it is missing
    (``tools/make_synthetic_ava.py``);
-2. trains ``configs/Synthetic/acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml``: ACAR-Net and its
+2. trains ``configs/Synthetic/acar_detector_SLOWFAST_R18_0.9k_aca_world.yaml``: ACAR-Net and its
    own person detector jointly, in one loop with one optimizer, with ``tools/train_net.py``'s
    ``Trainer``, then evaluates on the validation split: person AP@0.5 of the detector, frame-mAP@0.5
    with the detected boxes and with ground-truth boxes (``--without-detector``: the action model
@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # ACAR-Net + its own person detector trained jointly (person AP@0.5, frame-mAP with detected and
 # with ground-truth boxes); --without-detector: the action model alone on the proposal file's boxes.
-DETECTOR_CONFIG = REPO / "configs" / "Synthetic" / "acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml"
+DETECTOR_CONFIG = REPO / "configs" / "Synthetic" / "acar_detector_SLOWFAST_R18_0.9k_aca_world.yaml"
 ACTION_ONLY_CONFIG = REPO / "configs" / "Synthetic" / "acar_SLOWFAST_R18_1.5k_aca_world.yaml"
 
 
