@@ -167,6 +167,10 @@ def main(argv=None) -> dict:
                         ("TensorBoard", output)]:
         mark = "" if path.exists() else "  (missing)"
         print(f"  {label:>18s}: {path}{mark}")
+    rel = os.path.relpath(output)
+    print("\n  run the model on any video (the detector finds the people):")
+    print(f"    .venv/bin/python tools/demo.py --config-file {rel}/config.yaml --input VIDEO.mp4 "
+          f"--output annotated.mp4 --json predictions.json MODEL.WEIGHTS {rel}/model_final.pth")
     return summary
 
 
