@@ -15,7 +15,6 @@ Usage::
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -82,16 +81,25 @@ def step_seconds(cfg, joint: bool, repeats: int, batch=None):
     return float(np.median(times[1:]))
 
 
+def _status_kib(field: str) -> int:
+    """A memory field of /proc/self/status (Linux), in KiB: VmRSS (now) or VmHWM (peak)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 def _peak_child(joint: bool, device: str) -> float:
-    """MiB of RSS growth of one training step, in a fresh process."""
+    """
+    MiB of peak-RSS growth of one training step, in a fresh process: VmHWM reset through
+    /proc/self/clear_refs just before the step (not ``ru_maxrss``, which a child inherits from its
+    parent at fork time), minus the RSS before it.
+    """
     code = (
-        "import sys, resource, json; sys.argv=['x']; sys.path.insert(0, %r);"
+        "import sys, json; sys.argv=['x']; sys.path.insert(0, %r);"
         "import benchmark_detector as b; cfg=b._acar_cfg(%r); batch=b._batch(cfg);"
-        "from detectron2.modeling import build_model; import torch; torch.manual_seed(0);"
-        "m=build_model(cfg).train(); import gc; gc.collect();"
-        "r0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "import torch; torch.manual_seed(0); import gc; gc.collect();"
+        "r0=b._status_kib('VmRSS'); open('/proc/self/clear_refs', 'w').write('5');"
         "b.step_seconds(cfg, %r, 0, batch);"
-        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-r0)/1024))"
+        "print(json.dumps(max(0, b._status_kib('VmHWM') - r0) / 1024))"
     ) % (str(REPO / "tools"), device, joint)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env=dict(os.environ, ACAR_DATASETS=os.environ.get("ACAR_DATASETS", "datasets")))
