@@ -13,7 +13,6 @@ Usage::
     python tools/benchmark_detector.py [--repeats 3] [--device cpu]
 """
 import argparse
-import json
 import os
 import subprocess
 import sys

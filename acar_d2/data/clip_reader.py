@@ -8,7 +8,7 @@ names the file (a mapper returning None would make detectron2 silently swap in a
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch

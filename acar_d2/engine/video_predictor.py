@@ -16,9 +16,8 @@ With ``with_frames=True`` a prediction also waits for the frames it is shown on 
 frame), i.e. ``max(clip lag, key-frame stride)``.
 """
 import logging
-import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Deque, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np

@@ -3,8 +3,8 @@ Person detection AP@0.5 on key frames (one class, VOC/COCO-style all-point inter
 ``PersonDetectionEvaluator`` reporting it for the actor boxes ``ACARNet`` returns.
 """
 import logging
-from collections import OrderedDict, defaultdict
-from typing import Dict, Hashable, List, Tuple
+from collections import OrderedDict
+from typing import Dict, Hashable, Tuple
 
 import numpy as np
 import torch
@@ -41,7 +41,6 @@ def person_ap(
     """
     num_gt = int(sum(len(b) for b in gt.values()))
     records = []  # (score, image key, detection index)
-    tp_of = {}
     for key, (boxes, scores) in detections.items():
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(scores, np.float32).reshape(-1)

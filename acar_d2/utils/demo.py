@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import torch
 import tqdm
 
 from detectron2.structures import Instances

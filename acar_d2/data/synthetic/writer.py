@@ -8,11 +8,9 @@ and JPEG frames; video i is the same whatever the number of videos.
 import csv
 import io
 import json
-import os
 import pickle
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image

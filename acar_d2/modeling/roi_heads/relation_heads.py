@@ -9,7 +9,7 @@ First-order relation heads (ACAR Table 1a): actor-actor and actor-context.
 
 Both reduce the [slow, fast] context with a 1x1 ``conv_reduce`` first (official ACAR head).
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
