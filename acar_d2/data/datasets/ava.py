@@ -31,7 +31,7 @@ from ..ava_format import (  # noqa: F401  (several re-exported: public names of 
     read_label_map,
 )
 from ..clip_reader import video_frame_count_and_size
-from ..formats.proposals import read_proposals
+from ..formats.proposals import read_proposals, read_pyslowfast_boxes_csv
 from ..layouts import check_not_pickle, resolve_path, split_file_overrides
 
 __all__ = [
@@ -124,16 +124,7 @@ def read_predicted_boxes_csv(path: str) -> Dict[AVAKey, np.ndarray]:
     Returns:
         dict[(video_id, timestamp), float32 ndarray (R, 5)]: normalized x1, y1, x2, y2, score.
     """
-    table = read_box_csv(path, num_columns=8, allow_empty_action=True)
-    check_unit_boxes(table)
-    boxes: Dict[AVAKey, Dict[tuple, float]] = {}
-    for kf, box, score in zip(table.keyframe.tolist(), table.boxes.tolist(), table.scores.tolist()):
-        per_key = boxes.setdefault(table.keyframes[kf], {})
-        per_key[tuple(box)] = max(score, per_key.get(tuple(box), -np.inf))
-    return {
-        k: np.array([list(b) + [s] for b, s in v.items()], dtype=np.float32).reshape(-1, 5)
-        for k, v in boxes.items()
-    }
+    return read_pyslowfast_boxes_csv(path)
 
 
 def read_frame_list(path: str) -> Dict[str, List[str]]:
