@@ -195,29 +195,42 @@ def _cfg(config: str, output: Path, names: list, seed: int, max_iter: int, opts:
         cfg.SOLVER.WARMUP_ITERS = int(cfg.SOLVER.WARMUP_ITERS * scale)
         cfg.SOLVER.MAX_ITER = max_iter
     cfg.TEST.EVAL_PERIOD = 0
-    cfg.SOLVER.CHECKPOINT_PERIOD = cfg.SOLVER.MAX_ITER
+    # a checkpoint every 500 iterations: a stopped benchmark resumes the run it was in
+    cfg.SOLVER.CHECKPOINT_PERIOD = min(500, cfg.SOLVER.MAX_ITER)
     cfg.OUTPUT_DIR = str(output)
     cfg.SEED = seed
     return cfg
 
 
+SUMMARY = "benchmark_summary.json"
+
+
 def train_and_eval(cfg) -> dict:
+    """Train + evaluate one run; its summary is kept in ``OUTPUT_DIR/benchmark_summary.json``.
+    Run again (after a stop): a finished run is read back, not trained again; an interrupted one
+    continues from its last checkpoint (``resume_or_load(resume=True)``)."""
     from detectron2.data import MetadataCatalog
     from detectron2.utils.env import seed_all_rng
 
     from acar_d2.engine import Trainer
     from acar_d2.evaluation.reporting import summarize_frame_map
 
+    summary = Path(cfg.OUTPUT_DIR) / SUMMARY
+    if summary.is_file():
+        out = json.loads(summary.read_text())
+        print(f"[benchmark_feature_bank] {cfg.OUTPUT_DIR}: finished before, read back", flush=True)
+        return out
     cfg.freeze()
     seed_all_rng(cfg.SEED)
     start = time.time()
     trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
+    trainer.resume_or_load(resume=True)
     trainer.train()
     meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
     out = summarize_frame_map(trainer._last_eval_results, list(meta.action_classes))
     out["minutes"] = (time.time() - start) / 60
     out["far_AP"] = far_ap(cfg, meta)
+    summary.write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -248,6 +261,9 @@ def extract(kind: str, acar_cfg, weights: str, out: Path, names: list) -> str:
                                                   REPO / "tools/extract_feature_bank.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    record = out / "bank_record.json"
+    if record.is_file() and not (out / "videos").is_dir():
+        raise FileNotFoundError(f"{record} without its videos/ folder")
     cfg_file = out.parent / f"{out.name}_extractor.yaml"
     cfg = acar_cfg.clone()
     cfg.defrost()

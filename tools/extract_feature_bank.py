@@ -107,7 +107,8 @@ class Extractor:
     def __init__(self, cfg, kind: str, dataset_name: str):
         self.kind = kind
         self.model = build_model(cfg).eval()
-        ACARCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        # strict, as evaluation: a bank from a model with missing weights would be silently wrong
+        ACARCheckpointer.from_config(self.model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
         if getattr(self.model.roi_heads, "uses_feature_bank", False):
             raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
                              "itself; a bank is made by a model trained without one")
