@@ -214,7 +214,7 @@ def add_feature_bank_config(cfg: CN) -> None:
     # head's down-sampling, (HIDDEN_DIM, h', w')) or "lfb" (per actor, the RoI feature vector).
     # "" = no bank (ACFBROIHeads / LFBROIHeads need one).
     _C.MODEL.FEATURE_BANK.KIND = ""
-    # Folder of the bank: bank_record.json + <dataset>/<video_id>.{npy,json} per video.
+    # Folder of the bank: bank_record.json + videos/<video_id>.{npy,json} per video.
     _C.MODEL.FEATURE_BANK.DIR = ""
     # Clips in the window around the key frame, one per second (bank times t - n//2 ...
     # t + n - 1 - n//2): ACFB 19 clips spanning 21 s (ACAR Sec. 4), LFB 60 s (Wu et al.).

@@ -18,6 +18,10 @@ The output files are refused when they exist (``--overwrite`` replaces them) and
 them is the input. Ctrl-C or a broken stream stops cleanly: the video written so far is finalised,
 the JSON says ``"complete": false`` and why, the CSV holds the finished key frames; the exit status
 is then 1 (130 on Ctrl-C).
+
+A feature-bank model (ACFB / LFB heads) reads the video twice: first the model that wrote its
+training bank (recorded in ``MODEL.FEATURE_BANK.DIR``, or ``--bank-extractor-config/-weights``)
+writes the video's bank (``--bank-dir`` keeps it), then the bank model predicts. Not for live sources.
 """
 import argparse
 import logging
@@ -60,6 +64,12 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", help="a registered dataset (with --video-id)")
     parser.add_argument("--video-id", help="the video of --dataset; with --input: its id in the "
                         "CSV and in --boxes (default: the input's file name)")
+    parser.add_argument("--bank-dir", help="feature-bank models (ACFB/LFB): keep the video's bank "
+                        "here (reused when run again); default a temporary folder")
+    parser.add_argument("--bank-extractor-config", help="feature-bank models: config of the model "
+                        "that writes the bank (default: the one recorded in MODEL.FEATURE_BANK.DIR)")
+    parser.add_argument("--bank-extractor-weights", help="feature-bank models: its weights "
+                        "(default: the path recorded in MODEL.FEATURE_BANK.DIR)")
     parser.add_argument("--no-track", action="store_true", help="no track ids")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--random-weights", action="store_true",
@@ -158,6 +168,29 @@ def box_file_key_frames(args, source, video_id):
     return requests
 
 
+def bank_extractor_cfg(cfg, args):
+    """The bank-writing model's config from ``--bank-extractor-*`` (None: the predictor takes the
+    one recorded in ``MODEL.FEATURE_BANK.DIR``)."""
+    for flag, path in (("--bank-extractor-config", args.bank_extractor_config),
+                       ("--bank-extractor-weights", args.bank_extractor_weights)):
+        if path and not os.path.isfile(path):
+            sys.exit(f"{flag}: file not found: {path}")
+    if args.bank_extractor_config:
+        if not args.bank_extractor_weights:
+            sys.exit("--bank-extractor-config needs --bank-extractor-weights")
+        return setup_cfg(args.bank_extractor_config, ["MODEL.WEIGHTS", args.bank_extractor_weights,
+                                                      "MODEL.DEVICE", cfg.MODEL.DEVICE])
+    if args.bank_extractor_weights:
+        if not cfg.MODEL.FEATURE_BANK.DIR:
+            sys.exit("--bank-extractor-weights without --bank-extractor-config needs "
+                     "MODEL.FEATURE_BANK.DIR (its record names the extraction config)")
+        from acar_d2.engine.bank_extraction import extractor_cfg_from_record
+
+        return extractor_cfg_from_record(cfg.MODEL.FEATURE_BANK.DIR, args.bank_extractor_weights,
+                                         device=cfg.MODEL.DEVICE)
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logger(name="acar_d2")
@@ -199,9 +232,14 @@ def main(argv=None) -> int:
     except VideoSourceError as e:
         sys.exit(str(e))
 
-    predictor = VideoActionPredictor(cfg, key_frame_stride=args.key_frame_stride, fps=args.fps,
-                                     track=not args.no_track,
-                                     allow_random_weights=args.random_weights)
+    try:
+        predictor = VideoActionPredictor(cfg, key_frame_stride=args.key_frame_stride, fps=args.fps,
+                                         track=not args.no_track,
+                                         allow_random_weights=args.random_weights,
+                                         bank_extractor=bank_extractor_cfg(cfg, args),
+                                         bank_dir=args.bank_dir)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(str(e))
     result = annotate_source(
         predictor, source, args.output, json_file=args.json, csv_file=args.csv,
         thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,

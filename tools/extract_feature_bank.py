@@ -30,22 +30,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.engine import default_argument_parser, launch  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from acar_d2.checkpoint import ACARCheckpointer  # noqa: E402
 from acar_d2.data.clip_mapper import ClipDatasetMapper  # noqa: E402
-from acar_d2.data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys,  # noqa: E402
-                                       file_sha256, write_video_bank)
+from acar_d2.data.feature_bank import RECORD_FILE, write_video_bank  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
-from acar_d2.modeling.roi_heads import compute_bank_entries  # noqa: E402
+from acar_d2.engine.bank_extraction import BankEntryExtractor, make_bank_record  # noqa: E402
 
 logger = logging.getLogger("acar_d2.extract_feature_bank")
 
@@ -57,25 +53,6 @@ def argument_parser():
     parser.add_argument("--datasets", nargs="+", default=None,
                         help="registered datasets (default: DATASETS.TRAIN + DATASETS.TEST)")
     return parser
-
-
-def make_record(cfg, kind: str, datasets: list, entry_shape: tuple) -> dict:
-    weights = cfg.MODEL.WEIGHTS
-    return {
-        "format": FORMAT_VERSION,
-        "kind": kind,
-        "dtype": "float16",
-        "entry_shape": [int(s) for s in entry_shape],
-        "stride_s": 1,
-        "datasets": sorted(datasets),
-        "compat": json.loads(json.dumps(bank_compat_keys(cfg, kind))),
-        "extractor": {
-            "head": cfg.MODEL.ROI_HEADS.NAME,
-            "weights": weights,
-            "weights_sha256": file_sha256(weights) if weights and os.path.isfile(weights) else "",
-            "config": cfg.dump(),
-        },
-    }
 
 
 def check_existing_record(path: str, record: dict) -> None:
@@ -102,35 +79,15 @@ def video_dicts(datasets: list) -> dict:
 
 
 class Extractor:
-    """Model + test mapper: one key frame -> its bank entry."""
+    """Test mapper + :class:`BankEntryExtractor`: one dataset dict -> its bank entry."""
 
     def __init__(self, cfg, kind: str, dataset_name: str):
-        self.kind = kind
-        self.model = build_model(cfg).eval()
-        # strict, as evaluation: a bank from a model with missing weights would be silently wrong
-        ACARCheckpointer.from_config(self.model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
-        if getattr(self.model.roi_heads, "uses_feature_bank", False):
-            raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
-                             "itself; a bank is made by a model trained without one")
+        self.entries = BankEntryExtractor(cfg, kind)
+        self.model = self.entries.model
         self.mapper = ClipDatasetMapper(cfg, False, dataset_name=dataset_name)
 
-    @torch.no_grad()
     def __call__(self, d: dict) -> dict:
-        x = self.mapper(d)
-        model = self.model
-        (props,) = model.get_proposals([x])  # the boxes the model uses at test time
-        clip = x["clip"][None].to(model.device).float()
-        features = model.backbone(clip)
-        image_size = tuple(clip.shape[-2:])
-        valid = tuple(x.get("valid_size", image_size))
-        feats, sizes = compute_bank_entries(model.roi_heads, self.kind, features,
-                                            [props.proposal_boxes], [valid], image_size)
-        boxes = props.proposal_boxes.clone()
-        boxes.scale(x["width"] / valid[1], x["height"] / valid[0])  # key-frame px
-        scores = props.scores if props.has("scores") else torch.ones(len(props))
-        return {"timestamp": int(d["timestamp"]), "features": feats.float().cpu().numpy(),
-                "valid_sizes": sizes.cpu().numpy(), "boxes": boxes.tensor.cpu().numpy(),
-                "scores": scores.cpu().numpy()}
+        return self.entries(self.mapper(d), int(d["timestamp"]))
 
 
 def estimate(videos: dict, cfg, entry_shape: tuple) -> tuple:
@@ -167,7 +124,7 @@ def main(args) -> dict:
     ex = Extractor(cfg, args.kind, first_name)
     probe = ex(next(d for ds in videos.values() for d in ds))
     entry_shape = probe["features"].shape[1:]
-    record = make_record(cfg, args.kind, datasets, entry_shape)
+    record = make_bank_record(cfg, args.kind, datasets, entry_shape)
     record_path = os.path.join(args.output, RECORD_FILE)
     if comm.is_main_process():
         if os.path.isfile(record_path):

@@ -12,7 +12,7 @@ from detectron2.structures import Instances
 
 from ..checkpoint import ACARCheckpointer
 from ..config import add_acar_config
-from ..data.clip_mapper import ClipDatasetMapper
+from ..data.build import build_clip_mapper
 from ..data.layouts import apply_dataset_config
 
 __all__ = ["setup_cfg", "ActionPredictor"]
@@ -78,7 +78,20 @@ class ActionPredictor:
         self.model = build_model(self.cfg)
         self.model.eval()
         ACARCheckpointer.from_config(self.model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
-        self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
+        self._mapper = None
+
+    @property
+    def mapper(self):
+        """The test mapper, built on first use: ``ClipDatasetMapper``, or for a feature-bank model
+        ``FeatureBankDatasetMapper`` reading the windows from ``MODEL.FEATURE_BANK.DIR`` (the
+        bank of the dataset the key frames come from; a new video: ``VideoActionPredictor``)."""
+        if self._mapper is None:
+            self._mapper = build_clip_mapper(self.cfg, is_train=False)
+        return self._mapper
+
+    @mapper.setter
+    def mapper(self, value) -> None:
+        self._mapper = value
 
     @torch.no_grad()
     def __call__(self, dataset_dict: dict) -> Instances:

@@ -14,8 +14,19 @@ last frame): on a live source its prediction lags the key frame by that many fra
 30 fps: 30 frames = 1.0 s; the synthetic 8x2 at 8 fps: 6 frames = 0.75 s) plus the compute time.
 With ``with_frames=True`` a prediction also waits for the frames it is shown on (up to the next key
 frame), i.e. ``max(clip lag, key-frame stride)``.
+
+A model with a long-term feature bank (ACFB / LFB heads) needs, at every key frame, the bank
+entries of the seconds around it, past and future. On a video it was not trained on there is no
+bank, so the predictor first writes one: pass 1 runs the model that wrote the training bank (its
+config and weights are recorded in ``MODEL.FEATURE_BANK.DIR/bank_record.json``, or given) over the
+video every second and stores the video's entries (``bank_dir``, or a temporary folder); pass 2
+predicts with the bank model reading its windows from them. Live sources cannot be read twice and
+are refused for bank models.
 """
+import json
 import logging
+import os
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Iterable, Iterator, List, Optional, Sequence, Union
@@ -24,9 +35,10 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 
 from ..data.clip_mapper import ClipDatasetMapper
+from ..data.feature_bank import RECORD_FILE, FeatureBank, write_video_bank
 from ..utils.video_source import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
                                   open_video_source)
 from .defaults import ActionPredictor
@@ -177,10 +189,17 @@ class VideoActionPredictor:
         fps (float or None): frame rate of frame folders and of live streams that do not tell it.
         track (bool): link persons across key frames (:class:`~acar_d2.utils.tracking.KeyFrameTracker`).
         allow_random_weights (bool): run without ``MODEL.WEIGHTS`` (random scores; benchmarks).
+        bank_extractor (CfgNode or None): bank models only: the config (with ``MODEL.WEIGHTS``) of
+            the model that writes the video's bank; default the one recorded in
+            ``MODEL.FEATURE_BANK.DIR`` (:func:`~acar_d2.engine.bank_extraction.extractor_cfg_from_record`).
+        bank_dir (str or None): bank models only: folder for the videos' banks (kept, and reused
+            when the same video is predicted again with the same extractor); default a temporary
+            folder removed with the predictor.
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
-                 track: bool = True, allow_random_weights: bool = False):
+                 track: bool = True, allow_random_weights: bool = False,
+                 bank_extractor: Optional[CfgNode] = None, bank_dir: Optional[str] = None):
         if not cfg.MODEL.WEIGHTS and not allow_random_weights:
             raise ValueError(
                 "MODEL.WEIGHTS is empty: the model would predict with random weights; give a "
@@ -209,6 +228,24 @@ class VideoActionPredictor:
         self.frames_before = (clip.NUM_FRAMES * clip.SAMPLING_RATE) // 2
         self.frames_after = clip.SAMPLING_RATE * (clip.NUM_FRAMES - 1) - self.frames_before
         self.buffer_capacity = clip.NUM_FRAMES * clip.SAMPLING_RATE + 2
+        self.uses_bank = bool(getattr(self.model.roi_heads, "uses_feature_bank", False))
+        self._bank: Optional[FeatureBank] = None  # the bank of the video being predicted
+        self._tmp_bank = None
+        if self.uses_bank:
+            from .bank_extraction import extractor_cfg_from_record
+
+            fb = self.cfg.MODEL.FEATURE_BANK
+            if bank_extractor is None and not fb.DIR:
+                raise ValueError(
+                    f"{self.cfg.MODEL.ROI_HEADS.NAME} reads a feature bank: give the model that "
+                    "writes it (bank_extractor; tools/demo.py --bank-extractor-config/-weights) or "
+                    "MODEL.FEATURE_BANK.DIR of the training bank, whose record names it")
+            self.bank_extractor = (bank_extractor if bank_extractor is not None else
+                                   extractor_cfg_from_record(fb.DIR, device=self.cfg.MODEL.DEVICE))
+            if bank_dir is None:
+                self._tmp_bank = tempfile.TemporaryDirectory(prefix="acar_bank_")
+                bank_dir = self._tmp_bank.name
+            self.bank_dir = bank_dir
 
     def open(self, source: Union[str, VideoSource]) -> VideoSource:
         """A :class:`VideoSource` of ``source`` (paths/URLs opened with this predictor's fps)."""
@@ -226,6 +263,13 @@ class VideoActionPredictor:
         Returns:
             Instances: ``pred_boxes``, ``scores``, ``action_scores``, ``action_logits`` (CPU).
         """
+        inputs = self.map_key_frame(buffer, request, video_id)
+        return self.model([inputs])[0]["instances"].to("cpu")
+
+    def map_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
+                      video_id: str = "video") -> dict:
+        """The model input of one key frame (``ClipDatasetMapper`` output; with a bank model
+        also its ``"feature_bank"`` window, read from the video's bank of pass 1)."""
         frame = buffer[request.frame_index]
         d = {"video_id": video_id, "timestamp": request.timestamp or 0,
              "key_frame_index": request.frame_index, "num_frames": buffer.end,
@@ -241,7 +285,64 @@ class VideoActionPredictor:
         inputs = self.mapper(d)
         if request.proposals is not None and self.has_detector:
             inputs["box_source"] = "file"
-        return self.model([inputs])[0]["instances"].to("cpu")
+        if self.uses_bank:
+            if self._bank is None:
+                raise RuntimeError("a bank model predicts through __call__ (which writes the "
+                                   "video's bank first)")
+            fb = self.cfg.MODEL.FEATURE_BANK
+            inputs["feature_bank"] = self._bank.window(
+                video_id, _bank_time(request), fb.WINDOW_SIZE, fb.STRIDE, fb.INCLUDE_CURRENT,
+                fb.MAX_ENTRIES)
+        return inputs
+
+    def write_bank(self, source: VideoSource, key_frames: Optional[Sequence[KeyFrameRequest]] = None,
+                   video_id: str = "video") -> FeatureBank:
+        """
+        Pass 1 of a bank model: the bank of ``source`` written by ``bank_extractor`` into
+        ``bank_dir`` (entries every second; with given ``key_frames``, at those of them on whole
+        seconds, with their boxes), or read back when ``bank_dir`` already holds this video from
+        the same extractor.
+
+        Returns:
+            FeatureBank: checked against this model's config (kind, settings, extractor sha256).
+        """
+        from .bank_extraction import make_bank_record
+
+        kind = self.cfg.MODEL.FEATURE_BANK.KIND
+        record_path = os.path.join(self.bank_dir, RECORD_FILE)
+        index = os.path.join(self.bank_dir, "videos", f"{video_id}.json")
+        ex_cfg = self.bank_extractor
+        if os.path.isfile(record_path):
+            with open(record_path) as f:
+                old = json.load(f)
+            mine = make_bank_record(ex_cfg, kind, [], old.get("entry_shape", []))
+            if old.get("extractor") != mine["extractor"] or old.get("kind") != kind:
+                raise ValueError(f"{record_path} holds a bank of another extraction model or kind; "
+                                 "choose another bank folder (nothing is overwritten)")
+        if not os.path.isfile(index):
+            passer = _BankPass(ex_cfg, kind, fps=self.fps)
+            requests = None
+            if key_frames is not None:
+                requests = [KeyFrameRequest(r.frame_index, r.time, r.timestamp, r.proposals)
+                            for r in key_frames if r.timestamp is not None]
+            entries = []
+            for kf in passer(source.reopen(), requests, video_id=video_id):
+                inst = kf.instances
+                entries.append({"timestamp": kf.timestamp, "features": inst.bank_features.numpy(),
+                                "valid_sizes": inst.bank_valid_sizes.numpy(),
+                                "boxes": inst.pred_boxes.tensor.numpy(), "scores": inst.scores.numpy()})
+            shapes = {e["features"].shape[1:] for e in entries if len(e["features"])}
+            shape = shapes.pop() if shapes else passer.entry_shape()
+            if not os.path.isfile(record_path):
+                os.makedirs(self.bank_dir, exist_ok=True)
+                record = make_bank_record(ex_cfg, kind, [f"video:{video_id}"], shape)
+                with open(record_path + ".tmp", "w") as f:
+                    json.dump(record, f, indent=1, sort_keys=True)
+                os.replace(record_path + ".tmp", record_path)
+            write_video_bank(os.path.join(self.bank_dir, "videos"), video_id, entries)
+            logger.info("%s: bank of %d seconds, %d actors written to %s", video_id, len(entries),
+                        sum(len(e["features"]) for e in entries), self.bank_dir)
+        return FeatureBank(self.bank_dir, self.cfg)
 
     def __call__(
         self,
@@ -266,6 +367,14 @@ class VideoActionPredictor:
                 latter case after every key frame whose frame was decoded has been yielded.
         """
         src = self.open(source)
+        if self.uses_bank:
+            if src.is_live:
+                src.close()
+                raise ValueError(f"{src.name}: a feature-bank model needs the seconds after each "
+                                 "key frame too, so it reads a video twice; a live source cannot")
+            if key_frames is not None:
+                key_frames = list(key_frames)
+            self._bank = self.write_bank(src, key_frames, video_id)
         if key_frames is None:
             key_frames = key_frame_schedule(src.fps, self.key_frame_stride,
                                             num_frames=None if src.is_live else src.num_frames)
@@ -342,3 +451,35 @@ class VideoActionPredictor:
         yield from release(end_of_stream=True)
         if error is not None:
             raise error
+
+
+def _bank_time(request: KeyFrameRequest) -> int:
+    """The bank time (integer seconds) of a key frame: its timestamp, else its rounded time."""
+    return int(request.timestamp) if request.timestamp is not None else int(round(request.time))
+
+
+class _BankPass(VideoActionPredictor):
+    """Pass 1 of a bank model: the extraction model over a video every second; each key frame's
+    ``Instances`` carry the bank entry (``bank_features`` (R, C, h, w), ``bank_valid_sizes``)."""
+
+    def __init__(self, cfg: CfgNode, kind: str, fps: Optional[float] = None):
+        super().__init__(cfg, key_frame_stride=1.0, fps=fps, track=False)
+        from .bank_extraction import BankEntryExtractor
+
+        self.extractor = BankEntryExtractor(self.cfg, kind, model=self.model)
+
+    @torch.no_grad()
+    def predict_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
+                          video_id: str = "video") -> Instances:
+        inputs = self.map_key_frame(buffer, request, video_id)
+        e = self.extractor(inputs, _bank_time(request))
+        inst = Instances((int(inputs["height"]), int(inputs["width"])))
+        inst.pred_boxes = Boxes(torch.as_tensor(e["boxes"]).reshape(-1, 4))
+        inst.scores = torch.as_tensor(e["scores"]).reshape(-1)
+        inst.bank_features = torch.as_tensor(e["features"])
+        inst.bank_valid_sizes = torch.as_tensor(e["valid_sizes"]).reshape(-1, 2)
+        self._last_shape = tuple(e["features"].shape[1:])
+        return inst
+
+    def entry_shape(self) -> tuple:
+        return getattr(self, "_last_shape", (0, 0, 0))

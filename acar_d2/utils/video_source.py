@@ -14,6 +14,7 @@ Errors are :class:`VideoSourceError` (a ``ValueError``) naming the source: a sou
 be opened when it is opened, a decoding error or a file that ends before the frame count of its
 header while it is iterated (after yielding every frame decoded before).
 """
+import copy
 import os
 import re
 from collections import deque
@@ -73,6 +74,16 @@ class VideoSource:
         """
         return iter(self)
 
+    def reopen(self) -> "VideoSource":
+        """A fresh source of the same frames from the start (a second pass over a file: the
+        feature-bank pass of ``VideoActionPredictor``). Live and in-memory sources cannot.
+
+        Raises:
+            VideoSourceError: naming the source.
+        """
+        raise VideoSourceError(f"{getattr(self, 'name', type(self).__name__)} cannot be read a "
+                               "second time (a live or in-memory source)")
+
     def close(self) -> None:
         pass
 
@@ -124,6 +135,11 @@ class FrameFolderSource(VideoSource):
         self.height, self.width = first.shape[:2]
         self.num_frames = len(self.paths)
 
+    def reopen(self) -> "FrameFolderSource":
+        again = copy.copy(self)
+        again.frames_read = 0
+        return again
+
     def _read(self, i: int) -> np.ndarray:
         from PIL import Image
 
@@ -170,6 +186,7 @@ class PyAVSource(VideoSource):
         import av
 
         super().__init__()
+        self._open_args = (name, fps, format, options)
         self.name = name
         self.is_live = is_live_source(name)
         if not self.is_live and not os.path.exists(name):
@@ -227,6 +244,11 @@ class PyAVSource(VideoSource):
 
     def _of_total(self) -> str:
         return f" of {self.num_frames}" if self.num_frames else ""
+
+    def reopen(self) -> "PyAVSource":
+        if self.is_live:
+            return super().reopen()
+        return PyAVSource(*self._open_args)
 
     def close(self) -> None:
         if getattr(self, "_container", None) is not None:

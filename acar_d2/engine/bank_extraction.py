@@ -1,0 +1,135 @@
+"""
+Writing long-term feature-bank entries with a trained model (ACFB / LFB, README "Feature banks").
+
+* :class:`BankEntryExtractor`: a model trained **without** a bank + one mapped key frame -> that
+  key frame's bank entry (every actor the model itself uses at test time: its person detector's
+  boxes or the given proposals above ``TEST_PROPOSAL_SCORE_THRESH``). Used by
+  ``tools/extract_feature_bank.py`` over datasets, and by :class:`VideoActionPredictor` to write
+  the bank of a raw video before a bank model predicts it (two passes over the video).
+* :func:`make_bank_record`: the ``bank_record.json`` of an extraction.
+* :func:`extractor_cfg_from_record`: the extraction config + weights stored in a bank's record, so
+  that a bank model knows which model writes the entries it was trained on.
+"""
+import json
+import os
+import tempfile
+from typing import Optional
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.modeling import build_model
+
+from ..checkpoint import ACARCheckpointer
+from ..data.feature_bank import FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256
+from ..modeling.roi_heads import compute_bank_entries
+
+__all__ = ["BankEntryExtractor", "make_bank_record", "extractor_cfg_from_record"]
+
+
+def make_bank_record(cfg: CfgNode, kind: str, datasets, entry_shape) -> dict:
+    """``bank_record.json`` content: kind, entry shape, the settings a reader must share, and the
+    extraction config, weights path and sha256."""
+    weights = cfg.MODEL.WEIGHTS
+    return {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "dtype": "float16",
+        "entry_shape": [int(s) for s in entry_shape],
+        "stride_s": 1,
+        "datasets": sorted(datasets),
+        "compat": json.loads(json.dumps(bank_compat_keys(cfg, kind))),
+        "extractor": {
+            "head": cfg.MODEL.ROI_HEADS.NAME,
+            "weights": weights,
+            "weights_sha256": file_sha256(weights) if weights and os.path.isfile(weights) else "",
+            "config": cfg.dump(),
+        },
+    }
+
+
+def extractor_cfg_from_record(bank_dir: str, weights: Optional[str] = None,
+                              device: Optional[str] = None) -> CfgNode:
+    """
+    The config that wrote the bank in ``bank_dir`` (stored in its ``bank_record.json``), with
+    ``MODEL.WEIGHTS`` = ``weights`` or the recorded path, and ``MODEL.DEVICE`` = ``device`` when
+    given (a bank extracted on a GPU, read on a CPU).
+
+    Raises:
+        FileNotFoundError: no record, or the weights file is gone (naming both paths).
+        ValueError: the weights differ from the recorded sha256 (another model).
+    """
+    from .defaults import setup_cfg
+
+    record_path = os.path.join(bank_dir, RECORD_FILE)
+    if not os.path.isfile(record_path):
+        raise FileNotFoundError(f"{record_path} not found: MODEL.FEATURE_BANK.DIR {bank_dir!r} holds "
+                                "no feature bank to take the extraction model from")
+    with open(record_path) as f:
+        record = json.load(f)
+    ex = record.get("extractor", {})
+    if not ex.get("config"):
+        raise ValueError(f"{record_path} does not record the extraction config")
+    weights = weights or ex.get("weights", "")
+    if not weights or not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"the bank's extraction weights {weights!r} (recorded in {record_path}) are not there; "
+            "give the file that wrote the bank (tools/demo.py --bank-extractor-weights)")
+    want = ex.get("weights_sha256", "")
+    if want and file_sha256(weights) != want:
+        raise ValueError(f"{weights} is not the model that wrote {bank_dir} (sha256 differs from "
+                         f"{want[:12]}... in {record_path})")
+    # setup_cfg reads a file: the recorded config goes through the same checks as any other
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "extractor.yaml")
+        with open(path, "w") as f:
+            f.write(ex["config"])
+        opts = ["MODEL.WEIGHTS", weights] + (["MODEL.DEVICE", device] if device else [])
+        return setup_cfg(path, opts)
+
+
+class BankEntryExtractor:
+    """
+    Model of ``cfg`` (without a bank), loaded strictly from ``cfg.MODEL.WEIGHTS`` as for evaluation
+    (a bank from a half-loaded model would be silently wrong), computing bank entries.
+
+    Args:
+        cfg: the extraction config.
+        kind: "acfb" (relation maps; ACAR / actor-context heads) or "lfb" (RoI vectors; any head).
+        model: an already loaded model of ``cfg`` (skips building and loading).
+    """
+
+    def __init__(self, cfg: CfgNode, kind: str, model: Optional[torch.nn.Module] = None):
+        self.kind = kind
+        if model is None:
+            model = build_model(cfg).eval()
+            ACARCheckpointer.from_config(model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
+        self.model = model
+        if getattr(self.model.roi_heads, "uses_feature_bank", False):
+            raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
+                             "itself; a bank is made by a model trained without one")
+
+    @torch.no_grad()
+    def __call__(self, inputs: dict, timestamp: int) -> dict:
+        """
+        Args:
+            inputs: one ``ClipDatasetMapper`` test output ("clip" (3, T, H, W), "proposals" or
+                "image" for the detector, "valid_size", "height", "width").
+            timestamp: the key frame's bank time (integer seconds).
+        Returns:
+            dict: "timestamp", "features" float32 (R, C, h, w), "valid_sizes" (R, 2),
+            "boxes" (R, 4) key-frame px, "scores" (R,) (numpy; ``write_video_bank`` entries).
+        """
+        model = self.model
+        (props,) = model.get_proposals([inputs])  # the boxes the model uses at test time
+        clip = inputs["clip"][None].to(model.device).float()
+        features = model.backbone(clip)
+        image_size = tuple(clip.shape[-2:])
+        valid = tuple(inputs.get("valid_size", image_size))
+        feats, sizes = compute_bank_entries(model.roi_heads, self.kind, features,
+                                            [props.proposal_boxes], [valid], image_size)
+        boxes = props.proposal_boxes.clone()
+        boxes.scale(inputs["width"] / valid[1], inputs["height"] / valid[0])  # key-frame px
+        scores = props.scores if props.has("scores") else torch.ones(len(props))
+        return {"timestamp": int(timestamp), "features": feats.float().cpu().numpy(),
+                "valid_sizes": sizes.cpu().numpy(), "boxes": boxes.tensor.cpu().numpy(),
+                "scores": scores.cpu().numpy()}
