@@ -255,6 +255,36 @@ def test_extract_resume_and_read(tiny_world, tmp_path, capsys):
     assert with_bank.shape == without.shape and not torch.allclose(with_bank, without)
 
 
+def _extract_rank(world: str, argv: list) -> None:
+    """One process of a launched extraction (a spawned process has a fresh dataset catalog)."""
+    from acar_d2.data.datasets.aca_world import register_aca_world
+
+    if "test_fb_train" not in DatasetCatalog.list():
+        register_aca_world(world, prefix="test_fb")
+    tool = _tool()
+    tool.main(tool.argument_parser().parse_args(argv))
+
+
+def test_extract_two_processes_writes_the_same_bank(tiny_world, tmp_path):
+    """detectron2 launch, 2 CPU processes (gloo): videos dealt to the ranks, the same files as
+    one process."""
+    from detectron2.engine import launch
+
+    tool = _tool()
+    w0 = _weights(tmp_path / "w0.pth", 0)
+    config = str(REPO / "configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml")
+
+    def argv(out):
+        return ["--config-file", config, "--datasets", "test_fb_train", "test_fb_val", "--kind",
+                "lfb", "--output", str(out), "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", w0]
+    tool.main(tool.argument_parser().parse_args(argv(tmp_path / "one")))
+    launch(_extract_rank, 2, dist_url="auto", args=(str(tiny_world), argv(tmp_path / "two")))
+    one, two = _digest(tmp_path / "one" / "videos"), _digest(tmp_path / "two" / "videos")
+    assert len(one) == 4 and one == two
+    assert ((tmp_path / "one" / RECORD_FILE).read_text() ==
+            (tmp_path / "two" / RECORD_FILE).read_text())
+
+
 def test_training_mapper_flips_bank_with_clip(tiny_world, tmp_path):
     root = tmp_path / "bank"
     cfg = _cfg(opts=["MODEL.FEATURE_BANK.DIR", str(root), "MODEL.FEATURE_BANK.WINDOW_SIZE", "1",
