@@ -121,11 +121,16 @@ def run(args) -> Tuple[int, int]:
     work = Path(args.work_dir or (outputs[0] + ".work"))
     work.mkdir(parents=True, exist_ok=True)
 
-    detector = build_person_detector(cfg)
-    if cfg.MODEL.WEIGHTS:  # an ACARNet checkpoint: its person_detector.* keys
-        holder = torch.nn.Module()
-        holder.person_detector = detector
-        ACARCheckpointer(holder).load(cfg.MODEL.WEIGHTS)
+    if cfg.MODEL.WEIGHTS:
+        # an ACARNet checkpoint: the whole model is loaded as for evaluation (strict: a file
+        # without person_detector.* keys is an error, not a silently untrained detector)
+        from detectron2.modeling import build_model
+
+        model = build_model(cfg)
+        ACARCheckpointer.from_config(model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
+        detector = model.person_detector
+    else:  # MODEL.PERSON_DETECTOR.WEIGHTS (a detectron2 file) or nothing
+        detector = build_person_detector(cfg)
     detector.eval()
 
     if args.dataset:

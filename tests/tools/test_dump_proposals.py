@@ -95,3 +95,49 @@ def test_dump_round_trip_and_resume(world, tmp_path):
     assert set(again) == set(dumped)
     for k in dumped:
         np.testing.assert_allclose(again[k], dumped[k], atol=1e-6)
+
+
+def test_dump_video_files_every_second(tmp_path):
+    """--video: key frames at 0, 1, 2 s of an 8 fps mp4 (frames 0, 8, 16), the boxes the detector
+    finds on those decoded frames, keyed by the file's stem."""
+    from acar_d2.checkpoint import CheckpointMismatchError
+    from acar_d2.engine import setup_cfg
+    from acar_d2.modeling.person_detector import build_person_detector
+    from tests.utils.demo_helpers import decode, write_test_video
+
+    tool = _tool()
+    video = tmp_path / "walk.mp4"
+    write_test_video(str(video), n=24, fps=8)
+    torch.manual_seed(0)
+    DetectionCheckpointer(build_model(load_detector_config(TINY)), save_dir=str(tmp_path)).save("det")
+    pkl = str(tmp_path / "boxes.pkl")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.PERSON_DETECTOR.WEIGHTS", str(tmp_path / "det.pth")]
+    done, skipped = tool.run(tool.parse_args(["--config-file", CONFIG, "--video", str(video),
+                                              "--every", "1", "--pkl", pkl, "--score-thresh", "0.0",
+                                              *opts]))
+    assert (done, skipped) == (1, 0)
+    dumped = read_dense_proposals(pkl)
+    assert sorted(dumped) == [("walk", 0), ("walk", 1), ("walk", 2)]
+    assert all(len(v) > 0 for v in dumped.values())
+    detector = build_person_detector(setup_cfg(CONFIG, opts)).eval()
+    frames = decode(video)
+    with torch.no_grad():
+        own = tool.detect_video(detector, [("walk", t, frames[8 * t]) for t in range(3)], 0.0)
+    for t in range(3):
+        np.testing.assert_allclose(dumped[("walk", t)], own[f"walk,{t:04d}"], atol=1e-5)
+
+    # MODEL.WEIGHTS of an ACARNet checkpoint: its detector; one without detector keys is refused
+    model = build_model(setup_cfg(CONFIG, opts))
+    state = model.state_dict()
+    torch.save({"model": state}, tmp_path / "acar.pth")
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith("person_detector.")}},
+               tmp_path / "no_detector.pth")
+    base = ["--config-file", CONFIG, "--video", str(video), "--score-thresh", "0.0"]
+    tool.run(tool.parse_args(base + ["--pkl", str(tmp_path / "b2.pkl"), "MODEL.DEVICE", "cpu",
+                                     "MODEL.WEIGHTS", str(tmp_path / "acar.pth")]))
+    again = read_dense_proposals(str(tmp_path / "b2.pkl"))
+    for t in range(3):
+        np.testing.assert_allclose(again[("walk", t)], dumped[("walk", t)], atol=1e-5)
+    with pytest.raises(CheckpointMismatchError, match="person_detector"):
+        tool.run(tool.parse_args(base + ["--pkl", str(tmp_path / "b3.pkl"), "MODEL.DEVICE",
+                                         "cpu", "MODEL.WEIGHTS", str(tmp_path / "no_detector.pth")]))
