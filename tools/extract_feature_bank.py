@@ -41,7 +41,8 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from acar_d2.data.clip_mapper import ClipDatasetMapper  # noqa: E402
 from acar_d2.data.feature_bank import RECORD_FILE, write_video_bank  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
-from acar_d2.engine.bank_extraction import BankEntryExtractor, make_bank_record  # noqa: E402
+from acar_d2.engine.bank_extraction import (BankEntryExtractor, make_bank_record,  # noqa: E402
+                                            write_or_check_record)
 
 logger = logging.getLogger("acar_d2.extract_feature_bank")
 
@@ -53,20 +54,6 @@ def argument_parser():
     parser.add_argument("--datasets", nargs="+", default=None,
                         help="registered datasets (default: DATASETS.TRAIN + DATASETS.TEST)")
     return parser
-
-
-def check_existing_record(path: str, record: dict) -> None:
-    """A resumed run must be the same extraction; a different one is refused, not overwritten."""
-    with open(path) as f:
-        old = json.load(f)
-    keys = ("format", "kind", "entry_shape", "compat", "extractor")
-    diff = [k for k in keys if old.get(k) != record.get(k)]
-    if diff:
-        raise ValueError(
-            f"{path} records another extraction (differs in {diff}: e.g. weights "
-            f"{old.get('extractor', {}).get('weights')!r}); choose another --output, or delete that "
-            "folder yourself to replace it"
-        )
 
 
 def video_dicts(datasets: list) -> dict:
@@ -127,13 +114,8 @@ def main(args) -> dict:
     record = make_bank_record(cfg, args.kind, datasets, entry_shape)
     record_path = os.path.join(args.output, RECORD_FILE)
     if comm.is_main_process():
-        if os.path.isfile(record_path):
-            check_existing_record(record_path, record)
-        else:
-            os.makedirs(folder, exist_ok=True)
-            with open(record_path + ".tmp", "w") as f:
-                json.dump(record, f, indent=1, sort_keys=True)
-            os.replace(record_path + ".tmp", record_path)
+        write_or_check_record(args.output, record)
+        os.makedirs(folder, exist_ok=True)
         times, actors, size = estimate(videos, cfg, entry_shape)
         done = sum(os.path.isfile(os.path.join(folder, f"{v}.json")) for v in videos)
         print(f"[extract_feature_bank] {args.kind}: {len(videos)} videos ({done} done), {times} "

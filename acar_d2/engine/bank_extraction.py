@@ -23,7 +23,10 @@ from ..checkpoint import ACARCheckpointer
 from ..data.feature_bank import FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256
 from ..modeling.roi_heads import compute_bank_entries
 
-__all__ = ["BankEntryExtractor", "make_bank_record", "extractor_cfg_from_record"]
+__all__ = ["BankEntryExtractor", "make_bank_record", "write_or_check_record",
+           "extractor_cfg_from_record"]
+
+RECORD_KEYS = ("format", "kind", "entry_shape", "compat", "extractor")
 
 
 def make_bank_record(cfg: CfgNode, kind: str, datasets, entry_shape) -> dict:
@@ -45,6 +48,32 @@ def make_bank_record(cfg: CfgNode, kind: str, datasets, entry_shape) -> dict:
             "config": cfg.dump(),
         },
     }
+
+
+def write_or_check_record(root: str, record: dict, keys=RECORD_KEYS, write: bool = True) -> None:
+    """
+    A bank folder holds one extraction: write ``record`` as ``root/bank_record.json`` (atomically)
+    when there is none, else refuse a record that differs in ``keys`` (a resumed or repeated run
+    must be the same extraction; another one is never written over the first).
+
+    Raises:
+        ValueError: naming the file, the keys that differ and the recorded weights.
+    """
+    path = os.path.join(root, RECORD_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        diff = [k for k in keys if old.get(k) != record.get(k)]
+        if diff:
+            raise ValueError(
+                f"{path} records another extraction (differs in {diff}: e.g. weights "
+                f"{old.get('extractor', {}).get('weights')!r}); choose another bank folder, or "
+                "delete that folder yourself to replace it")
+    elif write:
+        os.makedirs(root, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
 
 
 def extractor_cfg_from_record(bank_dir: str, weights: Optional[str] = None,

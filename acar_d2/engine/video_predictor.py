@@ -38,7 +38,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
 from ..data.clip_mapper import ClipDatasetMapper
-from ..data.feature_bank import RECORD_FILE, FeatureBank, write_video_bank
+from ..data.feature_bank import FeatureBank, write_video_bank
 from ..utils.video_source import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
                                   open_video_source)
 from .defaults import ActionPredictor
@@ -306,39 +306,27 @@ class VideoActionPredictor:
         Returns:
             FeatureBank: checked against this model's config (kind, settings, extractor sha256).
         """
-        from .bank_extraction import make_bank_record
+        from .bank_extraction import make_bank_record, write_or_check_record
 
         kind = self.cfg.MODEL.FEATURE_BANK.KIND
-        record_path = os.path.join(self.bank_dir, RECORD_FILE)
         index = os.path.join(self.bank_dir, "videos", f"{video_id}.json")
-        ex_cfg = self.bank_extractor
-        if os.path.isfile(record_path):
-            with open(record_path) as f:
-                old = json.load(f)
-            mine = make_bank_record(ex_cfg, kind, [], old.get("entry_shape", []))
-            if old.get("extractor") != mine["extractor"] or old.get("kind") != kind:
-                raise ValueError(f"{record_path} holds a bank of another extraction model or kind; "
-                                 "choose another bank folder (nothing is overwritten)")
+        keys = ("kind", "compat", "extractor")  # the entry shape is known after pass 1
+        record = make_bank_record(self.bank_extractor, kind, [], ())
+        write_or_check_record(self.bank_dir, record, keys, write=False)
         if not os.path.isfile(index):
-            passer = _BankPass(ex_cfg, kind, fps=self.fps)
+            passer = _BankPass(self.bank_extractor, kind, fps=self.fps)
             requests = None
             if key_frames is not None:
-                requests = [KeyFrameRequest(r.frame_index, r.time, r.timestamp, r.proposals)
-                            for r in key_frames if r.timestamp is not None]
+                requests = [r for r in key_frames if r.timestamp is not None]
             entries = []
             for kf in passer(source.reopen(), requests, video_id=video_id):
                 inst = kf.instances
                 entries.append({"timestamp": kf.timestamp, "features": inst.bank_features.numpy(),
                                 "valid_sizes": inst.bank_valid_sizes.numpy(),
                                 "boxes": inst.pred_boxes.tensor.numpy(), "scores": inst.scores.numpy()})
-            shapes = {e["features"].shape[1:] for e in entries if len(e["features"])}
-            shape = shapes.pop() if shapes else passer.entry_shape()
-            if not os.path.isfile(record_path):
-                os.makedirs(self.bank_dir, exist_ok=True)
-                record = make_bank_record(ex_cfg, kind, [f"video:{video_id}"], shape)
-                with open(record_path + ".tmp", "w") as f:
-                    json.dump(record, f, indent=1, sort_keys=True)
-                os.replace(record_path + ".tmp", record_path)
+            record["entry_shape"] = list(passer.entry_shape())
+            record["datasets"] = [f"video:{video_id}"]
+            write_or_check_record(self.bank_dir, record, keys)
             write_video_bank(os.path.join(self.bank_dir, "videos"), video_id, entries)
             logger.info("%s: bank of %d seconds, %d actors written to %s", video_id, len(entries),
                         sum(len(e["features"]) for e in entries), self.bank_dir)
@@ -467,6 +455,7 @@ class _BankPass(VideoActionPredictor):
         from .bank_extraction import BankEntryExtractor
 
         self.extractor = BankEntryExtractor(self.cfg, kind, model=self.model)
+        self._shape: Optional[tuple] = None
 
     @torch.no_grad()
     def predict_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
@@ -478,8 +467,10 @@ class _BankPass(VideoActionPredictor):
         inst.scores = torch.as_tensor(e["scores"]).reshape(-1)
         inst.bank_features = torch.as_tensor(e["features"])
         inst.bank_valid_sizes = torch.as_tensor(e["valid_sizes"]).reshape(-1, 2)
-        self._last_shape = tuple(e["features"].shape[1:])
+        self._shape = tuple(e["features"].shape[1:])
         return inst
 
     def entry_shape(self) -> tuple:
-        return getattr(self, "_last_shape", (0, 0, 0))
+        """(C, h, w) of this model's entries, known after the first key frame (also one without
+        any actor); (0, 0, 0) for a video without key frames."""
+        return self._shape or (0, 0, 0)

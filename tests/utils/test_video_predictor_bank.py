@@ -118,9 +118,23 @@ def test_refusals(models, tmp_path):
     (tmp_path / "b").mkdir(exist_ok=True)
     (tmp_path / "b" / RECORD_FILE).write_text(json.dumps(
         {"kind": "acfb", "entry_shape": [8, 2, 2], "extractor": {"weights": "other.pth"}}))
-    with pytest.raises(ValueError, match="another extraction model"):
+    with pytest.raises(ValueError, match="records another extraction"):
         list(video(path, _requests(path)[1]))
     assert "other.pth" in (tmp_path / "b" / RECORD_FILE).read_text()
+    # nobody above the threshold anywhere: an empty bank of the right entry shape, empty windows
+    dicts, requests = _requests(path)
+    for r in requests:
+        r.proposals = dict(r.proposals, scores=np.full(len(r.proposals["scores"]), 0.5))
+    empty_dir = tmp_path / "empty"
+    video = VideoActionPredictor(bank_cfg, bank_extractor=ex_cfg, bank_dir=str(empty_dir))
+    out = list(video(path, requests, video_id="v"))
+    assert [len(kf.instances) for kf in out] == [0] * 5
+    full_dir = tmp_path / "full"
+    list(VideoActionPredictor(bank_cfg, bank_extractor=ex_cfg, bank_dir=str(full_dir))(
+        path, _requests(path)[1], video_id="v"))
+    shape = json.loads((full_dir / RECORD_FILE).read_text())["entry_shape"]
+    assert shape[0] == 8 and json.loads((empty_dir / RECORD_FILE).read_text())["entry_shape"] == shape
+    assert len(FeatureBank(str(empty_dir), bank_cfg).window("v", 2, 3)["features"]) == 0
 
 
 def test_extractor_from_the_training_bank_record(models, tmp_path):
