@@ -23,7 +23,6 @@ video every second and stores the video's entries (``bank_dir``, or a temporary 
 predicts with the bank model reading its windows from them. Live sources cannot be read twice and
 are refused for bank models.
 """
-import json
 import logging
 import os
 import tempfile
@@ -315,6 +314,8 @@ class VideoActionPredictor:
         write_or_check_record(self.bank_dir, record, keys, write=False)
         if not os.path.isfile(index):
             passer = _BankPass(self.bank_extractor, kind, fps=self.fps)
+            logger.info("%s: pass 1 of 2, writing its %s bank with %s", video_id, kind,
+                        self.bank_extractor.MODEL.WEIGHTS)
             requests = None
             if key_frames is not None:
                 requests = [r for r in key_frames if r.timestamp is not None]
