@@ -10,14 +10,18 @@ from memory-mapped per-video files (warm page cache: the bank is read again and 
 
 Part 2 (``--part synthetic``): on the ``--long-range`` world (datasets/SYNTHETIC.md, class
 ``left_behind`` whose evidence lies >= 2 s before the key frame), per seed: train ACAR without a
-bank, extract its ACFB and LFB banks (tools/extract_feature_bank.py), train ACAR+ACFB and LFB with
-them; same backbone, data, seed and schedule (``configs/Synthetic/{acar,acfb,lfb}_*``). Reports
-frame-mAP, the AP of ``left_behind`` (all its key frames, and only t >= 3 s where the clip holds no
-evidence at all) as mean +- half-range over the seeds, per-seed numbers, and whether ACFB beats ACAR
-by more than the seed spread and LFB sits between them or below.
+bank from scratch (``--max-iter``), extract its ACFB and LFB banks (tools/extract_feature_bank.py),
+then compare three heads trained on the same data, seed and schedule (``configs/Synthetic/
+{acar,acfb,lfb}_*``, bank window 19 s): by default all three start from that ACAR checkpoint and
+train ``--finetune-iter`` iterations (the no-bank ACAR included), the stand-in for the paper's
+common Kinetics initialisation; ``--finetune-iter 0`` trains ACFB and LFB from scratch instead.
+Reports frame-mAP, the AP of ``left_behind`` (all its key frames, and only t >= 3 s where the clip
+holds no evidence at all) as mean +- half-range over the seeds, per-seed numbers, and whether ACFB
+beats ACAR by more than the seed spread and LFB sits between them or below. Every run keeps its
+summary in its folder: a stopped benchmark run again continues where it stopped.
 
     python tools/benchmark_feature_bank.py --part loader
-    python tools/benchmark_feature_bank.py --part synthetic --seeds 0 1 2 [--max-iter N] [KEY VALUE ...]
+    python tools/benchmark_feature_bank.py --part synthetic --seeds 0 1 2 --max-iter 400 --finetune-iter 200
 
 Results: a markdown table on stdout and ``results.json`` / ``results.md`` in ``--output``.
 """
