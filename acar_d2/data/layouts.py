@@ -83,26 +83,51 @@ def _ann(ann: str, *names: str) -> Tuple[str, ...]:
     return tuple(os.path.join(ann, n) for n in names)
 
 
+# PySlowFast's pre-prepared person boxes (its configs/AVA/*.yaml TRAIN_PREDICT_BOX_LISTS /
+# TEST_PREDICT_BOX_LISTS) live in this folder of annotations/; some copies sit in annotations/.
+PYSLOWFAST_BOX_DIR = "person_box_67091280_iou90"
+# PySlowFast's train box file per AVA version: v2.1's has no version suffix.
+_PYSLOWFAST_TRAIN_BOXES = {
+    "v2.1": ("ava_detection_train_boxes_and_labels_include_negative.csv",
+             "ava_detection_train_boxes_and_labels_include_negative_v2.1.csv"),
+    "v2.2": ("ava_detection_train_boxes_and_labels_include_negative_v2.2.csv",),
+}
+
+
+def _pyslowfast_boxes(split: str, version: str) -> Tuple[str, ...]:
+    """
+    PySlowFast's detection CSVs of a split, each in ``person_box_67091280_iou90/`` (where its
+    configs name them) before ``annotations/`` itself.
+    """
+    if split == "train":
+        names = _PYSLOWFAST_TRAIN_BOXES.get(version, ())
+    else:
+        names = (f"ava_detection_{split}_boxes_and_labels.csv",)
+    return tuple(p for n in names for p in (os.path.join(PYSLOWFAST_BOX_DIR, n), n))
+
+
 def ava_proposal_candidates(ann: str, split: str, version: str = "v2.2") -> Tuple[str, ...]:
     """
     Person-proposal files of an AVA split, in search order: MMAction2 pickle, PySlowFast's
-    predicted boxes and pre-prepared detection CSVs, ACAR-Net's detection pickles.
+    predicted boxes and pre-prepared detection CSVs (:func:`_pyslowfast_boxes`), ACAR-Net's
+    detection pickles; for train last the other version's PySlowFast CSVs (the same detector's
+    person boxes, only their labels, unused here, differ).
     """
     if split == "train":
+        other = "v2.1" if version == "v2.2" else "v2.2"
         return _ann(
             ann,
             "dense_proposals_train.pkl",
             "ava_train_predicted_boxes.csv",
-            f"ava_detection_train_boxes_and_labels_include_negative_{version}.csv",
-            "ava_detection_train_boxes_and_labels_include_negative_v2.2.csv",
+            *_pyslowfast_boxes(split, version),
             f"ava_train_{version}_with_fair_0.9.pkl",
+            *_pyslowfast_boxes(split, other),
         )
     return _ann(
         ann,
         f"dense_proposals_{split}.pkl",
         f"ava_{split}_predicted_boxes.csv",
-        f"person_box_67091280_iou90/ava_detection_{split}_boxes_and_labels.csv",
-        f"ava_detection_{split}_boxes_and_labels.csv",
+        *_pyslowfast_boxes(split, version),
         f"ava_{split}_{version}_fair_0.85.pkl",
     )
 

@@ -2,6 +2,7 @@
 ground-truth pickle passed as CSV, and the proposal-format converters."""
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -151,3 +152,60 @@ def test_non_finite_or_pixel_proposals_refused_in_every_format(tmp_path):
     (tmp_path / "nan.csv").write_text("v,0902,0.1,0.1,0.5,0.5,,nan\n")
     with pytest.raises(ValueError, match="finite"):
         read_proposals(str(tmp_path / "nan.csv"))
+
+
+def _pyslowfast_config_tree(tmp_path):
+    """The tree PySlowFast's configs/AVA/*.yaml describe: both person-box CSVs (and no other
+    proposal file) in annotations/person_box_67091280_iou90/, v2.1 and v2.2 names."""
+    paths = lt.make_pyslowfast_tree(tmp_path)
+    ann = paths["ann"]
+    boxes = os.path.join(ann, "person_box_67091280_iou90")
+    train = "ava_detection_train_boxes_and_labels_include_negative"
+    os.replace(os.path.join(ann, f"{train}_v2.2.csv"), os.path.join(boxes, f"{train}_v2.2.csv"))
+    # v2.1: PySlowFast's train box file has no version suffix; the val file is shared
+    shutil.copy(os.path.join(boxes, f"{train}_v2.2.csv"), os.path.join(boxes, f"{train}.csv"))
+    for split in ("train", "val"):
+        shutil.copy(os.path.join(ann, f"ava_{split}_v2.2.csv"),
+                    os.path.join(ann, f"ava_{split}_v2.1.csv"))
+        shutil.copy(os.path.join(ann, f"ava_{split}_excluded_timestamps_v2.2.csv"),
+                    os.path.join(ann, f"ava_{split}_excluded_timestamps_v2.1.csv"))
+    proposal_files = sorted(os.path.relpath(os.path.join(d, n), ann)
+                            for d, _, names in os.walk(ann)
+                            for n in names if "boxes" in n or n.endswith(".pkl"))
+    assert proposal_files == [
+        "person_box_67091280_iou90/ava_detection_train_boxes_and_labels_include_negative.csv",
+        "person_box_67091280_iou90/ava_detection_train_boxes_and_labels_include_negative_v2.2.csv",
+        "person_box_67091280_iou90/ava_detection_val_boxes_and_labels.csv"]
+    return ann
+
+
+@pytest.mark.parametrize("version", ["v2.1", "v2.2"])
+def test_pyslowfast_config_tree_finds_person_box_folder(tmp_path, version):
+    ann = _pyslowfast_config_tree(tmp_path)
+    prefix = _register(tmp_path)
+    for split in ("train", "val"):
+        name = f"{prefix}_{version}_{split}"
+        assert _expected_dicts(DatasetCatalog.get(name)) == EXPECTED
+    # the file each split resolved to: the version's own, in PySlowFast's folder
+    from acar_d2.data.layouts import FirstExisting, ava_proposal_candidates, resolve_path
+
+    train = resolve_path(FirstExisting(ava_proposal_candidates(ann, "train", version)))
+    suffix = "" if version == "v2.1" else "_v2.2"
+    assert train == os.path.join(
+        ann, "person_box_67091280_iou90",
+        f"ava_detection_train_boxes_and_labels_include_negative{suffix}.csv")
+
+
+@pytest.mark.parametrize("version", ["v2.1", "v2.2"])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_proposal_candidates_unique_and_in_pyslowfast_folder(split, version):
+    from acar_d2.data.layouts import ava_proposal_candidates
+
+    found = ava_proposal_candidates("ann", split, version)
+    assert len(found) == len(set(found)), found
+    folder = os.path.join("ann", "person_box_67091280_iou90")
+    in_folder = [p for p in found if os.path.dirname(p) == folder]
+    assert in_folder, found
+    # the folder's copy is searched before the same name in annotations/
+    for p in in_folder:
+        assert found.index(p) < found.index(os.path.join("ann", os.path.basename(p)))
