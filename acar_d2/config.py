@@ -88,9 +88,19 @@ def add_slowfast_config(cfg: CN) -> None:
     # Non-local pairwise function: "softmax" (embedded Gaussian, non-local paper Eq. 3) or
     # "dot_product" (Eq. 4, used by PySlowFast's AVA R101+NL configs).
     _C.MODEL.SLOWFAST.NONLOCAL_INSTANTIATION = "softmax"
-    # Use frozen BatchNorm (affine + fixed statistics) in the whole backbone. The official recipe
-    # trains with BN in eval mode ("freeze_bn: True").
-    _C.MODEL.SLOWFAST.FROZEN_BN = True
+    # Backbone norm (acar_d2/modeling/backbone/norm.py):
+    # "FrozenStatsBN": stored statistics that never change, trainable scale / shift: the official
+    #   ACAR-Net "freeze_bn: True" (every backbone BN in eval mode inside a training model) and
+    #   PySlowFast's BN.FREEZE;
+    # "FrozenBN": detectron2's FrozenBatchNorm, statistics and scale / shift all fixed;
+    # "BN": nn.BatchNorm3d, batch statistics in training.
+    _C.MODEL.SLOWFAST.NORM = "FrozenStatsBN"
+    # The boolean of earlier versions is refused with a pointer, not silently read as a NORM.
+    _C.register_renamed_key(
+        "MODEL.SLOWFAST.FROZEN_BN", "MODEL.SLOWFAST.NORM",
+        message='FROZEN_BN True was detectron2\'s fully frozen BN, now NORM "FrozenBN"; the official '
+                'ACAR-Net freeze_bn (trainable scale / shift) is NORM "FrozenStatsBN" (the default)',
+    )
     # Names of the features returned by the backbone.
     _C.MODEL.SLOWFAST.OUT_FEATURES = ["slow", "fast"]
 

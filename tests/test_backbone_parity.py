@@ -21,7 +21,7 @@ def official_r50() -> SlowFast:
     return SlowFast(
         depth=50, width=64, alpha=4, beta_inv=8, fusion_conv_channel_ratio=2,
         fusion_kernel_size=7, fusion_only_conv=False, slow_full_span=True,
-        res5_dilation=2, frozen_bn=True,
+        res5_dilation=2, norm="FrozenStatsBN",
     ).eval()
 
 

@@ -18,7 +18,7 @@ from acar_d2.modeling.backbone import SlowFast
 
 def tiny(**kwargs) -> SlowFast:
     torch.manual_seed(0)
-    args = dict(depth=18, width=8, frozen_bn=True)
+    args = dict(depth=18, width=8, norm="FrozenBN")
     args.update(kwargs)
     return SlowFast(**args).eval()
 
@@ -138,7 +138,7 @@ def test_backbone_pretrain_file_with_batchnorm_model(tmp_path):
     path = tmp_path / "SLOWFAST_R50_K400.pth.tar"
     torch.save(state, path)
     assert detect_source(state) == "acar_backbone"
-    dst = Model(frozen_bn=False)
+    dst = Model(norm="BN")
     with pytest.raises(CheckpointMismatchError, match=r"roi_heads\.fc\.weight"):
         ACARCheckpointer(dst, strict=True).load(str(path))  # head really missing
     ACARCheckpointer(dst, strict=False).load(str(path))  # lenient: only logs the head

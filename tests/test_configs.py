@@ -57,7 +57,8 @@ def test_official_schedule_in_base_ava():
     assert (s.BASE_LR, s.WARMUP_METHOD, s.GAMMA) == (0.064, "linear", 0.1)
     assert abs(s.BASE_LR * s.WARMUP_FACTOR - 0.008) < 1e-12, s.WARMUP_FACTOR
     assert (s.MAX_ITER, tuple(s.STEPS)) == (35000, (33000, 34000)), (s.MAX_ITER, s.STEPS)
-    assert cfg.MODEL.SLOWFAST.FROZEN_BN, "the official recipe trains with frozen backbone BN"
+    # official freeze_bn: frozen statistics, trainable scale / shift
+    assert cfg.MODEL.SLOWFAST.NORM == "FrozenStatsBN", cfg.MODEL.SLOWFAST.NORM
 
 
 @pytest.mark.parametrize("path", LEAF_CONFIGS, ids=_config_id)

@@ -48,7 +48,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 def benchmark_case(name: str, device: torch.device, repeats: int) -> Dict[str, float]:
     spec = CASES[name]
     torch.manual_seed(0)
-    model = SlowFast(**spec["model"], frozen_bn=True).to(device).eval()
+    model = SlowFast(**spec["model"], norm="FrozenBN").to(device).eval()
     clip = torch.randn(1, 3, *spec["clip"], device=device)
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad():

@@ -6,7 +6,12 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
-from acar_d2.modeling.backbone import FrozenBatchNorm3d, SlowFast, pick_slow_frame_indices
+from acar_d2.modeling.backbone import (
+    FrozenBatchNorm3d,
+    FrozenStatsBatchNorm3d,
+    SlowFast,
+    pick_slow_frame_indices,
+)
 from acar_d2.engine import setup_cfg
 
 
@@ -69,7 +74,7 @@ def test_slow_frame_sampling_rules():
 
 
 def test_frozen_bn_is_frozen():
-    model = _tiny(frozen_bn=True).train()
+    model = _tiny(norm="FrozenBN").train()
     bns = [m for m in model.modules() if isinstance(m, FrozenBatchNorm3d)]
     assert len(bns) > 0
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
@@ -106,8 +111,49 @@ def test_frozen_bn_matches_batchnorm_eval():
     assert torch.allclose(frozen(x), bn(x), atol=1e-6)
 
 
+def test_frozen_stats_bn_trains_scale_and_shift_only():
+    """NORM "FrozenStatsBN" (official freeze_bn): statistics fixed in train mode, scale / shift are
+    parameters with gradients, train and eval forward identical, equal to BatchNorm3d.eval()."""
+    model = _tiny(norm="FrozenStatsBN").train()
+    bns = [m for m in model.modules() if isinstance(m, FrozenStatsBatchNorm3d)]
+    assert len(bns) > 0 and not any(isinstance(m, FrozenBatchNorm3d) for m in model.modules())
+    for bn in bns:
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 1.5)
+    stats = {k: v.clone() for k, v in model.state_dict().items()
+             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    x = torch.randn(2, 3, 8, 32, 32)
+    out = model(x)
+    (out["slow"].sum() + out["fast"].sum()).backward()
+    for k, v in stats.items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    assert all(bn.weight.grad is not None and bn.bias.grad is not None for bn in bns)
+    # (random statistics may leave a few channels' ReLUs dead; nearly all layers get a gradient)
+    assert sum(bool(bn.weight.grad.abs().sum() > 0) for bn in bns) >= 0.9 * len(bns)
+    with torch.no_grad():
+        assert torch.equal(model.train()(x)["slow"], model.eval()(x)["slow"])
+    # One layer against nn.BatchNorm3d in eval mode, and the same state-dict keys both ways.
+    ref = torch.nn.BatchNorm3d(6).eval()
+    ref.weight.data.normal_()
+    ref.running_var.uniform_(0.5, 2.0)
+    layer = FrozenStatsBatchNorm3d(6).train()
+    assert layer.load_state_dict(ref.state_dict()) is not None
+    assert set(layer.state_dict()) == set(ref.state_dict())
+    y = torch.randn(2, 6, 3, 4, 5)
+    assert torch.equal(layer(y), ref(y))
+    frozen = FrozenBatchNorm3d(6)
+    frozen.load_state_dict(layer.state_dict())  # step counter accepted
+    assert torch.allclose(frozen(y), layer(y), atol=1e-6)
+    layer.load_state_dict(frozen.state_dict())  # a FrozenBN file has no step counter: accepted
+
+
+def test_norm_names():
+    with pytest.raises(ValueError, match="MODEL.SLOWFAST.NORM must be one of"):
+        _tiny(norm="SyncBN")
+
+
 def test_unfrozen_bn_updates_statistics():
-    model = _tiny(frozen_bn=False).train()
+    model = _tiny(norm="BN").train()
     bn = model.slow.stem.bn
     assert isinstance(bn, torch.nn.BatchNorm3d)
     before = bn.running_mean.clone()

@@ -43,13 +43,13 @@ def test_r50_shapes_match_slowfast_slow_pathway():
     # only the first conv / shortcut of res3..res5 and res2 read the lateral channels
     assert differ == [f"slow.res{s}.0.{n}.weight" for s in (2, 3, 4, 5) for n in ("conv1", "shortcut")]
     # with trainable BN: 31.63M, + the K400 head (2048 x 400 + 400) = 32.45M, Slow-only R50's size
-    n = sum(p.numel() for p in SlowOnly(depth=50, frozen_bn=False).parameters())
+    n = sum(p.numel() for p in SlowOnly(depth=50, norm="BN").parameters())
     assert n == 31_634_496 and round((n + 2048 * 400 + 400) / 1e6, 2) == 32.45
 
 
 def test_pyslowfast_slowonly_checkpoint_loads(tmp_path):
     torch.manual_seed(0)
-    src = SlowOnly(depth=18, width=8, frozen_bn=True)
+    src = SlowOnly(depth=18, width=8, norm="FrozenBN")
     for v in src.state_dict().values():  # non-trivial BN statistics too
         v.copy_(torch.rand_like(v) + 0.5) if v.dtype.is_floating_point else None
     state = {_to_pyslowfast(k): v.clone() for k, v in src.state_dict().items()
@@ -59,7 +59,7 @@ def test_pyslowfast_slowonly_checkpoint_loads(tmp_path):
     path = tmp_path / "SLOW_8x8_R18.pyth"
     torch.save({"model_state": state}, path)
     converted = convert_checkpoint(str(path))  # format detected: pyslowfast
-    dst = SlowOnly(depth=18, width=8, frozen_bn=True)
+    dst = SlowOnly(depth=18, width=8, norm="FrozenBN")
     missing, unexpected = dst.load_state_dict(
         {k[len("backbone."):]: v for k, v in converted.items()}, strict=False)
     assert unexpected == [] and [k for k in missing if not k.endswith("num_batches_tracked")] == []

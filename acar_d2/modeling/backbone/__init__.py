@@ -1,11 +1,20 @@
 """SlowFast and SlowOnly video backbones (registered in detectron2's BACKBONE_REGISTRY) and its layers."""
-from .frozen_bn import FrozenBatchNorm3d, convert_frozen_batchnorm3d
+from .norm import (
+    NORMS,
+    FrozenBatchNorm3d,
+    FrozenStatsBatchNorm3d,
+    convert_frozen_batchnorm3d,
+    get_norm3d,
+)
 from .nonlocal_block import NonLocalBlock3d
 from .slowfast import SlowFast, build_slowfast_backbone, pick_slow_frame_indices
 from .slowonly import SlowOnly, build_slowonly_backbone
 
 __all__ = [
+    "NORMS",
     "FrozenBatchNorm3d",
+    "FrozenStatsBatchNorm3d",
+    "get_norm3d",
     "convert_frozen_batchnorm3d",
     "NonLocalBlock3d",
     "SlowFast",

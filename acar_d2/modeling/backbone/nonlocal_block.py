@@ -34,8 +34,8 @@ class NonLocalBlock3d(nn.Module):
         """
         Args:
             channels (int): C, input and output channels.
-            norm (callable): ``norm(C)`` builds the output normalisation (BatchNorm3d or
-                FrozenBatchNorm3d).
+            norm (callable): ``norm(C)`` builds the output normalisation (see ``norm.py``:
+                FrozenStatsBatchNorm3d, FrozenBatchNorm3d or BatchNorm3d).
             pool_size (tuple[int]): max-pool kernel/stride (T, H, W) applied to phi and g;
                 (1, 1, 1) disables the sub-sampling.
             instantiation (str): "softmax" (embedded Gaussian) or "dot_product".

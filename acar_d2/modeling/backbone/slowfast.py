@@ -41,7 +41,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 from torch.nn import functional as F
 
-from .frozen_bn import FrozenBatchNorm3d
+from .norm import get_norm3d
 from .nonlocal_block import NonLocalBlock3d
 
 __all__ = ["SlowFast", "build_slowfast_backbone", "STAGE_BLOCKS", "pick_slow_frame_indices"]
@@ -317,7 +317,7 @@ class SlowFast(Backbone):
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
-        frozen_bn: bool = True,
+        norm: str = "FrozenStatsBN",
         out_features: Sequence[str] = ("slow", "fast"),
         in_channels: int = 3,
     ):
@@ -338,7 +338,9 @@ class SlowFast(Backbone):
             nonlocal_locations (list[list[int]]): per stage res2..res5, block indices followed by a
                 non-local block in the slow pathway.
             nonlocal_pool, nonlocal_instantiation: see ``NonLocalBlock3d``.
-            frozen_bn (bool): ``FrozenBatchNorm3d`` everywhere instead of ``nn.BatchNorm3d``.
+            norm (str): the backbone norm, ``MODEL.SLOWFAST.NORM``: "FrozenStatsBN" (official
+                ``freeze_bn``: stored statistics, trainable scale / shift), "FrozenBN" (nothing
+                trains) or "BN" (batch statistics); see ``norm.py``.
             out_features (list[str]): subset of ("slow", "fast") to return.
             in_channels (int): must be 3 (RGB clips).
         """
@@ -362,7 +364,7 @@ class SlowFast(Backbone):
         self.res5_dilation = res5_dilation
         self._out_features = list(out_features)
 
-        norm: NormFactory = FrozenBatchNorm3d if frozen_bn else nn.BatchNorm3d
+        norm_layer: NormFactory = get_norm3d(norm)
         blocks = STAGE_BLOCKS[depth]
         fast_width = width // beta_inv
         # channels entering each stage: previous output (stem or stage), plus the lateral on the
@@ -380,7 +382,7 @@ class SlowFast(Backbone):
             stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL,
             temporal_kernels=SLOW_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
-            norm=norm,
+            norm=norm_layer,
             nonlocal_locations=nonlocal_locations,
             nonlocal_pool=nonlocal_pool,
             nonlocal_instantiation=nonlocal_instantiation,
@@ -392,7 +394,7 @@ class SlowFast(Backbone):
             stem_temporal_kernel=FAST_STEM_TEMPORAL_KERNEL,
             temporal_kernels=FAST_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
-            norm=norm,
+            norm=norm_layer,
         )
         self.fuse = nn.ModuleDict(
             {
@@ -402,7 +404,7 @@ class SlowFast(Backbone):
                     kernel_size=fusion_kernel_size,
                     alpha=alpha,
                     only_conv=fusion_only_conv,
-                    norm=norm,
+                    norm=norm_layer,
                 )
                 for s, src in enumerate(("stem", "res2", "res3", "res4"))
             }
@@ -428,7 +430,7 @@ class SlowFast(Backbone):
             "nonlocal_locations": [list(x) for x in sf.NONLOCAL_LOCATIONS],
             "nonlocal_pool": list(sf.NONLOCAL_POOL),
             "nonlocal_instantiation": sf.NONLOCAL_INSTANTIATION,
-            "frozen_bn": sf.FROZEN_BN,
+            "norm": sf.NORM,
             "out_features": list(sf.OUT_FEATURES),
             "in_channels": input_shape.channels if input_shape is not None else 3,
         }

@@ -15,7 +15,7 @@ Caffe2 blobs ``conv1_w`` / ``res{2..5}_{i}_branch2{a,b,c}_*`` map onto ``slow.*`
 head is dropped), e.g. PySlowFast's ``SLOW_8x8_R50.pkl``.
 
 Config: ``MODEL.BACKBONE.NAME "build_slowonly_backbone"``, the ``MODEL.SLOWFAST`` keys DEPTH,
-WIDTH, RES5_DILATION, NONLOCAL_*, FROZEN_BN (the fast-pathway / fusion keys are unused),
+WIDTH, RES5_DILATION, NONLOCAL_*, NORM (the fast-pathway / fusion keys are unused),
 ``MODEL.ROI_HEADS.IN_FEATURES ["slow"]``.
 """
 from typing import Dict, Optional, Sequence
@@ -26,7 +26,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
-from .frozen_bn import FrozenBatchNorm3d
+from .norm import get_norm3d
 from .slowfast import (
     SLOW_STEM_TEMPORAL_KERNEL,
     SLOW_TEMPORAL_KERNELS,
@@ -54,7 +54,7 @@ class SlowOnly(Backbone):
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
-        frozen_bn: bool = True,
+        norm: str = "FrozenStatsBN",
         in_channels: int = 3,
     ):
         """
@@ -63,7 +63,7 @@ class SlowOnly(Backbone):
             width (int): stem channels (64 in the paper).
             res5_dilation (int): 1 (stride 32) or > 1 (stride 16, the AVA / UCF setting).
             nonlocal_locations, nonlocal_pool, nonlocal_instantiation: as in SlowFast.
-            frozen_bn (bool): FrozenBatchNorm3d instead of nn.BatchNorm3d.
+            norm (str): "FrozenStatsBN", "FrozenBN" or "BN", as in SlowFast.
             in_channels (int): must be 3.
         """
         super().__init__()
@@ -71,7 +71,7 @@ class SlowOnly(Backbone):
             raise ValueError(f"SlowOnly depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}")
         if in_channels != 3:
             raise ValueError(f"SlowOnly expects 3 input channels (RGB), got {in_channels}")
-        norm = FrozenBatchNorm3d if frozen_bn else nn.BatchNorm3d
+        norm_layer = get_norm3d(norm)
         stage_in = [width] + [width * 4 * 2**s for s in range(3)]
         self.slow = Pathway(
             stem_channels=width,
@@ -80,7 +80,7 @@ class SlowOnly(Backbone):
             stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL,
             temporal_kernels=SLOW_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
-            norm=norm,
+            norm=norm_layer,
             nonlocal_locations=nonlocal_locations,
             nonlocal_pool=nonlocal_pool,
             nonlocal_instantiation=nonlocal_instantiation,
@@ -103,7 +103,7 @@ class SlowOnly(Backbone):
             "nonlocal_locations": [list(x) for x in sf.NONLOCAL_LOCATIONS],
             "nonlocal_pool": list(sf.NONLOCAL_POOL),
             "nonlocal_instantiation": sf.NONLOCAL_INSTANTIATION,
-            "frozen_bn": sf.FROZEN_BN,
+            "norm": sf.NORM,
             "in_channels": input_shape.channels if input_shape is not None else 3,
         }
 

@@ -5,7 +5,7 @@ from .acar_head import ACARROIHeads
 from .baseline_head import BaselineROIHeads
 from .feature_bank_heads import ACFBROIHeads, LFBROIHeads, compute_bank_entries
 from .hr2o import HR2O_REGISTRY, build_hr2o
-from .loss import action_probabilities, pose_softmax_bce_loss
+from .loss import action_probabilities, global_box_weight, pose_softmax_bce_loss
 from .relation_heads import ActorActorROIHeads, ActorContextROIHeads
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "HR2O_REGISTRY",
     "build_hr2o",
     "action_probabilities",
+    "global_box_weight",
     "pose_softmax_bce_loss",
     "pose_class_indices_from_config",
 ]

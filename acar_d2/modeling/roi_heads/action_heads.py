@@ -21,7 +21,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes
 
 from .layout import valid_feature_size
-from .loss import action_probabilities, pose_softmax_bce_loss
+from .loss import action_probabilities, global_box_weight, pose_softmax_bce_loss
 
 __all__ = ["ActionROIHeads", "pose_class_indices_from_config"]
 
@@ -252,8 +252,13 @@ class ActionROIHeads(nn.Module):
         return logits, losses
 
     def losses(self, logits: torch.Tensor, gt_actions: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """{"loss_action": pose-softmax BCE averaged over R x K}."""
-        return {"loss_action": pose_softmax_bce_loss(logits, gt_actions, self.pose_class_indices)}
+        """
+        {"loss_action": pose-softmax BCE averaged over R x K}, times :func:`global_box_weight` when
+        several processes train (the mean over the boxes of all processes, as the official step).
+        Called once per training step on every process.
+        """
+        loss = pose_softmax_bce_loss(logits, gt_actions, self.pose_class_indices)
+        return {"loss_action": loss * global_box_weight(logits.shape[0], logits.device)}
 
     def inference(self, logits: torch.Tensor) -> torch.Tensor:
         """(R, K) logits -> (R, K) scores: softmax over the pose classes, sigmoid elsewhere."""

@@ -5,13 +5,20 @@ AVA's pose classes (stand, sit, walk, ...) are mutually exclusive, so ACAR-Net (
 official ``ava_criterion`` with ``pose_softmax: True``) turns their logits into probabilities with
 one softmax, while every other class keeps an independent sigmoid. The binary cross-entropy is then
 taken on these probabilities (not on logits) and averaged over R regions x K classes.
+
+With several processes the official step scales each process's mean by (boxes here / boxes on all
+processes) x processes (:func:`global_box_weight`), so that the gradient DistributedDataParallel
+averages is that of the mean over every box of the global batch, not the mean of per-process means
+(AVA clips hold 1 to 20+ actors, so processes always hold different box counts).
 """
 from typing import Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from detectron2.utils import comm
 
-__all__ = ["action_probabilities", "pose_softmax_bce_loss"]
+__all__ = ["action_probabilities", "global_box_weight", "pose_softmax_bce_loss"]
 
 
 def action_probabilities(logits: torch.Tensor, pose_class_indices: Sequence[int]) -> torch.Tensor:
@@ -65,3 +72,28 @@ def pose_softmax_bce_loss(
         return logits.sum() * 0.0
     probs = action_probabilities(logits, pose_class_indices)
     return F.binary_cross_entropy(probs, gt_actions.to(probs.dtype), reduction="mean")
+
+
+def global_box_weight(num_boxes: int, device: torch.device) -> float:
+    """
+    The factor that turns this process's mean loss into its share of the global-batch mean.
+
+    ``num_boxes / total * world_size`` with ``total`` the boxes of all processes (one all-reduce of
+    a single number; every process must call it once per step). DistributedDataParallel averages
+    the gradients of the processes, so the result is the gradient of
+    ``sum over all boxes / total``. Exactly 1.0 with one process (no communication).
+
+    Args:
+        num_boxes (int): R, the boxes of this process's batch.
+        device (torch.device): where the count tensor lives (the loss's device: gloo reduces CPU
+            tensors, NCCL CUDA ones).
+    Returns:
+        float: the weight (1.0 when no process has a box: every loss is then zero).
+    """
+    world_size = comm.get_world_size()
+    if world_size == 1:
+        return 1.0
+    count = torch.tensor([float(num_boxes)], dtype=torch.float64, device=device)
+    dist.all_reduce(count)
+    total = float(count.item())
+    return num_boxes * world_size / total if total > 0 else 1.0
