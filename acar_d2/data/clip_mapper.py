@@ -284,9 +284,15 @@ class ClipDatasetMapper:
         """
         d = copy.deepcopy(dataset_dict)
         where = f"{d.get('video_id')},{d.get('timestamp')}"
-        indices = clip_frame_indices(
-            d["key_frame_index"], self.num_frames, self.sampling_rate, d["num_frames"]
-        )
+        try:
+            indices = clip_frame_indices(
+                d["key_frame_index"], self.num_frames, self.sampling_rate, d["num_frames"]
+            )
+        except ValueError as e:  # a key frame beyond its video: never clamped to an end frame
+            source = d.get("video_file") if getattr(self.reader, "source", "") == "video" else None
+            raise ValueError(
+                f"key frame {where} ({source or d.get('frame_dir') or d.get('video_file')}): {e}"
+            ) from e
         frames = self.reader(d, indices)  # (T, 3, H0, W0) uint8
         h0, w0 = frames.shape[-2:]
         if (h0, w0) != (d["height"], d["width"]):

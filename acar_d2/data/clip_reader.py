@@ -8,7 +8,7 @@ names the file (a mapper returning None would make detectron2 silently swap in a
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence, Tuple
+from typing import NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ __all__ = [
     "read_frame_folder_clip",
     "read_video_clip",
     "video_frame_count_and_size",
+    "video_header",
+    "VideoHeader",
     "ClipReader",
 ]
 
@@ -117,19 +119,60 @@ def _open_video(video_file: str):
     return container
 
 
-def video_frame_count_and_size(video_file: str) -> Tuple[int, int, int]:
-    """(number of frames, height, width) of a video file from its header."""
+class VideoHeader(NamedTuple):
+    """What a video container says about its first video stream (nothing decoded)."""
+
+    num_frames: int  # frames at the container's own rate
+    duration: float  # seconds
+    rate: float  # frames per second (average rate)
+    height: int
+    width: int
+
+
+def video_header(video_file: str) -> VideoHeader:
+    """
+    Frame count, duration, frame rate and size of a video from its container, without decoding:
+    the count is ``stream.frames``, else duration (``stream.duration * time_base``, else
+    ``container.duration``) times the average rate, else the number of the stream's packets
+    (demuxed, not decoded: one packet per frame for video).
+
+    Raises:
+        FileNotFoundError / ValueError naming the file when it is absent, unreadable or empty.
+    """
+    import av
+
     container = _open_video(video_file)
     try:
         stream = container.streams.video[0]
-        n = stream.frames
-        if n <= 0 and stream.duration is not None and stream.average_rate:
-            n = int(round(float(stream.duration * stream.time_base * stream.average_rate)))
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        n = int(stream.frames or 0)
+        if n <= 0 and duration and rate > 0:
+            n = int(round(duration * rate))
+        if n <= 0:  # no count in the header: count the packets (demux only)
+            n = sum(1 for packet in container.demux(stream) if packet.size > 0)
         if n <= 0:
             raise ValueError(f"cannot tell the number of frames of video {video_file}")
-        return int(n), int(stream.codec_context.height), int(stream.codec_context.width)
+        if not duration:
+            duration = n / rate if rate > 0 else 0.0
+        if rate <= 0 and duration > 0:
+            rate = n / duration
+        return VideoHeader(n, float(duration), rate, int(stream.codec_context.height),
+                           int(stream.codec_context.width))
+    except av.error.FFmpegError as e:
+        raise ValueError(f"corrupt or unreadable video {video_file}: {e}") from e
     finally:
         container.close()
+
+
+def video_frame_count_and_size(video_file: str) -> Tuple[int, int, int]:
+    """(number of frames, height, width) of a video file from its header (:func:`video_header`)."""
+    header = video_header(video_file)
+    return header.num_frames, header.height, header.width
 
 
 def read_video_clip(video_file: str, indices: Sequence[int], fps: float) -> torch.Tensor:

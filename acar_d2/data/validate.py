@@ -20,13 +20,20 @@ check                   level  what
 ``person_id``           error  negative person id; warning: one person id on two boxes of a frame
 ``duplicate``           warn   identical rows (the line of the first copy is named)
 ``missing_video``       error  no frame folder / video for a video of the CSV
-``timestamp_range``     error  the key frame ``(t - first_second) * fps`` is outside the video
+``timestamp_range``     error  the key frame ``(t - first_second) * fps`` is outside the video, for
+                               every source given: frame folder / list, video file (frame count
+                               and duration from the container, nothing decoded), AVA-Kinetics
+                               clip (``--kinetics``, frame 0 at the clip's start); a clip's
+                               ``--half-span`` frames past an end are padded, not an error
 ``missing_frame``       error  the key frame's image is missing from its folder
 ``proposal_coverage``   error  > 10 % of the key frames without proposals (warning if any)
 ``proposal_recall``     warn   ground-truth boxes covered by a proposal at IoU >= 0.5 < 90 %
 ``exclusions``          error  malformed excluded-timestamps rows
 ``class_frequency``     info   instances per class (classes without any: warning)
 ======================  =====  ===============================================================
+
+Summary ``frames_checked``: key frames checked against a frame source (0: no source given);
+``clips_padded``: of those, the ones whose clip runs past an end of its video.
 
 Exit status 1 when any error was found, else 0. No detectron2 import except for ``--dataset``.
 """
@@ -106,8 +113,11 @@ class ValidationReport:
         return "\n".join(out)
 
 
-def _read_rows(path: str, report: ValidationReport):
-    """Rows that parse: list of (line, vid, ts, box (4,), action, person)."""
+def _read_rows(path: str, report: ValidationReport, kinetics: bool = False):
+    """
+    Rows that parse: list of (line, vid, ts, box (4,), action, person). ``kinetics``: the
+    AVA-Kinetics release writes timestamps as floats ("12.0"), whole seconds are accepted.
+    """
     rows = []
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         for line, row in enumerate(csv.reader(f), start=1):
@@ -119,7 +129,8 @@ def _read_rows(path: str, report: ValidationReport):
                            f"x1,y1,x2,y2,action_id,person_id, got {len(row)}{hint}")
                 continue
             try:
-                ts = int(row[1])
+                ts = int(row[1]) if not kinetics or float(row[1]) != round(float(row[1])) \
+                    else int(round(float(row[1])))
             except ValueError:
                 report.add("error", "schema", path, line, f"timestamp {row[1]!r} is not an integer "
                            "(AVA timestamps are whole seconds)")
@@ -146,7 +157,7 @@ def _read_rows(path: str, report: ValidationReport):
     return rows
 
 
-def _check_rows(path, rows, label_ids, report):
+def _check_rows(path, rows, label_ids, report, kinetics=False):
     seen: Dict[tuple, int] = {}
     persons: Dict[tuple, Tuple[tuple, int]] = {}
     pixel_like = 0
@@ -168,7 +179,7 @@ def _check_rows(path, rows, label_ids, report):
             report.add("warning", "duplicate", path, line, f"same row as line {seen[key]}")
         else:
             seen[key] = line
-        if person < 0 and len(box) == 4:
+        if person < 0 and not kinetics:  # the AVA-Kinetics release has no person ids
             report.add("error", "person_id", path, line, f"person_id {person} is negative")
         pk = (vid, ts, person)
         if person >= 0:
@@ -202,8 +213,80 @@ def _frame_index(ts, fps, first_second):
     return int(round((ts - first_second) * fps))
 
 
-def _check_sources(path, keys, report, frames, frame_list, videos, fps, first_second):
-    """timestamp_range, missing_frame, missing_video per key frame."""
+@dataclass
+class _Frames:
+    """The frames of one video (or Kinetics clip) as a split holds them; no pixel is read."""
+
+    where: str  # frame folder, frame list or video file, for messages
+    num_frames: int  # frames 0 .. num_frames - 1 at the split's fps
+    numbers: Optional[set] = None  # 1-based numbers of the frame files on disk (folders only)
+    start: float = 0.0  # second of frame 0
+
+
+def _video_frames(video_file: str, fps: float, start: float) -> _Frames:
+    """A video file's frames at the split's fps, from its container (PyAV, nothing decoded)."""
+    from .clip_reader import video_header
+
+    header = video_header(video_file)
+    if abs(header.rate - fps) <= 1e-3 * fps:
+        n = header.num_frames
+    else:  # the reader takes frame k at time k / fps: count those inside the duration
+        n = int(np.ceil(header.duration * fps - 1e-6))
+    return _Frames(video_file, n, None, start)
+
+
+def _sources_of(name, frames, listed, frame_list, videos, fps, start, report, path, line):
+    """
+    The frame sources of video (or clip) ``name``: its frame list entry or frame folder, then its
+    ``<name>.mp4``; each one present is checked. An unreadable video is a ``missing_video`` error.
+    """
+    found: List[_Frames] = []
+    if listed is not None and name in listed:
+        found.append(_Frames(f"{frame_list} ({name})", len(listed[name]),
+                             set(range(1, len(listed[name]) + 1)), start))
+    elif frames and os.path.isdir(os.path.join(frames, name)):
+        numbers = set()
+        for n in os.listdir(os.path.join(frames, name)):
+            m = _NUM_RE.search(n)
+            if m:
+                numbers.add(int(m.group(1)))
+        found.append(_Frames(os.path.join(frames, name), max(numbers, default=0), numbers, start))
+    video_file = os.path.join(videos, name + ".mp4") if videos else None
+    if video_file and os.path.isfile(video_file):
+        try:
+            found.append(_video_frames(video_file, fps, start))
+        except (OSError, ValueError) as e:
+            report.add("error", "missing_video", path, line, str(e))
+    return found
+
+
+def _check_key_frame(path, line, vid, ts, src: _Frames, fps, half_span, report) -> bool:
+    """timestamp_range / missing_frame of one key frame in one source; False: outside it."""
+    idx = _frame_index(ts, fps, src.start)
+    if not 0 <= idx < src.num_frames:
+        last = int(np.floor(src.start + (src.num_frames - 1) / fps)) if src.num_frames else None
+        valid = (f"seconds {int(np.ceil(src.start))}..{last} hold key frames"
+                 if last is not None and last >= src.start else "it has no frame")
+        report.add("error", "timestamp_range", path, line, f"key frame {vid},{ts} is frame {idx} = "
+                   f"({ts} - {src.start:g}) * {fps:g}, outside the {src.num_frames} frames of "
+                   f"{src.where} ({valid}; wrong fps or first_second?); a clip's +-{half_span} "
+                   "frames may run past the ends (padded), its key frame may not")
+        return False
+    if src.numbers is not None and idx + 1 not in src.numbers:
+        report.add("error", "missing_frame", path, line,
+                   f"key frame {vid},{ts}: frame #{idx + 1} (1-based) is missing from {src.where}")
+    return True
+
+
+def _check_sources(path, keys, report, frames, frame_list, videos, fps, first_second,
+                   half_span=32, kinetics=False):
+    """
+    timestamp_range, missing_frame, missing_video per key frame, for every source of its frames
+    (frame list, frame folder, video file; ``kinetics``: the AVA-Kinetics clip
+    ``<video_id>_<start>_<end>`` holding the second, frame 0 at ``start``). Sets the stats
+    ``frames_checked`` (key frames checked against a source) and ``clips_padded`` (of those, the
+    ones whose clip reaches ``half_span`` frames past an end of the video: padded, not an error).
+    """
     first_line: Dict[str, int] = {}
     per_video: Dict[str, List[tuple]] = defaultdict(list)
     for (vid, ts), line in keys.items():
@@ -214,35 +297,42 @@ def _check_sources(path, keys, report, frames, frame_list, videos, fps, first_se
         from .datasets.ava import read_frame_list
 
         listed = read_frame_list(frame_list)
-    for vid, line in first_line.items():
-        numbers: Optional[set] = None
-        if listed is not None and vid in listed:
-            numbers = set(range(1, len(listed[vid]) + 1))
-        elif frames and os.path.isdir(os.path.join(frames, vid)):
-            numbers = set()
-            for n in os.listdir(os.path.join(frames, vid)):
-                m = _NUM_RE.search(n)
-                if m:
-                    numbers.add(int(m.group(1)))
-        elif videos and os.path.isfile(os.path.join(videos, vid + ".mp4")):
-            from .clip_reader import video_frame_count_and_size
+    clips = None
+    if kinetics:
+        from .datasets.ava_kinetics import _find_clip, index_kinetics_clips
 
-            numbers = set(range(1, video_frame_count_and_size(os.path.join(videos, vid + ".mp4"))[0] + 1))
-        if numbers is None:
-            where = os.path.join(frames or videos or "", vid)
-            report.add("error", "missing_video", path, line, f"video {vid!r}: no frames or video "
-                       f"found ({where})")
-            continue
-        last = max(numbers) if numbers else 0
+        clips = index_kinetics_clips(frames, videos)
+    checked = padded = 0
+    for vid, line in first_line.items():
+        if clips is None:
+            sources = _sources_of(vid, frames, listed, frame_list, videos, fps, first_second,
+                                  report, path, line)
+            if not sources:
+                where = os.path.join(frames or videos or "", vid)
+                report.add("error", "missing_video", path, line, f"video {vid!r}: no frames or "
+                           f"video found ({where})")
+                continue
         for ts, kline in per_video[vid]:
-            idx = _frame_index(ts, fps, first_second)
-            if not 0 <= idx < last:
-                report.add("error", "timestamp_range", path, kline, f"key frame {vid},{ts} is "
-                           f"frame {idx} = ({ts} - {first_second}) * {fps:g}, outside the video's "
-                           f"{last} frames (wrong fps or first_second?)")
-            elif idx + 1 not in numbers:
-                report.add("error", "missing_frame", path, kline,
-                           f"key frame {vid},{ts}: frame #{idx + 1} (1-based) is missing")
+            if clips is not None:  # one Kinetics clip per key frame
+                clip = _find_clip(clips.get(vid, []), ts)
+                if clip is None:
+                    report.add("warning", "missing_video", path, kline, f"key frame {vid},{ts}: "
+                               f"no clip {vid}_<start>_<end> holding second {ts} in {frames} / "
+                               f"{videos} (the loader skips it)")
+                    continue
+                sources = _sources_of(clip[2], frames, None, None, videos, fps, clip[0],
+                                      report, path, kline)
+                if not sources:
+                    continue
+            checked += 1
+            for src in sources:
+                if not _check_key_frame(path, kline, vid, ts, src, fps, half_span, report):
+                    break
+            else:
+                idx = _frame_index(ts, fps, sources[0].start)
+                padded += idx - half_span < 0 or idx + half_span >= sources[0].num_frames
+    report.stats["frames_checked"] = checked
+    report.stats["clips_padded"] = padded
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -301,9 +391,21 @@ def _check_exclusions(path, report):
 def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[str] = None,
                          frame_list: Optional[str] = None, videos: Optional[str] = None,
                          proposals: Optional[str] = None, exclusions: Optional[str] = None,
-                         fps: float = 30.0, first_second: int = 0) -> ValidationReport:
+                         fps: float = 30.0, first_second: int = 0, half_span: int = 32,
+                         kinetics: bool = False) -> ValidationReport:
     """
     Run every check of :data:`CHECKS` that the given files allow.
+
+    Args:
+        frames, frame_list, videos: the frame sources; every one given is checked
+            (``timestamp_range``, ``missing_frame``; video files from their container header).
+        fps, first_second: key frame of second t = frame ``round((t - first_second) * fps)``.
+        half_span (int): frames a clip reaches on each side of its key frame
+            (``NUM_FRAMES * SAMPLING_RATE // 2``, 32 for 32x2); a clip running past an end of
+            its video is padded with the edge frame (counted in ``clips_padded``, no problem).
+        kinetics (bool): an AVA-Kinetics CSV: key frames in the clips
+            ``<video_id>_<start>_<end>`` of ``frames`` / ``videos`` (frame 0 at ``start``),
+            float timestamps and no person ids allowed.
 
     Returns:
         ValidationReport: problems (file, 1-based line), class counts (label id -> instances
@@ -314,8 +416,8 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
     if not os.path.isfile(annotations):
         report.add("error", "schema", annotations, None, "annotation CSV not found")
         return report
-    rows = _read_rows(annotations, report)
-    _check_rows(annotations, rows, lmap.ids, report)
+    rows = _read_rows(annotations, report, kinetics)
+    _check_rows(annotations, rows, lmap.ids, report, kinetics)
     keys: Dict[tuple, int] = {}
     for line, vid, ts, *_ in rows:
         keys.setdefault((vid, ts), line)
@@ -327,7 +429,8 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
         report.add("warning", "class_frequency", annotations, None,
                    f"{len(empty)} label-map class(es) have no instance: ids {empty[:20]}")
     if frames or frame_list or videos:
-        _check_sources(annotations, keys, report, frames, frame_list, videos, fps, first_second)
+        _check_sources(annotations, keys, report, frames, frame_list, videos, fps, first_second,
+                       half_span, kinetics)
     else:
         report.stats["frames_checked"] = 0  # no frame source given: timestamps not checked
     excluded = set()
@@ -351,13 +454,17 @@ def _files_of_dataset(name: str) -> dict:
     meta = MetadataCatalog.get(name)
     if "gt_csv" not in meta.as_dict():
         raise SystemExit(f"{name!r} is not a registered AVA-format split (no gt_csv metadata)")
+    if meta.get("validate_parts", None):
+        raise SystemExit(f"{name!r} combines the splits {list(meta.validate_parts)}: validate "
+                         "each of them")
     get = lambda k: resolve_path(meta.get(k, None))  # noqa: E731
     return dict(annotations=meta.gt_csv, label_map=get("label_map_fallback")
                 if not os.path.isfile(meta.label_map) and meta.get("label_map_fallback", None)
                 else meta.label_map, frames=get("frame_root"), frame_list=get("frame_list"),
                 videos=get("video_root"), proposals=get("proposal_file"),
                 exclusions=meta.get("exclusions", None), fps=float(meta.get("fps", 30.0)),
-                first_second=int(meta.get("first_second", 0)))
+                first_second=int(meta.get("first_second", 0)),
+                kinetics=bool(meta.get("kinetics_clips", False)))
 
 
 def main(argv=None) -> int:
@@ -373,14 +480,20 @@ def main(argv=None) -> int:
     p.add_argument("--exclusions")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--first-second", type=int, default=0)
+    p.add_argument("--half-span", type=int, default=32, help="frames a clip reaches on each side "
+                   "of its key frame: NUM_FRAMES * SAMPLING_RATE // 2 (32 for 32x2)")
+    p.add_argument("--kinetics", action="store_true", help="an AVA-Kinetics CSV; --frames / "
+                   "--videos hold its clips <youtube_id>_<start>_<end>")
     p.add_argument("--max-per-check", type=int, default=20, help="problems printed per check")
     args = p.parse_args(argv)
     if args.dataset:
         files = _files_of_dataset(args.dataset)
+        files["half_span"] = args.half_span
     elif args.annotations and args.label_map:
         files = dict(annotations=args.annotations, label_map=args.label_map, frames=args.frames,
                      frame_list=args.frame_list, videos=args.videos, proposals=args.proposals,
-                     exclusions=args.exclusions, fps=args.fps, first_second=args.first_second)
+                     exclusions=args.exclusions, fps=args.fps, first_second=args.first_second,
+                     half_span=args.half_span, kinetics=args.kinetics)
     else:
         p.error("give --dataset NAME, or --annotations CSV and --label-map PBTXT")
     t0 = time.perf_counter()

@@ -9,7 +9,9 @@ import json
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.catalog import Metadata
 
+from ..layouts import FirstExisting
 from ..synthetic.scene import CLASSES
 from .ava import load_ava_instances
 
@@ -44,6 +46,20 @@ def load_aca_world(world: str, split: str):
     )
 
 
+class _WorldMetadata(Metadata):
+    """Metadata whose ``fps`` is read from the world's ``world.json`` on first access (the world
+    may be generated after the split is registered), for ``python -m acar_d2.data.validate``."""
+
+    def __getattr__(self, key):
+        if key == "fps" and "world" in self.__dict__:
+            meta_file = os.path.join(self.__dict__["world"], "world.json")
+            if os.path.isfile(meta_file):
+                with open(meta_file) as f:
+                    self.__dict__["fps"] = float(json.load(f)["fps"])
+                return self.__dict__["fps"]
+        return super().__getattr__(key)
+
+
 def register_aca_world(world: str, prefix: str = "aca_world") -> None:
     """
     Register ``{prefix}_train`` and ``{prefix}_val`` for the world in folder ``world``.
@@ -65,7 +81,10 @@ def register_aca_world(world: str, prefix: str = "aca_world") -> None:
             return dicts
 
         DatasetCatalog.register(name, load)
+        MetadataCatalog[name] = _WorldMetadata(name=name)
+        videos = os.path.join(world, "videos")
         MetadataCatalog.get(name).set(
+            world=world,
             action_classes=[c.name for c in CLASSES],
             action_ids=[c.id for c in CLASSES],
             pose_class_indices=list(groups.get("pose", [])),
@@ -76,4 +95,9 @@ def register_aca_world(world: str, prefix: str = "aca_world") -> None:
             proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
             evaluator_type="ava",
             first_second=0,  # synthetic frame k shows time k / fps (contract in world.json)
+            # frame sources, for python -m acar_d2.data.validate --dataset NAME
+            frame_root=os.path.join(world, "frames"),
+            frame_list=FirstExisting((os.path.join(world, "frame_lists", f"{split}.csv"),),
+                                     required=False),
+            video_root=videos if os.path.isdir(videos) else None,
         )

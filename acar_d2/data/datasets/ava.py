@@ -339,9 +339,12 @@ def load_ava_instances(
         idx = frame_index(ts)
         if not 0 <= idx < src.num_frames:
             origin = gt_csv if (vid, ts) in annotations else proposal_file
+            # The clip's frames past the ends are padded (clip_frame_indices), its key frame is not.
             raise ValueError(
-                f"{origin}: key frame {vid},{ts} maps to frame {idx}, outside the video's "
-                f"{src.num_frames} frames (frame = (timestamp - {first_second}) * {fps})"
+                f"{origin}: key frame {vid},{ts} maps to frame {idx} = ({ts} - {first_second}) * "
+                f"{fps:g}, outside the {src.num_frames} frames of video {vid!r} "
+                f"({src.frame_dir or src.video_file}); fix or remove the row (wrong fps or "
+                "first_second?), python -m acar_d2.data.validate names its line"
             )
         h, w = src.height, src.width
         anns = [

@@ -164,7 +164,13 @@ def load_kinetics_instances(
                     n, h, w = video_frame_count_and_size(vfile)
             info[name] = (frame_dir, template, video_file, n, h, w)
         frame_dir, template, video_file, n, h, w = info[name]
-        idx = min(max(int(round((ts - start) * fps)), 0), n - 1)
+        idx = int(round((ts - start) * fps))
+        if not 0 <= idx < n:  # a clip shorter than its name says: no silent clamp to an end
+            raise ValueError(
+                f"{gt_csv}: key frame {yid},{ts} maps to frame {idx} = ({ts} - {start}) * {fps:g} "
+                f"of clip {name!r}, outside its {n} frames ({frame_dir or video_file}); fix or "
+                "remove the row, python -m acar_d2.data.validate --kinetics names its line"
+            )
         arr = proposals.get((yid, ts))
         arr = np.zeros((0, 5), np.float32) if arr is None else np.asarray(arr, np.float32)
         scale = np.array([w, h, w, h], dtype=np.float32)
@@ -243,3 +249,7 @@ def register_ava_kinetics(root: str, prefix: str = "ava_kinetics_v1.0", ava_pref
                 exclusions=os.path.join(ava_ann, f"ava_{split}_excluded_timestamps_v2.2.csv")
                 if name == both else None,
                 evaluator_type="ava", fps=30.0)
+        # for python -m acar_d2.data.validate --dataset NAME
+        MetadataCatalog.get(only).set(frame_root=os.path.join(base, "frames"),
+                                      video_root=os.path.join(base, "videos"), kinetics_clips=True)
+        MetadataCatalog.get(both).set(validate_parts=(f"{ava_prefix}_v2.2_{split}", only))
