@@ -11,14 +11,19 @@ processes) x processes (:func:`global_box_weight`), so that the gradient Distrib
 averages is that of the mean over every box of the global batch, not the mean of per-process means
 (AVA clips hold 1 to 20+ actors, so processes always hold different box counts).
 """
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from detectron2.utils import comm
 
-__all__ = ["action_probabilities", "global_box_weight", "pose_softmax_bce_loss"]
+__all__ = [
+    "action_log_probabilities",
+    "action_probabilities",
+    "global_box_weight",
+    "pose_softmax_bce_loss",
+]
 
 
 def action_probabilities(logits: torch.Tensor, pose_class_indices: Sequence[int]) -> torch.Tensor:
@@ -49,11 +54,51 @@ def action_probabilities(logits: torch.Tensor, pose_class_indices: Sequence[int]
     return probs.clamp(0.0, 1.0)
 
 
+def action_log_probabilities(
+    logits: torch.Tensor, pose_class_indices: Sequence[int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    ``log p`` and ``log(1 - p)`` of :func:`action_probabilities`, computed from the logits.
+
+    Sigmoid classes: ``logsigmoid(z)`` and ``logsigmoid(-z)``. Pose classes (one softmax):
+    ``log_softmax(z)_i`` and ``logsumexp_{j != i} z_j - logsumexp_j z_j``. Both stay finite and
+    keep a gradient where float32 probabilities round to exactly 0 or 1 (a sigmoid logit beyond
+    ~17, a pose logit ~17 above the others).
+
+    Args:
+        logits (Tensor): (R, K).
+        pose_class_indices (Sequence[int]): as in :func:`action_probabilities`.
+    Returns:
+        tuple[Tensor, Tensor]: (R, K) ``log p`` and (R, K) ``log(1 - p)``.
+    """
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    if len(pose_class_indices) > 0:
+        index = torch.as_tensor(list(pose_class_indices), dtype=torch.long, device=logits.device)
+        pose = logits.index_select(1, index)  # (R, P)
+        total = torch.logsumexp(pose, dim=1, keepdim=True)
+        P = pose.shape[1]
+        eye = torch.eye(P, dtype=torch.bool, device=logits.device)
+        others = pose.unsqueeze(1).expand(-1, P, -1).masked_fill(eye, float("-inf"))  # (R, P, P)
+        log_p = log_p.index_copy(1, index, pose - total)
+        log_not_p = log_not_p.index_copy(1, index, torch.logsumexp(others, dim=2) - total)
+    return log_p, log_not_p
+
+
 def pose_softmax_bce_loss(
     logits: torch.Tensor, gt_actions: torch.Tensor, pose_class_indices: Sequence[int]
 ) -> torch.Tensor:
     """
     Mean binary cross-entropy of :func:`action_probabilities` against multi-hot targets.
+
+    The official criterion applies ``F.binary_cross_entropy`` to the probabilities; here the same
+    sum ``-(y log p + (1 - y) log(1 - p))`` is taken on :func:`action_log_probabilities`, equal
+    to float32 round-off while the probabilities are not saturated (checked against the official
+    forward and training steps, tests/test_model_parity.py and tests/engine/
+    test_training_parity.py). Where a probability rounds to exactly 1 on the wrong side, the
+    official loss is capped at 100 per element with a zero gradient, so a prediction that has
+    overshot can never be pulled back (a diverged synthetic run sat there, README "Training
+    stability"); here the gradient stays (sigmoid(z) - y). Log terms are capped at -100 like
+    ``F.binary_cross_entropy``'s, which only a one-class pose group can reach.
 
     Args:
         logits (Tensor): (R, K) action logits.
@@ -70,8 +115,11 @@ def pose_softmax_bce_loss(
         )
     if logits.numel() == 0:
         return logits.sum() * 0.0
-    probs = action_probabilities(logits, pose_class_indices)
-    return F.binary_cross_entropy(probs, gt_actions.to(probs.dtype), reduction="mean")
+    if len(pose_class_indices) > 0:
+        action_probabilities(logits[:0], pose_class_indices)  # same index checks
+    log_p, log_not_p = action_log_probabilities(logits, pose_class_indices)
+    y = gt_actions.to(logits.dtype)
+    return -(y * log_p.clamp(min=-100.0) + (1 - y) * log_not_p.clamp(min=-100.0)).mean()
 
 
 def global_box_weight(num_boxes: int, device: torch.device) -> float:

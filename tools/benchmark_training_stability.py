@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""
+Training stability and the backbone norm on the synthetic world: several seeds of one config,
+each trained by ``tools/train_net.py`` with every iteration's loss logged, then checked for loss
+spikes and evaluated (frame-mAP@0.5 on the validation split).
+
+    python tools/benchmark_training_stability.py --seeds 0 1 2 3 4 --norms FrozenStatsBN FrozenBN
+    python tools/benchmark_training_stability.py --device cuda --jobs 10 ...   # runs side by side
+
+A spike is a jump of the loss after the warm-up: the ratio of a 20-iteration median of
+``loss_action`` to the lowest 20-iteration median before it (``spike ratio``; a run that trains
+normally stays near 1, the diverged feature-bank run of README "Training stability" went from 0.04
+to 12.6, a ratio above 100); a run with a ratio above ``--spike-ratio`` (default 3) is reported
+as spiking. Each run is an ordinary ``train_net.py`` run in ``--output/<norm>/seed<N>`` (its
+``config.yaml``, ``metrics.json`` and checkpoints): running the tool again resumes unfinished runs
+(``--resume``) and reads finished ones back. Results: a markdown table on stdout and
+``results.json`` / ``results.md`` in ``--output``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = "configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml"
+WINDOW = 20
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--norms", nargs="+", default=["FrozenStatsBN"],
+                   help="MODEL.SLOWFAST.NORM values compared (FrozenStatsBN, FrozenBN, BN)")
+    p.add_argument("--output", default="output/benchmark_training_stability")
+    p.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"),
+                   help="root holding aca_world/ (generated when missing)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained side by side")
+    p.add_argument("--workers", type=int, default=2, help="DATALOADER.NUM_WORKERS per run")
+    p.add_argument("--spike-ratio", type=float, default=3.0)
+    p.add_argument("--summarize-only", action="store_true",
+                   help="train nothing; report the runs found in --output (unfinished ones too)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    return p.parse_args(argv)
+
+
+def ensure_world(root: Path) -> Path:
+    world = root / "aca_world"
+    if not (world / "world.json").is_file():
+        subprocess.run([sys.executable, str(REPO / "tools" / "make_synthetic_ava.py"),
+                        "--out", str(world), "--no-videos"], check=True, cwd=REPO)
+    return world
+
+
+def read_metrics(path: Path) -> list:
+    """metrics.json lines (one JSON object per line), later lines of one iteration win."""
+    by_iter = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_iter.setdefault(row["iteration"], {}).update(row)
+    return [by_iter[i] for i in sorted(by_iter)]
+
+
+def spike_ratio(losses: list, start: int) -> float:
+    """Largest 20-iteration median of ``losses[start:]`` over the lowest median before it."""
+    best, worst = float("inf"), 1.0
+    for i in range(WINDOW, len(losses) + 1):
+        med = statistics.median(losses[i - WINDOW:i])
+        if i - WINDOW >= start and best < float("inf"):
+            worst = max(worst, med / max(best, 1e-8))
+        best = min(best, med)
+    return worst
+
+
+def summarize(run_dir: Path, warmup: int, spike: float) -> dict:
+    rows = read_metrics(run_dir / "metrics.json")
+    key = "loss_action" if any("loss_action" in r for r in rows) else "total_loss"
+    losses = [r[key] for r in rows if key in r]
+    maps = [(r["iteration"], v) for r in rows for k, v in r.items()
+            if k.endswith("frame_mAP@0.5") and "gt_boxes" not in k]
+    ratio = spike_ratio(losses, warmup)
+    return {
+        "iterations": len(losses),
+        "final_loss": statistics.median(losses[-50:]) if losses else float("nan"),
+        "max_loss_after_warmup": max(losses[warmup:], default=float("nan")),
+        "spike_ratio": ratio,
+        "spike": ratio > spike,
+        "frame_mAP": maps[-1][1] if maps else float("nan"),
+        "frame_mAP_per_eval": maps,
+    }
+
+
+def run_command(args, norm: str, seed: int, out: Path) -> list:
+    return [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file",
+            str(REPO / args.config), "--resume",
+            "SEED", str(seed), "MODEL.SLOWFAST.NORM", norm, "MODEL.DEVICE", args.device,
+            "DATALOADER.NUM_WORKERS", str(args.workers), "SOLVER.LOG_PERIOD", "1",
+            "OUTPUT_DIR", str(out)] + list(args.opts)
+
+
+def format_table(results: dict) -> str:
+    lines = ["| norm | seed | frame-mAP | final loss | spike ratio | spike |",
+             "|---|---:|---:|---:|---:|---|"]
+    for norm, runs in results.items():
+        for seed, r in runs.items():
+            unfinished = "" if r.get("finished", True) else f" (stopped at {r['iterations']} it)"
+            lines.append(f"| {norm} | {seed}{unfinished} | {r['frame_mAP']:.2f} | "
+                         f"{r['final_loss']:.4f} | {r['spike_ratio']:.2f} | "
+                         f"{'yes' if r['spike'] else 'no'} |")
+    lines.append("")
+    lines.append("| norm | frame-mAP mean | min | max | runs with a spike |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for norm, runs in results.items():
+        maps = [r["frame_mAP"] for r in runs.values()]
+        if not maps:
+            continue
+        lines.append(f"| {norm} | {statistics.mean(maps):.2f} | {min(maps):.2f} | {max(maps):.2f} | "
+                     f"{sum(r['spike'] for r in runs.values())} / {len(runs)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    root = Path(args.datasets).expanduser().resolve()
+    ensure_world(root)
+    output = Path(args.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, ACAR_DATASETS=str(root), OMP_NUM_THREADS=os.environ.get(
+        "OMP_NUM_THREADS", "1" if args.jobs > 1 else str(os.cpu_count() or 1)))
+    pending = []
+    for norm in args.norms if not args.summarize_only else []:
+        for seed in args.seeds:
+            out = output / norm / f"seed{seed}"
+            if not (out / "model_final.pth").is_file():
+                pending.append((norm, seed, out))
+    running = []
+    start = time.time()
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            norm, seed, out = pending.pop(0)
+            out.mkdir(parents=True, exist_ok=True)
+            log = open(out / "train_net.log", "a")
+            print(f"[stability] start {norm} seed {seed} -> {out}", flush=True)
+            running.append((norm, seed, subprocess.Popen(
+                run_command(args, norm, seed, out), stdout=log, stderr=subprocess.STDOUT,
+                cwd=REPO, env=env), log))
+        time.sleep(2)
+        for item in list(running):
+            norm, seed, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f"[stability] {norm} seed {seed} finished with exit code {proc.returncode} "
+                      f"({(time.time() - start) / 60:.1f} min)", flush=True)
+    results = {}
+    for norm in args.norms:
+        results[norm] = {}
+        for seed in args.seeds:
+            out = output / norm / f"seed{seed}"
+            if not (out / "metrics.json").is_file():
+                continue
+            results[norm][seed] = summarize(out, _solver(out)["WARMUP_ITERS"], args.spike_ratio)
+            results[norm][seed]["finished"] = (out / "model_final.pth").is_file()
+    table = format_table(results)
+    print(table)
+    (output / "results.json").write_text(json.dumps(results, indent=1))
+    (output / "results.md").write_text(table + "\n")
+    return results
+
+
+def _solver(run_dir: Path) -> dict:
+    """SOLVER of the run, from the config.yaml train_net.py left beside its outputs."""
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["SOLVER"]
+
+
+if __name__ == "__main__":
+    main()
