@@ -94,14 +94,18 @@ def test_resume_continues_exactly_and_eval_only_matches(tiny_world, tmp_path):
     worst = max((final_a[k].float() - final_b[k].float()).abs().max().item() for k in final_a)
     assert worst < 1e-6, f"resumed run diverged from the uninterrupted one: max |diff| {worst}"
 
-    # Frozen backbone BN: normalization tensors identical between iteration 2 and the end, while
-    # the convolutions moved.
+    # Backbone BN as the official freeze_bn (NORM FrozenStatsBN): statistics identical between
+    # iteration 2 and the end, scale / shift trained, like the convolutions.
     early = model_state(dir_a / "model_0000002.pth")
-    bn_keys = [k for k in final_a if k.startswith("backbone.") and ".bn" in k]
+    stat_keys = [k for k in final_a if k.startswith("backbone.") and ".bn" in k
+                 and k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    affine_keys = [k for k in final_a if k.startswith("backbone.") and ".bn" in k
+                   and k.endswith((".weight", ".bias"))]
     conv_keys = [k for k in final_a if k.startswith("backbone.") and k.endswith("conv1.weight")]
-    assert bn_keys and conv_keys, list(final_a)[:20]
-    for k in bn_keys:
-        assert torch.equal(early[k], final_a[k]), f"backbone BN tensor {k} changed in training"
+    assert stat_keys and affine_keys and conv_keys, list(final_a)[:20]
+    for k in stat_keys:
+        assert torch.equal(early[k], final_a[k]), f"backbone BN statistic {k} changed in training"
+    assert any(not torch.equal(early[k], final_a[k]) for k in affine_keys), "BN scale/shift frozen"
     assert any(not torch.equal(early[k], final_a[k]) for k in conv_keys), "backbone did not train"
 
     # --eval-only on the final checkpoint reproduces the evaluation run at the end of training.

@@ -62,10 +62,10 @@ def _tensor_id(t: torch.Tensor) -> str:
     return hashlib.sha1(t.detach().float().contiguous().view(-1).numpy().tobytes()).hexdigest()
 
 
-def _cfg(weights: str, norm: str = "FrozenStatsBN"):
+def _cfg(weights: str, norm: str = "FrozenStatsBN", config: str = "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"):
     cfg = get_cfg()
     acar_d2.add_acar_config(cfg)
-    cfg.merge_from_file(str(REPO_ROOT / "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"))
+    cfg.merge_from_file(str(REPO_ROOT / config))
     cfg.merge_from_list([
         "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", weights,
         "MODEL.SLOWFAST.NORM", norm,
@@ -275,3 +275,95 @@ def test_fully_frozen_bn_is_not_the_official_step(tmp_path):
     assert err[is_bn].min() > tol["delta_stepK"], float(err[is_bn].min())
     assert float((err[is_bn] > 0.99).double().mean()) > 0.75  # 80 % measured
     assert err[~is_bn].max() <= tol["delta_stepK"]
+
+
+# ----------------------------------------------------------- the same protocol on other cases
+def _one_step(config: str, state: dict, batch: list, tmp_path, extra=()):
+    """One training step of ``config`` through the Trainer's pieces from the official-format
+    ``state`` (HR2O dropout off); returns (model, loss, {official key: change L2}, changed buffers)."""
+    weights = tmp_path / "seeded.pth.tar"
+    torch.save(state, weights)
+    cfg = _cfg(str(weights), config=config)
+    cfg.merge_from_list(["MODEL.ACTION_HEAD.HR2O_DROPOUT", "0.0"] + list(extra))
+    model = Trainer.build_model(cfg)
+    Trainer.build_checkpointer(cfg, model, purpose="eval").load(cfg.MODEL.WEIGHTS)
+    by_value = {_tensor_id(p): p for p in model.parameters() if p.requires_grad}
+    params = {k: by_value[_tensor_id(v)] for k, v in state.items()
+              if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert len(params) == len(by_value), "every trained tensor is an official parameter and back"
+    before = {k: p.detach().clone() for k, p in params.items()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    optimizer = Trainer.build_optimizer(cfg, model)
+    loop = SimpleTrainer(model, iter([batch]), optimizer)
+    losses = []
+    handle = model.register_forward_hook(lambda m, a, out: losses.append(float(out["loss_action"].detach())))
+    try:
+        loop.train(0, 1)
+    finally:
+        handle.remove()
+    change = {k: float((p.detach() - before[k]).double().norm()) for k, p in params.items()}
+    changed = [n for n, b in model.named_buffers() if not torch.equal(b, buffers[n])]
+    return model, losses[0], change, changed
+
+
+def test_padded_batch_step_follows_the_official_loss(tmp_path):
+    """The padded two-clip forward golden case as a training batch: the step's loss is the official
+    loss of that batch (``outputs.pt``), every official parameter moves, no buffer changes."""
+    from tests.reference_utils import load_golden_case
+
+    state, inputs, outputs = load_golden_case("public_r50_depth2_batch2_padded")
+    clips, rois = inputs["clips"], inputs["rois"]
+    H, W = clips.shape[-2:]
+    batch = []
+    for b in range(clips.shape[0]):
+        w_ratio, h_ratio = inputs["sizes_before_padding"][b]
+        inst = Instances((H, W))
+        sel = rois[rois[:, 0] == b, 1:]
+        inst.gt_boxes = Boxes(sel * torch.tensor([W, H, W, H], dtype=torch.float32))
+        inst.gt_actions = inputs["targets"][rois[:, 0] == b].float()
+        batch.append({"clip": clips[b], "valid_size": (round(H * h_ratio), round(W * w_ratio)),
+                      "instances": inst})
+    model, loss, change, changed = _one_step(
+        "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml", state, batch, tmp_path)
+    assert abs(loss - float(outputs["loss"])) / float(outputs["loss"]) < 1e-4, (loss, outputs["loss"])
+    assert len(change) == 347 and min(change.values()) > 0, min(change, key=change.get)
+    assert changed == []
+
+
+def test_r101_depth1_config_trains_the_official_parameters(tmp_path):
+    """SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml with an official-format checkpoint of that model (key
+    list ``acar_r101_hr2o_depth1_keys.txt``, seeded by the golden recipe): the trained tensors are
+    exactly the official parameters (backbone BN scale / shift included, 75,597,992 values); one
+    step moves each of them and no BN statistic."""
+    keys = []
+    for line in (golden_case_dir(CASE).parent / "acar_r101_hr2o_depth1_keys.txt").read_text().splitlines():
+        key, shape = line.split(" ", 1)
+        keys.append((key, json.loads(shape)))
+    state = {}
+    for key, shape in keys:
+        g = torch.Generator().manual_seed(7000 + zlib.crc32(key.encode()))
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_mean") or key.endswith("bias"):
+            state[key] = torch.randn(shape, generator=g) * 0.1
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) * 0.5 + 1.0
+        elif len(shape) == 1:
+            state[key] = torch.randn(shape, generator=g) * 0.1 + 1.0
+        else:
+            state[key] = torch.randn(shape, generator=g) * math.sqrt(1.0 / math.prod(shape[1:]))
+    case_inputs = torch.load(golden_case_dir(CASE) / "inputs.pt")
+    clip = case_inputs["frames_uint8"][0].permute(3, 0, 1, 2).float()  # (3, T, H, W) 0..255
+    mean = torch.tensor([110.63666788, 103.16065604, 96.29023126]).view(3, 1, 1, 1)
+    std = torch.tensor([38.7568578, 37.88248729, 40.02898126]).view(3, 1, 1, 1)
+    H, W = clip.shape[-2:]
+    inst = Instances((H, W))
+    inst.gt_boxes = Boxes(case_inputs["rois"][:, 1:] * torch.tensor([W, H, W, H], dtype=torch.float32))
+    inst.gt_actions = case_inputs["targets"].float()
+    batch = [{"clip": (clip - mean) / std, "valid_size": (H, W), "instances": inst}]
+    model, loss, change, changed = _one_step(
+        "configs/AVA/SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml", state, batch, tmp_path)
+    n_values = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert n_values == 75_597_992, n_values  # FORMATS.md: R101 ACAR depth 1 parameter count
+    assert math.isfinite(loss) and min(change.values()) > 0, min(change, key=change.get)
+    assert changed == []
