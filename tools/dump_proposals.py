@@ -82,7 +82,7 @@ def _video_key_frames(path: str, every: int):
 
 def detect_video(detector, frames, score_thresh: float) -> Dict[str, np.ndarray]:
     """``{"video,%04d": (R, 5) normalized x1, y1, x2, y2, score}`` for (key, timestamp, frame)."""
-    from acar_d2.modeling.person_detector import detector_image
+    from acar_d2.data.detection_utils import detector_image
 
     aug = detector.augmentation(False)
     out = {}

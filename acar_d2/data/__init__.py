@@ -3,7 +3,7 @@ from . import ava_format  # noqa: F401  (the AVA file formats; no detectron2 nee
 from . import datasets  # noqa: F401  (registers the builtin splits)
 from .ava_format import ava_class_list
 from .build import build_clip_test_loader, build_clip_train_loader
-from .clip_mapper import ClipDatasetMapper, assign_training_rois, jitter_boxes
+from .clip_mapper import ClipDatasetMapper
 from .clip_reader import (
     ClipReader,
     clip_frame_indices,
@@ -15,12 +15,10 @@ from .clip_reader import (
 __all__ = [
     "ClipDatasetMapper",
     "ClipReader",
-    "assign_training_rois",
     "ava_class_list",
     "build_clip_test_loader",
     "build_clip_train_loader",
     "clip_frame_indices",
-    "jitter_boxes",
     "read_frame_folder_clip",
     "read_video_clip",
     "video_frame_count_and_size",

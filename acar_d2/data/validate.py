@@ -447,8 +447,6 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
 def _files_of_dataset(name: str) -> dict:
     from detectron2.data import MetadataCatalog
 
-    import acar_d2  # noqa: F401  (registers the builtin splits)
-
     from .layouts import resolve_path
 
     meta = MetadataCatalog.get(name)

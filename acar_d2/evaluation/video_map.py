@@ -304,8 +304,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    import acar_d2  # noqa: F401  (registers the builtin splits)
-
     meta = MetadataCatalog.get(args.dataset)
     res = video_map_of_predictions(DatasetCatalog.get(args.dataset), args.predictions,
                                    meta.action_ids, meta.get("action_classes", None),

@@ -19,7 +19,7 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ...data.clip_mapper import assign_training_rois
+from ...structures import assign_training_rois
 from ..person_detector import TEST_BOX_SOURCES, TRAIN_BOX_SOURCES, build_person_detector
 from ..roi_heads.action_heads import ActionROIHeads
 
