@@ -38,7 +38,7 @@ from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredicto
                                             action_class_names)
 from acar_d2.utils.demo import annotate_source
 from acar_d2.utils.demo_outputs import read_thresholds
-from acar_d2.utils.video_source import (FrameFolderSource, VideoSourceError, is_live_source,
+from acar_d2.data.video_io import (FrameFolderSource, VideoSourceError, is_live_source,
                                         open_video_source)
 
 logger = logging.getLogger("acar_d2.demo")

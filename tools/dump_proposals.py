@@ -107,7 +107,7 @@ def run(args) -> Tuple[int, int]:
 
     import acar_d2  # noqa: F401  (registers datasets)
     from acar_d2.checkpoint import ACARCheckpointer
-    from acar_d2.data.clip_reader import ClipReader
+    from acar_d2.data.video_io import ClipReader
     from acar_d2.engine import setup_cfg
     from acar_d2.modeling.person_detector import build_person_detector
 

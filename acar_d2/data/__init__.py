@@ -4,7 +4,7 @@ from . import datasets  # noqa: F401  (registers the builtin splits)
 from .ava_format import ava_class_list
 from .build import build_clip_test_loader, build_clip_train_loader
 from .clip_mapper import ClipDatasetMapper
-from .clip_reader import (
+from .video_io import (
     ClipReader,
     clip_frame_indices,
     read_frame_folder_clip,

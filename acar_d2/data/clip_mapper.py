@@ -18,7 +18,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from ..structures import assign_training_rois, jitter_boxes
-from .clip_reader import ClipReader, clip_frame_indices
+from .video_io import ClipReader, clip_frame_indices
 from .detection_utils import detector_image, detector_mapper_args
 
 __all__ = ["ClipDatasetMapper", "ResizeShortSide"]

@@ -225,7 +225,7 @@ class _Frames:
 
 def _video_frames(video_file: str, fps: float, start: float) -> _Frames:
     """A video file's frames at the split's fps, from its container (PyAV, nothing decoded)."""
-    from .clip_reader import video_header
+    from .video_io import video_header
 
     header = video_header(video_file)
     if abs(header.rate - fps) <= 1e-3 * fps:

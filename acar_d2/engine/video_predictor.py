@@ -2,11 +2,11 @@
 ``VideoActionPredictor``: the video counterpart of detectron2's ``DefaultPredictor``.
 
 Built from a config, called on a video source (file, frame folder, device, URL, or a
-:class:`~acar_d2.utils.video_source.VideoSource`), it yields one :class:`KeyFramePrediction` per
+:class:`~acar_d2.data.video_io.VideoSource`), it yields one :class:`KeyFramePrediction` per
 key frame: person boxes (from the model's person detector, or given), their action scores and a
 track id linking the same person across key frames.
 
-The source is decoded once, front to back; a :class:`~acar_d2.utils.video_source.FrameRingBuffer`
+The source is decoded once, front to back; a :class:`~acar_d2.data.video_io.FrameRingBuffer`
 of ``NUM_FRAMES * SAMPLING_RATE + 2`` frames serves the clip around each key frame, so memory does
 not grow with the video and nothing seeks. A key frame at frame k is predicted as soon as frame
 ``k + SAMPLING_RATE * (NUM_FRAMES - 1) - NUM_FRAMES * SAMPLING_RATE // 2`` has arrived (the clip's
@@ -38,8 +38,8 @@ from detectron2.structures import Boxes, Instances
 
 from ..data.clip_mapper import ClipDatasetMapper
 from ..data.feature_bank import FeatureBank, write_video_bank
-from ..utils.video_source import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
-                                  open_video_source)
+from ..data.video_io import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
+                             open_video_source)
 from .defaults import ActionPredictor
 
 __all__ = [

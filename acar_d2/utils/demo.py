@@ -20,10 +20,10 @@ import tqdm
 
 from detectron2.structures import Instances
 
-from ..data.clip_reader import ClipReader, video_frame_count_and_size
+from ..data.video_io import (ClipReader, VideoSource, VideoSourceError, VideoWriter,
+                             video_frame_count_and_size, write_video)
 from .demo_outputs import PredictionJSONWriter, SubmissionCSVWriter
-from .video_source import VideoSource, VideoSourceError
-from .visualizer import ActionVisualizer, VideoWriter, write_video
+from .visualizer import ActionVisualizer
 
 __all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult"]
 

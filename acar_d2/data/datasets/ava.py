@@ -30,7 +30,7 @@ from ..ava_format import (  # noqa: F401  (several re-exported: public names of 
     read_exclusions,
     read_label_map,
 )
-from ..clip_reader import video_frame_count_and_size
+from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals, read_pyslowfast_boxes_csv
 from ..layouts import check_not_pickle, resolve_path, split_file_overrides
 
@@ -157,7 +157,7 @@ def read_frame_list(path: str) -> Dict[str, List[str]]:
 
 
 @dataclass
-class VideoSource:
+class IndexedVideo:
     """Where the frames of one video are and how many there are (no pixels)."""
 
     frame_dir: Optional[str]
@@ -194,7 +194,7 @@ def index_video_sources(
     video_root: Optional[str] = None,
     video_ext: str = ".mp4",
     size_from_frame: Optional[Dict[str, int]] = None,
-) -> Dict[str, VideoSource]:
+) -> Dict[str, IndexedVideo]:
     """
     Locate the frames (folder or frame list) and/or the video file of each video and read its
     frame count and key-frame size (header of one frame; cached per video by construction).
@@ -209,7 +209,7 @@ def index_video_sources(
         size_from_frame (dict): video_id -> 0-based frame whose size is read (the first key
             frame); frame 0 when absent.
     Returns:
-        dict[video_id, VideoSource]
+        dict[video_id, IndexedVideo]
     """
     listed = read_frame_list(frame_list) if frame_list else None
     size_from_frame = size_from_frame or {}
@@ -246,7 +246,7 @@ def index_video_sources(
                 _warn_if_unreadable_video(video_file, vid)
         if num_frames is None:
             raise ValueError("index_video_sources needs frame_root and/or video_root")
-        out[vid] = VideoSource(frame_dir, template, video_file, num_frames, height, width)
+        out[vid] = IndexedVideo(frame_dir, template, video_file, num_frames, height, width)
     return out
 
 

@@ -32,7 +32,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from ..ava_format import AVA_LABEL_MAP_FILE, frame_size, read_label_map
-from ..clip_reader import video_frame_count_and_size
+from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals
 from ..layouts import FirstExisting, resolve_path
 from .ava import _ActionMetadata, _template_from_names
