@@ -14,6 +14,7 @@ inside functions), without importing anything:
 Nothing in the library imports ``tools``, ``demo`` or the ``acar_ava_eval`` launcher.
 """
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ OUTSIDE_LIBRARY = ("tools", "demo", "acar_ava_eval")
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(REPO).with_suffix("").parts
+    if parts == ("acar_ava_eval",):
+        return "acar_ava_eval"
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -128,3 +131,21 @@ def test_every_subpackage_has_a_floor():
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
     missing = (subpackages | modules) - set(FLOORS)
     assert not missing, f"give these a floor in FLOORS: {sorted(missing)}"
+
+
+def test_evaluator_package_is_numpy_only():
+    """``ava_eval`` (and the ``acar-ava-eval`` launcher) import neither torch, detectron2 nor
+    acar_d2: the command starts without them, with no ``sys.modules`` tricks."""
+    allowed_third_party = {"numpy", "matplotlib"}
+    files = sorted((REPO / "ava_eval").rglob("*.py")) + [REPO / "acar_ava_eval.py"]
+    bad = []
+    for path in files:
+        source = path.read_text()
+        assert "sys.modules[" not in source, f"{path}: writes sys.modules"
+        for target, line in _imports(path):
+            top = target.split(".")[0]
+            if top in ("ava_eval", "__future__") or top in sys.stdlib_module_names:
+                continue
+            if top not in allowed_third_party:
+                bad.append(f"{path.relative_to(REPO)}:{line}: imports {target}")
+    assert not bad, "\n".join(bad)

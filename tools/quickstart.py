@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     from detectron2.utils.logger import setup_logger
 
     from acar_d2.engine import ActionPredictor, Trainer, setup_cfg
-    from acar_d2.evaluation.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
+    from ava_eval.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
     from acar_d2.utils.demo import annotate_video
 
     output = Path(args.output).resolve()

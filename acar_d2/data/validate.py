@@ -1,8 +1,8 @@
 """
 Check an AVA-format dataset before training: the silent mistakes that train fine and give mAP 0.
 
-    python -m acar_d2.data.validate --dataset NAME            # a registered split
-    python -m acar_d2.data.validate --annotations train.csv --label-map labels.pbtxt \\
+    python tools/validate_dataset.py --dataset NAME            # a registered split
+    python tools/validate_dataset.py --annotations train.csv --label-map labels.pbtxt \\
         [--frames frames/ | --videos videos/] [--frame-list L] [--proposals P] \\
         [--exclusions E] [--fps 30] [--first-second 0]
 
@@ -39,19 +39,16 @@ Exit status 1 when any error was found, else 0. No detectron2 import except for 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
-import sys
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .ava_format import read_exclusions, read_label_map
+from ava_eval.ava_format import read_exclusions, read_label_map
 
 __all__ = ["CHECKS", "Problem", "ValidationReport", "validate_ava_dataset", "main"]
 
@@ -444,7 +441,8 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
     return report
 
 
-def _files_of_dataset(name: str) -> dict:
+def files_of_dataset(name: str) -> dict:
+    """The ``validate_ava_dataset`` arguments of a registered split (from its metadata)."""
     from detectron2.data import MetadataCatalog
 
     from .layouts import resolve_path
@@ -463,44 +461,3 @@ def _files_of_dataset(name: str) -> dict:
                 exclusions=meta.get("exclusions", None), fps=float(meta.get("fps", 30.0)),
                 first_second=int(meta.get("first_second", 0)),
                 kinetics=bool(meta.get("kinetics_clips", False)))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m acar_d2.data.validate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="a registered split (its files from the metadata)")
-    p.add_argument("--annotations")
-    p.add_argument("--label-map")
-    p.add_argument("--frames", help="folder of <video_id>/ frame folders")
-    p.add_argument("--frame-list")
-    p.add_argument("--videos", help="folder of <video_id>.mp4")
-    p.add_argument("--proposals")
-    p.add_argument("--exclusions")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--first-second", type=int, default=0)
-    p.add_argument("--half-span", type=int, default=32, help="frames a clip reaches on each side "
-                   "of its key frame: NUM_FRAMES * SAMPLING_RATE // 2 (32 for 32x2)")
-    p.add_argument("--kinetics", action="store_true", help="an AVA-Kinetics CSV; --frames / "
-                   "--videos hold its clips <youtube_id>_<start>_<end>")
-    p.add_argument("--max-per-check", type=int, default=20, help="problems printed per check")
-    args = p.parse_args(argv)
-    if args.dataset:
-        files = _files_of_dataset(args.dataset)
-        files["half_span"] = args.half_span
-    elif args.annotations and args.label_map:
-        files = dict(annotations=args.annotations, label_map=args.label_map, frames=args.frames,
-                     frame_list=args.frame_list, videos=args.videos, proposals=args.proposals,
-                     exclusions=args.exclusions, fps=args.fps, first_second=args.first_second,
-                     half_span=args.half_span, kinetics=args.kinetics)
-    else:
-        p.error("give --dataset NAME, or --annotations CSV and --label-map PBTXT")
-    t0 = time.perf_counter()
-    report = validate_ava_dataset(**files)
-    report.stats["seconds"] = round(time.perf_counter() - t0, 2)
-    lmap = read_label_map(files["label_map"], require_groups=False)
-    print(report.format(dict(zip(lmap.ids, lmap.names)), args.max_per_check))
-    return 1 if report.errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

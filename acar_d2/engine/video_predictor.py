@@ -73,7 +73,7 @@ def action_class_names(cfg: CfgNode) -> List[str]:
     if names is not None:
         return [str(n) for n in names]
     if k == 60:
-        from ..data.ava_format import ava_class_list
+        from ava_eval.ava_format import ava_class_list
 
         return list(ava_class_list().names)
     return [f"class_{i}" for i in range(k)]
@@ -87,7 +87,7 @@ def action_class_ids(cfg: CfgNode) -> List[int]:
     if ids is not None:
         return [int(i) for i in ids]
     if k == 60:
-        from ..data.ava_format import ava_class_list
+        from ava_eval.ava_format import ava_class_list
 
         return list(ava_class_list().ids)
     return list(range(1, k + 1))

@@ -17,10 +17,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ..data.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ava_eval.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
 from .ava_io import format_submission_rows, table_from_dataset_dicts
-from .frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
-from .reporting import per_class_table as _format_table
+from ava_eval.frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
+from ava_eval.reporting import per_class_table as _format_table
 
 __all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table"]
 

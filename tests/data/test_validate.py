@@ -9,7 +9,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
 from acar_d2.data.datasets import register_ava_format_dataset
-from acar_d2.data.validate import CHECKS, main, validate_ava_dataset
+from acar_d2.data.validate import CHECKS, validate_ava_dataset
+from tests.utils.demo_helpers import load_tool
+
+main = load_tool("validate_dataset").main
 
 from . import ava_fixtures as fx
 

@@ -2,7 +2,7 @@
 AVA-format action datasets: ``load_ava_instances`` (dataset dicts) and ``register_ava_instances``.
 
 The file formats (label map, annotation / person-box CSVs, exclusions, proposal pickles) are read by
-:mod:`acar_d2.data.ava_format`, which documents them; this module indexes the frames or videos and
+:mod:`ava_eval.ava_format`, which documents them; this module indexes the frames or videos and
 builds one dataset dict per key frame (docs/ARCHITECTURE.md, "Dataset dicts"). Pixels are never
 read here except the header of one key frame per video, to know its size.
 
@@ -20,16 +20,16 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.structures import BoxMode
 
-from ..ava_format import (  # noqa: F401  (several re-exported: public names of this module)
+from ava_eval.ava_format import (  # noqa: F401  (several re-exported: public names of this module)
     AVAKey,
     LabelMap,
     check_unit_boxes,
-    frame_size,
     read_box_csv,
-    read_dense_proposals,
     read_exclusions,
     read_label_map,
 )
+
+from ..file_readers import frame_size, read_dense_proposals  # noqa: F401  (re-exported)
 from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals, read_pyslowfast_boxes_csv
 from ..layouts import check_not_pickle, resolve_path, split_file_overrides
@@ -344,7 +344,7 @@ def load_ava_instances(
                 f"{origin}: key frame {vid},{ts} maps to frame {idx} = ({ts} - {first_second}) * "
                 f"{fps:g}, outside the {src.num_frames} frames of video {vid!r} "
                 f"({src.frame_dir or src.video_file}); fix or remove the row (wrong fps or "
-                "first_second?), python -m acar_d2.data.validate names its line"
+                "first_second?), python tools/validate_dataset.py names its line"
             )
         h, w = src.height, src.width
         anns = [
@@ -467,7 +467,7 @@ def register_ava_instances(
         proposal_file=proposal_file,
         evaluator_type=evaluator_type,
         first_second=first_second,
-        # frame sources, for python -m acar_d2.data.validate --dataset NAME
+        # frame sources, for python tools/validate_dataset.py --dataset NAME
         frame_root=frame_root,
         frame_list=frame_list,
         video_root=video_root,
