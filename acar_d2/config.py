@@ -223,7 +223,7 @@ def add_feature_bank_config(cfg: CN) -> None:
     """
     Keys of the long-term feature banks (``cfg.MODEL.FEATURE_BANK``): ACAR's Actor-Context Feature
     Bank (ACFB, ACAR Sec. 3.3) and the Long-term Feature Bank baseline (LFB, Wu et al. CVPR 2019).
-    The bank is written by ``tools/extract_feature_bank.py`` (see README "Feature banks").
+    The bank is written by ``tools/extract_feature_bank.py`` (see docs/FEATURE_BANKS.md).
     """
     _C = cfg
     _C.MODEL.FEATURE_BANK = CN()
@@ -273,7 +273,7 @@ def add_dataset_files_config(cfg: CN) -> None:
 
 def add_safety_config(cfg: CN) -> None:
     """
-    Keys that turn off a refusal (README "Safety"): weights that do not fit the model, pickles
+    Keys that turn off a refusal (docs/SAFETY.md): weights that do not fit the model, pickles
     that could run code, training over a finished run.
     """
     _C = cfg

@@ -56,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", help="video file, frame folder, device or URL")
     parser.add_argument("--output", required=True, help="annotated video file (.mp4)")
-    parser.add_argument("--json", help="predictions as one JSON document (schema: README 'Demo')")
+    parser.add_argument("--json", help="predictions as one JSON document (schema: docs/DEMO.md)")
     parser.add_argument("--csv", help="predictions in the AVA submission CSV format")
     parser.add_argument("--thresholds", help="per-class thresholds JSON "
                         "(tools/calibrate_thresholds.py); default: --score-thresh for all")

@@ -1,5 +1,5 @@
 """
-Writing long-term feature-bank entries with a trained model (ACFB / LFB, README "Feature banks").
+Writing long-term feature-bank entries with a trained model (ACFB / LFB, docs/FEATURE_BANKS.md).
 
 * :class:`BankEntryExtractor`: a model trained **without** a bank + one mapped key frame -> that
   key frame's bank entry (every actor the model itself uses at test time: its person detector's

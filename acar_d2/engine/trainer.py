@@ -12,7 +12,7 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
   sampler seed, and the training sampler skips the clips already consumed
   (``SOLVER.CHECKPOINT_RNG_STATE``, ``SOLVER.RESUME_DATA_POSITION``); ``metrics.json`` keeps
   each iteration once;
-* refusals (README "Safety"): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
+* refusals (docs/SAFETY.md): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
   run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
 The optimizer and LR schedule are detectron2's: SGD (``SOLVER.NESTEROV``) and

@@ -257,7 +257,7 @@ class _PersonDetectorCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename):
         # detectron2 reads model-zoo / Caffe2 ``.pkl`` files with a plain ``pickle.load``, which
         # would run code from a crafted file: check first that it holds plain data only (the
-        # project's allow-list; ACAR_ALLOW_UNSAFE_PICKLE=1 skips the check, see README "Safety").
+        # project's allow-list; ACAR_ALLOW_UNSAFE_PICKLE=1 skips the check, see docs/SAFETY.md).
         # ``.pth`` files go through torch.load, whose default here is weights_only=True.
         if filename.endswith(".pkl"):
             read_pickle_safely(filename, "MODEL.PERSON_DETECTOR.WEIGHTS file",
