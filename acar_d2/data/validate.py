@@ -291,7 +291,7 @@ def _check_sources(path, keys, report, frames, frame_list, videos, fps, first_se
         per_video[vid].append((ts, line))
     listed = None
     if frame_list:
-        from .datasets.ava import read_frame_list
+        from .layouts import read_frame_list
 
         listed = read_frame_list(frame_list)
     clips = None

@@ -35,8 +35,8 @@ from ava_eval.ava_format import AVA_LABEL_MAP_FILE, read_label_map
 from ..file_readers import frame_size
 from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals
-from ..layouts import FirstExisting, resolve_path
-from .ava import _ActionMetadata, _template_from_names
+from ..layouts import FirstExisting, frame_template_from_names, resolve_path
+from .ava import _ActionMetadata
 
 __all__ = ["read_kinetics_annotations", "index_kinetics_clips", "load_kinetics_instances",
            "register_ava_kinetics", "write_combined_groundtruth"]
@@ -155,7 +155,7 @@ def load_kinetics_instances(
             fdir = os.path.join(frame_root, name) if frame_root else None
             if fdir and os.path.isdir(fdir):
                 files = sorted(n for n in os.listdir(fdir) if not n.startswith("."))
-                template = _template_from_names(files, fdir)
+                template = frame_template_from_names(files, fdir)
                 frame_dir, n = fdir, len(files)
                 h, w = frame_size(os.path.join(fdir, files[0]))
             vfile = os.path.join(video_root, name + ".mp4") if video_root else None
