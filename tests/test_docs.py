@@ -28,6 +28,15 @@ def test_readme_is_a_front_door():
     assert num_lines < 250, f"README.md has {num_lines} lines; move a topic to docs/"
 
 
+def test_no_package_file_over_450_lines():
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "acar_d2").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 450
+    }
+    assert not long, f"split by concern: {long}"
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(page):
     broken = []
