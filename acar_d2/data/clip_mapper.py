@@ -115,8 +115,8 @@ class ClipDatasetMapper:
         self.pixel_mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.pixel_std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1, 1)
         self.reader = reader or ClipReader("frames")
-        self.score_thresh = train_proposal_score_thresh
-        self.iou_thresh = train_proposal_iou_thresh
+        self.train_proposal_score_thresh = train_proposal_score_thresh
+        self.train_proposal_iou_thresh = train_proposal_iou_thresh
         self.detector_augmentation = detector_augmentation
         self.detector_format = detector_format
         self.person_class_id = int(person_class_id)
@@ -302,8 +302,8 @@ class ClipDatasetMapper:
                 self._multi_hot(anns, where),
                 prop_boxes_t.tensor,
                 proposals.scores,
-                self.score_thresh,
-                self.iou_thresh,
+                self.train_proposal_score_thresh,
+                self.train_proposal_iou_thresh,
             )
             if self.box_jitter > 0 and len(rois):
                 rois = torch.as_tensor(

@@ -63,8 +63,8 @@ class PersonDetector(GeneralizedRCNN):
         self,
         *,
         person_class_id: int = 0,
-        test_score_thresh: float = 0.85,
-        train_score_thresh: float = 0.9,
+        test_proposal_score_thresh: float = 0.85,
+        train_proposal_score_thresh: float = 0.9,
         frozen: bool = False,
         loss_weight: float = 1.0,
         train_max_images: int = 0,
@@ -81,7 +81,8 @@ class PersonDetector(GeneralizedRCNN):
             kwargs: ``GeneralizedRCNN`` arguments (backbone, proposal_generator, roi_heads,
                 pixel_mean, pixel_std, input_format, vis_period).
             person_class_id: index of "person" among the detector's classes.
-            test_score_thresh / train_score_thresh: person score thresholds of ``detect``.
+            test_proposal_score_thresh / train_proposal_score_thresh: person score thresholds of
+                ``detect`` (``MODEL.ACTION_HEAD.{TEST,TRAIN}_PROPOSAL_SCORE_THRESH``).
             frozen: inference only (eval mode, no gradients).
             loss_weight: multiplies every detector loss.
             train_max_images: ``losses`` uses at most this many images (0 = all).
@@ -90,8 +91,8 @@ class PersonDetector(GeneralizedRCNN):
         """
         super().__init__(**kwargs)
         self.person_class_id = int(person_class_id)
-        self.test_score_thresh = float(test_score_thresh)
-        self.train_score_thresh = float(train_score_thresh)
+        self.test_proposal_score_thresh = float(test_proposal_score_thresh)
+        self.train_proposal_score_thresh = float(train_proposal_score_thresh)
         self.loss_weight = float(loss_weight)
         self.train_max_images = int(train_max_images)
         self.min_size_train = tuple(min_size_train)
@@ -135,8 +136,8 @@ class PersonDetector(GeneralizedRCNN):
         ret = GeneralizedRCNN.from_config(det_cfg)
         ret.update(
             person_class_id=pd.PERSON_CLASS_ID,
-            test_score_thresh=head.TEST_PROPOSAL_SCORE_THRESH,
-            train_score_thresh=head.TRAIN_PROPOSAL_SCORE_THRESH,
+            test_proposal_score_thresh=head.TEST_PROPOSAL_SCORE_THRESH,
+            train_proposal_score_thresh=head.TRAIN_PROPOSAL_SCORE_THRESH,
             frozen=pd.FROZEN,
             loss_weight=pd.LOSS_WEIGHT,
             train_max_images=pd.TRAIN_MAX_IMAGES,
@@ -180,7 +181,7 @@ class PersonDetector(GeneralizedRCNN):
             target_sizes: N (h, w): the size the boxes are returned in (e.g. the clip's valid size
                 or the original key-frame size); detectron2's ``detector_postprocess`` scales
                 from the detector image to it.
-            score_thresh: person score threshold (default ``test_score_thresh``).
+            score_thresh: person score threshold (default ``test_proposal_score_thresh``).
         Returns:
             N ``Instances((h, w))`` with ``proposal_boxes`` (Boxes (R_i, 4), target px) and
             ``scores`` (R_i,), only the person class, scores >= the threshold, ordered as the
@@ -188,7 +189,7 @@ class PersonDetector(GeneralizedRCNN):
         """
         if len(images) != len(target_sizes):
             raise ValueError(f"detect: {len(images)} images but {len(target_sizes)} target sizes")
-        thresh = self.test_score_thresh if score_thresh is None else float(score_thresh)
+        thresh = self.test_proposal_score_thresh if score_thresh is None else float(score_thresh)
         if not images:
             return []
         inputs = []
