@@ -14,7 +14,8 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-__all__ = ["add_acar_config", "load_detector_config", "resolve_detector_config_file"]
+__all__ = ["add_acar_config", "load_detector_config", "resolve_detector_config_file",
+           "person_detector_config"]
 
 logger = logging.getLogger(__name__)
 _REPO = Path(__file__).resolve().parents[1]
@@ -315,6 +316,16 @@ def add_acar_config(cfg: CN) -> None:
 
 
 # ---------------------------------------------------------------- the person detector's own config
+def person_detector_config(cfg: CN):
+    """
+    ``cfg.MODEL.PERSON_DETECTOR`` when the config has a person detector (``NAME`` set), else None
+    (no such node, as in a plain detectron2 config, or ``NAME`` ""): the one test of "has a
+    detector" of the model, mapper and trainer.
+    """
+    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
+    return pd if pd is not None and pd.NAME else None
+
+
 def resolve_detector_config_file(name: str) -> str:
     """
     A detector config path: ``name`` if it is a file (absolute or relative to the working folder),

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 
-from ..config import load_detector_config
+from ..config import load_detector_config, person_detector_config
 
 __all__ = ["detector_augmentation", "detector_image", "detector_mapper_args"]
 
@@ -58,8 +58,8 @@ def detector_image(
 
 def detector_mapper_args(cfg, is_train: bool) -> dict:
     """Mapper arguments of ``cfg.MODEL.PERSON_DETECTOR`` (empty when there is no detector)."""
-    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
-    if pd is None or not pd.NAME:
+    pd = person_detector_config(cfg)
+    if pd is None:
         return {}
     det = load_detector_config(pd.CONFIG_FILE)
     return {

@@ -25,7 +25,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from .file_readers import frame_size
 from .video_io import video_frame_count_and_size
 
-__all__ = ["FirstExisting", "resolve_path", "check_not_pickle", "ava_proposal_candidates",
+__all__ = ["FirstExisting", "resolve_path", "resolve_label_map", "check_not_pickle",
+           "ava_proposal_candidates",
            "set_split_files", "split_file_overrides", "apply_dataset_config",
            "ava_frame_roots", "ava_frame_lists", "read_frame_list", "IndexedVideo",
            "frame_template_from_names", "index_video_sources"]
@@ -72,6 +73,18 @@ def resolve_path(value: PathOrCandidates) -> Optional[str]:
     if isinstance(value, FirstExisting):
         return value.resolve()
     return value
+
+
+def resolve_label_map(label_map: Optional[str], fallback: Optional[str] = None) -> Optional[str]:
+    """
+    The label map a split's classes come from: ``label_map`` if it is on disk or there is no
+    ``fallback``, else ``fallback`` (builtin AVA splits: the packaged AVA class list, so their
+    classes are known before the files arrive). Loading, metadata, evaluator and validator all
+    use this one rule.
+    """
+    if fallback and not os.path.isfile(label_map or ""):
+        return fallback
+    return label_map
 
 
 def check_not_pickle(path: Optional[str], role: str = "ground-truth CSV") -> None:

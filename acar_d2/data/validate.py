@@ -319,7 +319,7 @@ def files_of_dataset(name: str) -> dict:
     """The ``validate_ava_dataset`` arguments of a registered split (from its metadata)."""
     from detectron2.data import MetadataCatalog
 
-    from .layouts import resolve_path
+    from .layouts import resolve_label_map, resolve_path
 
     meta = MetadataCatalog.get(name)
     if "gt_csv" not in meta.as_dict():
@@ -328,10 +328,10 @@ def files_of_dataset(name: str) -> dict:
         raise SystemExit(f"{name!r} combines the splits {list(meta.validate_parts)}: validate "
                          "each of them")
     get = lambda k: resolve_path(meta.get(k, None))  # noqa: E731
-    return dict(annotations=meta.gt_csv, label_map=get("label_map_fallback")
-                if not os.path.isfile(meta.label_map) and meta.get("label_map_fallback", None)
-                else meta.label_map, frames=get("frame_root"), frame_list=get("frame_list"),
-                videos=get("video_root"), proposals=get("proposal_file"),
+    label_map = resolve_label_map(meta.label_map, get("label_map_fallback"))
+    return dict(annotations=meta.gt_csv, label_map=label_map, frames=get("frame_root"),
+                frame_list=get("frame_list"), videos=get("video_root"),
+                proposals=get("proposal_file"),
                 exclusions=meta.get("exclusions", None), fps=float(meta.get("fps", 30.0)),
                 first_second=int(meta.get("first_second", 0)),
                 kinetics=bool(meta.get("kinetics_clips", False)))

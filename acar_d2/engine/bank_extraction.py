@@ -25,7 +25,7 @@ from ..checkpoint import ACARCheckpointer
 from ..data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256,
                                  write_video_bank)
 from ..data.video_io import FrameRingBuffer, VideoSource
-from ..modeling.roi_heads import compute_bank_entries
+from ..modeling.roi_heads import compute_bank_entries, reads_feature_bank
 from .video_predictor import KeyFrameRequest, VideoActionPredictor, bank_time
 
 __all__ = ["BankEntryExtractor", "BankPassPredictor", "make_bank_record", "write_or_check_record",
@@ -140,7 +140,7 @@ class BankEntryExtractor:
             model = build_model(cfg).eval()
             ACARCheckpointer.from_config(model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
         self.model = model
-        if getattr(self.model.roi_heads, "uses_feature_bank", False):
+        if reads_feature_bank(self.model.roi_heads):
             raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
                              "itself; a bank is made by a model trained without one")
 

@@ -39,6 +39,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import ACARCheckpointer
+from ..config import person_detector_config
 from ..data.build import build_clip_mapper, build_clip_test_loader, build_clip_train_loader
 from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
@@ -72,8 +73,7 @@ def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
 
 
 def _has_person_detector(cfg: CfgNode) -> bool:
-    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
-    return pd is not None and bool(pd.NAME)
+    return person_detector_config(cfg) is not None
 
 
 class Trainer(DefaultTrainer):

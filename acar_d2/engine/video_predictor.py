@@ -39,6 +39,7 @@ from ..data.clip_mapper import ClipDatasetMapper
 from ..data.feature_bank import FeatureBank
 from ..data.video_io import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
                              open_video_source)
+from ..modeling.roi_heads import reads_feature_bank
 from .defaults import ActionPredictor
 
 __all__ = [
@@ -226,7 +227,7 @@ class VideoActionPredictor:
         self.frames_before = (clip.NUM_FRAMES * clip.SAMPLING_RATE) // 2
         self.frames_after = clip.SAMPLING_RATE * (clip.NUM_FRAMES - 1) - self.frames_before
         self.buffer_capacity = clip.NUM_FRAMES * clip.SAMPLING_RATE + 2
-        self.uses_bank = bool(getattr(self.model.roi_heads, "uses_feature_bank", False))
+        self.uses_bank = reads_feature_bank(self.model.roi_heads)
         self._bank: Optional[FeatureBank] = None  # the bank of the video being predicted
         self._tmp_bank = None
         if self.uses_bank:

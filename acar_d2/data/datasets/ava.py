@@ -10,7 +10,6 @@ read here except the header of one key frame per video, to know its size.
 Bad input raises ``ValueError`` / ``FileNotFoundError`` naming the file and the line.
 """
 import logging
-import os
 from typing import Dict, List, Optional, Set
 
 import numpy as np
@@ -31,6 +30,7 @@ from ..layouts import (  # noqa: F401  (frame discovery re-exported)
     check_not_pickle,
     index_video_sources,
     read_frame_list,
+    resolve_label_map,
     resolve_path,
     split_file_overrides,
 )
@@ -168,13 +168,6 @@ def load_ava_instances(
             }
         )
     return dicts
-
-
-def resolve_label_map(label_map: str, fallback: Optional[str] = None) -> str:
-    """``label_map`` if it is on disk or there is no ``fallback``, else ``fallback``."""
-    if fallback and not os.path.isfile(label_map):
-        return fallback
-    return label_map
 
 
 class _ActionMetadata(Metadata):

@@ -35,7 +35,7 @@ from ava_eval.ava_format import AVA_LABEL_MAP_FILE, read_label_map
 from ..file_readers import frame_size
 from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals
-from ..layouts import FirstExisting, frame_template_from_names, resolve_path
+from ..layouts import FirstExisting, frame_template_from_names, resolve_label_map, resolve_path
 from .ava import _ActionMetadata
 
 __all__ = ["read_kinetics_annotations", "index_kinetics_clips", "load_kinetics_instances",
@@ -227,7 +227,7 @@ def register_ava_kinetics(root: str, prefix: str = "ava_kinetics_v1.0", ava_pref
     label_map = os.path.join(ava_ann, "ava_action_list_v2.2_for_activitynet_2019.pbtxt")
     for split in ("train", "val"):
         def kinetics(split=split):
-            lm = label_map if os.path.isfile(label_map) else str(AVA_LABEL_MAP_FILE)
+            lm = resolve_label_map(label_map, str(AVA_LABEL_MAP_FILE))
             return load_kinetics_instances(
                 os.path.join(ann, f"kinetics_{split}_v1.0.csv"), lm,
                 frame_root=os.path.join(base, "frames"), video_root=os.path.join(base, "videos"),

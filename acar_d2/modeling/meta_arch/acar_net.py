@@ -19,9 +19,10 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
+from ...config import person_detector_config
 from ...structures import assign_training_rois
 from ..person_detector import TEST_BOX_SOURCES, TRAIN_BOX_SOURCES, build_person_detector
-from ..roi_heads.action_heads import ActionROIHeads
+from ..roi_heads.action_heads import ActionROIHeads, reads_feature_bank
 
 __all__ = ["ACARNet"]
 
@@ -105,8 +106,8 @@ class ACARNet(nn.Module):
             "roi_heads": build_roi_heads(cfg, backbone.output_shape()),
             "test_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH,
         }
-        pd = cfg.MODEL.get("PERSON_DETECTOR", None)
-        if pd is not None and pd.NAME:
+        pd = person_detector_config(cfg)
+        if pd is not None:
             ret.update(
                 person_detector=build_person_detector(cfg),
                 train_box_source=pd.TRAIN_BOX_SOURCE,
@@ -261,7 +262,7 @@ class ACARNet(nn.Module):
             features = self.backbone(clips.float())
             valid = [tuple(batched_inputs[i].get("valid_size", (H, W))) for i in idx]
             extra = {}
-            if getattr(self.roi_heads, "uses_feature_bank", False):
+            if reads_feature_bank(self.roi_heads):
                 extra["feature_bank"] = self._feature_banks([batched_inputs[i] for i in idx])
             group_logits, _ = self.roi_heads(features, [boxes[i] for i in idx], valid, (H, W),
                                              **extra)
