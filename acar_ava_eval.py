@@ -1,55 +1,149 @@
 """
-The AVA frame-mAP command line, started without torch / detectron2:
+The AVA frame-mAP command line:
 
-    acar-ava-eval --groundtruth GT.csv --detections DET.csv --labelmap MAP.pbtxt [...]
+    acar-ava-eval --groundtruth GT.csv --detections DET.csv --labelmap MAP.pbtxt \
+        [--exclusions EXCL.csv] [--json OUT.json] [--plot OUT.png] [--train-counts TRAIN.csv]
     python -m acar_ava_eval ...           (the same)
 
-The command is :mod:`acar_d2.evaluation.ava`. ``import acar_d2`` registers every component and
-dataset with detectron2 (the detectron2 convention, which everything else relies on), which imports
-torch and detectron2: seconds before the first CSV row is read, for code the evaluator does not use.
-Python runs a package's ``__init__.py`` before any of its modules, so this launcher, outside the
-package, imports the evaluation modules (NumPy and the standard library only) with their parent
-packages ``acar_d2``, ``acar_d2.data`` and ``acar_d2.evaluation`` created as bare packages, whose
-``__init__.py`` does not run. It does so only when ``acar_d2`` is not imported yet, and removes the
-bare packages (and the modules loaded under them) again before it returns, so that a later
-``import acar_d2`` in the same process is the complete one.
+It uses only the evaluator package ``ava_eval`` (NumPy and the standard library; matplotlib for
+``--plot``), which imports neither torch nor detectron2 nor acar_d2, so it starts in a fraction of
+a second. Output, units and ``--json`` keys: :mod:`ava_eval.evaluate`.
 """
-import importlib
-import importlib.machinery
-import importlib.util
+import argparse
+import json
+import logging
 import os
 import sys
-from typing import List, Optional
+import time
+from collections import Counter
+from typing import Dict, List, Optional
+
+from ava_eval.ava_format import read_box_csv, read_exclusions, read_label_map
+from ava_eval.evaluate import class_keys, summarize
+from ava_eval.frame_map import frame_map
+from ava_eval.reporting import per_class_table, plot_per_class_ap
 
 __all__ = ["main"]
 
-_BARE_PACKAGES = ("acar_d2", "acar_d2.data", "acar_d2.evaluation")
-_CLI = "acar_d2.evaluation.ava"
+_INPUTS = ("groundtruth", "detections", "labelmap", "exclusions", "train_counts")
 
 
-def _run_without_package_init(argv: Optional[List[str]]) -> int:
-    spec = importlib.util.find_spec("acar_d2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("acar_d2 is not installed (run `make setup` or `pip install -e .`)")
-    root = list(spec.submodule_search_locations)[0]
-    before = set(sys.modules)
+class _Failure(Exception):
+    pass
+
+
+def _check_arguments(args) -> None:
+    """Before any scoring: inputs exist and are files; output folders exist (created if
+    missing) and outputs are neither folders nor one of the inputs."""
+    for name in _INPUTS:
+        path = getattr(args, name)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if os.path.isdir(path):
+            raise _Failure(f"{flag}: {path} is a directory; expected a file")
+        if not os.path.isfile(path):
+            raise _Failure(f"{flag}: file not found: {path}")
+    inputs = {os.path.realpath(getattr(args, n)) for n in _INPUTS if getattr(args, n)}
+    for name in ("json", "plot"):
+        path = getattr(args, name)
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            raise _Failure(f"--{name}: {path} is a directory; give a file name")
+        if os.path.realpath(path) in inputs:
+            raise _Failure(f"--{name}: {path} is one of the input files; refusing to overwrite it")
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise _Failure(f"--{name}: cannot create the folder {folder} ({e})") from None
+        if not os.access(folder, os.W_OK):
+            raise _Failure(f"--{name}: the folder {folder} is not writable")
+
+
+def _read(flag: str, fn, *a, **k):
     try:
-        for name in _BARE_PACKAGES:
-            bare = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            bare.submodule_search_locations = [os.path.join(root, *name.split(".")[1:])]
-            sys.modules[name] = importlib.util.module_from_spec(bare)
-        return importlib.import_module(_CLI).main(argv)
-    finally:
-        for name in [m for m in sys.modules if m not in before]:
-            if name == "acar_d2" or name.startswith("acar_d2."):
-                del sys.modules[name]
+        return fn(*a, **k)
+    except (ValueError, KeyError, OSError) as e:
+        raise _Failure(f"{flag}: {e}") from None
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the CLI (arguments: ``argv`` or ``sys.argv[1:]``); returns the exit status."""
-    if "acar_d2" in sys.modules:  # already imported (completely): nothing to save
-        return importlib.import_module(_CLI).main(argv)
-    return _run_without_package_init(argv)
+    parser = argparse.ArgumentParser(
+        prog="acar-ava-eval", description="Official AVA frame-mAP@0.5 of a detection CSV.",
+        epilog="AP values are in percent, as in train_net.py and eval_results.json.")
+    parser.add_argument("--groundtruth", "-g", required=True, help="ground-truth CSV")
+    parser.add_argument("--detections", "-d", required=True, help="detections CSV")
+    parser.add_argument("--labelmap", "-l", required=True, help="label map .pbtxt")
+    parser.add_argument("--exclusions", "-e", default=None, help="excluded timestamps CSV")
+    parser.add_argument("--json", default=None, help="write the results here (percent, by name)")
+    parser.add_argument("--plot", default=None, help="write a per-class AP bar plot (png) here")
+    parser.add_argument("--train-counts", default=None,
+                        help="training annotation CSV: sort the plot by training-sample count")
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logs = [logging.getLogger(n) for n in ("ava_eval", "acar_d2")]  # readers' + protocol warnings
+    for log in logs:
+        log.addHandler(handler)
+    try:
+        return _run(args)
+    finally:
+        for log in logs:
+            log.removeHandler(handler)
+
+
+def _run(args) -> int:
+    start = time.perf_counter()
+    try:
+        _check_arguments(args)
+        label_map = _read("--labelmap", read_label_map, args.labelmap, require_groups=False)
+        gt = _read("--groundtruth", read_box_csv, args.groundtruth, groundtruth=True)
+        det = _read("--detections", read_box_csv, args.detections)
+        excluded = _read("--exclusions", read_exclusions, args.exclusions)
+        try:
+            result = frame_map(gt, det, label_map, excluded)
+        except ValueError as e:
+            raise _Failure(str(e)) from None
+        summary = summarize(result, label_map)
+        counts = None
+        if args.train_counts:
+            table = _read("--train-counts", read_box_csv, args.train_counts, groundtruth=True)
+            names = class_keys(label_map)
+            ids = Counter(table.labels.tolist())
+            counts = {names[c]: ids.get(c, 0) for c in names}
+    except _Failure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    print(per_class_table([(c, label_map[c], g, result.num_gt[c], result.num_detections[c],
+                            100.0 * result.per_class_AP[c])
+                           for c, g in zip(label_map, label_map.groups)]))
+    if summary["per_group"]:
+        print("by class group: " + ", ".join(f"{g} {v:.2f}" for g, v in summary["per_group"].items()))
+    print(f"evaluated in {time.perf_counter() - start:.2f} s")
+    if args.json:
+        _write_json(args.json, summary)
+        print(f"wrote {args.json}")
+    if args.plot:
+        per_class = {k: v for k, v in summary["per_class"].items() if v is not None}
+        order = sorted(per_class, key=lambda n: -counts[n]) if counts else None
+        groups: Dict[str, List[str]] = {}
+        for name, g in zip(class_keys(label_map).values(), label_map.groups):
+            groups.setdefault(g or "other", []).append(name)
+        plot_per_class_ap(per_class, args.plot, f"frame-mAP@0.5 = {summary['frame_mAP']:.2f} %",
+                          groups=groups, order=order, counts=counts)
+        print(f"wrote {args.plot}")
+    print(f"frame-mAP@0.5 (%): {summary['frame_mAP']!r}")
+    return 0
 
 
 if __name__ == "__main__":

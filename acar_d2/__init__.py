@@ -11,7 +11,7 @@ except ImportError as e:  # pragma: no cover - exercised only on a broken instal
         "acar_d2 needs detectron2, which is not installed in this environment. Run `make setup` "
         "(installs the `sal-detectron2` wheel, i.e. upstream detectron2 a59f0563, with PyPA "
         "`installer`) or `make setup D2_SOURCE=/path/to/detectron2` to build upstream detectron2 "
-        "from a source checkout. See README.md, 'Install notes'."
+        "from a source checkout. See docs/INSTALL.md."
     ) from e
 
 import warnings as _warnings

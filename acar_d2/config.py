@@ -7,10 +7,18 @@ config.py). Every key carries a comment; constants taken from the ACAR-Net paper
 cite the section they come from. Derived numbers (channel widths of the backbone outputs) are
 never config keys: they come from ``Backbone.output_shape()``.
 """
+import logging
+from pathlib import Path
+
 import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
-__all__ = ["add_acar_config"]
+__all__ = ["add_acar_config", "load_detector_config", "resolve_detector_config_file",
+           "person_detector_config"]
+
+logger = logging.getLogger(__name__)
+_REPO = Path(__file__).resolve().parents[1]
 
 
 def add_clip_input_config(cfg: CN) -> None:
@@ -216,7 +224,7 @@ def add_feature_bank_config(cfg: CN) -> None:
     """
     Keys of the long-term feature banks (``cfg.MODEL.FEATURE_BANK``): ACAR's Actor-Context Feature
     Bank (ACFB, ACAR Sec. 3.3) and the Long-term Feature Bank baseline (LFB, Wu et al. CVPR 2019).
-    The bank is written by ``tools/extract_feature_bank.py`` (see README "Feature banks").
+    The bank is written by ``tools/extract_feature_bank.py`` (see docs/FEATURE_BANKS.md).
     """
     _C = cfg
     _C.MODEL.FEATURE_BANK = CN()
@@ -266,7 +274,7 @@ def add_dataset_files_config(cfg: CN) -> None:
 
 def add_safety_config(cfg: CN) -> None:
     """
-    Keys that turn off a refusal (README "Safety"): weights that do not fit the model, pickles
+    Keys that turn off a refusal (docs/SAFETY.md): weights that do not fit the model, pickles
     that could run code, training over a finished run.
     """
     _C = cfg
@@ -305,3 +313,74 @@ def add_acar_config(cfg: CN) -> None:
     cfg.MODEL.META_ARCHITECTURE = "ACARNet"
     cfg.MODEL.BACKBONE.NAME = "build_slowfast_backbone"
     cfg.MODEL.ROI_HEADS.NAME = "ACARROIHeads"
+
+
+# ---------------------------------------------------------------- the person detector's own config
+def person_detector_config(cfg: CN):
+    """
+    ``cfg.MODEL.PERSON_DETECTOR`` when the config has a person detector (``NAME`` set), else None
+    (no such node, as in a plain detectron2 config, or ``NAME`` ""): the one test of "has a
+    detector" of the model, mapper and trainer.
+    """
+    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
+    return pd if pd is not None and pd.NAME else None
+
+
+def resolve_detector_config_file(name: str) -> str:
+    """
+    A detector config path: ``name`` if it is a file (absolute or relative to the working folder),
+    else relative to the acar_d2 repository, else a detectron2 model-zoo name
+    (``detectron2.model_zoo.get_config_file``, the configs shipped inside detectron2).
+
+    Raises:
+        FileNotFoundError: none of these exists (the message names ``name``).
+    """
+    if not name:
+        raise ValueError("MODEL.PERSON_DETECTOR.CONFIG_FILE is empty: set a detectron2 detector "
+                         "config (yaml path or model-zoo name such as "
+                         "'COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml')")
+    for candidate in (Path(name).expanduser(), _REPO / name):
+        if candidate.is_file():
+            return str(candidate)
+    try:
+        from detectron2 import model_zoo
+
+        return model_zoo.get_config_file(name)
+    except RuntimeError:
+        pass
+    raise FileNotFoundError(
+        f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{name}': no such file (looked in the working folder "
+        f"and in {_REPO}) and not a detectron2 model-zoo config name"
+    )
+
+
+def load_detector_config(name: str, device: str = "cpu") -> CN:
+    """
+    The detector's own detectron2 config (``get_cfg()`` + the file), on ``device``.
+
+    Raises:
+        FileNotFoundError: missing file; ValueError: the file is not a detectron2 detector config
+        (unknown keys, e.g. an acar_d2 config, or a meta-architecture other than GeneralizedRCNN).
+    """
+    path = resolve_detector_config_file(name)
+    det_cfg = get_cfg()
+    try:
+        det_cfg.merge_from_file(path)
+    except Exception as e:  # yacs: KeyError "Non-existent config key", yaml errors, ...
+        raise ValueError(
+            f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{path}' is not a detectron2 detector config: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    if det_cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
+        raise ValueError(
+            f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{path}': META_ARCHITECTURE is "
+            f"'{det_cfg.MODEL.META_ARCHITECTURE}', the person detector needs a 'GeneralizedRCNN' "
+            "(Faster R-CNN) config"
+        )
+    if det_cfg.MODEL.MASK_ON or det_cfg.MODEL.KEYPOINT_ON:
+        logger.info("person detector config %s: mask/keypoint heads switched off", path)
+        det_cfg.MODEL.MASK_ON = False
+        det_cfg.MODEL.KEYPOINT_ON = False
+    det_cfg.MODEL.WEIGHTS = ""  # weights come from MODEL.PERSON_DETECTOR.WEIGHTS
+    det_cfg.MODEL.DEVICE = device
+    return det_cfg

@@ -22,8 +22,8 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from acar_d2.data.clip_mapper import ClipDatasetMapper  # noqa: E402
-from acar_d2.data.clip_reader import ClipReader, clip_frame_indices  # noqa: E402
-from acar_d2.utils.visualizer import write_video  # noqa: E402
+from acar_d2.data.video_io import ClipReader, clip_frame_indices  # noqa: E402
+from acar_d2.data.video_io import write_video  # noqa: E402
 
 H, W, FPS, T, RATE = 340, 455, 30, 32, 2
 

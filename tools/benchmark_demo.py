@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectron2.structures import Boxes, Instances  # noqa: E402
 
-from acar_d2.data.clip_reader import clip_frame_indices, read_video_clip  # noqa: E402
+from acar_d2.data.video_io import clip_frame_indices, read_video_clip  # noqa: E402
 from acar_d2.engine import VideoActionPredictor, setup_cfg  # noqa: E402
-from acar_d2.utils.demo import annotate_source  # noqa: E402
-from acar_d2.utils.video_source import FrameRingBuffer, VideoSource, open_video_source  # noqa: E402
-from acar_d2.utils.visualizer import VideoWriter  # noqa: E402
+from demo.predictor import annotate_source  # noqa: E402
+from acar_d2.data.video_io import FrameRingBuffer, VideoSource, open_video_source  # noqa: E402
+from acar_d2.data.video_io import VideoWriter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "clip", "detector", "backbone", "head")

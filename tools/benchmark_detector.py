@@ -35,7 +35,8 @@ def _acar_cfg(device, *opts):
 
 
 def detector_ms(config_file, frame, device, repeats):
-    from acar_d2.modeling.person_detector import build_person_detector, detector_image
+    from acar_d2.data.detection_utils import detector_image
+    from acar_d2.modeling.person_detector import build_person_detector
 
     cfg = _acar_cfg(device, "MODEL.PERSON_DETECTOR.CONFIG_FILE", config_file)
     det = build_person_detector(cfg).eval()

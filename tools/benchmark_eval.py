@@ -11,8 +11,8 @@ and times, each in a fresh process, interpreter start-up included (wall clock, t
 ``--repeats`` runs; peak RSS from ``wait4``):
 
 * ``acar-ava-eval`` (``python -m acar_ava_eval``), the fast launcher;
-* ``python -m acar_d2.evaluation.ava``, the same command through ``import acar_d2`` (torch and
-  detectron2 are imported), once;
+* the same command after ``import acar_d2`` (torch and detectron2 are imported, as in a training
+  process), once;
 * the per-box loop written below (reading included), once, in this process;
 * the official ActivityNet evaluator: not runnable here; its time on this case, measured on the same
   2-core machine kind, is the constant ``OFFICIAL_SECONDS`` (scaled by key frames if ``--seed``
@@ -119,11 +119,14 @@ def loop_frame_map(gt_csv, det_csv, labelmap, exclusions) -> float:
     return float(np.mean(aps))
 
 
-def run_cli(module, files, repeats):
+AFTER_ACAR_D2 = "import sys, acar_d2, acar_ava_eval; sys.exit(acar_ava_eval.main())"
+
+
+def run_cli(prefix, files, repeats):
     """Best wall time (s), the peak RSS (MiB) of that run and the printed mAP (%) over `repeats`."""
     best = None
     for _ in range(repeats):
-        cmd = [sys.executable, "-m", module, "-g", files[0], "-d", files[1], "-l", files[2],
+        cmd = [sys.executable, *prefix, "-g", files[0], "-d", files[1], "-l", files[2],
                "-e", files[3]]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO)
@@ -160,11 +163,10 @@ def main():
               f"(written in {time.perf_counter() - t:.1f} s); load average {os.getloadavg()[0]:.2f}")
         official = OFFICIAL_SECONDS * gt_keyframes / OFFICIAL_GT_KEYFRAMES
 
-        fast = run_cli("acar_ava_eval", files, args.repeats)
-        full = run_cli("acar_d2.evaluation.ava", files, 1)
+        fast = run_cli(["-m", "acar_ava_eval"], files, args.repeats)
+        full = run_cli(["-c", AFTER_ACAR_D2], files, 1)
         rows = [("acar-ava-eval (python -m acar_ava_eval)", fast[0], fast[1], fast[2]),
-                ("python -m acar_d2.evaluation.ava (imports torch, detectron2)", full[0], full[1],
-                 full[2])]
+                ("after import acar_d2 (imports torch, detectron2)", full[0], full[1], full[2])]
         if not args.skip_loop:
             t = time.perf_counter()
             loop = 100.0 * loop_frame_map(*files)

@@ -222,7 +222,7 @@ def train_and_eval(cfg) -> dict:
     from detectron2.utils.env import seed_all_rng
 
     from acar_d2.engine import Trainer
-    from acar_d2.evaluation.reporting import summarize_frame_map
+    from ava_eval.reporting import summarize_frame_map
 
     summary = Path(cfg.OUTPUT_DIR) / SUMMARY
     if summary.is_file():
@@ -245,7 +245,7 @@ def train_and_eval(cfg) -> dict:
 
 def far_ap(cfg, meta, min_t: int = 3) -> float:
     """AP of left_behind on the key frames t >= ``min_t`` only (no evidence in the clip)."""
-    from acar_d2.evaluation.ava import evaluate_files
+    from ava_eval.evaluate import evaluate_files
 
     name = cfg.DATASETS.TEST[0]
     pred = Path(cfg.OUTPUT_DIR) / "inference" / name / f"predictions_{name}.csv"

@@ -70,7 +70,7 @@ def run_head(cfg) -> dict:
     from detectron2.utils.env import seed_all_rng
 
     from acar_d2.engine import Trainer
-    from acar_d2.evaluation.reporting import summarize_frame_map
+    from ava_eval.reporting import summarize_frame_map
 
     seed_all_rng(cfg.SEED)
     start = time.time()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Run time of ``python -m acar_d2.data.validate`` on an AVA-size dataset, and what it finds on a
+Run time of ``python tools/validate_dataset.py`` on an AVA-size dataset, and what it finds on a
 deliberately broken copy of the synthetic world.
 
     python tools/benchmark_validate.py [--world datasets/aca_world] [--rows 210000] [--out DIR]

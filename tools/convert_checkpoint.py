@@ -11,7 +11,7 @@ config overrides for ``--config-file``. The output is
 ``{"model": state_dict, "__author__": "acar_d2 convert_checkpoint"}`` with ``backbone.*`` /
 ``roi_heads.*`` keys, loadable by ``ACARCheckpointer`` / ``MODEL.WEIGHTS``.
 
-Refused (README "Safety"): OUTPUT equal to INPUT (always), an existing OUTPUT (unless
+Refused (docs/SAFETY.md): OUTPUT equal to INPUT (always), an existing OUTPUT (unless
 ``--overwrite``), an input holding pickled objects other than plain data (unless
 ``--allow-unsafe-pickle``: loading such a file can run code from it).
 A thin command line around ``acar_d2.checkpoint.convert_file``; formats: ``docs/CHECKPOINTS.md``.

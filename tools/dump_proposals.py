@@ -82,7 +82,7 @@ def _video_key_frames(path: str, every: int):
 
 def detect_video(detector, frames, score_thresh: float) -> Dict[str, np.ndarray]:
     """``{"video,%04d": (R, 5) normalized x1, y1, x2, y2, score}`` for (key, timestamp, frame)."""
-    from acar_d2.modeling.person_detector import detector_image
+    from acar_d2.data.detection_utils import detector_image
 
     aug = detector.augmentation(False)
     out = {}
@@ -107,7 +107,7 @@ def run(args) -> Tuple[int, int]:
 
     import acar_d2  # noqa: F401  (registers datasets)
     from acar_d2.checkpoint import ACARCheckpointer
-    from acar_d2.data.clip_reader import ClipReader
+    from acar_d2.data.video_io import ClipReader
     from acar_d2.engine import setup_cfg
     from acar_d2.modeling.person_detector import build_person_detector
 

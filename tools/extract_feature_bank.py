@@ -2,7 +2,7 @@
 """
 Write a long-term feature bank (ACFB or LFB) by running a trained model without a bank over every
 key time of registered datasets (train and val), one file pair per video (layout and window rules:
-``acar_d2/data/feature_bank.py``; README "Feature banks").
+``acar_d2/data/feature_bank.py``; docs/FEATURE_BANKS.md).
 
     python tools/extract_feature_bank.py --config-file configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml \
         --kind acfb --output output/banks/acfb_r50 MODEL.WEIGHTS r50_acar.pth [--num-gpus 8]

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the demo/ package (annotate_video)
 # ACAR-Net + its own person detector trained jointly (person AP@0.5, frame-mAP with detected and
 # with ground-truth boxes); --without-detector: the action model alone on the proposal file's boxes.
 DETECTOR_CONFIG = REPO / "configs" / "Synthetic" / "acar_detector_SLOWFAST_R18_0.9k_aca_world.yaml"
@@ -82,8 +83,8 @@ def main(argv=None) -> dict:
     from detectron2.utils.logger import setup_logger
 
     from acar_d2.engine import ActionPredictor, Trainer, setup_cfg
-    from acar_d2.evaluation.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
-    from acar_d2.utils.demo import annotate_video
+    from ava_eval.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
+    from demo.predictor import annotate_video
 
     output = Path(args.output).resolve()
     if args.clean and output.exists():

@@ -12,7 +12,7 @@ Examples::
     python tools/train_net.py --eval-only --config-file configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml \
         MODEL.WEIGHTS model_zoo/AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar
 
-Refused unless asked (README "Safety"): weights that leave a model tensor unloaded or mismatched
+Refused unless asked (docs/SAFETY.md): weights that leave a model tensor unloaded or mismatched
 (``MODEL.WEIGHTS_STRICT False``), a new run into an OUTPUT_DIR holding another one without
 ``--resume`` (``--overwrite``), pickled objects that could run code (``--allow-unsafe-pickle``).
 
@@ -37,7 +37,7 @@ logger = logging.getLogger("acar_d2")
 
 
 def argument_parser():
-    """detectron2's ``default_argument_parser`` plus the safety overrides (README "Safety")."""
+    """detectron2's ``default_argument_parser`` plus the safety overrides (docs/SAFETY.md)."""
     parser = default_argument_parser()
     parser.add_argument(
         "--overwrite", action="store_true",

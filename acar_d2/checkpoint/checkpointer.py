@@ -107,6 +107,7 @@ class ACARCheckpointer(DetectionCheckpointer):
         if purpose not in ("eval", "train"):
             raise ValueError(f"purpose must be 'eval' or 'train', got {purpose!r}")
         strict = bool(cfg.MODEL.get("WEIGHTS_STRICT", True))
+        # Detector weights seed the detector whatever its NAME (not person_detector_config).
         pd = cfg.MODEL.get("PERSON_DETECTOR", None)
         seeded = bool(pd is not None and pd.get("WEIGHTS", ""))
         new = {}

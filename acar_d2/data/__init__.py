@@ -1,10 +1,9 @@
 """Video data: dataset registration, clip reading, the clip mapper and loaders."""
-from . import ava_format  # noqa: F401  (the AVA file formats; no detectron2 needed)
 from . import datasets  # noqa: F401  (registers the builtin splits)
-from .ava_format import ava_class_list
+from ava_eval.ava_format import ava_class_list
 from .build import build_clip_test_loader, build_clip_train_loader
-from .clip_mapper import ClipDatasetMapper, assign_training_rois, jitter_boxes
-from .clip_reader import (
+from .clip_mapper import ClipDatasetMapper
+from .video_io import (
     ClipReader,
     clip_frame_indices,
     read_frame_folder_clip,
@@ -15,12 +14,10 @@ from .clip_reader import (
 __all__ = [
     "ClipDatasetMapper",
     "ClipReader",
-    "assign_training_rois",
     "ava_class_list",
     "build_clip_test_loader",
     "build_clip_train_loader",
     "clip_frame_indices",
-    "jitter_boxes",
     "read_frame_folder_clip",
     "read_video_clip",
     "video_frame_count_and_size",

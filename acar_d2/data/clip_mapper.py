@@ -15,11 +15,13 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
-from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
+from detectron2.structures import Boxes, BoxMode, Instances
 
-from .clip_reader import ClipReader, clip_frame_indices
+from ..structures import assign_training_rois, jitter_boxes
+from .video_io import ClipReader, clip_frame_indices
+from .detection_utils import detector_image, detector_mapper_args
 
-__all__ = ["ClipDatasetMapper", "ResizeShortSide", "assign_training_rois", "jitter_boxes"]
+__all__ = ["ClipDatasetMapper", "ResizeShortSide"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,56 +45,6 @@ class ResizeShortSide(T.Augmentation):
         else:
             new_h, new_w = int(self.short_side * h / w), self.short_side
         return T.ResizeTransform(h, w, new_h, new_w)
-
-
-def assign_training_rois(
-    gt_boxes: torch.Tensor,
-    gt_actions: torch.Tensor,
-    proposal_boxes: torch.Tensor,
-    proposal_scores: torch.Tensor,
-    score_thresh: float,
-    iou_thresh: float,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """
-    Training ROIs of one key frame: all ground-truth boxes, plus every proposal with
-    ``score >= score_thresh`` whose best-IoU ground-truth box has ``IoU >= iou_thresh``; such a
-    proposal takes that box's labels. Other proposals have no labels and are dropped (official
-    ACAR-Net recipe).
-
-    Args:
-        gt_boxes (Tensor): (G, 4) XYXY.
-        gt_actions (Tensor): (G, K) multi-hot.
-        proposal_boxes (Tensor): (P, 4) XYXY, same coordinate frame.
-        proposal_scores (Tensor): (P,).
-    Returns:
-        boxes (Tensor): (G + M, 4), the G ground-truth boxes first.
-        actions (Tensor): (G + M, K).
-    """
-    keep = proposal_scores >= score_thresh
-    props = proposal_boxes[keep]
-    if len(gt_boxes) == 0 or len(props) == 0:
-        return gt_boxes, gt_actions
-    iou = pairwise_iou(Boxes(props), Boxes(gt_boxes))  # (M', G)
-    best_iou, best_gt = iou.max(dim=1)
-    matched = best_iou >= iou_thresh
-    boxes = torch.cat([gt_boxes, props[matched]])
-    actions = torch.cat([gt_actions, gt_actions[best_gt[matched]]])
-    return boxes, actions
-
-
-def jitter_boxes(boxes: np.ndarray, scale: float, rng: np.random.RandomState) -> np.ndarray:
-    """
-    Official training box jitter: each x coordinate moves by
-    ``U(-scale, scale) * box width`` and each y coordinate by ``U(-scale, scale) * box height``
-    (ACAR-Net neck, ``bbox_jitter.scale`` 0.075). Clipping to the image is left to the caller.
-
-    Args:
-        boxes (ndarray): (R, 4) XYXY.
-    Returns:
-        ndarray (R, 4).
-    """
-    wh = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
-    return boxes + rng.uniform(-scale, scale, size=boxes.shape) * wh
 
 
 class ClipDatasetMapper:
@@ -163,8 +115,8 @@ class ClipDatasetMapper:
         self.pixel_mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.pixel_std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1, 1)
         self.reader = reader or ClipReader("frames")
-        self.score_thresh = train_proposal_score_thresh
-        self.iou_thresh = train_proposal_iou_thresh
+        self.train_proposal_score_thresh = train_proposal_score_thresh
+        self.train_proposal_iou_thresh = train_proposal_iou_thresh
         self.detector_augmentation = detector_augmentation
         self.detector_format = detector_format
         self.person_class_id = int(person_class_id)
@@ -200,13 +152,11 @@ class ClipDatasetMapper:
             "train_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
             "train_proposal_iou_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
             "proposals_from_gt": proposals_from_gt,
-            **_person_detector_args(cfg, is_train),
+            **detector_mapper_args(cfg, is_train),
         }
 
     def _add_detector_inputs(self, out, key_frame, transforms, gt_boxes, anns, where) -> None:
         """``"image"`` (3, H_det, W_det) uint8 and, in training, ``"person_instances"``."""
-        from ..modeling.person_detector import detector_image
-
         image, det_tfm = detector_image(key_frame, self.detector_augmentation, self.detector_format)
         flipped = any(isinstance(t, T.HFlipTransform) for t in transforms)
         hd, wd = image.shape[-2:]
@@ -352,8 +302,8 @@ class ClipDatasetMapper:
                 self._multi_hot(anns, where),
                 prop_boxes_t.tensor,
                 proposals.scores,
-                self.score_thresh,
-                self.iou_thresh,
+                self.train_proposal_score_thresh,
+                self.train_proposal_iou_thresh,
             )
             if self.box_jitter > 0 and len(rois):
                 rois = torch.as_tensor(
@@ -369,21 +319,3 @@ class ClipDatasetMapper:
             out["instances"] = instances
         return out
 
-
-def _person_detector_args(cfg, is_train: bool) -> dict:
-    """Mapper arguments of ``cfg.MODEL.PERSON_DETECTOR`` (empty when there is no detector)."""
-    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
-    if pd is None or not pd.NAME:
-        return {}
-    from ..modeling.person_detector import detector_augmentation, load_detector_config
-
-    det = load_detector_config(pd.CONFIG_FILE)
-    return {
-        "detector_augmentation": detector_augmentation(
-            is_train, det.INPUT.MIN_SIZE_TRAIN, det.INPUT.MAX_SIZE_TRAIN,
-            det.INPUT.MIN_SIZE_TRAIN_SAMPLING, det.INPUT.MIN_SIZE_TEST, det.INPUT.MAX_SIZE_TEST,
-        ),
-        "detector_format": det.INPUT.FORMAT,
-        "person_class_id": pd.PERSON_CLASS_ID,
-        "train_box_source": pd.TRAIN_BOX_SOURCE,
-    }

@@ -7,17 +7,31 @@ on disk is used when the split is loaded (not when it is registered, so data may
 ``import acar_d2``), and a missing required file is an error that lists every candidate.
 
 :func:`ava_proposal_candidates`, :func:`ava_frame_roots` and :func:`ava_frame_lists` are the
-search orders of the builtin AVA splits (documented in datasets/README.md). No detectron2 import.
+search orders of the builtin AVA splits (documented in datasets/README.md).
+
+Frame discovery: :func:`index_video_sources` finds the frames (folder or PySlowFast frame list,
+:func:`read_frame_list`) and / or the video file of each video, with its frame count and size
+(:class:`IndexedVideo`; no pixels read but the header of one frame). No detectron2 import.
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["FirstExisting", "resolve_path", "check_not_pickle", "ava_proposal_candidates",
+from .file_readers import frame_size
+from .video_io import video_frame_count_and_size
+
+__all__ = ["FirstExisting", "resolve_path", "resolve_label_map", "check_not_pickle",
+           "ava_proposal_candidates",
            "set_split_files", "split_file_overrides", "apply_dataset_config",
-           "ava_frame_roots", "ava_frame_lists"]
+           "ava_frame_roots", "ava_frame_lists", "read_frame_list", "IndexedVideo",
+           "frame_template_from_names", "index_video_sources"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,18 @@ def resolve_path(value: PathOrCandidates) -> Optional[str]:
     if isinstance(value, FirstExisting):
         return value.resolve()
     return value
+
+
+def resolve_label_map(label_map: Optional[str], fallback: Optional[str] = None) -> Optional[str]:
+    """
+    The label map a split's classes come from: ``label_map`` if it is on disk or there is no
+    ``fallback``, else ``fallback`` (builtin AVA splits: the packaged AVA class list, so their
+    classes are known before the files arrive). Loading, metadata, evaluator and validator all
+    use this one rule.
+    """
+    if fallback and not os.path.isfile(label_map or ""):
+        return fallback
+    return label_map
 
 
 def check_not_pickle(path: Optional[str], role: str = "ground-truth CSV") -> None:
@@ -187,3 +213,141 @@ def apply_dataset_config(cfg) -> None:
             set_split_files(name, proposal_file=files[i] if files else None, frame_root=frame_root)
             if node is not None and not node.FRAME_LISTS:
                 _SPLIT_OVERRIDES[name]["frame_list"] = None
+
+
+def _parse_int(value: str, what: str, where: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{where}: {what} {value!r} is not an integer") from None
+
+
+def read_frame_list(path: str) -> Dict[str, List[str]]:
+    """
+    Read a PySlowFast frame list (space separated, header
+    ``original_vido_id video_idx frame_id path labels``).
+
+    Returns:
+        dict[video_id, list[str]]: frame paths (relative to the frame root) in frame order.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"frame list not found: {path}")
+    frames: Dict[str, Dict[int, str]] = OrderedDict()
+    with open(path) as f:
+        for n, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts or (n == 1 and parts[0] == "original_vido_id"):
+                continue
+            where = f"{path}, line {n}"
+            if len(parts) < 4:
+                raise ValueError(f"{where}: expected 'video_id video_idx frame_id path [labels]'")
+            frame_id = _parse_int(parts[2], "frame_id", where)
+            frames.setdefault(parts[0], {})[frame_id] = parts[3]
+    out = {}
+    for video_id, by_id in frames.items():
+        if sorted(by_id) != list(range(len(by_id))):
+            raise ValueError(f"{path}: frame ids of video {video_id} are not 0..{len(by_id) - 1}")
+        out[video_id] = [by_id[i] for i in range(len(by_id))]
+    return out
+
+
+@dataclass
+class IndexedVideo:
+    """Where the frames of one video are and how many there are (no pixels)."""
+
+    frame_dir: Optional[str]
+    frame_template: Optional[str]  # str.format pattern of the 1-based frame number
+    video_file: Optional[str]
+    num_frames: int
+    height: int
+    width: int
+
+
+_TEMPLATE_RE = re.compile(r"^(.*?)(\d+)(\.[A-Za-z]+)$")
+
+
+def frame_template_from_names(names: Sequence[str], where: str) -> str:
+    """'<vid>_000001.jpg', ... (1-based, consecutive) -> '<vid>_{:06d}.jpg'."""
+    m = _TEMPLATE_RE.match(names[0])
+    if m is None:
+        raise ValueError(f"{where}: frame name {names[0]!r} does not end in '<number>.<ext>'")
+    template = m.group(1).replace("{", "{{").replace("}", "}}") + "{:0%dd}" % len(m.group(2))
+    template += m.group(3)
+    for i, name in enumerate(names):
+        if name != template.format(i + 1):
+            raise ValueError(
+                f"{where}: frame {i} is {name!r}, expected {template.format(i + 1)!r} "
+                "(frames must be numbered 1, 2, ... without gaps)"
+            )
+    return template
+
+
+def index_video_sources(
+    video_ids: Iterable[str],
+    frame_root: Optional[str] = None,
+    frame_list: Optional[str] = None,
+    video_root: Optional[str] = None,
+    video_ext: str = ".mp4",
+    size_from_frame: Optional[Dict[str, int]] = None,
+) -> Dict[str, IndexedVideo]:
+    """
+    Locate the frames (folder or frame list) and/or the video file of each video and read its
+    frame count and key-frame size (header of one frame; cached per video by construction).
+
+    Args:
+        video_ids: videos to index.
+        frame_root (str): folder holding ``<video_id>/`` frame folders (AVA: ``frames/``).
+        frame_list (str): optional PySlowFast frame list (paths relative to ``frame_root``).
+        video_root (str): folder holding ``<video_id><video_ext>`` files. With frames too, the
+            video is only probed: unreadable is a warning (only INPUT.CLIP.SOURCE "video" needs
+            it, and its reader names the file); without frames it is an error.
+        size_from_frame (dict): video_id -> 0-based frame whose size is read (the first key
+            frame); frame 0 when absent.
+    Returns:
+        dict[video_id, IndexedVideo]
+    """
+    listed = read_frame_list(frame_list) if frame_list else None
+    size_from_frame = size_from_frame or {}
+    out = {}
+    for vid in video_ids:
+        frame_dir = template = video_file = None
+        num_frames = height = width = None
+        if frame_root is not None:
+            if listed is not None:
+                if vid not in listed:
+                    raise ValueError(f"{frame_list}: video {vid!r} is not in the frame list")
+                rel = listed[vid]
+                frame_dir = os.path.join(frame_root, os.path.dirname(rel[0]))
+                template = frame_template_from_names([os.path.basename(p) for p in rel], frame_list)
+                num_frames = len(rel)
+            else:
+                frame_dir = os.path.join(frame_root, vid)
+                if not os.path.isdir(frame_dir):
+                    raise FileNotFoundError(f"frame folder of video {vid!r} not found: {frame_dir}")
+                names = sorted(n for n in os.listdir(frame_dir) if not n.startswith("."))
+                if not names:
+                    raise ValueError(f"frame folder of video {vid!r} is empty: {frame_dir}")
+                template = frame_template_from_names(names, frame_dir)
+                num_frames = len(names)
+            k = min(size_from_frame.get(vid, 0), num_frames - 1)
+            height, width = frame_size(os.path.join(frame_dir, template.format(max(k, 0) + 1)))
+        if video_root is not None:
+            video_file = os.path.join(video_root, vid + video_ext)
+            if num_frames is None:
+                num_frames, height, width = video_frame_count_and_size(video_file)
+            else:
+                # Frames already give count and size: a broken video only matters to
+                # INPUT.CLIP.SOURCE "video", whose reader names the file when it opens it.
+                _warn_if_unreadable_video(video_file, vid)
+        if num_frames is None:
+            raise ValueError("index_video_sources needs frame_root and/or video_root")
+        out[vid] = IndexedVideo(frame_dir, template, video_file, num_frames, height, width)
+    return out
+
+
+def _warn_if_unreadable_video(video_file: str, vid: str) -> None:
+    try:
+        video_frame_count_and_size(video_file)
+    except (OSError, ValueError) as e:
+        logger.warning(f"video {vid!r}: {e}; its frames are used (INPUT.CLIP.SOURCE 'frames'), "
+                       "INPUT.CLIP.SOURCE 'video' would fail on it")

@@ -1,8 +1,8 @@
 """
 Check an AVA-format dataset before training: the silent mistakes that train fine and give mAP 0.
 
-    python -m acar_d2.data.validate --dataset NAME            # a registered split
-    python -m acar_d2.data.validate --annotations train.csv --label-map labels.pbtxt \\
+    python tools/validate_dataset.py --dataset NAME            # a registered split
+    python tools/validate_dataset.py --annotations train.csv --label-map labels.pbtxt \\
         [--frames frames/ | --videos videos/] [--frame-list L] [--proposals P] \\
         [--exclusions E] [--fps 30] [--first-second 0]
 
@@ -39,26 +39,23 @@ Exit status 1 when any error was found, else 0. No detectron2 import except for 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-import re
-import sys
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .ava_format import read_exclusions, read_label_map
+from ava_eval.ava_format import read_exclusions, read_label_map
 
-__all__ = ["CHECKS", "Problem", "ValidationReport", "validate_ava_dataset", "main"]
+from .validate_sources import check_frame_sources
+
+__all__ = ["CHECKS", "Problem", "ValidationReport", "validate_ava_dataset", "files_of_dataset"]
 
 CHECKS = ("schema", "box_order", "box_range", "unknown_action", "off_by_one", "person_id",
           "duplicate", "missing_video", "timestamp_range", "missing_frame", "proposal_coverage",
           "proposal_recall", "exclusions", "class_frequency")
-_NUM_RE = re.compile(r"(\d+)\.[A-Za-z]+$")
 
 
 @dataclass
@@ -209,132 +206,6 @@ def _check_rows(path, rows, label_ids, report, kinetics=False):
                                f"{sum(ids == action)} row(s)")
 
 
-def _frame_index(ts, fps, first_second):
-    return int(round((ts - first_second) * fps))
-
-
-@dataclass
-class _Frames:
-    """The frames of one video (or Kinetics clip) as a split holds them; no pixel is read."""
-
-    where: str  # frame folder, frame list or video file, for messages
-    num_frames: int  # frames 0 .. num_frames - 1 at the split's fps
-    numbers: Optional[set] = None  # 1-based numbers of the frame files on disk (folders only)
-    start: float = 0.0  # second of frame 0
-
-
-def _video_frames(video_file: str, fps: float, start: float) -> _Frames:
-    """A video file's frames at the split's fps, from its container (PyAV, nothing decoded)."""
-    from .clip_reader import video_header
-
-    header = video_header(video_file)
-    if abs(header.rate - fps) <= 1e-3 * fps:
-        n = header.num_frames
-    else:  # the reader takes frame k at time k / fps: count those inside the duration
-        n = int(np.ceil(header.duration * fps - 1e-6))
-    return _Frames(video_file, n, None, start)
-
-
-def _sources_of(name, frames, listed, frame_list, videos, fps, start, report, path, line):
-    """
-    The frame sources of video (or clip) ``name``: its frame list entry or frame folder, then its
-    ``<name>.mp4``; each one present is checked. An unreadable video is a ``missing_video`` error.
-    """
-    found: List[_Frames] = []
-    if listed is not None and name in listed:
-        found.append(_Frames(f"{frame_list} ({name})", len(listed[name]),
-                             set(range(1, len(listed[name]) + 1)), start))
-    elif frames and os.path.isdir(os.path.join(frames, name)):
-        numbers = set()
-        for n in os.listdir(os.path.join(frames, name)):
-            m = _NUM_RE.search(n)
-            if m:
-                numbers.add(int(m.group(1)))
-        found.append(_Frames(os.path.join(frames, name), max(numbers, default=0), numbers, start))
-    video_file = os.path.join(videos, name + ".mp4") if videos else None
-    if video_file and os.path.isfile(video_file):
-        try:
-            found.append(_video_frames(video_file, fps, start))
-        except (OSError, ValueError) as e:
-            report.add("error", "missing_video", path, line, str(e))
-    return found
-
-
-def _check_key_frame(path, line, vid, ts, src: _Frames, fps, half_span, report) -> bool:
-    """timestamp_range / missing_frame of one key frame in one source; False: outside it."""
-    idx = _frame_index(ts, fps, src.start)
-    if not 0 <= idx < src.num_frames:
-        last = int(np.floor(src.start + (src.num_frames - 1) / fps)) if src.num_frames else None
-        valid = (f"seconds {int(np.ceil(src.start))}..{last} hold key frames"
-                 if last is not None and last >= src.start else "it has no frame")
-        report.add("error", "timestamp_range", path, line, f"key frame {vid},{ts} is frame {idx} = "
-                   f"({ts} - {src.start:g}) * {fps:g}, outside the {src.num_frames} frames of "
-                   f"{src.where} ({valid}; wrong fps or first_second?); a clip's +-{half_span} "
-                   "frames may run past the ends (padded), its key frame may not")
-        return False
-    if src.numbers is not None and idx + 1 not in src.numbers:
-        report.add("error", "missing_frame", path, line,
-                   f"key frame {vid},{ts}: frame #{idx + 1} (1-based) is missing from {src.where}")
-    return True
-
-
-def _check_sources(path, keys, report, frames, frame_list, videos, fps, first_second,
-                   half_span=32, kinetics=False):
-    """
-    timestamp_range, missing_frame, missing_video per key frame, for every source of its frames
-    (frame list, frame folder, video file; ``kinetics``: the AVA-Kinetics clip
-    ``<video_id>_<start>_<end>`` holding the second, frame 0 at ``start``). Sets the stats
-    ``frames_checked`` (key frames checked against a source) and ``clips_padded`` (of those, the
-    ones whose clip reaches ``half_span`` frames past an end of the video: padded, not an error).
-    """
-    first_line: Dict[str, int] = {}
-    per_video: Dict[str, List[tuple]] = defaultdict(list)
-    for (vid, ts), line in keys.items():
-        first_line.setdefault(vid, line)
-        per_video[vid].append((ts, line))
-    listed = None
-    if frame_list:
-        from .datasets.ava import read_frame_list
-
-        listed = read_frame_list(frame_list)
-    clips = None
-    if kinetics:
-        from .datasets.ava_kinetics import _find_clip, index_kinetics_clips
-
-        clips = index_kinetics_clips(frames, videos)
-    checked = padded = 0
-    for vid, line in first_line.items():
-        if clips is None:
-            sources = _sources_of(vid, frames, listed, frame_list, videos, fps, first_second,
-                                  report, path, line)
-            if not sources:
-                where = os.path.join(frames or videos or "", vid)
-                report.add("error", "missing_video", path, line, f"video {vid!r}: no frames or "
-                           f"video found ({where})")
-                continue
-        for ts, kline in per_video[vid]:
-            if clips is not None:  # one Kinetics clip per key frame
-                clip = _find_clip(clips.get(vid, []), ts)
-                if clip is None:
-                    report.add("warning", "missing_video", path, kline, f"key frame {vid},{ts}: "
-                               f"no clip {vid}_<start>_<end> holding second {ts} in {frames} / "
-                               f"{videos} (the loader skips it)")
-                    continue
-                sources = _sources_of(clip[2], frames, None, None, videos, fps, clip[0],
-                                      report, path, kline)
-                if not sources:
-                    continue
-            checked += 1
-            for src in sources:
-                if not _check_key_frame(path, kline, vid, ts, src, fps, half_span, report):
-                    break
-            else:
-                idx = _frame_index(ts, fps, sources[0].start)
-                padded += idx - half_span < 0 or idx + half_span >= sources[0].num_frames
-    report.stats["frames_checked"] = checked
-    report.stats["clips_padded"] = padded
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
@@ -429,8 +300,8 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
         report.add("warning", "class_frequency", annotations, None,
                    f"{len(empty)} label-map class(es) have no instance: ids {empty[:20]}")
     if frames or frame_list or videos:
-        _check_sources(annotations, keys, report, frames, frame_list, videos, fps, first_second,
-                       half_span, kinetics)
+        check_frame_sources(annotations, keys, report, frames, frame_list, videos, fps,
+                            first_second, half_span, kinetics)
     else:
         report.stats["frames_checked"] = 0  # no frame source given: timestamps not checked
     excluded = set()
@@ -444,12 +315,11 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
     return report
 
 
-def _files_of_dataset(name: str) -> dict:
+def files_of_dataset(name: str) -> dict:
+    """The ``validate_ava_dataset`` arguments of a registered split (from its metadata)."""
     from detectron2.data import MetadataCatalog
 
-    import acar_d2  # noqa: F401  (registers the builtin splits)
-
-    from .layouts import resolve_path
+    from .layouts import resolve_label_map, resolve_path
 
     meta = MetadataCatalog.get(name)
     if "gt_csv" not in meta.as_dict():
@@ -458,51 +328,10 @@ def _files_of_dataset(name: str) -> dict:
         raise SystemExit(f"{name!r} combines the splits {list(meta.validate_parts)}: validate "
                          "each of them")
     get = lambda k: resolve_path(meta.get(k, None))  # noqa: E731
-    return dict(annotations=meta.gt_csv, label_map=get("label_map_fallback")
-                if not os.path.isfile(meta.label_map) and meta.get("label_map_fallback", None)
-                else meta.label_map, frames=get("frame_root"), frame_list=get("frame_list"),
-                videos=get("video_root"), proposals=get("proposal_file"),
+    label_map = resolve_label_map(meta.label_map, get("label_map_fallback"))
+    return dict(annotations=meta.gt_csv, label_map=label_map, frames=get("frame_root"),
+                frame_list=get("frame_list"), videos=get("video_root"),
+                proposals=get("proposal_file"),
                 exclusions=meta.get("exclusions", None), fps=float(meta.get("fps", 30.0)),
                 first_second=int(meta.get("first_second", 0)),
                 kinetics=bool(meta.get("kinetics_clips", False)))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m acar_d2.data.validate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="a registered split (its files from the metadata)")
-    p.add_argument("--annotations")
-    p.add_argument("--label-map")
-    p.add_argument("--frames", help="folder of <video_id>/ frame folders")
-    p.add_argument("--frame-list")
-    p.add_argument("--videos", help="folder of <video_id>.mp4")
-    p.add_argument("--proposals")
-    p.add_argument("--exclusions")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--first-second", type=int, default=0)
-    p.add_argument("--half-span", type=int, default=32, help="frames a clip reaches on each side "
-                   "of its key frame: NUM_FRAMES * SAMPLING_RATE // 2 (32 for 32x2)")
-    p.add_argument("--kinetics", action="store_true", help="an AVA-Kinetics CSV; --frames / "
-                   "--videos hold its clips <youtube_id>_<start>_<end>")
-    p.add_argument("--max-per-check", type=int, default=20, help="problems printed per check")
-    args = p.parse_args(argv)
-    if args.dataset:
-        files = _files_of_dataset(args.dataset)
-        files["half_span"] = args.half_span
-    elif args.annotations and args.label_map:
-        files = dict(annotations=args.annotations, label_map=args.label_map, frames=args.frames,
-                     frame_list=args.frame_list, videos=args.videos, proposals=args.proposals,
-                     exclusions=args.exclusions, fps=args.fps, first_second=args.first_second,
-                     half_span=args.half_span, kinetics=args.kinetics)
-    else:
-        p.error("give --dataset NAME, or --annotations CSV and --label-map PBTXT")
-    t0 = time.perf_counter()
-    report = validate_ava_dataset(**files)
-    report.stats["seconds"] = round(time.perf_counter() - t0, 2)
-    lmap = read_label_map(files["label_map"], require_groups=False)
-    print(report.format(dict(zip(lmap.ids, lmap.names)), args.max_per_check))
-    return 1 if report.errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """
-Writing long-term feature-bank entries with a trained model (ACFB / LFB, README "Feature banks").
+Writing long-term feature-bank entries with a trained model (ACFB / LFB, docs/FEATURE_BANKS.md).
 
 * :class:`BankEntryExtractor`: a model trained **without** a bank + one mapped key frame -> that
   key frame's bank entry (every actor the model itself uses at test time: its person detector's
@@ -11,20 +11,27 @@ Writing long-term feature-bank entries with a trained model (ACFB / LFB, README 
   that a bank model knows which model writes the entries it was trained on.
 """
 import json
+import logging
 import os
 import tempfile
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.structures import Boxes, Instances
 from detectron2.modeling import build_model
 
 from ..checkpoint import ACARCheckpointer
-from ..data.feature_bank import FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256
-from ..modeling.roi_heads import compute_bank_entries
+from ..data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256,
+                                 write_video_bank)
+from ..data.video_io import FrameRingBuffer, VideoSource
+from ..modeling.roi_heads import compute_bank_entries, reads_feature_bank
+from .video_predictor import KeyFrameRequest, VideoActionPredictor, bank_time
 
-__all__ = ["BankEntryExtractor", "make_bank_record", "write_or_check_record",
-           "extractor_cfg_from_record"]
+__all__ = ["BankEntryExtractor", "BankPassPredictor", "make_bank_record", "write_or_check_record",
+           "extractor_cfg_from_record", "write_source_bank"]
+
+logger = logging.getLogger(__name__)
 
 RECORD_KEYS = ("format", "kind", "entry_shape", "compat", "extractor")
 
@@ -133,7 +140,7 @@ class BankEntryExtractor:
             model = build_model(cfg).eval()
             ACARCheckpointer.from_config(model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
         self.model = model
-        if getattr(self.model.roi_heads, "uses_feature_bank", False):
+        if reads_feature_bank(self.model.roi_heads):
             raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
                              "itself; a bank is made by a model trained without one")
 
@@ -162,3 +169,66 @@ class BankEntryExtractor:
         return {"timestamp": int(timestamp), "features": feats.float().cpu().numpy(),
                 "valid_sizes": sizes.cpu().numpy(), "boxes": boxes.tensor.cpu().numpy(),
                 "scores": scores.cpu().numpy()}
+
+
+# ---------------------------------------------------------------- pass 1 of a bank model on a video
+class BankPassPredictor(VideoActionPredictor):
+    """Pass 1 of a bank model: the extraction model over a video every second; each key frame's
+    ``Instances`` carry the bank entry (``bank_features`` (R, C, h, w), ``bank_valid_sizes``)."""
+
+    def __init__(self, cfg: CfgNode, kind: str, fps: Optional[float] = None):
+        super().__init__(cfg, key_frame_stride=1.0, fps=fps, track=False)
+        self.extractor = BankEntryExtractor(self.cfg, kind, model=self.model)
+        self._shape: Optional[tuple] = None
+
+    @torch.no_grad()
+    def predict_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
+                          video_id: str = "video") -> Instances:
+        inputs = self.map_key_frame(buffer, request, video_id)
+        e = self.extractor(inputs, bank_time(request))
+        inst = Instances((int(inputs["height"]), int(inputs["width"])))
+        inst.pred_boxes = Boxes(torch.as_tensor(e["boxes"]).reshape(-1, 4))
+        inst.scores = torch.as_tensor(e["scores"]).reshape(-1)
+        inst.bank_features = torch.as_tensor(e["features"])
+        inst.bank_valid_sizes = torch.as_tensor(e["valid_sizes"]).reshape(-1, 2)
+        self._shape = tuple(e["features"].shape[1:])
+        return inst
+
+    def entry_shape(self) -> tuple:
+        """(C, h, w) of this model's entries, known after the first key frame (also one without
+        any actor); (0, 0, 0) for a video without key frames."""
+        return self._shape or (0, 0, 0)
+
+
+def write_source_bank(extractor_cfg: CfgNode, kind: str, bank_dir: str, source: VideoSource,
+                      key_frames: Optional[Sequence[KeyFrameRequest]] = None,
+                      video_id: str = "video", fps: Optional[float] = None) -> None:
+    """
+    Pass 1 of a bank model (``VideoActionPredictor.write_bank``): the bank of ``source`` written
+    by the model of ``extractor_cfg`` into ``bank_dir`` (entries every second; with given
+    ``key_frames``, at those of them on whole seconds, with their boxes), unless ``bank_dir``
+    already holds this video from the same extractor (the record is checked either way).
+    """
+    index = os.path.join(bank_dir, "videos", f"{video_id}.json")
+    keys = ("kind", "compat", "extractor")  # the entry shape is known after pass 1
+    record = make_bank_record(extractor_cfg, kind, [], ())
+    write_or_check_record(bank_dir, record, keys, write=False)
+    if not os.path.isfile(index):
+        passer = BankPassPredictor(extractor_cfg, kind, fps=fps)
+        logger.info("%s: pass 1 of 2, writing its %s bank with %s", video_id, kind,
+                    extractor_cfg.MODEL.WEIGHTS)
+        requests = None
+        if key_frames is not None:
+            requests = [r for r in key_frames if r.timestamp is not None]
+        entries = []
+        for kf in passer(source.reopen(), requests, video_id=video_id):
+            inst = kf.instances
+            entries.append({"timestamp": kf.timestamp, "features": inst.bank_features.numpy(),
+                            "valid_sizes": inst.bank_valid_sizes.numpy(),
+                            "boxes": inst.pred_boxes.tensor.numpy(), "scores": inst.scores.numpy()})
+        record["entry_shape"] = list(passer.entry_shape())
+        record["datasets"] = [f"video:{video_id}"]
+        write_or_check_record(bank_dir, record, keys)
+        write_video_bank(os.path.join(bank_dir, "videos"), video_id, entries)
+        logger.info("%s: bank of %d seconds, %d actors written to %s", video_id, len(entries),
+                    sum(len(e["features"]) for e in entries), bank_dir)

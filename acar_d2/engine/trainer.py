@@ -12,7 +12,7 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
   sampler seed, and the training sampler skips the clips already consumed
   (``SOLVER.CHECKPOINT_RNG_STATE``, ``SOLVER.RESUME_DATA_POSITION``); ``metrics.json`` keeps
   each iteration once;
-* refusals (README "Safety"): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
+* refusals (docs/SAFETY.md): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
   run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
 The optimizer and LR schedule are detectron2's: SGD (``SOLVER.NESTEROV``) and
@@ -39,6 +39,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import ACARCheckpointer
+from ..config import person_detector_config
 from ..data.build import build_clip_mapper, build_clip_test_loader, build_clip_train_loader
 from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
@@ -72,8 +73,7 @@ def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
 
 
 def _has_person_detector(cfg: CfgNode) -> bool:
-    pd = cfg.MODEL.get("PERSON_DETECTOR", None)
-    return pd is not None and bool(pd.NAME)
+    return person_detector_config(cfg) is not None
 
 
 class Trainer(DefaultTrainer):

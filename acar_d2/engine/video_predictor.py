@@ -2,11 +2,11 @@
 ``VideoActionPredictor``: the video counterpart of detectron2's ``DefaultPredictor``.
 
 Built from a config, called on a video source (file, frame folder, device, URL, or a
-:class:`~acar_d2.utils.video_source.VideoSource`), it yields one :class:`KeyFramePrediction` per
+:class:`~acar_d2.data.video_io.VideoSource`), it yields one :class:`KeyFramePrediction` per
 key frame: person boxes (from the model's person detector, or given), their action scores and a
 track id linking the same person across key frames.
 
-The source is decoded once, front to back; a :class:`~acar_d2.utils.video_source.FrameRingBuffer`
+The source is decoded once, front to back; a :class:`~acar_d2.data.video_io.FrameRingBuffer`
 of ``NUM_FRAMES * SAMPLING_RATE + 2`` frames serves the clip around each key frame, so memory does
 not grow with the video and nothing seeks. A key frame at frame k is predicted as soon as frame
 ``k + SAMPLING_RATE * (NUM_FRAMES - 1) - NUM_FRAMES * SAMPLING_RATE // 2`` has arrived (the clip's
@@ -24,7 +24,6 @@ predicts with the bank model reading its windows from them. Live sources cannot 
 are refused for bank models.
 """
 import logging
-import os
 import tempfile
 from collections import deque
 from dataclasses import dataclass
@@ -34,12 +33,13 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Instances
 
 from ..data.clip_mapper import ClipDatasetMapper
-from ..data.feature_bank import FeatureBank, write_video_bank
-from ..utils.video_source import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
-                                  open_video_source)
+from ..data.feature_bank import FeatureBank
+from ..data.video_io import (FrameRingBuffer, VideoSource, VideoSourceError, as_rgb,
+                             open_video_source)
+from ..modeling.roi_heads import reads_feature_bank
 from .defaults import ActionPredictor
 
 __all__ = [
@@ -73,7 +73,7 @@ def action_class_names(cfg: CfgNode) -> List[str]:
     if names is not None:
         return [str(n) for n in names]
     if k == 60:
-        from ..data.ava_format import ava_class_list
+        from ava_eval.ava_format import ava_class_list
 
         return list(ava_class_list().names)
     return [f"class_{i}" for i in range(k)]
@@ -87,7 +87,7 @@ def action_class_ids(cfg: CfgNode) -> List[int]:
     if ids is not None:
         return [int(i) for i in ids]
     if k == 60:
-        from ..data.ava_format import ava_class_list
+        from ava_eval.ava_format import ava_class_list
 
         return list(ava_class_list().ids)
     return list(range(1, k + 1))
@@ -227,7 +227,7 @@ class VideoActionPredictor:
         self.frames_before = (clip.NUM_FRAMES * clip.SAMPLING_RATE) // 2
         self.frames_after = clip.SAMPLING_RATE * (clip.NUM_FRAMES - 1) - self.frames_before
         self.buffer_capacity = clip.NUM_FRAMES * clip.SAMPLING_RATE + 2
-        self.uses_bank = bool(getattr(self.model.roi_heads, "uses_feature_bank", False))
+        self.uses_bank = reads_feature_bank(self.model.roi_heads)
         self._bank: Optional[FeatureBank] = None  # the bank of the video being predicted
         self._tmp_bank = None
         if self.uses_bank:
@@ -290,7 +290,7 @@ class VideoActionPredictor:
                                    "video's bank first)")
             fb = self.cfg.MODEL.FEATURE_BANK
             inputs["feature_bank"] = self._bank.window(
-                video_id, _bank_time(request), fb.WINDOW_SIZE, fb.STRIDE, fb.INCLUDE_CURRENT,
+                video_id, bank_time(request), fb.WINDOW_SIZE, fb.STRIDE, fb.INCLUDE_CURRENT,
                 fb.MAX_ENTRIES)
         return inputs
 
@@ -305,32 +305,10 @@ class VideoActionPredictor:
         Returns:
             FeatureBank: checked against this model's config (kind, settings, extractor sha256).
         """
-        from .bank_extraction import make_bank_record, write_or_check_record
+        from .bank_extraction import write_source_bank
 
-        kind = self.cfg.MODEL.FEATURE_BANK.KIND
-        index = os.path.join(self.bank_dir, "videos", f"{video_id}.json")
-        keys = ("kind", "compat", "extractor")  # the entry shape is known after pass 1
-        record = make_bank_record(self.bank_extractor, kind, [], ())
-        write_or_check_record(self.bank_dir, record, keys, write=False)
-        if not os.path.isfile(index):
-            passer = _BankPass(self.bank_extractor, kind, fps=self.fps)
-            logger.info("%s: pass 1 of 2, writing its %s bank with %s", video_id, kind,
-                        self.bank_extractor.MODEL.WEIGHTS)
-            requests = None
-            if key_frames is not None:
-                requests = [r for r in key_frames if r.timestamp is not None]
-            entries = []
-            for kf in passer(source.reopen(), requests, video_id=video_id):
-                inst = kf.instances
-                entries.append({"timestamp": kf.timestamp, "features": inst.bank_features.numpy(),
-                                "valid_sizes": inst.bank_valid_sizes.numpy(),
-                                "boxes": inst.pred_boxes.tensor.numpy(), "scores": inst.scores.numpy()})
-            record["entry_shape"] = list(passer.entry_shape())
-            record["datasets"] = [f"video:{video_id}"]
-            write_or_check_record(self.bank_dir, record, keys)
-            write_video_bank(os.path.join(self.bank_dir, "videos"), video_id, entries)
-            logger.info("%s: bank of %d seconds, %d actors written to %s", video_id, len(entries),
-                        sum(len(e["features"]) for e in entries), self.bank_dir)
+        write_source_bank(self.bank_extractor, self.cfg.MODEL.FEATURE_BANK.KIND, self.bank_dir,
+                          source, key_frames, video_id=video_id, fps=self.fps)
         return FeatureBank(self.bank_dir, self.cfg)
 
     def __call__(
@@ -442,36 +420,6 @@ class VideoActionPredictor:
             raise error
 
 
-def _bank_time(request: KeyFrameRequest) -> int:
+def bank_time(request: KeyFrameRequest) -> int:
     """The bank time (integer seconds) of a key frame: its timestamp, else its rounded time."""
     return int(request.timestamp) if request.timestamp is not None else int(round(request.time))
-
-
-class _BankPass(VideoActionPredictor):
-    """Pass 1 of a bank model: the extraction model over a video every second; each key frame's
-    ``Instances`` carry the bank entry (``bank_features`` (R, C, h, w), ``bank_valid_sizes``)."""
-
-    def __init__(self, cfg: CfgNode, kind: str, fps: Optional[float] = None):
-        super().__init__(cfg, key_frame_stride=1.0, fps=fps, track=False)
-        from .bank_extraction import BankEntryExtractor
-
-        self.extractor = BankEntryExtractor(self.cfg, kind, model=self.model)
-        self._shape: Optional[tuple] = None
-
-    @torch.no_grad()
-    def predict_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
-                          video_id: str = "video") -> Instances:
-        inputs = self.map_key_frame(buffer, request, video_id)
-        e = self.extractor(inputs, _bank_time(request))
-        inst = Instances((int(inputs["height"]), int(inputs["width"])))
-        inst.pred_boxes = Boxes(torch.as_tensor(e["boxes"]).reshape(-1, 4))
-        inst.scores = torch.as_tensor(e["scores"]).reshape(-1)
-        inst.bank_features = torch.as_tensor(e["features"])
-        inst.bank_valid_sizes = torch.as_tensor(e["valid_sizes"]).reshape(-1, 2)
-        self._shape = tuple(e["features"].shape[1:])
-        return inst
-
-    def entry_shape(self) -> tuple:
-        """(C, h, w) of this model's entries, known after the first key frame (also one without
-        any actor); (0, 0, 0) for a video without key frames."""
-        return self._shape or (0, 0, 0)

@@ -17,10 +17,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ..data.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ava_eval.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ..data.layouts import resolve_label_map
 from .ava_io import format_submission_rows, table_from_dataset_dicts
-from .frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
-from .reporting import per_class_table as _format_table
+from ava_eval.frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
+from ava_eval.reporting import per_class_table as _format_table
 
 __all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table"]
 
@@ -86,10 +87,10 @@ class AVAEvaluator(DatasetEvaluator):
         self._action_ids = list(self._metadata.action_ids)
         self._class_names = list(self._metadata.action_classes)
         self._gt_csv = gt_csv or self._metadata.get("gt_csv", None)
-        self._label_map_file = label_map or self._metadata.get("label_map", None)
-        fallback = self._metadata.get("label_map_fallback", None)
-        if not label_map and fallback and not os.path.isfile(self._label_map_file or ""):
-            self._label_map_file = fallback  # the classes the metadata was read from
+        # without label_map: the file the metadata's classes were read from
+        self._label_map_file = label_map or resolve_label_map(
+            self._metadata.get("label_map", None), self._metadata.get("label_map_fallback", None)
+        )
         self._exclusions = exclusions or self._metadata.get("exclusions", None)
         kind = self._EVALUATOR_TYPE or self._metadata.get("evaluator_type", "ava")
         if kind not in ("ava", "ucf24"):

@@ -1,6 +1,6 @@
 """
 Evaluation-side AVA I/O: the submission CSV rows of predictions, and ground truth from dataset
-dicts. Reading the AVA files (box CSVs, label map, exclusions) is :mod:`acar_d2.data.ava_format`.
+dicts. Reading the AVA files (box CSVs, label map, exclusions) is :mod:`ava_eval.ava_format`.
 
 Submission rows follow the official AVA format (``docs/EVALUATION_PROTOCOL.md``):
 ``video_id,timestamp,x1,y1,x2,y2,action_id,score``, the timestamp written with 4 digits, boxes
@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..data.ava_format import BoxTable
+from ava_eval.ava_format import BoxTable
 
 __all__ = ["format_submission_rows", "table_from_dataset_dicts"]
 

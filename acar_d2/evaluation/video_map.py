@@ -23,9 +23,9 @@ al. 2017, Kalogeiton et al. 2017):
 
 Command line (after ``tools/train_net.py --eval-only`` wrote ``inference/predictions_<dataset>.csv``)::
 
-    python -m acar_d2.evaluation.video_map --dataset ucf101_24_test --predictions predictions.csv
+    python tools/video_map.py --dataset ucf101_24_test --predictions predictions.csv
 
-NumPy only (detectron2 only for ``--dataset``).
+NumPy only.
 """
 from __future__ import annotations
 
@@ -252,7 +252,7 @@ def frame_detections_from_csv(path: str, action_ids: Sequence[int]) -> Dict[str,
     Returns:
         {video: {frame: (boxes (R, 4) normalized, scores (R, K))}}, K = len(action_ids).
     """
-    from ..data.ava_format import read_box_csv
+    from ava_eval.ava_format import read_box_csv
 
     table = read_box_csv(path)
     col = {a: i for i, a in enumerate(action_ids)}
@@ -287,40 +287,3 @@ def video_map_of_predictions(dataset_dicts: Sequence[dict], predictions_csv: str
     dets = [t for vid, frames in frame_detections_from_csv(predictions_csv, action_ids).items()
             for t in link_tubes(vid, frames, **link_kwargs)]
     return video_map(gt, dets, thresholds, class_names)
-
-
-def main(argv=None) -> int:
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(prog="python -m acar_d2.evaluation.video_map",
-                                description="video-mAP of a frame-level predictions CSV")
-    p.add_argument("--dataset", required=True, help="registered split with tube ids (UCF101-24)")
-    p.add_argument("--predictions", required=True)
-    p.add_argument("--link-iou", type=float, default=0.2)
-    p.add_argument("--max-gap", type=int, default=0)
-    p.add_argument("--min-length", type=int, default=1)
-    p.add_argument("--json", help="also write the results here")
-    args = p.parse_args(argv)
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    import acar_d2  # noqa: F401  (registers the builtin splits)
-
-    meta = MetadataCatalog.get(args.dataset)
-    res = video_map_of_predictions(DatasetCatalog.get(args.dataset), args.predictions,
-                                   meta.action_ids, meta.get("action_classes", None),
-                                   link_iou=args.link_iou, max_gap=args.max_gap,
-                                   min_length=args.min_length)
-    for k, v in res.items():
-        if k.startswith("video_mAP"):
-            print(f"{k}: {v:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

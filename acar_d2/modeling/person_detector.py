@@ -11,28 +11,23 @@ its own detectron2 config, so that a plain detectron2 detector checkpoint loads 
 """
 import logging
 import os
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, configurable, get_cfg
+from detectron2.config import configurable
 from detectron2.data import transforms as T
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.registry import Registry
 
 from ..checkpoint.safe_pickle import read_pickle_safely, unsafe_pickle_allowed
+from ..config import load_detector_config
 
 __all__ = [
     "PERSON_DETECTOR_REGISTRY",
     "PersonDetector",
     "build_person_detector",
-    "load_detector_config",
-    "resolve_detector_config_file",
-    "detector_augmentation",
-    "detector_image",
     "TRAIN_BOX_SOURCES",
     "TEST_BOX_SOURCES",
 ]
@@ -52,109 +47,6 @@ The registered object is called as ``obj(cfg)`` with the acar_d2 config (which h
 
 TRAIN_BOX_SOURCES = ("gt", "detector", "file")
 TEST_BOX_SOURCES = ("detector", "file")
-_REPO = Path(__file__).resolve().parents[2]
-
-
-def resolve_detector_config_file(name: str) -> str:
-    """
-    A detector config path: ``name`` if it is a file (absolute or relative to the working folder),
-    else relative to the acar_d2 repository, else a detectron2 model-zoo name
-    (``detectron2.model_zoo.get_config_file``, the configs shipped inside detectron2).
-
-    Raises:
-        FileNotFoundError: none of these exists (the message names ``name``).
-    """
-    if not name:
-        raise ValueError("MODEL.PERSON_DETECTOR.CONFIG_FILE is empty: set a detectron2 detector "
-                         "config (yaml path or model-zoo name such as "
-                         "'COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml')")
-    for candidate in (Path(name).expanduser(), _REPO / name):
-        if candidate.is_file():
-            return str(candidate)
-    try:
-        from detectron2 import model_zoo
-
-        return model_zoo.get_config_file(name)
-    except RuntimeError:
-        pass
-    raise FileNotFoundError(
-        f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{name}': no such file (looked in the working folder "
-        f"and in {_REPO}) and not a detectron2 model-zoo config name"
-    )
-
-
-def load_detector_config(name: str, device: str = "cpu") -> CfgNode:
-    """
-    The detector's own detectron2 config (``get_cfg()`` + the file), on ``device``.
-
-    Raises:
-        FileNotFoundError: missing file; ValueError: the file is not a detectron2 detector config
-        (unknown keys, e.g. an acar_d2 config, or a meta-architecture other than GeneralizedRCNN).
-    """
-    path = resolve_detector_config_file(name)
-    det_cfg = get_cfg()
-    try:
-        det_cfg.merge_from_file(path)
-    except Exception as e:  # yacs: KeyError "Non-existent config key", yaml errors, ...
-        raise ValueError(
-            f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{path}' is not a detectron2 detector config: "
-            f"{type(e).__name__}: {e}"
-        ) from e
-    if det_cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
-        raise ValueError(
-            f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{path}': META_ARCHITECTURE is "
-            f"'{det_cfg.MODEL.META_ARCHITECTURE}', the person detector needs a 'GeneralizedRCNN' "
-            "(Faster R-CNN) config"
-        )
-    if det_cfg.MODEL.MASK_ON or det_cfg.MODEL.KEYPOINT_ON:
-        logger.info("person detector config %s: mask/keypoint heads switched off", path)
-        det_cfg.MODEL.MASK_ON = False
-        det_cfg.MODEL.KEYPOINT_ON = False
-    det_cfg.MODEL.WEIGHTS = ""  # weights come from MODEL.PERSON_DETECTOR.WEIGHTS
-    det_cfg.MODEL.DEVICE = device
-    return det_cfg
-
-
-def detector_augmentation(
-    is_train: bool,
-    min_size_train: Sequence[int],
-    max_size_train: int,
-    min_size_train_sampling: str,
-    min_size_test: int,
-    max_size_test: int,
-) -> T.Augmentation:
-    """detectron2's ``ResizeShortestEdge`` of the detector config (test: as ``DefaultPredictor``)."""
-    if is_train:
-        return T.ResizeShortestEdge(min_size_train, max_size_train, min_size_train_sampling)
-    return T.ResizeShortestEdge([min_size_test, min_size_test], max_size_test)
-
-
-def detector_image(
-    frame_rgb: np.ndarray, augmentation: Union[T.Augmentation, T.Transform], input_format: str
-) -> Tuple[torch.Tensor, T.Transform]:
-    """
-    One key frame -> the detector's ``"image"``.
-
-    Args:
-        frame_rgb (ndarray): (H, W, 3) uint8 RGB.
-        augmentation: a ``ResizeShortestEdge`` (sampled here) or an already sampled ``Transform``.
-        input_format: the detector's ``INPUT.FORMAT`` ("RGB" or "BGR").
-    Returns:
-        image (Tensor): (3, H_det, W_det) uint8 in ``input_format``.
-        transform: the resize applied (``apply_box`` maps frame px to detector px).
-    """
-    if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
-        raise ValueError(f"detector_image: expected an (H, W, 3) uint8 frame, got "
-                         f"{frame_rgb.shape} {frame_rgb.dtype}")
-    if input_format not in ("RGB", "BGR"):
-        raise ValueError(f"person detector INPUT.FORMAT '{input_format}' is not RGB or BGR")
-    frame_rgb = np.ascontiguousarray(frame_rgb)
-    tfm = augmentation if isinstance(augmentation, T.Transform) else augmentation.get_transform(frame_rgb)
-    image = tfm.apply_image(frame_rgb)
-    if input_format == "BGR":
-        image = image[:, :, ::-1]
-    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))), tfm
-
 
 @PERSON_DETECTOR_REGISTRY.register()
 class PersonDetector(GeneralizedRCNN):
@@ -171,8 +63,8 @@ class PersonDetector(GeneralizedRCNN):
         self,
         *,
         person_class_id: int = 0,
-        test_score_thresh: float = 0.85,
-        train_score_thresh: float = 0.9,
+        test_proposal_score_thresh: float = 0.85,
+        train_proposal_score_thresh: float = 0.9,
         frozen: bool = False,
         loss_weight: float = 1.0,
         train_max_images: int = 0,
@@ -189,7 +81,8 @@ class PersonDetector(GeneralizedRCNN):
             kwargs: ``GeneralizedRCNN`` arguments (backbone, proposal_generator, roi_heads,
                 pixel_mean, pixel_std, input_format, vis_period).
             person_class_id: index of "person" among the detector's classes.
-            test_score_thresh / train_score_thresh: person score thresholds of ``detect``.
+            test_proposal_score_thresh / train_proposal_score_thresh: person score thresholds of
+                ``detect`` (``MODEL.ACTION_HEAD.{TEST,TRAIN}_PROPOSAL_SCORE_THRESH``).
             frozen: inference only (eval mode, no gradients).
             loss_weight: multiplies every detector loss.
             train_max_images: ``losses`` uses at most this many images (0 = all).
@@ -198,8 +91,8 @@ class PersonDetector(GeneralizedRCNN):
         """
         super().__init__(**kwargs)
         self.person_class_id = int(person_class_id)
-        self.test_score_thresh = float(test_score_thresh)
-        self.train_score_thresh = float(train_score_thresh)
+        self.test_proposal_score_thresh = float(test_proposal_score_thresh)
+        self.train_proposal_score_thresh = float(train_proposal_score_thresh)
         self.loss_weight = float(loss_weight)
         self.train_max_images = int(train_max_images)
         self.min_size_train = tuple(min_size_train)
@@ -243,8 +136,8 @@ class PersonDetector(GeneralizedRCNN):
         ret = GeneralizedRCNN.from_config(det_cfg)
         ret.update(
             person_class_id=pd.PERSON_CLASS_ID,
-            test_score_thresh=head.TEST_PROPOSAL_SCORE_THRESH,
-            train_score_thresh=head.TRAIN_PROPOSAL_SCORE_THRESH,
+            test_proposal_score_thresh=head.TEST_PROPOSAL_SCORE_THRESH,
+            train_proposal_score_thresh=head.TRAIN_PROPOSAL_SCORE_THRESH,
             frozen=pd.FROZEN,
             loss_weight=pd.LOSS_WEIGHT,
             train_max_images=pd.TRAIN_MAX_IMAGES,
@@ -264,10 +157,13 @@ class PersonDetector(GeneralizedRCNN):
 
     def augmentation(self, is_train: bool) -> T.Augmentation:
         """The detector config's ``ResizeShortestEdge`` (train sampling or test size)."""
-        return detector_augmentation(
-            is_train, self.min_size_train, self.max_size_train, self.min_size_train_sampling,
-            self.min_size_test, self.max_size_test,
-        )
+        # The rule of ``acar_d2.data.detection_utils.detector_augmentation`` (the mapper's), kept
+        # here for callers holding only the model (modeling does not import data).
+        if is_train:
+            return T.ResizeShortestEdge(
+                self.min_size_train, self.max_size_train, self.min_size_train_sampling
+            )
+        return T.ResizeShortestEdge([self.min_size_test, self.min_size_test], self.max_size_test)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -285,7 +181,7 @@ class PersonDetector(GeneralizedRCNN):
             target_sizes: N (h, w): the size the boxes are returned in (e.g. the clip's valid size
                 or the original key-frame size); detectron2's ``detector_postprocess`` scales
                 from the detector image to it.
-            score_thresh: person score threshold (default ``test_score_thresh``).
+            score_thresh: person score threshold (default ``test_proposal_score_thresh``).
         Returns:
             N ``Instances((h, w))`` with ``proposal_boxes`` (Boxes (R_i, 4), target px) and
             ``scores`` (R_i,), only the person class, scores >= the threshold, ordered as the
@@ -293,7 +189,7 @@ class PersonDetector(GeneralizedRCNN):
         """
         if len(images) != len(target_sizes):
             raise ValueError(f"detect: {len(images)} images but {len(target_sizes)} target sizes")
-        thresh = self.test_score_thresh if score_thresh is None else float(score_thresh)
+        thresh = self.test_proposal_score_thresh if score_thresh is None else float(score_thresh)
         if not images:
             return []
         inputs = []
@@ -362,7 +258,7 @@ class _PersonDetectorCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename):
         # detectron2 reads model-zoo / Caffe2 ``.pkl`` files with a plain ``pickle.load``, which
         # would run code from a crafted file: check first that it holds plain data only (the
-        # project's allow-list; ACAR_ALLOW_UNSAFE_PICKLE=1 skips the check, see README "Safety").
+        # project's allow-list; ACAR_ALLOW_UNSAFE_PICKLE=1 skips the check, see docs/SAFETY.md).
         # ``.pth`` files go through torch.load, whose default here is weights_only=True.
         if filename.endswith(".pkl"):
             read_pickle_safely(filename, "MODEL.PERSON_DETECTOR.WEIGHTS file",

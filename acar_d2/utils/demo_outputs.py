@@ -2,11 +2,11 @@
 What the demo writes besides the annotated video, and the per-class thresholds it reads.
 
 * :class:`PredictionJSONWriter`: one JSON document (schema :data:`DEMO_JSON_SCHEMA`, also in the
-  README "Demo" section), written atomically when closed, also after Ctrl-C or a broken stream
+  docs/DEMO.md), written atomically when closed, also after Ctrl-C or a broken stream
   (``"complete": false`` and the ``"error"``).
 * :class:`SubmissionCSVWriter`: the AVA submission CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,
   score`` (normalized boxes), one flushed block per key frame, so it stays valid at every moment
-  and scores with ``python -m acar_d2.evaluation.ava``.
+  and scores with ``acar-ava-eval``.
 * :func:`read_thresholds`: the per-class thresholds file of ``tools/calibrate_thresholds.py``.
 """
 import json

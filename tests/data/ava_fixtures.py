@@ -109,7 +109,7 @@ def make_ava_world(root: Path, with_videos: bool = False) -> Dict[str, str]:
         pickle.dump(pkl, f)
     paths["proposals_pkl"] = str(ann / "dense_proposals.pkl")
     if with_videos:
-        from acar_d2.utils.visualizer import write_video
+        from acar_d2.data.video_io import write_video
 
         (root / "videos").mkdir()
         for vid, hw in VIDEOS.items():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from acar_d2.data.ava_format import read_box_csv
+from ava_eval.ava_format import read_box_csv
 from acar_d2.data.formats.ava_csv import acar_pickle_to_csv, csv_to_acar_pickle, write_ava_csv
 from acar_d2.data.formats.cvat import read_cvat_video, write_cvat_video
 

@@ -11,7 +11,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from acar_d2.data.ava_format import AVA_LABEL_MAP_FILE, ava_class_list
+from ava_eval.ava_format import AVA_LABEL_MAP_FILE, ava_class_list
 from acar_d2.data.datasets.ava import (
     load_ava_instances,
     read_label_map,
@@ -74,11 +74,11 @@ def test_packaged_ava_class_list():
 
 def test_packaged_class_list_is_package_data():
     # Found from the source tree (the package is installed editable) ...
-    assert AVA_LABEL_MAP_FILE == REPO_ROOT / "acar_d2" / "data" / "ava_labelmap_v2.2.pbtxt"
+    assert AVA_LABEL_MAP_FILE == REPO_ROOT / "ava_eval" / "ava_labelmap_v2.2.pbtxt"
     assert AVA_LABEL_MAP_FILE.is_file()
     from importlib.resources import files
 
-    assert files("acar_d2.data").joinpath("ava_labelmap_v2.2.pbtxt").read_text() == \
+    assert files("ava_eval").joinpath("ava_labelmap_v2.2.pbtxt").read_text() == \
         AVA_LABEL_MAP_FILE.read_text()
     # ... and declared in setup.py, so a regular install ships it.
     import ast
@@ -86,7 +86,7 @@ def test_packaged_class_list_is_package_data():
     tree = ast.parse((REPO_ROOT / "setup.py").read_text())
     kw = {k.arg: k.value for n in ast.walk(tree) if isinstance(n, ast.Call)
           for k in n.keywords if k.arg == "package_data"}
-    assert ast.literal_eval(kw["package_data"]) == {"acar_d2.data": ["ava_labelmap_v2.2.pbtxt"]}
+    assert ast.literal_eval(kw["package_data"]) == {"ava_eval": ["ava_labelmap_v2.2.pbtxt"]}
 
 
 def test_builtin_ava_metadata_with_empty_datasets_root(tmp_path, monkeypatch):

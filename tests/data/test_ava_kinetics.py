@@ -13,7 +13,7 @@ from acar_d2.data.datasets.ava_kinetics import (
     write_combined_groundtruth,
 )
 from acar_d2.data.datasets.builtin import register_all_ava
-from acar_d2.evaluation.ava import evaluate_files
+from ava_eval.evaluate import evaluate_files
 
 from . import ava_layout_trees as lt
 

@@ -5,7 +5,8 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from acar_d2.data import ClipDatasetMapper, assign_training_rois, jitter_boxes
+from acar_d2.data import ClipDatasetMapper
+from acar_d2.structures import assign_training_rois, jitter_boxes
 from acar_d2.engine import setup_cfg
 from acar_d2.data.build import build_clip_test_loader, build_clip_train_loader
 from acar_d2.data.datasets.ava import load_ava_instances, register_ava_instances

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from acar_d2.data.clip_reader import (
+from acar_d2.data.video_io import (
     ClipReader,
     clip_frame_indices,
     read_frame_folder_clip,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from acar_d2.data.clip_mapper import ClipDatasetMapper
-from acar_d2.data.clip_reader import ClipReader, video_header
+from acar_d2.data.video_io import ClipReader, video_header
 from acar_d2.data.datasets.ava import load_ava_instances
 from acar_d2.data.datasets.ava_kinetics import load_kinetics_instances
 

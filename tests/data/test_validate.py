@@ -9,7 +9,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
 from acar_d2.data.datasets import register_ava_format_dataset
-from acar_d2.data.validate import CHECKS, main, validate_ava_dataset
+from acar_d2.data.validate import CHECKS, validate_ava_dataset
+from tests.utils.demo_helpers import load_tool
+
+main = load_tool("validate_dataset").main
 
 from . import ava_fixtures as fx
 
@@ -188,7 +191,7 @@ def test_key_frame_beyond_its_video_is_an_error(video_world, tmp_path, source):
 
 def test_video_split_checks_video_length_not_frames(video_world, tmp_path):
     # frames and video disagree (a 12-frame video): the video is checked too
-    from acar_d2.utils.visualizer import write_video
+    from acar_d2.data.video_io import write_video
 
     videos = tmp_path / "short"
     videos.mkdir()
@@ -240,7 +243,7 @@ def test_synthetic_world_key_frame_beyond_video(tmp_path, capsys):
 
 def test_kinetics_clips_checked(tmp_path):
     """AVA-Kinetics: the key frame's clip <yid>_<start>_<end>, frame 0 at its start."""
-    from acar_d2.utils.visualizer import write_video
+    from acar_d2.data.video_io import write_video
 
     frames, videos = tmp_path / "frames", tmp_path / "videos"
     clip = frames / "yt-1_000010_000014"  # 4 s clip, but only 3 s of frames on disk

@@ -10,7 +10,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.modeling import build_model
 
 from acar_d2.evaluation.person_ap import person_ap
-from acar_d2.modeling.person_detector import load_detector_config
+from acar_d2.config import load_detector_config
 
 from .conftest import INSTANT_CONFIG, load_train_net, tiny_cfg_opts
 

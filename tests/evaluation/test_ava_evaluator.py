@@ -5,7 +5,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from acar_d2.evaluation import AVAEvaluator
-from acar_d2.evaluation.ava import evaluate_files
+from ava_eval.evaluate import evaluate_files
 from tests.testing_utils import action_output
 
 

@@ -1,4 +1,4 @@
-"""acar_d2.data.ava_format as the evaluation uses it: both label-map layouts, the label map as an
+"""ava_eval.ava_format as the evaluation uses it: both label-map layouts, the label map as an
 id -> name mapping, the packaged class list on the official case, exclusions and bad rows."""
 import json
 import math
@@ -6,15 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from acar_d2.data.ava_format import (
-    AVA_LABEL_MAP_FILE,
-    LabelMap,
-    parse_box_csv,
-    read_box_csv,
-    read_exclusions,
-    read_label_map,
-)
-from acar_d2.evaluation.ava import evaluate_files
+from ava_eval.ava_format import AVA_LABEL_MAP_FILE, LabelMap, parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ava_eval.evaluate import evaluate_files
 from tests.reference_utils import reference_dir
 
 

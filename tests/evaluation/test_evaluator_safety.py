@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from acar_d2.data.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
-from acar_d2.evaluation.ava import main
-from acar_d2.evaluation.frame_map import _heap_top, _select_detections, frame_map
+from ava_eval.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from acar_ava_eval import main
+from ava_eval.frame_map import _heap_top, _select_detections, frame_map
 from tests.reference_utils import reference_dir
 
 LABELS = {1: "stand", 2: "sit"}

@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from acar_d2.evaluation.ava import evaluate_files, main
-from acar_d2.data.ava_format import parse_box_csv, read_label_map
-from acar_d2.evaluation.frame_map import frame_map
+from acar_ava_eval import main
+from ava_eval.evaluate import evaluate_files
+from ava_eval.ava_format import parse_box_csv, read_label_map
+from ava_eval.frame_map import frame_map
 from tests.reference_utils import reference_dir
 
 LABELS = {1: "stand", 2: "sit", 3: "ride"}

@@ -1,7 +1,7 @@
 """Known answers of the result summaries used by the quickstart and the relation benchmark."""
 import pytest
 
-from acar_d2.evaluation.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
+from ava_eval.reporting import chance_frame_map, plot_per_class_ap, summarize_frame_map
 
 
 def test_summarize_picks_overall_per_class_and_groups():

@@ -11,7 +11,7 @@ from detectron2.utils.events import EventStorage
 
 from acar_d2.checkpoint import ACARCheckpointer
 from acar_d2.engine import setup_cfg
-from acar_d2.modeling.person_detector import detector_image
+from acar_d2.data.detection_utils import detector_image
 
 from .test_person_detector import TINY, synthetic_key_frame
 

@@ -16,14 +16,14 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from acar_d2 import add_acar_config
+from acar_d2.config import load_detector_config
+from acar_d2.data.detection_utils import detector_image
 from acar_d2.data.synthetic.render import person_box, render_frame
 from acar_d2.data.synthetic.scene import sample_video
 from acar_d2.modeling.person_detector import (
     PERSON_DETECTOR_REGISTRY,
     PersonDetector,
     build_person_detector,
-    detector_image,
-    load_detector_config,
 )
 
 REPO = Path(__file__).resolve().parents[2]

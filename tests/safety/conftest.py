@@ -1,5 +1,5 @@
 """
-Fixtures of the safety tests (README "Safety"): the engine tests' tiny synthetic world and
+Fixtures of the safety tests (docs/SAFETY.md): the engine tests' tiny synthetic world and
 config, and a stand-in model with the top-level modules of ``ACARNet``.
 """
 import torch

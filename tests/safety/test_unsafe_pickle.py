@@ -19,7 +19,7 @@ from acar_d2.checkpoint import (
     convert_checkpoint,
     load_checkpoint_object,
 )
-from acar_d2.data.ava_format import load_pickle, read_dense_proposals
+from acar_d2.data.file_readers import load_pickle, read_dense_proposals
 from acar_d2.engine import setup_cfg
 
 from .conftest import StandIn, load_train_net

@@ -13,8 +13,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 
 from acar_d2.data.datasets.ava import read_predicted_boxes_csv, register_ava_instances
-from acar_d2.data.ava_format import read_dense_proposals
-from acar_d2.modeling.person_detector import load_detector_config
+from acar_d2.data.file_readers import read_dense_proposals
+from acar_d2.config import load_detector_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = "configs/Synthetic/person_detector/faster_rcnn_R18_tiny_person.yaml"

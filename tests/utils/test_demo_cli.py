@@ -11,7 +11,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from acar_d2.evaluation.ava import main as evaluate_main
+from acar_ava_eval import main as evaluate_main
 from acar_d2.utils.demo_outputs import DEMO_JSON_SCHEMA
 from tests.utils.demo_helpers import (BOXES_CONFIG, BOXES_OPTS, DETECTOR_CONFIG, DETECTOR_OPTS,
                                       REPO, decode, load_tool, saved_model, video_rate,
@@ -81,10 +81,10 @@ def test_json_follows_the_documented_schema(detector_run):
         jsonschema.validate(bad, DEMO_JSON_SCHEMA)
 
 
-def test_readme_documents_the_schema_the_writer_follows():
-    text = (REPO / "README.md").read_text()
+def test_demo_doc_documents_the_schema_the_writer_follows():
+    text = (REPO / "docs" / "DEMO.md").read_text()
     block = re.search(r"<!-- demo-json-schema -->\s*```json\n(.*?)```", text, re.DOTALL)
-    assert block, "README: no JSON schema block after <!-- demo-json-schema -->"
+    assert block, "docs/DEMO.md: no JSON schema block after <!-- demo-json-schema -->"
     assert json.loads(block.group(1)) == DEMO_JSON_SCHEMA
 
 

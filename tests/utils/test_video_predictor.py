@@ -7,9 +7,9 @@ import torch
 from acar_d2.engine import ActionPredictor, VideoActionPredictor, setup_cfg
 from acar_d2.engine.video_predictor import (KeyFrameRequest, action_class_ids, action_class_names,
                                             key_frame_schedule)
-from acar_d2.utils.demo import video_keyframe_dicts
+from demo.predictor import video_keyframe_dicts
 from acar_d2.utils.tracking import KeyFrameTracker
-from acar_d2.utils.video_source import VideoSource
+from acar_d2.data.video_io import VideoSource
 from tests.utils.demo_helpers import (BOXES_CONFIG, BOXES_OPTS, moving_frames, saved_model,
                                       write_test_video)
 

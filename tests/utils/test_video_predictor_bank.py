@@ -14,8 +14,8 @@ import torch
 from acar_d2.data.feature_bank import RECORD_FILE, FeatureBank
 from acar_d2.engine import ActionPredictor, VideoActionPredictor, setup_cfg
 from acar_d2.engine.bank_extraction import BankEntryExtractor, extractor_cfg_from_record
-from acar_d2.engine import video_predictor as vp
-from acar_d2.utils.demo import video_keyframe_dicts
+from acar_d2.engine import bank_extraction
+from demo.predictor import video_keyframe_dicts
 from tests.utils.demo_helpers import BOXES_CONFIG, BOXES_OPTS, REPO, saved_model, write_test_video
 from tests.utils.test_video_predictor import BOXES, ListSource, requests_of
 
@@ -96,7 +96,7 @@ def test_two_passes_equal_the_extractor_and_the_bank_mapper(models, tmp_path, mo
 
     def no_second_pass(*a, **k):
         raise AssertionError("pass 1 ran again")
-    monkeypatch.setattr(vp, "_BankPass", no_second_pass)
+    monkeypatch.setattr(bank_extraction, "BankPassPredictor", no_second_pass)
     again = list(video(path, requests, video_id="v"))
     assert (bank_dir / "videos" / "v.npy").stat().st_mtime_ns == before
     assert all(torch.equal(a.instances.action_scores, b.instances.action_scores)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from acar_d2.data.clip_reader import clip_frame_indices, read_video_clip
-from acar_d2.utils.video_source import (FrameFolderSource, FrameRingBuffer, PyAVSource,
+from acar_d2.data.video_io import clip_frame_indices, read_video_clip
+from acar_d2.data.video_io import (FrameFolderSource, FrameRingBuffer, PyAVSource,
                                         VideoSourceError, open_video_source)
 from tests.utils.demo_helpers import decode, moving_frames, write_test_video
 

@@ -1,7 +1,8 @@
 import av
 import numpy as np
 
-from acar_d2.utils.visualizer import ActionVisualizer, write_video
+from acar_d2.data.video_io import write_video
+from acar_d2.utils.visualizer import ActionVisualizer
 
 
 def test_labels_top_k_and_threshold():

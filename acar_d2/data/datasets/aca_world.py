@@ -48,7 +48,7 @@ def load_aca_world(world: str, split: str):
 
 class _WorldMetadata(Metadata):
     """Metadata whose ``fps`` is read from the world's ``world.json`` on first access (the world
-    may be generated after the split is registered), for ``python -m acar_d2.data.validate``."""
+    may be generated after the split is registered), for ``python tools/validate_dataset.py``."""
 
     def __getattr__(self, key):
         if key == "fps" and "world" in self.__dict__:
@@ -95,7 +95,7 @@ def register_aca_world(world: str, prefix: str = "aca_world") -> None:
             proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
             evaluator_type="ava",
             first_second=0,  # synthetic frame k shows time k / fps (contract in world.json)
-            # frame sources, for python -m acar_d2.data.validate --dataset NAME
+            # frame sources, for python tools/validate_dataset.py --dataset NAME
             frame_root=os.path.join(world, "frames"),
             frame_list=FirstExisting((os.path.join(world, "frame_lists", f"{split}.csv"),),
                                      required=False),

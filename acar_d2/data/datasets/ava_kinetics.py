@@ -31,11 +31,12 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ..ava_format import AVA_LABEL_MAP_FILE, frame_size, read_label_map
-from ..clip_reader import video_frame_count_and_size
+from ava_eval.ava_format import AVA_LABEL_MAP_FILE, read_label_map
+from ..file_readers import frame_size
+from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals
-from ..layouts import FirstExisting, resolve_path
-from .ava import _ActionMetadata, _template_from_names
+from ..layouts import FirstExisting, frame_template_from_names, resolve_label_map, resolve_path
+from .ava import _ActionMetadata
 
 __all__ = ["read_kinetics_annotations", "index_kinetics_clips", "load_kinetics_instances",
            "register_ava_kinetics", "write_combined_groundtruth"]
@@ -154,7 +155,7 @@ def load_kinetics_instances(
             fdir = os.path.join(frame_root, name) if frame_root else None
             if fdir and os.path.isdir(fdir):
                 files = sorted(n for n in os.listdir(fdir) if not n.startswith("."))
-                template = _template_from_names(files, fdir)
+                template = frame_template_from_names(files, fdir)
                 frame_dir, n = fdir, len(files)
                 h, w = frame_size(os.path.join(fdir, files[0]))
             vfile = os.path.join(video_root, name + ".mp4") if video_root else None
@@ -169,7 +170,7 @@ def load_kinetics_instances(
             raise ValueError(
                 f"{gt_csv}: key frame {yid},{ts} maps to frame {idx} = ({ts} - {start}) * {fps:g} "
                 f"of clip {name!r}, outside its {n} frames ({frame_dir or video_file}); fix or "
-                "remove the row, python -m acar_d2.data.validate --kinetics names its line"
+                "remove the row, python tools/validate_dataset.py --kinetics names its line"
             )
         arr = proposals.get((yid, ts))
         arr = np.zeros((0, 5), np.float32) if arr is None else np.asarray(arr, np.float32)
@@ -226,7 +227,7 @@ def register_ava_kinetics(root: str, prefix: str = "ava_kinetics_v1.0", ava_pref
     label_map = os.path.join(ava_ann, "ava_action_list_v2.2_for_activitynet_2019.pbtxt")
     for split in ("train", "val"):
         def kinetics(split=split):
-            lm = label_map if os.path.isfile(label_map) else str(AVA_LABEL_MAP_FILE)
+            lm = resolve_label_map(label_map, str(AVA_LABEL_MAP_FILE))
             return load_kinetics_instances(
                 os.path.join(ann, f"kinetics_{split}_v1.0.csv"), lm,
                 frame_root=os.path.join(base, "frames"), video_root=os.path.join(base, "videos"),
@@ -249,7 +250,7 @@ def register_ava_kinetics(root: str, prefix: str = "ava_kinetics_v1.0", ava_pref
                 exclusions=os.path.join(ava_ann, f"ava_{split}_excluded_timestamps_v2.2.csv")
                 if name == both else None,
                 evaluator_type="ava", fps=30.0)
-        # for python -m acar_d2.data.validate --dataset NAME
+        # for python tools/validate_dataset.py --dataset NAME
         MetadataCatalog.get(only).set(frame_root=os.path.join(base, "frames"),
                                       video_root=os.path.join(base, "videos"), kinetics_clips=True)
         MetadataCatalog.get(both).set(validate_parts=(f"{ava_prefix}_v2.2_{split}", only))

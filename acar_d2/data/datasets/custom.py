@@ -4,7 +4,7 @@ Your own AVA-format data in one call: :func:`register_ava_format_dataset`.
 It is :func:`~acar_d2.data.datasets.ava.register_ava_instances` with the arguments named after the
 files a user has (detectron2's ``register_coco_instances(name, metadata, json, image_root)``
 pattern): the split is then usable in ``DATASETS.TRAIN`` / ``DATASETS.TEST`` (evaluated by the
-AVA frame-mAP evaluator) and by ``python -m acar_d2.data.validate --dataset NAME``.
+AVA frame-mAP evaluator) and by ``python tools/validate_dataset.py --dataset NAME``.
 """
 from typing import Optional
 

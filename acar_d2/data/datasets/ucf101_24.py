@@ -22,7 +22,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ..ava_format import frame_size, load_pickle
+from ..file_readers import frame_size, load_pickle
 from ..formats.proposals import read_proposals
 from ..layouts import resolve_path
 

@@ -1,7 +1,7 @@
 """
 Readers, writers and converters of the AVA-adjacent file formats users already have: proposal
 files (PySlowFast CSV, MMAction2 pickle, ACAR-Net pickle), ACAR-Net annotation pickles, CVAT
-exports. The core AVA CSV / pbtxt readers stay in :mod:`acar_d2.data.ava_format`.
+exports. The core AVA CSV / pbtxt readers stay in :mod:`ava_eval.ava_format`.
 """
 from .acar_pickle import (
     acar_records_to_proposals,

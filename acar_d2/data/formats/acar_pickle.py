@@ -34,7 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..ava_format import AVAKey, LabelMap, load_pickle
+from ava_eval.ava_format import AVAKey, LabelMap
+from ..file_readers import load_pickle
 
 __all__ = ["ACARRecords", "read_acar_pickle", "is_acar_pickle_object", "acar_records_to_rows",
            "acar_records_to_proposals", "make_acar_records", "idx_to_class_from_label_map"]

@@ -2,7 +2,7 @@
 Writing AVA annotation CSVs and converting them to / from ACAR-Net annotation pickles.
 
 Rows are ``(video_id, timestamp, x1, y1, x2, y2, action_id, person_id)`` with normalized boxes
-(the layout :func:`acar_d2.data.ava_format.read_box_csv` reads). No detectron2 import.
+(the layout :func:`ava_eval.ava_format.read_box_csv` reads). No detectron2 import.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pickle
 from collections import OrderedDict
 from typing import Iterable
 
-from ..ava_format import read_box_csv, read_label_map
+from ava_eval.ava_format import read_box_csv, read_label_map
 from .acar_pickle import (
     acar_records_to_rows,
     idx_to_class_from_label_map,

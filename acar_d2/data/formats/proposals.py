@@ -24,7 +24,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..ava_format import AVAKey, check_unit_boxes, load_pickle, read_box_csv, read_dense_proposals
+from ava_eval.ava_format import AVAKey, check_unit_boxes, read_box_csv
+from ..file_readers import load_pickle, read_dense_proposals
 from .acar_pickle import (
     acar_records_to_proposals,
     is_acar_pickle_object,

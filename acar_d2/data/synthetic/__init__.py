@@ -7,7 +7,8 @@ with pose, person-object, person-person and two *indirect* (actor-context-actor)
 ``tools/make_synthetic_ava.py`` is its command line.
 """
 from .render import person_box, render_frame
-from .scene import CLASSES, FPS, HEIGHT, WIDTH, Board, Person, Shot, Vehicle, derive_labels, derive_relations, sample_video
+from .rules import derive_labels, derive_relations
+from .scene import CLASSES, FPS, HEIGHT, WIDTH, Board, Person, Shot, Vehicle, sample_video
 from .writer import format_stats, snapshot, video_ids, world_stats, write_world
 
 __all__ = [

@@ -5,7 +5,7 @@ A video is a sequence of *shots*; each shot is a fixed layout of vehicles, board
 a 2 x 2 grid of cells (one *module* per cell: a vehicle with occupants, a board with audience, a
 pair of people, or people walking/standing/lying alone). Only walkers move. Labels are never
 written by the sampler: they are derived from the geometry of a key-frame snapshot by
-:func:`derive_relations` and :func:`derive_labels` (the rules documented in
+:func:`~.rules.derive_relations` and :func:`~.rules.derive_labels` (:mod:`.rules`, documented in
 ``datasets/SYNTHETIC.md``), so sampler bugs cannot produce labels that contradict the rules.
 
 Two classes are *indirect* (actor-context-actor, ACAR paper Sec. 1 / Fig. 1): "ride" (a passenger
@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "ClassSpec", "CLASSES", "POSES", "WIDTH", "HEIGHT", "FPS", "Person", "Vehicle", "Board",
-    "Shot", "sample_video", "person_state", "derive_relations", "derive_labels",
+    "Shot", "sample_video", "person_state",
     "LONG_RANGE_CLASS", "world_classes", "visible_persons",
 ]
 
@@ -378,95 +378,3 @@ def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5,
     n = duration_s * FPS
     starts = list(range(0, n, shot_s * FPS))
     return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n), long_range) for s in starts]
-
-
-# ----------------------------------------------------------------------------------------------
-# Rules (operate on the JSON snapshot of a key frame, see writer.snapshot)
-# ----------------------------------------------------------------------------------------------
-def _boards_ahead(actor: dict, boards: list) -> list:
-    """Boards in front of the actor on its ground line, as (gap to near edge, board), nearest first."""
-    out = []
-    for b in boards:
-        if abs(actor["y"] - b["ground_y"]) > SAME_ROW_DY:
-            continue
-        x1, _, x2, _ = b["box"]
-        gap = (x1 - actor["x"]) if actor["facing"] > 0 else (actor["x"] - x2)
-        if gap >= 0:
-            out.append((gap, b))
-    return sorted(out, key=lambda g: g[0])
-
-
-def derive_relations(actors: list, vehicles: list, boards: list) -> list:
-    """
-    Relations of a key frame, as [subject, predicate, object] triples with ids "person:i",
-    "vehicle:j", "board:k", "item". Predicates: in_driver_seat, in_passenger_seat, holds,
-    points_at, faces (a board), faces_person (mutual, close, standing: talking distance),
-    left_by (long-range option: the actor's talk partner has left the scene, actor key "left_by").
-    """
-    rel = []
-    for a in actors:
-        me = f"person:{a['person_id']}"
-        if a.get("left_by") is not None:
-            rel.append([me, "left_by", f"person:{a['left_by']}"])
-        if a["seat"] is not None:
-            rel.append([me, f"in_{a['seat']['role']}_seat", f"vehicle:{a['seat']['vehicle']}"])
-            continue
-        if a["holding"]:
-            rel.append([me, "holds", "item"])
-        ahead = _boards_ahead(a, boards)
-        if a["pose"] in ("stand", "sit") and ahead and ahead[0][0] <= FACE_BOARD_DIST:
-            gap, b = ahead[0]
-            pred = "points_at" if (a["arm"] == "point" and gap <= POINT_DIST) else "faces"
-            rel.append([me, pred, f"board:{b['id']}"])
-    free = [a for a in actors if a["seat"] is None and a["pose"] == "stand" and a["arm"] == "down"]
-    for a in free:
-        for b in free:
-            if a is b:
-                continue
-            dx = b["x"] - a["x"]
-            if not (TALK_MIN_DX <= abs(dx) <= TALK_MAX_DX and abs(a["y"] - b["y"]) <= TALK_DY):
-                continue
-            if a["facing"] * dx <= 0 or b["facing"] * dx >= 0:
-                continue  # not face to face
-            lo, hi = sorted((a["x"], b["x"]))
-            if any(lo < (bd["box"][0] + bd["box"][2]) / 2 < hi
-                   and abs(bd["ground_y"] - a["y"]) <= SAME_ROW_DY for bd in boards):
-                continue  # a board between them
-            rel.append([f"person:{a['person_id']}", "faces_person", f"person:{b['person_id']}"])
-    return rel
-
-
-def derive_labels(actors: list, relations: list) -> dict:
-    """
-    Class names of every actor from its pose and the relations (rules of datasets/SYNTHETIC.md).
-
-    Returns:
-        dict[int, list[str]]: person_id -> names, pose first, in class-id order.
-    """
-    by_subject = {}
-    for s, p, o in relations:
-        by_subject.setdefault(s, []).append((p, o))
-    driven = {o for s, p, o in relations if p == "in_driver_seat"}
-    presented = {o: s for s, p, o in relations if p == "points_at"}
-    order = {c.name: c.id for c in world_classes(long_range=True)}
-    out = {}
-    for a in actors:
-        me = f"person:{a['person_id']}"
-        names = {a["pose"]}
-        for p, o in by_subject.get(me, []):
-            if p == "holds":
-                names.add("carry")
-            elif p == "in_driver_seat":
-                names.add("drive")
-            elif p == "in_passenger_seat" and o in driven:
-                names.add("ride")  # indirect: another actor drives the SAME vehicle
-            elif p == "points_at":
-                names.add("present")
-            elif p == "faces" and presented.get(o, me) != me:
-                names.add("listen")  # indirect: another actor presents at the SAME board
-            elif p == "faces_person":
-                names.add("talk_to")
-            elif p == "left_by":
-                names.add("left_behind")  # long range: the partner left before this clip
-        out[a["person_id"]] = sorted(names, key=order.__getitem__)
-    return out

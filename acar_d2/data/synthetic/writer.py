@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...utils.visualizer import write_video
+from ..video_io import write_video
 from .render import person_box, render_frame
-from .scene import (CLASSES, FPS, HEIGHT, WIDTH, Shot, derive_labels, derive_relations,
-                    person_state, sample_video, visible_persons, world_classes)
+from .rules import derive_labels, derive_relations
+from .scene import (CLASSES, FPS, HEIGHT, WIDTH, Shot, person_state, sample_video, visible_persons,
+                    world_classes)
 
 __all__ = ["snapshot", "write_world", "world_stats", "format_stats", "video_ids", "split_of"]
 

@@ -27,7 +27,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import nn
 
 from .norm import get_norm3d
-from .slowfast import (
+from .resnet3d import (
     SLOW_STEM_TEMPORAL_KERNEL,
     SLOW_TEMPORAL_KERNELS,
     STAGE_BLOCKS,
@@ -59,7 +59,7 @@ class SlowOnly(Backbone):
     ):
         """
         Args:
-            depth (int): 18, 50 or 101 (``STAGE_BLOCKS`` of slowfast.py).
+            depth (int): 18, 50 or 101 (``STAGE_BLOCKS`` of resnet3d.py).
             width (int): stem channels (64 in the paper).
             res5_dilation (int): 1 (stride 32) or > 1 (stride 16, the AVA / UCF setting).
             nonlocal_locations, nonlocal_pool, nonlocal_instantiation: as in SlowFast.

@@ -19,9 +19,10 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ...data.clip_mapper import assign_training_rois
+from ...config import person_detector_config
+from ...structures import assign_training_rois
 from ..person_detector import TEST_BOX_SOURCES, TRAIN_BOX_SOURCES, build_person_detector
-from ..roi_heads.action_heads import ActionROIHeads
+from ..roi_heads.action_heads import ActionROIHeads, reads_feature_bank
 
 __all__ = ["ACARNet"]
 
@@ -61,18 +62,18 @@ class ACARNet(nn.Module):
         *,
         backbone: Backbone,
         roi_heads: ActionROIHeads,
-        proposal_score_thresh: float = 0.0,
+        test_proposal_score_thresh: float = 0.0,
         person_detector: Optional[nn.Module] = None,
         train_box_source: str = "file",
         test_box_source: str = "detector",
-        train_det_score_thresh: float = 0.9,
-        train_det_iou_thresh: float = 0.9,
+        train_proposal_score_thresh: float = 0.9,
+        train_proposal_iou_thresh: float = 0.9,
     ):
         """
         Args:
             backbone: video backbone returning the features the head reads.
             roi_heads: an :class:`ActionROIHeads`.
-            proposal_score_thresh: test-time proposals with a lower person score are dropped
+            test_proposal_score_thresh: test-time proposals with a lower person score are dropped
                 (official: 0.85).
             person_detector: a :class:`~acar_d2.modeling.person_detector.PersonDetector` (keys
                 ``person_detector.*``), run once per key frame on ``"image"``; None = actor boxes
@@ -80,8 +81,9 @@ class ACARNet(nn.Module):
             train_box_source: extra training actor boxes: "gt" (none), "detector" (online,
                 detached) or "file" (assembled by the mapper from the proposal file).
             test_box_source: "detector" or "file" when an input carries both.
-            train_det_score_thresh, train_det_iou_thresh: online detections with a score and an
-                IoU with a ground-truth box at least these take that box's labels (official 0.9).
+            train_proposal_score_thresh, train_proposal_iou_thresh: online detections with a score
+                and an IoU with a ground-truth box at least these take that box's labels (official
+                0.9).
         """
         super().__init__()
         if train_box_source not in TRAIN_BOX_SOURCES or test_box_source not in TEST_BOX_SOURCES:
@@ -90,11 +92,11 @@ class ACARNet(nn.Module):
         self.backbone = backbone
         self.person_detector = person_detector
         self.roi_heads = roi_heads
-        self.proposal_score_thresh = float(proposal_score_thresh)
+        self.test_proposal_score_thresh = float(test_proposal_score_thresh)
         self.train_box_source = train_box_source
         self.test_box_source = test_box_source
-        self.train_det_score_thresh = float(train_det_score_thresh)
-        self.train_det_iou_thresh = float(train_det_iou_thresh)
+        self.train_proposal_score_thresh = float(train_proposal_score_thresh)
+        self.train_proposal_iou_thresh = float(train_proposal_iou_thresh)
 
     @classmethod
     def from_config(cls, cfg):
@@ -102,16 +104,16 @@ class ACARNet(nn.Module):
         ret = {
             "backbone": backbone,
             "roi_heads": build_roi_heads(cfg, backbone.output_shape()),
-            "proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH,
+            "test_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH,
         }
-        pd = cfg.MODEL.get("PERSON_DETECTOR", None)
-        if pd is not None and pd.NAME:
+        pd = person_detector_config(cfg)
+        if pd is not None:
             ret.update(
                 person_detector=build_person_detector(cfg),
                 train_box_source=pd.TRAIN_BOX_SOURCE,
                 test_box_source=pd.TEST_BOX_SOURCE,
-                train_det_score_thresh=cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
-                train_det_iou_thresh=cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
+                train_proposal_score_thresh=cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
+                train_proposal_iou_thresh=cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
             )
         return ret
 
@@ -161,9 +163,9 @@ class ACARNet(nn.Module):
     ) -> Tuple[List[Boxes], List[torch.Tensor]]:
         """
         The paper's training-box rule with online detections: run the detector (inference mode,
-        detached) on each key frame; a person box with score >= ``train_det_score_thresh`` whose
-        best-IoU ground-truth box (``person_instances.gt_boxes``, detector px) reaches
-        ``train_det_iou_thresh`` takes that box's ``gt_actions`` (``assign_training_rois``) and
+        detached) on each key frame; a person box with score >= ``train_proposal_score_thresh``
+        whose best-IoU ground-truth box (``person_instances.gt_boxes``, detector px) reaches
+        ``train_proposal_iou_thresh`` takes that box's ``gt_actions`` (``assign_training_rois``) and
         is appended, converted to clip px, after the mapper's ROIs.
 
         Args:
@@ -174,7 +176,7 @@ class ACARNet(nn.Module):
         det = self.person_detector
         images = [x["image"].to(self.device) for x in batched_inputs]
         sizes = [tuple(img.shape[-2:]) for img in images]
-        detections = det.detect(images, sizes, score_thresh=self.train_det_score_thresh)
+        detections = det.detect(images, sizes, score_thresh=self.train_proposal_score_thresh)
         out_boxes, out_actions = [], []
         for x, b, a, d, (hd, wd) in zip(batched_inputs, boxes, actions, detections, sizes):
             pi = x["person_instances"].to(self.device)
@@ -182,7 +184,7 @@ class ACARNet(nn.Module):
             gt_actions = pi.gt_actions if pi.has("gt_actions") else a.new_zeros((len(gt), a.shape[1]))
             rois, acts = assign_training_rois(
                 gt, gt_actions, d.proposal_boxes.tensor, d.scores,
-                self.train_det_score_thresh, self.train_det_iou_thresh,
+                self.train_proposal_score_thresh, self.train_proposal_iou_thresh,
             )
             extra, extra_actions = rois[len(gt):], acts[len(gt):]
             valid_h, valid_w = tuple(x.get("valid_size", x["clip"].shape[-2:]))
@@ -231,7 +233,7 @@ class ACARNet(nn.Module):
                                "model has no person detector (MODEL.PERSON_DETECTOR.NAME)")
             p = x["proposals"].to(self.device)
             if p.has("scores"):
-                p = p[p.scores >= self.proposal_score_thresh]
+                p = p[p.scores >= self.test_proposal_score_thresh]
             out.append(p)
         return out
 
@@ -260,7 +262,7 @@ class ACARNet(nn.Module):
             features = self.backbone(clips.float())
             valid = [tuple(batched_inputs[i].get("valid_size", (H, W))) for i in idx]
             extra = {}
-            if getattr(self.roi_heads, "uses_feature_bank", False):
+            if reads_feature_bank(self.roi_heads):
                 extra["feature_bank"] = self._feature_banks([batched_inputs[i] for i in idx])
             group_logits, _ = self.roi_heads(features, [boxes[i] for i in idx], valid, (H, W),
                                              **extra)

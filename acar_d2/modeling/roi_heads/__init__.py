@@ -1,6 +1,6 @@
 """Action ROI heads (ROI_HEADS_REGISTRY; feature-bank heads ACFB / LFB included), HR2O operators
 (HR2O_REGISTRY) and the pose-softmax loss."""
-from .action_heads import ActionROIHeads, pose_class_indices_from_config
+from .action_heads import ActionROIHeads, pose_class_indices_from_config, reads_feature_bank
 from .acar_head import ACARROIHeads
 from .baseline_head import BaselineROIHeads
 from .feature_bank_heads import ACFBROIHeads, LFBROIHeads, compute_bank_entries
@@ -23,4 +23,5 @@ __all__ = [
     "global_box_weight",
     "pose_softmax_bce_loss",
     "pose_class_indices_from_config",
+    "reads_feature_bank",
 ]

@@ -54,6 +54,14 @@ def pose_class_indices_from_config(cfg) -> List[int]:
     return [int(i) for i in meta.pose_class_indices]
 
 
+def reads_feature_bank(roi_heads: nn.Module) -> bool:
+    """
+    Whether ``roi_heads`` reads a long-term feature bank (ACFB / LFB heads: their ``forward`` takes
+    ``feature_bank``), i.e. the model's inputs need ``"feature_bank"``.
+    """
+    return bool(getattr(roi_heads, "uses_feature_bank", False))
+
+
 class ActionROIHeads(nn.Module):
     """
     Base class of the action heads: temporal pooling, valid context region, RoIAlign + max pool,

@@ -37,7 +37,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.logger import log_first_n
 
 from .acar_head import ACARROIHeads
-from .action_heads import ActionROIHeads
+from .action_heads import ActionROIHeads, reads_feature_bank
 from .bank_attention import BankAttentionBlock
 from .layout import ClipActorLayout, masked_mean
 from .relation_heads import ActorContextROIHeads
@@ -282,7 +282,7 @@ def compute_bank_entries(
         pooled, _ = head.pooled_context(features, image_size, valid_sizes)
         actor = torch.cat([head.roi_features(p, boxes, image_size) for p in pooled], dim=1)
         return actor[:, :, None, None], torch.ones((num, 2), dtype=torch.long, device=actor.device)
-    if not isinstance(head, ActorContextROIHeads) or getattr(head, "uses_feature_bank", False):
+    if not isinstance(head, ActorContextROIHeads) or reads_feature_bank(head):
         raise TypeError(
             f"an ACFB bank is made by an ACAR / actor-context model without a bank, not by "
             f"{type(head).__name__} (MODEL.ROI_HEADS.NAME of the extraction config)"

@@ -1,7 +1,7 @@
 """
 Running a trained action detector over whole videos and drawing its predictions.
 
-``annotate_source`` (what ``tools/demo.py`` runs) decodes a source once with a
+``annotate_source`` (what ``demo/demo.py`` runs) decodes a source once with a
 :class:`acar_d2.engine.VideoActionPredictor` and writes the annotated video (every input frame,
 same size and rate), the JSON document and the AVA submission CSV, keeping everything written so
 far when the source breaks or the user presses Ctrl-C.
@@ -20,10 +20,10 @@ import tqdm
 
 from detectron2.structures import Instances
 
-from ..data.clip_reader import ClipReader, video_frame_count_and_size
-from .demo_outputs import PredictionJSONWriter, SubmissionCSVWriter
-from .video_source import VideoSource, VideoSourceError
-from .visualizer import ActionVisualizer, VideoWriter, write_video
+from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError, VideoWriter,
+                             video_frame_count_and_size, write_video)
+from acar_d2.utils.demo_outputs import PredictionJSONWriter, SubmissionCSVWriter
+from acar_d2.utils.visualizer import ActionVisualizer
 
 __all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult"]
 

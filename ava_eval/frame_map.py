@@ -30,7 +30,7 @@ from typing import Dict, Optional, Set, Tuple
 
 import numpy as np
 
-from ..data.ava_format import BoxTable
+from .ava_format import BoxTable
 
 __all__ = ["FrameMAPResult", "frame_map", "check_boxes_and_scores", "DETECTIONS_PER_KEYFRAME",
            "IOU_THRESHOLD", "BOX_MARGIN"]

@@ -1,8 +1,9 @@
 """
 The AVA file formats, read in one place for the dataset loaders and the evaluation.
 
-No detectron2 import (``acar_d2.evaluation`` uses this module too): NumPy and the standard library
-only, Pillow imported lazily by :func:`frame_size`. The evaluation rules that rely on these readers
+Part of ``ava_eval``, the evaluator package that imports neither torch nor detectron2 (nor
+acar_d2): NumPy and the standard library only. The guarded pickles and frame probing that the
+dataset loaders also need are in ``acar_d2/data/file_readers.py``. The evaluation rules that rely on these readers
 are described in ``docs/EVALUATION_PROTOCOL.md``; what this module relies on:
 
 - Label map ``.pbtxt``: ``item { name: "..." id: N }`` blocks (v2.1 layout) or ``label { name:
@@ -12,7 +13,7 @@ are described in ``docs/EVALUATION_PROTOCOL.md``; what this module relies on:
   classes; without label types AVA's id ranges apply (1-14 pose, 15-63 object manipulation,
   64-80 person interaction), so the 60 evaluated classes have 13 pose classes (id 2 is not
   evaluated). The AVA v2.1 / v2.2 evaluated list ships as ``ava_labelmap_v2.2.pbtxt``. (The
-  label-map reader lives in :mod:`acar_d2.data.label_map`; its names are re-exported here.)
+  label-map reader lives in :mod:`ava_eval.label_map`; its names are re-exported here.)
 - Box CSV, no header: ``video_id,timestamp,x1,y1,x2,y2,action_id[,c8]``; boxes normalized to
   [0, 1]; ``c8`` is the person id in ground truth and the score in detections (7-column rows
   score 1.0). A key frame is ``(video_id verbatim, int(timestamp))`` (``0902`` == ``902``), key
@@ -42,8 +43,7 @@ import numpy as np
 
 __all__ = [
     "AVA_LABEL_MAP_FILE", "LabelMap", "read_label_map", "ava_class_list", "BoxTable",
-    "read_box_csv", "parse_box_csv", "check_unit_boxes", "read_exclusions", "read_dense_proposals",
-    "load_pickle", "frame_size",
+    "read_box_csv", "parse_box_csv", "check_unit_boxes", "read_exclusions", "AVAKey",
 ]
 
 PathLike = Union[str, Path]
@@ -404,74 +404,3 @@ def read_exclusions(path: Optional[PathLike]) -> Set[AVAKey]:
                              f"got {len(row)}: {row}")
         excluded.add((row[0], _parse_int(row[1], str(path), line, "timestamp")))
     return excluded
-
-
-# ---- Pickles (proposals, UCF101-24 annotations), frames ------------------------------------
-def load_pickle(path: PathLike, what: str = "pickle file"):
-    """
-    Unpickle an annotation / proposal file (latin-1, so Python 2 pickles load too) without running
-    code from it: only plain data (NumPy arrays, numbers, strings, lists, dicts) is admitted
-    (``acar_d2.checkpoint.safe_pickle``). A missing file raises ``FileNotFoundError``, a file
-    naming any other global ``UnsafePickleError`` (a ``ValueError``; full unpickling only with
-    the environment variable ``ACAR_ALLOW_UNSAFE_PICKLE=1``), any other failure ``ValueError``;
-    all name ``what`` and the file.
-    """
-    from ..checkpoint.safe_pickle import UnsafePickleError, read_pickle_safely
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return read_pickle_safely(os.fspath(path), what)
-    except UnsafePickleError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{path}: cannot unpickle {what} ({type(e).__name__}: {e})") from e
-
-
-def read_dense_proposals(path: PathLike) -> Dict[AVAKey, np.ndarray]:
-    """
-    Read the LFB / ACAR-Net pickled proposals: dict ``"video_id,%04d"`` -> (R, 5) array
-    ``[x1, y1, x2, y2, score]`` normalized.
-
-    Returns:
-        dict[(video_id, timestamp), float32 ndarray (R, 5)].
-    """
-    raw = load_pickle(path, "proposal file")
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict 'video_id,timestamp' -> (R, 5), got {type(raw)}")
-    out = {}
-    for key, arr in raw.items():
-        where = f"{path} key {key!r}"
-        if not isinstance(key, str) or "," not in key:
-            raise ValueError(f"{where}: keys must be 'video_id,timestamp' strings")
-        video_id, ts = key.rsplit(",", 1)
-        arr = np.asarray(arr, dtype=np.float32)
-        if arr.size == 0:
-            arr = arr.reshape(0, 5)
-        if arr.ndim != 2 or arr.shape[1] != 5:
-            raise ValueError(f"{where}: expected an (R, 5) array x1,y1,x2,y2,score, got {arr.shape}")
-        if not np.isfinite(arr).all():
-            bad = ~np.isfinite(arr).all(axis=1)
-            raise ValueError(f"{where}: {int(bad.sum())} proposal row(s) with NaN / infinite "
-                             f"values, e.g. {arr[bad][0].tolist()}")
-        if arr.size and (arr[:, :4].min() < 0 or arr[:, :4].max() > 1):
-            raise ValueError(f"{where}: proposal boxes are outside [0, 1] (expected normalized)")
-        try:
-            out[(video_id, int(ts))] = arr
-        except ValueError:
-            raise ValueError(f"{where}: timestamp {ts!r} is not an integer") from None
-    return out
-
-
-def frame_size(path: PathLike) -> Tuple[int, int]:
-    """(height, width) of an image, from its header only."""
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"frame not found: {path}")
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Exception as e:
-        raise ValueError(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
-    return h, w

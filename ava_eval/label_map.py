@@ -2,7 +2,7 @@
 The AVA label map (``.pbtxt``): class ids, names and groups (pose / person-object / person-person),
 and the 60 classes AVA v2.1 / v2.2 evaluate, shipped with the package.
 
-NumPy-free and detectron2-free, like :mod:`acar_d2.data.ava_format`, which re-exports these names.
+detectron2-free and torch-free, like :mod:`ava_eval.ava_format`, which re-exports these names.
 """
 import logging
 import os

@@ -1,0 +1,38 @@
+"""
+Video I/O, the one home of decoding and encoding:
+
+* ``clip_reader.py``: the clip around a key frame from a frame folder or a video file (training
+  and evaluation, random access), ``video_header``;
+* ``video_source.py``: decode-once frame sources (file, frame folder, live) and the frame ring
+  buffer (the streaming predictor and the demo);
+* ``writer.py``: ``VideoWriter`` / ``write_video`` (deterministic H.264 or mpeg4).
+"""
+from .clip_reader import (
+    ClipReader,
+    VideoHeader,
+    clip_frame_indices,
+    read_frame_folder_clip,
+    read_video_clip,
+    video_frame_count_and_size,
+    video_header,
+)
+from .video_source import (
+    IMAGE_EXTENSIONS,
+    FrameFolderSource,
+    FrameRingBuffer,
+    PyAVSource,
+    VideoSource,
+    VideoSourceError,
+    as_rgb,
+    is_live_source,
+    open_video_source,
+)
+from .writer import VideoWriter, rgb_to_yuv420p, write_video
+
+__all__ = [
+    "ClipReader", "VideoHeader", "clip_frame_indices", "read_frame_folder_clip", "read_video_clip",
+    "video_frame_count_and_size", "video_header",
+    "IMAGE_EXTENSIONS", "FrameFolderSource", "FrameRingBuffer", "PyAVSource", "VideoSource",
+    "VideoSourceError", "as_rgb", "is_live_source", "open_video_source",
+    "VideoWriter", "rgb_to_yuv420p", "write_video",
+]

@@ -1,0 +1,263 @@
+#!/usr/bin/env python
+"""
+Demo: run an action detector on a video and write an annotated video (+ JSON, + AVA CSV).
+
+    python demo/demo.py --config-file output/quickstart/config.yaml --input my_video.mp4 \\
+        --output annotated.mp4 --json predictions.json --csv predictions.csv \\
+        MODEL.WEIGHTS output/quickstart/model_final.pth
+
+``--input`` is a video file, a folder of frames (give ``--fps``), or anything FFmpeg opens as a
+live source (``/dev/video0``, ``rtsp://...``, ``-`` for a pipe). Key frames every
+``--key-frame-stride`` seconds (default 1, as AVA); the person boxes come from the model's person
+detector (``MODEL.PERSON_DETECTOR``), or from ``--boxes`` (PySlowFast's predicted-box CSV
+``video_id,timestamp,x1,y1,x2,y2,,score``, normalized, timestamp = seconds from the start; the video
+id is the input's file name without extension unless ``--video-id``). ``--dataset NAME --video-id
+ID`` annotates a video of a registered dataset at its key frames.
+
+The output files are refused when they exist (``--overwrite`` replaces them) and always when one of
+them is the input. Ctrl-C or a broken stream stops cleanly: the video written so far is finalised,
+the JSON says ``"complete": false`` and why, the CSV holds the finished key frames; the exit status
+is then 1 (130 on Ctrl-C).
+
+A feature-bank model (ACFB / LFB heads) reads the video twice: first the model that wrote its
+training bank (recorded in ``MODEL.FEATURE_BANK.DIR``, or ``--bank-extractor-config/-weights``)
+writes the video's bank (``--bank-dir`` keeps it), then the bank model predicts. Not for live sources.
+"""
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+# The repository root first: `python demo/demo.py` puts demo/ itself on the path, where `demo`
+# would be this file instead of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from acar_d2.data.datasets.ava_format import read_predicted_boxes_csv  # noqa: E402
+from acar_d2.data.video_io import (FrameFolderSource, VideoSourceError,  # noqa: E402
+                                   is_live_source, open_video_source)
+from acar_d2.engine import setup_cfg  # noqa: E402
+from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredictor,  # noqa: E402
+                                            action_class_names)
+from acar_d2.utils.demo_outputs import read_thresholds  # noqa: E402
+from demo.predictor import annotate_source  # noqa: E402
+
+logger = logging.getLogger("acar_d2.demo")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--input", help="video file, frame folder, device or URL")
+    parser.add_argument("--output", required=True, help="annotated video file (.mp4)")
+    parser.add_argument("--json", help="predictions as one JSON document (schema: docs/DEMO.md)")
+    parser.add_argument("--csv", help="predictions in the AVA submission CSV format")
+    parser.add_argument("--thresholds", help="per-class thresholds JSON "
+                        "(tools/calibrate_thresholds.py); default: --score-thresh for all")
+    parser.add_argument("--score-thresh", type=float, default=0.3,
+                        help="label threshold of every class without --thresholds")
+    parser.add_argument("--top-k", type=int, default=3, help="labels drawn per person at most")
+    parser.add_argument("--key-frame-stride", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--fps", type=float, help="frame rate of a frame folder / live source")
+    parser.add_argument("--boxes", help="person boxes CSV for --input (instead of the detector)")
+    parser.add_argument("--dataset", help="a registered dataset (with --video-id)")
+    parser.add_argument("--video-id", help="the video of --dataset; with --input: its id in the "
+                        "CSV and in --boxes (default: the input's file name)")
+    parser.add_argument("--bank-dir", help="feature-bank models (ACFB/LFB): keep the video's bank "
+                        "here (reused when run again); default a temporary folder")
+    parser.add_argument("--bank-extractor-config", help="feature-bank models: config of the model "
+                        "that writes the bank (default: the one recorded in MODEL.FEATURE_BANK.DIR)")
+    parser.add_argument("--bank-extractor-weights", help="feature-bank models: its weights "
+                        "(default: the path recorded in MODEL.FEATURE_BANK.DIR)")
+    parser.add_argument("--no-track", action="store_true", help="no track ids")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="run without MODEL.WEIGHTS (random scores, for testing the pipeline)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    return parser.parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
+
+
+def _join_dash_values(argv):
+    """``--video-id -FaXLcSFjUI`` -> ``--video-id=-FaXLcSFjUI``: AVA ids may start with a dash,
+    which argparse would read as an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--video-id" and i + 1 < len(argv):
+            out.append(f"--video-id={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_outputs(args, inputs) -> None:
+    """Refuse an output that is an input, two equal outputs, or an existing file unasked."""
+    outputs = [(flag, path) for flag, path in
+               (("--output", args.output), ("--json", args.json), ("--csv", args.csv)) if path]
+    for flag, path in outputs:
+        for in_flag, in_path in inputs:
+            if in_path and not is_live_source(in_path) and _same_file(path, in_path):
+                sys.exit(f"{flag} {path} is the {in_flag} file: refusing to replace an input "
+                         "(choose another output name)")
+    for i, (flag, path) in enumerate(outputs):
+        for flag2, path2 in outputs[i + 1:]:
+            if _same_file(path, path2):
+                sys.exit(f"{flag} and {flag2} name the same file {path}")
+        if os.path.isdir(path):
+            sys.exit(f"{flag} {path} is a folder: give a file name")
+        if os.path.exists(path) and not args.overwrite:
+            sys.exit(f"{flag} {path} exists: refusing to overwrite it (use --overwrite)")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            sys.exit(f"{flag} {path}: folder {folder} does not exist")
+
+
+def dataset_key_frames(cfg, args):
+    """(source, key frames, video id) of ``--dataset/--video-id``."""
+    if not args.video_id:
+        sys.exit("--dataset needs --video-id")
+    all_dicts = DatasetCatalog.get(args.dataset)
+    dicts = sorted((d for d in all_dicts if d["video_id"] == args.video_id),
+                   key=lambda d: d["key_frame_index"])
+    if not dicts:
+        ids = sorted({d["video_id"] for d in all_dicts})
+        shown = ", ".join(ids[:20]) + (f", ... ({len(ids)} in all)" if len(ids) > 20 else "")
+        sys.exit(f"video {args.video_id!r} has no key frame in dataset {args.dataset!r}; "
+                 f"its videos: {shown}")
+    d0 = dicts[0]
+    if cfg.INPUT.CLIP.SOURCE == "video" or not d0.get("frame_dir"):
+        source = open_video_source(d0["video_file"], fps=d0["fps"])
+    else:
+        source = FrameFolderSource(d0["frame_dir"], d0["fps"], frame_template=d0["frame_template"],
+                                   num_frames=d0["num_frames"])
+    pd = cfg.MODEL.PERSON_DETECTOR
+    use_file = not pd.NAME or pd.TEST_BOX_SOURCE == "file"
+    requests = [KeyFrameRequest(d["key_frame_index"], d["key_frame_index"] / d["fps"],
+                                d["timestamp"], d.get("proposals") if use_file else None)
+                for d in dicts]
+    return source, requests, args.video_id
+
+
+def box_file_key_frames(args, source, video_id):
+    """Key frames of the ``--boxes`` rows of ``video_id`` (pixels of ``source``)."""
+    boxes = read_predicted_boxes_csv(args.boxes)
+    by_second = {ts: b for (vid, ts), b in boxes.items() if vid == video_id}
+    if not by_second:
+        ids = sorted({vid for vid, _ in boxes})
+        sys.exit(f"{args.boxes}: no rows for video id {video_id!r} (the input's file name; set "
+                 f"--video-id otherwise); its video ids: {', '.join(ids[:10])}")
+    scale = np.array([source.width, source.height] * 2, np.float32)
+    requests = []
+    for second, rows in sorted(by_second.items()):
+        idx = int(round(second * source.fps))
+        if source.num_frames is not None and idx >= source.num_frames:
+            sys.exit(f"{args.boxes}: boxes for second {second} of {video_id!r}, but {source.name} "
+                     f"has {source.num_frames} frames at {source.fps:.2f} fps")
+        rows = np.asarray(rows, np.float32).reshape(-1, 5)
+        requests.append(KeyFrameRequest(idx, idx / source.fps, int(second),
+                                        {"boxes": rows[:, :4] * scale, "scores": rows[:, 4]}))
+    return requests
+
+
+def bank_extractor_cfg(cfg, args):
+    """The bank-writing model's config from ``--bank-extractor-*`` (None: the predictor takes the
+    one recorded in ``MODEL.FEATURE_BANK.DIR``)."""
+    for flag, path in (("--bank-extractor-config", args.bank_extractor_config),
+                       ("--bank-extractor-weights", args.bank_extractor_weights)):
+        if path and not os.path.isfile(path):
+            sys.exit(f"{flag}: file not found: {path}")
+    if args.bank_extractor_config:
+        if not args.bank_extractor_weights:
+            sys.exit("--bank-extractor-config needs --bank-extractor-weights")
+        return setup_cfg(args.bank_extractor_config, ["MODEL.WEIGHTS", args.bank_extractor_weights,
+                                                      "MODEL.DEVICE", cfg.MODEL.DEVICE])
+    if args.bank_extractor_weights:
+        if not cfg.MODEL.FEATURE_BANK.DIR:
+            sys.exit("--bank-extractor-weights without --bank-extractor-config needs "
+                     "MODEL.FEATURE_BANK.DIR (its record names the extraction config)")
+        from acar_d2.engine.bank_extraction import extractor_cfg_from_record
+
+        return extractor_cfg_from_record(cfg.MODEL.FEATURE_BANK.DIR, args.bank_extractor_weights,
+                                         device=cfg.MODEL.DEVICE)
+    return None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logger(name="acar_d2")
+    if not args.dataset and not args.input:
+        sys.exit("give --input (a video, frame folder, device or URL), or --dataset and --video-id")
+    if args.input and not is_live_source(args.input) and not os.path.exists(args.input):
+        sys.exit(f"--input: input video not found: {args.input}")
+    if args.boxes and not os.path.isfile(args.boxes):
+        sys.exit(f"--boxes: file not found: {args.boxes}")
+    check_outputs(args, [("--input", args.input), ("--boxes", args.boxes),
+                         ("--thresholds", args.thresholds), ("--config-file", args.config_file)])
+    if args.csv and abs(args.key_frame_stride - round(args.key_frame_stride)) > 1e-9:
+        sys.exit(f"--csv needs key frames on whole seconds (AVA timestamps are integer seconds); "
+                 f"--key-frame-stride is {args.key_frame_stride}")
+    if os.path.isdir(args.input or "") and not args.fps:
+        sys.exit(f"--input {args.input} is a frame folder: give its frame rate with --fps")
+    cfg = setup_cfg(args.config_file, args.opts)
+    if not cfg.MODEL.WEIGHTS and not args.random_weights:
+        sys.exit("MODEL.WEIGHTS is not set: the demo would draw the labels of an untrained model. "
+                 "Add `MODEL.WEIGHTS path/to/model_final.pth` (or --random-weights to test the "
+                 "pipeline on purpose)")
+    if not cfg.MODEL.PERSON_DETECTOR.NAME and not (args.boxes or args.dataset):
+        sys.exit(f"{args.config_file} has no person detector (MODEL.PERSON_DETECTOR.NAME is empty): "
+                 "give person boxes with --boxes, or use a config with a detector")
+
+    try:
+        thresholds = (read_thresholds(args.thresholds, action_class_names(cfg), args.score_thresh)
+                      if args.thresholds else args.score_thresh)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(str(e))
+    try:
+        if args.dataset:
+            source, requests, video_id = dataset_key_frames(cfg, args)
+        else:
+            source = open_video_source(args.input, fps=args.fps)
+            video_id = args.video_id or os.path.splitext(
+                os.path.basename(args.input.rstrip("/")))[0]
+            requests = box_file_key_frames(args, source, video_id) if args.boxes else None
+    except VideoSourceError as e:
+        sys.exit(str(e))
+
+    try:
+        predictor = VideoActionPredictor(cfg, key_frame_stride=args.key_frame_stride, fps=args.fps,
+                                         track=not args.no_track,
+                                         allow_random_weights=args.random_weights,
+                                         bank_extractor=bank_extractor_cfg(cfg, args),
+                                         bank_dir=args.bank_dir)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(str(e))
+    result = annotate_source(
+        predictor, source, args.output, json_file=args.json, csv_file=args.csv,
+        thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,
+        progress=not args.no_progress,
+        model_info={"config": args.config_file, "weights": cfg.MODEL.WEIGHTS},
+    )
+    written = [p for p in (args.output, args.json, args.csv) if p and os.path.exists(p)]
+    print(f"{result.key_frames} key frames, {result.frames} frames: {', '.join(written) or 'nothing written'}")
+    if result.error:
+        print(f"stopped early: {result.error}", file=sys.stderr)
+        return 130 if result.error.startswith("interrupted") else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""
+The package's import graph runs one way: no module imports a module of a higher floor.
+
+Floors (low to high), read from every ``import`` statement of ``acar_d2/`` (including the ones
+inside functions), without importing anything:
+
+    0  acar_d2.config, acar_d2.structures, acar_d2.checkpoint
+    1  acar_d2.data, acar_d2.modeling      (siblings: neither imports the other)
+    2  acar_d2.evaluation
+    3  acar_d2.utils
+    4  acar_d2.engine
+    5  acar_d2 (the package root, which imports everything to register it)
+
+Nothing in the library imports ``tools``, ``demo`` or the ``acar_ava_eval`` launcher.
+"""
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "acar_d2"
+
+FLOORS = {
+    "config": 0,
+    "structures": 0,
+    "checkpoint": 0,
+    "data": 1,
+    "modeling": 1,
+    "evaluation": 2,
+    "utils": 3,
+    "engine": 4,
+}
+ROOT_FLOOR = 5
+# Same floor, still not allowed to import each other.
+SEPARATED = {frozenset({"data", "modeling"})}
+OUTSIDE_LIBRARY = ("tools", "demo", "acar_ava_eval")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    if parts == ("acar_ava_eval",):
+        return "acar_ava_eval"
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path):
+    """(imported module, line) for every import statement of one file, relative ones resolved."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base)
+                if node.module:
+                    yield f"{prefix}.{node.module}", node.lineno
+                else:
+                    for alias in node.names:
+                        yield f"{prefix}.{alias.name}", node.lineno
+            else:
+                yield node.module, node.lineno
+
+
+def _subpackage(module: str):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def import_edges():
+    """(importer file, importer module, imported module, line) for every acar_d2 / tools import."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for target, line in _imports(path):
+            yield path, _module_name(path), target, line
+
+
+def _violation(importer: str, target: str):
+    top = target.split(".")[0]
+    if top in OUTSIDE_LIBRARY:
+        return "the library imports a command-line entry"
+    if top != "acar_d2":
+        return None
+    src, dst = _subpackage(importer), _subpackage(target)
+    if src == dst:
+        return None
+    src_floor = FLOORS.get(src, ROOT_FLOOR) if src is not None else ROOT_FLOOR
+    dst_floor = FLOORS.get(dst, ROOT_FLOOR) if dst is not None else ROOT_FLOOR
+    assert src is None or src in FLOORS, f"{importer}: subpackage '{src}' has no floor in FLOORS"
+    assert dst is None or dst in FLOORS, f"{target}: subpackage '{dst}' has no floor in FLOORS"
+    if dst_floor > src_floor:
+        return f"floor {src_floor} ({src}) imports floor {dst_floor} ({dst or 'acar_d2'})"
+    if frozenset({src, dst}) in SEPARATED:
+        return f"{src} and {dst} must not import each other"
+    return None
+
+
+def test_imports_run_downward_only():
+    bad = []
+    for path, importer, target, line in import_edges():
+        why = _violation(importer, target)
+        if why:
+            bad.append(f"{path.relative_to(REPO)}:{line}: {importer} -> {target}: {why}")
+    assert not bad, "imports running back up:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "importer,target,ok",
+    [
+        ("acar_d2.modeling.meta_arch.acar_net", "acar_d2.data.clip_mapper", False),
+        ("acar_d2.data.clip_mapper", "acar_d2.modeling.person_detector", False),
+        ("acar_d2.data.synthetic.writer", "acar_d2.utils.visualizer", False),
+        ("acar_d2.data.validate", "acar_d2", False),
+        ("acar_d2.engine.video_predictor", "acar_d2.data.clip_mapper", True),
+        ("acar_d2.modeling.meta_arch.acar_net", "acar_d2.structures", True),
+        ("acar_d2.utils.visualizer", "tools.demo", False),
+        ("acar_d2.engine.defaults", "demo.predictor", False),
+    ],
+)
+def test_the_rule_itself(importer, target, ok):
+    """The checker flags what the issue names (so an empty report means something)."""
+    assert (_violation(importer, target) is None) == ok, (importer, target, _violation(importer, target))
+
+
+def test_every_subpackage_has_a_floor():
+    subpackages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    missing = (subpackages | modules) - set(FLOORS)
+    assert not missing, f"give these a floor in FLOORS: {sorted(missing)}"
+
+
+def test_evaluator_package_is_numpy_only():
+    """``ava_eval`` (and the ``acar-ava-eval`` launcher) import neither torch, detectron2 nor
+    acar_d2: the command starts without them, with no ``sys.modules`` tricks."""
+    allowed_third_party = {"numpy", "matplotlib"}
+    files = sorted((REPO / "ava_eval").rglob("*.py")) + [REPO / "acar_ava_eval.py"]
+    bad = []
+    for path in files:
+        source = path.read_text()
+        assert "sys.modules[" not in source, f"{path}: writes sys.modules"
+        for target, line in _imports(path):
+            top = target.split(".")[0]
+            if top in ("ava_eval", "__future__") or top in sys.stdlib_module_names:
+                continue
+            if top not in allowed_third_party:
+                bad.append(f"{path.relative_to(REPO)}:{line}: imports {target}")
+    assert not bad, "\n".join(bad)
