@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
 DEFAULT_CONFIG = "configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml"
 WINDOW = 20
 
@@ -50,14 +51,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="train nothing; report the runs found in --output (unfinished ones too)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p.parse_args(argv)
-
-
-def ensure_world(root: Path) -> Path:
-    world = root / "aca_world"
-    if not (world / "world.json").is_file():
-        subprocess.run([sys.executable, str(REPO / "tools" / "make_synthetic_ava.py"),
-                        "--out", str(world), "--no-videos"], check=True, cwd=REPO)
-    return world
 
 
 def read_metrics(path: Path) -> list:
@@ -137,6 +130,9 @@ def format_table(results: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     root = Path(args.datasets).expanduser().resolve()
+    # the same world as make quickstart (generated there when missing, videos included)
+    from quickstart import ensure_world
+
     ensure_world(root)
     output = Path(args.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
