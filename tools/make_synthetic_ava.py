@@ -4,6 +4,7 @@ Generate the synthetic AVA-format world "aca_world" (see datasets/SYNTHETIC.md).
 
     python tools/make_synthetic_ava.py --out datasets/aca_world [--videos 60] [--seed 0] [--stats]
     python tools/make_synthetic_ava.py --out datasets/aca_world_lr --long-range   # + left_behind
+    python tools/make_synthetic_ava.py --out datasets/aca_world_rel --relation --videos 150
 
 Writes frames, mp4 videos, frame lists, annotation CSVs, label map, exclusions, predicted boxes
 and dense proposals in the AVA formats, plus world.json (classes and per-key-frame scene graphs).
@@ -29,11 +30,14 @@ def main(argv=None) -> int:
     parser.add_argument("--long-range", action="store_true",
                         help="option: add the class 'left_behind' whose evidence lies > 2 s before "
                              "the key frame (one shot per video; datasets/SYNTHETIC.md)")
+    parser.add_argument("--relation", action="store_true",
+                        help="option: the relation world, where the indirect classes' negatives "
+                             "share the positives' first-order cue (datasets/SYNTHETIC.md)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     world = write_world(args.out, num_videos=args.videos, seed=args.seed,
                         duration_s=args.duration, write_videos=not args.no_videos,
-                        long_range=args.long_range)
+                        long_range=args.long_range, relation=args.relation)
     n = {k: len(v) for k, v in world["splits"].items()}
     print(f"aca_world: {n['train']} train + {n['val']} val videos written to {args.out} "
           f"in {time.perf_counter() - t0:.1f} s")

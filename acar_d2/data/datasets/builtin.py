@@ -7,7 +7,7 @@ splits take their class metadata from the packaged 60-class list
 
 Splits: ``ava_v2.{1,2}_{train,val}``, ``ava_kinetics_v1.0_{train,val}`` (+ ``_kinetics_*``: the
 Kinetics side alone), ``aca_world_{train,val}`` (the synthetic AVA-format world of
-``tools/make_synthetic_ava.py``), ``ucf101_24_{train,test}`` (split 1). Layout: datasets/README.md.
+``tools/make_synthetic_ava.py``), ``aca_world_rel_{train,val}`` (its ``--relation`` option), ``ucf101_24_{train,test}`` (split 1). Layout: datasets/README.md.
 """
 import os
 
@@ -70,6 +70,8 @@ def register_all_ava(root: str, prefix: str = "ava") -> None:
 
 def register_all_aca_world(root: str) -> None:
     register_aca_world(os.path.join(root, "aca_world"), "aca_world")
+    # the relation world (make_synthetic_ava.py --relation): same classes, other layouts
+    register_aca_world(os.path.join(root, "aca_world_rel"), "aca_world_rel")
 
 
 def register_all_ucf24(root: str) -> None:

@@ -123,7 +123,7 @@ def _draw_vehicle_back(d: ImageDraw.ImageDraw, v: Vehicle) -> None:
     x1, x2 = v.x1 + 0.1 * v.length, v.x1 + 0.9 * v.length
     d.rectangle([round(x1), round(top), round(x2), round(v.body_top)], fill=WINDOW)
     d.rectangle([round(x1), round(top), round(x2), round(top) + 2], fill=v.color)
-    wx = v.seat_x("driver") + v.facing * 0.15 * v.length
+    wx = v.wheel_x()
     d.line([round(wx), round(v.body_top - 7), round(wx + v.facing * 2), round(v.body_top)],
            fill=DARK, width=2)
 

@@ -133,6 +133,9 @@ class Vehicle:
     height: float
     facing: int
     color: tuple
+    # relation world's buses: seat positions as fractions of the length from the rear end,
+    # driver first (``relation_rows.bus_seat_fracs``); empty: the car layout below
+    seat_fracs: tuple = ()
 
     @property
     def wheel_r(self) -> float:
@@ -146,18 +149,26 @@ class Vehicle:
     def num_seats(self) -> int:
         # long vehicles (>= 54 px) have a second passenger seat: a negative "ride" can then have
         # another occupant right next to it (who is not in the driver seat)
+        if self.seat_fracs:
+            return len(self.seat_fracs)
         return 3 if self.length >= 54 else 2
 
     def seat_xs(self) -> list:
         """x of the seats, driver first (at the front window), then passengers front to back.
         Spacing >= 0.26 * length (>= 14 px) keeps torsos (<= 9.2 px wide) apart, so no seat's box
         contains another occupant's sprite."""
-        fracs = (0.70, 0.32) if self.num_seats == 2 else (0.76, 0.50, 0.24)
+        fracs = self.seat_fracs or ((0.70, 0.32) if self.num_seats == 2 else (0.76, 0.50, 0.24))
         return [self.x1 + (fr if self.facing > 0 else 1.0 - fr) * self.length for fr in fracs]
 
     def seat_x(self, role: str) -> float:
         """x of the driver seat or of the (first) passenger seat."""
         return self.seat_xs()[0 if role == "driver" else 1]
+
+    def wheel_x(self) -> float:
+        """x of the steering wheel, in front of the driver seat (inside the cabin of a bus)."""
+        if self.seat_fracs:
+            return self.seat_x("driver") + self.facing * 5.0
+        return self.seat_x("driver") + self.facing * 0.15 * self.length
 
     def box(self) -> list:
         return [self.x1, self.body_top - 19.0, self.x1 + self.length, self.ground]
@@ -351,13 +362,23 @@ _MODULE_P_LR = tuple(0.75 * p for p in _MODULE_P) + (0.25,)
 
 
 def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int,
-                long_range: bool = False) -> Shot:
-    """Sample one layout: a module per grid cell (2 rows x 2 columns)."""
+                long_range: bool = False, relation: bool = False) -> Shot:
+    """Sample one layout: a module per grid cell (2 rows x 2 columns); with ``relation``, each
+    row is a convoy, a board pair or two cells (:mod:`.relation_rows`)."""
+    from .relation_rows import RELATION_ROWS, board_pair_row, convoy_row
+
     bg = tuple(int(c) for c in rng.integers(175, 225, size=3))
     grounds = tuple(float(rng.integers(lo, hi + 1)) for lo, hi in ROW_GROUND)
     shot = Shot(start, end, background=bg, grounds=grounds)
     modules, probs = (_MODULES_LR, _MODULE_P_LR) if long_range else (_MODULES, _MODULE_P)
     for row in range(2):
+        if relation:
+            kind = RELATION_ROWS[int(rng.choice(len(RELATION_ROWS),
+                                                p=[p for _, p in RELATION_ROWS]))][0]
+            if kind != "cells":
+                row_fn = convoy_row if kind == "convoy" else board_pair_row
+                row_fn(rng, ids, grounds[row], shot, _new_person)
+                continue
         for col in range(2):
             module = modules[int(rng.choice(len(modules), p=probs))]
             module(rng, ids, col * CELL_W, grounds[row], shot)
@@ -365,10 +386,11 @@ def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int,
 
 
 def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5,
-                 long_range: bool = False) -> list:
+                 long_range: bool = False, relation: bool = False) -> list:
     """
     Sample the shots of one video; depends only on (seed, index), not on the world size.
-    ``long_range`` adds the parting module (the default world is unchanged without it).
+    ``long_range`` adds the parting module, ``relation`` the relation world's rows (the default
+    world is unchanged without them).
 
     Returns:
         list[Shot]: consecutive shots covering ``duration_s * FPS`` frames.
@@ -377,4 +399,5 @@ def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5,
     ids = _Ids()
     n = duration_s * FPS
     starts = list(range(0, n, shot_s * FPS))
-    return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n), long_range) for s in starts]
+    return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n), long_range, relation)
+            for s in starts]

@@ -115,7 +115,8 @@ def _fmt(v: float) -> str:
 
 
 def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int = 10,
-                shot_s: int = 5, write_videos: bool = True, long_range: bool = False) -> dict:
+                shot_s: int = 5, write_videos: bool = True, long_range: bool = False,
+                relation: bool = False) -> dict:
     """
     Generate the world into ``out`` (created; existing files are overwritten).
 
@@ -129,6 +130,8 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
         long_range (bool): the long-range option (datasets/SYNTHETIC.md): the class
             "left_behind" (id 11) and its parting module; one shot per video. False = the
             default world, byte for byte.
+        relation (bool): the relation world (datasets/SYNTHETIC.md): rows are convoys and
+            board pairs whose indirect-class negatives share the positives' first-order cue.
     Returns:
         dict: the content of world.json.
     """
@@ -146,7 +149,7 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
     scenes, gt, excl, props, frame_rows = {}, {}, {}, {}, {}
     for index, vid in enumerate(splits["train"] + splits["val"]):
         split = split_of(vid, splits)
-        shots = sample_video(seed, index, duration_s, shot_s, long_range)
+        shots = sample_video(seed, index, duration_s, shot_s, long_range, relation)
         num_frames = duration_s * FPS
         frame_dir = root / "frames" / vid
         frame_dir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +191,8 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
     }
     if long_range:
         world["long_range"] = True
+    if relation:
+        world["relation"] = True
     with open(root / "world.json", "w") as f:
         json.dump(world, f, sort_keys=True, separators=(",", ":"))
     return world
