@@ -5,11 +5,15 @@ One name per thing (issue 21).
   ``annotations``, ``label_map``, ``frames``, ``frame_list``, ``videos``, ``exclusions``,
   ``proposals`` (the arguments of ``register_ava_format_dataset``); the metadata keys they are
   stored under come from one table, ``layouts.SPLIT_FILE_METADATA``.
+- ROI heads: every head acar_d2 registers in detectron2's ``ROI_HEADS_REGISTRY`` is a
+  ``<Name>ROIHeads`` defined in a module ``<family>_heads`` (acar_d2/modeling/roi_heads/).
 """
 import inspect
 
 import pytest
+from detectron2.modeling import ROI_HEADS_REGISTRY
 
+import acar_d2  # noqa: F401  (registers the heads)
 from acar_d2.data.datasets.ava import load_ava_instances, register_ava_instances
 from acar_d2.data.datasets.ava_kinetics import index_kinetics_clips, load_kinetics_instances
 from acar_d2.data.datasets.custom import register_ava_format_dataset
@@ -65,3 +69,22 @@ def test_files_of_dataset_round_trip(tmp_path):
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+
+
+def _acar_d2_heads():
+    return {name: cls for name, cls in ROI_HEADS_REGISTRY if cls.__module__.startswith("acar_d2.")}
+
+
+def test_acar_d2_registers_heads():
+    assert {"ACARROIHeads", "BaselineROIHeads", "ACFBROIHeads"} <= set(_acar_d2_heads())
+
+
+@pytest.mark.parametrize("name", sorted(_acar_d2_heads()))
+def test_registered_heads_follow_one_pattern(name):
+    cls = _acar_d2_heads()[name]
+    module = cls.__module__
+    assert cls.__name__.endswith("ROIHeads"), f"{module}.{cls.__name__}: name it <Name>ROIHeads"
+    assert module.startswith("acar_d2.modeling.roi_heads."), module
+    assert module.rsplit(".", 1)[1].endswith("_heads"), (
+        f"{cls.__name__} is defined in {module}; heads live in <family>_heads.py"
+    )
