@@ -149,3 +149,19 @@ def test_evaluator_package_is_numpy_only():
             if top not in allowed_third_party:
                 bad.append(f"{path.relative_to(REPO)}:{line}: imports {target}")
     assert not bad, "\n".join(bad)
+
+
+# Within acar_d2.engine, the video predictors sit on one base: key_frame_stream (the key-frame
+# loop) <- bank_extraction (pass 1 of a bank model) <- video_predictor (actions, tracking, the two
+# passes). A module imports only modules left of it, so the base never creates its subclass.
+ENGINE_VIDEO_LAYERS = ("acar_d2.engine.key_frame_stream", "acar_d2.engine.bank_extraction",
+                       "acar_d2.engine.video_predictor")
+
+
+def test_engine_video_modules_are_layered():
+    bad = []
+    for path, importer, target, line in import_edges():
+        if importer in ENGINE_VIDEO_LAYERS and target in ENGINE_VIDEO_LAYERS:
+            if ENGINE_VIDEO_LAYERS.index(target) >= ENGINE_VIDEO_LAYERS.index(importer):
+                bad.append(f"{path.relative_to(REPO)}:{line}: {importer} -> {target}")
+    assert not bad, "engine video modules import upward:\n" + "\n".join(bad)

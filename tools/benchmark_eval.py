@@ -47,7 +47,7 @@ OFFICIAL_GT_KEYFRAMES = 10517  # of that case; about 4.3 ms per key frame
 # ------------------------------------------------------------------------------------------
 # Baseline: the protocol written the straightforward way (per-row reading, per-box loops).
 # ------------------------------------------------------------------------------------------
-def loop_frame_map(gt_csv, det_csv, labelmap, exclusions) -> float:
+def loop_frame_map(annotations, det_csv, labelmap, exclusions) -> float:
     class_ids = set()
     with open(labelmap) as f:
         for line in f:
@@ -59,7 +59,7 @@ def loop_frame_map(gt_csv, det_csv, labelmap, exclusions) -> float:
             excluded.add((row[0], int(row[1])))
 
     gts = defaultdict(list)
-    with open(gt_csv) as f:
+    with open(annotations) as f:
         for row in csv.reader(f):
             key, c = (row[0], int(row[1])), int(row[6])
             if c in class_ids and key not in excluded:

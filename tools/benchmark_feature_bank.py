@@ -78,6 +78,7 @@ def register_world(world: Path, prefix: str = PREFIX) -> list:
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from acar_d2.data.datasets.aca_world import load_aca_world
+    from acar_d2.data.layouts import split_file_metadata
 
     classes = json.loads((world / "world.json").read_text())["classes"]
     groups = {}
@@ -93,8 +94,9 @@ def register_world(world: Path, prefix: str = PREFIX) -> list:
         MetadataCatalog.get(name).set(
             action_classes=[c["name"] for c in classes], action_ids=[c["id"] for c in classes],
             pose_class_indices=groups["pose"], class_groups=groups, evaluator_type="ava",
-            gt_csv=str(ann / f"{split}.csv"), label_map=str(ann / "label_map.pbtxt"),
-            exclusions=str(ann / f"{split}_excluded_timestamps.csv"), first_second=0)
+            first_second=0, **split_file_metadata(
+                annotations=str(ann / f"{split}.csv"), label_map=str(ann / "label_map.pbtxt"),
+                exclusions=str(ann / f"{split}_excluded_timestamps.csv")))
     return [f"{prefix}_train", f"{prefix}_val"]
 
 

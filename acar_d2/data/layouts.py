@@ -27,6 +27,7 @@ from .video_io import video_frame_count_and_size
 
 __all__ = ["FirstExisting", "resolve_path", "resolve_label_map", "check_not_pickle",
            "ava_proposal_candidates",
+           "SPLIT_FILE_METADATA", "split_file_metadata",
            "set_split_files", "split_file_overrides", "apply_dataset_config",
            "ava_frame_roots", "ava_frame_lists", "read_frame_list", "IndexedVideo",
            "frame_template_from_names", "index_video_sources"]
@@ -101,7 +102,7 @@ def check_not_pickle(path: Optional[str], role: str = "ground-truth CSV") -> Non
             f"{path} is a pickle, but a {role} (video_id,timestamp,x1,y1,x2,y2,action_id,"
             "person_id) is expected here. An ACAR-Net annotation pickle converts with "
             f"`python tools/convert_annotations.py acar-to-csv {path} OUT.csv`; a proposal "
-            "pickle belongs in the proposal file (proposal_file / DATASETS.PROPOSAL_FILES_*)."
+            "pickle belongs in the proposal file (proposals= / DATASETS.PROPOSAL_FILES_*)."
         )
 
 
@@ -168,15 +169,41 @@ def ava_frame_lists(ava: str, split: str) -> Tuple[str, ...]:
     return (os.path.join(ava, "frame_lists", f"{split}.csv"),)
 
 
+# ---- Files of a split in its metadata -------------------------------------------------------
+# Argument of the loaders / register functions -> metadata key holding that path. The metadata
+# keys name a file by role and kind, as detectron2's ``json_file`` / ``image_root`` do, because the
+# short argument names are taken in the data flow: ``annotations`` and ``proposals`` are also the
+# dataset-dict fields holding the parsed rows. Read by the evaluator (``gt_csv``, ``label_map``,
+# ``exclusions``) and by ``python tools/validate_dataset.py --dataset`` (all of them).
+SPLIT_FILE_METADATA = {
+    "annotations": "gt_csv",
+    "label_map": "label_map",
+    "frames": "frame_root",
+    "frame_list": "frame_list",
+    "videos": "video_root",
+    "exclusions": "exclusions",
+    "proposals": "proposal_file",
+}
+
+
+def split_file_metadata(**files) -> Dict[str, object]:
+    """Metadata of split files given by argument name: ``frames=X`` -> ``{"frame_root": X}``."""
+    unknown = set(files) - set(SPLIT_FILE_METADATA)
+    if unknown:
+        raise ValueError(f"split_file_metadata: unknown file role(s) {sorted(unknown)}; "
+                         f"choose from {tuple(SPLIT_FILE_METADATA)}")
+    return {SPLIT_FILE_METADATA[k]: v for k, v in files.items()}
+
+
 # ---- Files set from the config ---------------------------------------------------------------
 _SPLIT_OVERRIDES: Dict[str, Dict[str, object]] = {}
-_OVERRIDABLE = ("proposal_file", "frame_root", "frame_list")
+_OVERRIDABLE = ("proposals", "frames", "frame_list")
 
 
 def set_split_files(name: str, **files) -> None:
     """
-    Replace files of a registered AVA-format split (``proposal_file``, ``frame_root``,
-    ``frame_list``) for its next load; None / "" leaves a file as registered.
+    Replace files of a registered AVA-format split (``proposals``, ``frames``, ``frame_list``:
+    arguments of its loader) for its next load; None / "" leaves a file as registered.
     """
     unknown = set(files) - set(_OVERRIDABLE)
     if unknown:
@@ -209,8 +236,8 @@ def apply_dataset_config(cfg) -> None:
                              "(\"\" keeps a split's own file)")
         for i, name in enumerate(names):
             node = getattr(cfg.DATASETS, "AVA_FILES", None)
-            frame_root = node.FRAME_ROOT if node is not None else ""
-            set_split_files(name, proposal_file=files[i] if files else None, frame_root=frame_root)
+            frames = node.FRAME_ROOT if node is not None else ""
+            set_split_files(name, proposals=files[i] if files else None, frames=frames)
             if node is not None and not node.FRAME_LISTS:
                 _SPLIT_OVERRIDES[name]["frame_list"] = None
 
@@ -284,9 +311,9 @@ def frame_template_from_names(names: Sequence[str], where: str) -> str:
 
 def index_video_sources(
     video_ids: Iterable[str],
-    frame_root: Optional[str] = None,
+    frames: Optional[str] = None,
     frame_list: Optional[str] = None,
-    video_root: Optional[str] = None,
+    videos: Optional[str] = None,
     video_ext: str = ".mp4",
     size_from_frame: Optional[Dict[str, int]] = None,
 ) -> Dict[str, IndexedVideo]:
@@ -296,9 +323,9 @@ def index_video_sources(
 
     Args:
         video_ids: videos to index.
-        frame_root (str): folder holding ``<video_id>/`` frame folders (AVA: ``frames/``).
-        frame_list (str): optional PySlowFast frame list (paths relative to ``frame_root``).
-        video_root (str): folder holding ``<video_id><video_ext>`` files. With frames too, the
+        frames (str): folder holding ``<video_id>/`` frame folders (AVA: ``frames/``).
+        frame_list (str): optional PySlowFast frame list (paths relative to ``frames``).
+        videos (str): folder holding ``<video_id><video_ext>`` files. With frames too, the
             video is only probed: unreadable is a warning (only INPUT.CLIP.SOURCE "video" needs
             it, and its reader names the file); without frames it is an error.
         size_from_frame (dict): video_id -> 0-based frame whose size is read (the first key
@@ -312,16 +339,16 @@ def index_video_sources(
     for vid in video_ids:
         frame_dir = template = video_file = None
         num_frames = height = width = None
-        if frame_root is not None:
+        if frames is not None:
             if listed is not None:
                 if vid not in listed:
                     raise ValueError(f"{frame_list}: video {vid!r} is not in the frame list")
                 rel = listed[vid]
-                frame_dir = os.path.join(frame_root, os.path.dirname(rel[0]))
+                frame_dir = os.path.join(frames, os.path.dirname(rel[0]))
                 template = frame_template_from_names([os.path.basename(p) for p in rel], frame_list)
                 num_frames = len(rel)
             else:
-                frame_dir = os.path.join(frame_root, vid)
+                frame_dir = os.path.join(frames, vid)
                 if not os.path.isdir(frame_dir):
                     raise FileNotFoundError(f"frame folder of video {vid!r} not found: {frame_dir}")
                 names = sorted(n for n in os.listdir(frame_dir) if not n.startswith("."))
@@ -331,8 +358,8 @@ def index_video_sources(
                 num_frames = len(names)
             k = min(size_from_frame.get(vid, 0), num_frames - 1)
             height, width = frame_size(os.path.join(frame_dir, template.format(max(k, 0) + 1)))
-        if video_root is not None:
-            video_file = os.path.join(video_root, vid + video_ext)
+        if videos is not None:
+            video_file = os.path.join(videos, vid + video_ext)
             if num_frames is None:
                 num_frames, height, width = video_frame_count_and_size(video_file)
             else:
@@ -340,7 +367,7 @@ def index_video_sources(
                 # INPUT.CLIP.SOURCE "video", whose reader names the file when it opens it.
                 _warn_if_unreadable_video(video_file, vid)
         if num_frames is None:
-            raise ValueError("index_video_sources needs frame_root and/or video_root")
+            raise ValueError("index_video_sources needs frames and/or videos")
         out[vid] = IndexedVideo(frame_dir, template, video_file, num_frames, height, width)
     return out
 

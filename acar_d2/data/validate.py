@@ -214,13 +214,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
 
 
-def _check_proposals(path, proposal_file, rows, keys, report):
+def _check_proposals(path, proposals, rows, keys, report):
     from .formats.proposals import read_proposals
 
     try:
-        props = read_proposals(proposal_file)
+        props = read_proposals(proposals)
     except (ValueError, FileNotFoundError) as e:
-        report.add("error", "proposal_coverage", proposal_file, None, str(e))
+        report.add("error", "proposal_coverage", proposals, None, str(e))
         return
     missing = [k for k in keys if k not in props or len(props[k]) == 0]
     frac = len(missing) / max(len(keys), 1)
@@ -228,7 +228,7 @@ def _check_proposals(path, proposal_file, rows, keys, report):
     if missing:
         level = "error" if frac > 0.10 else "warning"
         vid, ts = missing[0]
-        report.add(level, "proposal_coverage", proposal_file, None, f"{len(missing)} of "
+        report.add(level, "proposal_coverage", proposals, None, f"{len(missing)} of "
                    f"{len(keys)} key frames ({100 * frac:.1f} %) have no proposals, e.g. {vid},{ts} "
                    f"({path}:{keys[missing[0]]}); check video ids and timestamps match")
     gt: Dict[tuple, set] = defaultdict(set)
@@ -245,7 +245,7 @@ def _check_proposals(path, proposal_file, rows, keys, report):
     recall = hit / max(total, 1)
     report.stats["proposal_recall@0.5_%"] = round(100 * recall, 2)
     if recall < 0.9:
-        report.add("warning", "proposal_recall", proposal_file, None, f"only {100 * recall:.1f} % "
+        report.add("warning", "proposal_recall", proposals, None, f"only {100 * recall:.1f} % "
                    f"of the {total} ground-truth boxes have a proposal at IoU >= 0.5")
 
 
@@ -319,19 +319,22 @@ def files_of_dataset(name: str) -> dict:
     """The ``validate_ava_dataset`` arguments of a registered split (from its metadata)."""
     from detectron2.data import MetadataCatalog
 
-    from .layouts import resolve_label_map, resolve_path
+    from .layouts import SPLIT_FILE_METADATA, resolve_label_map, resolve_path
 
     meta = MetadataCatalog.get(name)
-    if "gt_csv" not in meta.as_dict():
-        raise SystemExit(f"{name!r} is not a registered AVA-format split (no gt_csv metadata)")
+    gt_key = SPLIT_FILE_METADATA["annotations"]
+    if gt_key not in meta.as_dict():
+        raise SystemExit(f"{name!r} is not a registered AVA-format split (no {gt_key} metadata)")
     if meta.get("validate_parts", None):
         raise SystemExit(f"{name!r} combines the splits {list(meta.validate_parts)}: validate "
                          "each of them")
-    get = lambda k: resolve_path(meta.get(k, None))  # noqa: E731
-    label_map = resolve_label_map(meta.label_map, get("label_map_fallback"))
-    return dict(annotations=meta.gt_csv, label_map=label_map, frames=get("frame_root"),
-                frame_list=get("frame_list"), videos=get("video_root"),
-                proposals=get("proposal_file"),
-                exclusions=meta.get("exclusions", None), fps=float(meta.get("fps", 30.0)),
+    # metadata keys -> argument names (layouts.SPLIT_FILE_METADATA); candidates resolved
+    files = {arg: meta.get(key, None) for arg, key in SPLIT_FILE_METADATA.items()}
+    for arg in ("frames", "frame_list", "videos", "proposals"):
+        files[arg] = resolve_path(files[arg])
+    files["label_map"] = resolve_label_map(
+        files["label_map"], resolve_path(meta.get("label_map_fallback", None))
+    )
+    return dict(files, fps=float(meta.get("fps", 30.0)),
                 first_second=int(meta.get("first_second", 0)),
                 kinetics=bool(meta.get("kinetics_clips", False)))

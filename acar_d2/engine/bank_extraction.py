@@ -4,8 +4,9 @@ Writing long-term feature-bank entries with a trained model (ACFB / LFB, docs/FE
 * :class:`BankEntryExtractor`: a model trained **without** a bank + one mapped key frame -> that
   key frame's bank entry (every actor the model itself uses at test time: its person detector's
   boxes or the given proposals above ``TEST_PROPOSAL_SCORE_THRESH``). Used by
-  ``tools/extract_feature_bank.py`` over datasets, and by :class:`VideoActionPredictor` to write
-  the bank of a raw video before a bank model predicts it (two passes over the video).
+  ``tools/extract_feature_bank.py`` over datasets, and by :class:`BankPassPredictor` /
+  :func:`write_source_bank` to write the bank of a raw video before a bank model predicts it
+  (pass 1 of :class:`~acar_d2.engine.video_predictor.VideoActionPredictor`'s two passes).
 * :func:`make_bank_record`: the ``bank_record.json`` of an extraction.
 * :func:`extractor_cfg_from_record`: the extraction config + weights stored in a bank's record, so
   that a bank model knows which model writes the entries it was trained on.
@@ -26,7 +27,7 @@ from ..data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys, 
                                  write_video_bank)
 from ..data.video_io import FrameRingBuffer, VideoSource
 from ..modeling.roi_heads import compute_bank_entries, reads_feature_bank
-from .video_predictor import KeyFrameRequest, VideoActionPredictor, bank_time
+from .key_frame_stream import KeyFrameRequest, KeyFrameStream, bank_time
 
 __all__ = ["BankEntryExtractor", "BankPassPredictor", "make_bank_record", "write_or_check_record",
            "extractor_cfg_from_record", "write_source_bank"]
@@ -172,12 +173,12 @@ class BankEntryExtractor:
 
 
 # ---------------------------------------------------------------- pass 1 of a bank model on a video
-class BankPassPredictor(VideoActionPredictor):
+class BankPassPredictor(KeyFrameStream):
     """Pass 1 of a bank model: the extraction model over a video every second; each key frame's
     ``Instances`` carry the bank entry (``bank_features`` (R, C, h, w), ``bank_valid_sizes``)."""
 
     def __init__(self, cfg: CfgNode, kind: str, fps: Optional[float] = None):
-        super().__init__(cfg, key_frame_stride=1.0, fps=fps, track=False)
+        super().__init__(cfg, key_frame_stride=1.0, fps=fps)
         self.extractor = BankEntryExtractor(self.cfg, kind, model=self.model)
         self._shape: Optional[tuple] = None
 

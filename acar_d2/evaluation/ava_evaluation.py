@@ -41,9 +41,10 @@ class AVAEvaluator(DatasetEvaluator):
     """
     Frame-mAP@0.5 over the key frames of a registered action dataset.
 
-    Ground truth: the ``gt_csv`` / ``label_map`` / ``exclusions`` files (constructor arguments,
-    else the metadata's; the official inputs); without a ground-truth CSV, the dataset dicts
-    themselves, with a label map built from ``action_ids`` / ``action_classes``.
+    Ground truth: the ``annotations`` / ``label_map`` / ``exclusions`` files (constructor
+    arguments, else the metadata's ``gt_csv`` / ``label_map`` / ``exclusions``; the official
+    inputs); without a ground-truth CSV, the dataset dicts themselves, with a label map built from
+    ``action_ids`` / ``action_classes``.
 
     Results (detectron2 convention: percent, like the CLI): ``{"ava":
     {"frame_mAP@0.5": .., "AP-<name>": ..,
@@ -61,7 +62,7 @@ class AVAEvaluator(DatasetEvaluator):
         distributed: bool = True,
         score_format: str = "%.6f",
         *,
-        gt_csv: Optional[str] = None,
+        annotations: Optional[str] = None,
         label_map: Optional[str] = None,
         exclusions: Optional[str] = None,
         top_k: Union[int, None, str] = "default",
@@ -75,7 +76,8 @@ class AVAEvaluator(DatasetEvaluator):
                 so the file and the returned numbers always agree). Six decimals rather than
                 three: 3-decimal scores create TP/FP score ties whose AP depends on numpy's
                 unstable argsort (docs/EVALUATION_PROTOCOL.md).
-            gt_csv, label_map, exclusions (str or None): override the metadata's files.
+            annotations, label_map, exclusions (str or None): override the metadata's files
+                (``gt_csv``, ``label_map``, ``exclusions``: layouts.SPLIT_FILE_METADATA).
             top_k (int or None): detection rows kept per key frame; default: 50 for AVA (official
                 cap), None (no cap) for UCF101-24 (``evaluator_type == "ucf24"``).
         """
@@ -86,7 +88,7 @@ class AVAEvaluator(DatasetEvaluator):
         self._metadata = MetadataCatalog.get(dataset_name)
         self._action_ids = list(self._metadata.action_ids)
         self._class_names = list(self._metadata.action_classes)
-        self._gt_csv = gt_csv or self._metadata.get("gt_csv", None)
+        self._gt_csv = annotations or self._metadata.get("gt_csv", None)
         # without label_map: the file the metadata's classes were read from
         self._label_map_file = label_map or resolve_label_map(
             self._metadata.get("label_map", None), self._metadata.get("label_map_fallback", None)
@@ -188,9 +190,9 @@ class UCF24Evaluator(AVAEvaluator):
     UCF101-24 frame-mAP@0.5 through the same machinery: per-class VOC AP at IoU 0.5 over the
     annotated frames (one action per box, every class score of every box is a detection), with
     no per-frame cap. Ground truth: the registered dataset dicts (``video_id``, ``timestamp`` =
-    frame index, ``annotations``), or an AVA-style CSV given as ``gt_csv`` (constructor or
-    metadata). Results: ``{"ucf24": {"frame_mAP@0.5": .., "AP-<name>": ..}}`` in percent.
-    Video-mAP (tube linking) is not implemented. ``AVAEvaluator`` on a dataset whose metadata
+    frame index, ``annotations``), or an AVA-style CSV given as ``annotations`` (constructor)
+    or ``gt_csv`` (metadata). Results: ``{"ucf24": {"frame_mAP@0.5": .., "AP-<name>": ..}}`` in
+    percent. Video-mAP (tube linking) is not implemented. ``AVAEvaluator`` on a dataset whose metadata
     says ``evaluator_type="ucf24"`` behaves the same.
     """
 

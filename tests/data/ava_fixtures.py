@@ -94,10 +94,10 @@ def make_ava_world(root: Path, with_videos: bool = False) -> Dict[str, str]:
     (ann / "label_map.pbtxt").write_text(LABEL_MAP)
     paths = {
         "root": str(root),
-        "frame_root": str(frames),
+        "frames": str(frames),
         "frame_list": str(lists / "train.csv"),
         "label_map": str(ann / "label_map.pbtxt"),
-        "gt_csv": write_csv(ann / "train.csv", GT_ROWS),
+        "annotations": write_csv(ann / "train.csv", GT_ROWS),
         "exclusions": write_csv(ann / "excluded.csv", EXCLUDED),
         "proposals_csv": write_csv(
             ann / "predicted_boxes.csv",
@@ -114,15 +114,15 @@ def make_ava_world(root: Path, with_videos: bool = False) -> Dict[str, str]:
         (root / "videos").mkdir()
         for vid, hw in VIDEOS.items():
             write_video(str(root / "videos" / f"{vid}.mp4"), [frame_image(k, hw) for k in range(NUM_FRAMES)], FPS)
-        paths["video_root"] = str(root / "videos")
+        paths["videos"] = str(root / "videos")
     return paths
 
 
 def load_kwargs(paths: Dict[str, str], **overrides) -> dict:
     kw = dict(
-        frame_root=paths["frame_root"],
+        frames=paths["frames"],
         exclusions=paths["exclusions"],
-        proposal_file=paths["proposals_pkl"],
+        proposals=paths["proposals_pkl"],
         fps=FPS,
         first_second=FIRST_SECOND,
     )

@@ -18,11 +18,11 @@ def _rows(path):
 def test_csv_acar_pickle_round_trip(tmp_path):
     paths = fx.make_ava_world(tmp_path / "w")
     pkl = str(tmp_path / "gt.pkl")
-    assert csv_to_acar_pickle(paths["gt_csv"], paths["label_map"], pkl, fps=fx.FPS,
+    assert csv_to_acar_pickle(paths["annotations"], paths["label_map"], pkl, fps=fx.FPS,
                               first_second=fx.FIRST_SECOND) == 4  # 4 key frames
     out = str(tmp_path / "back.csv")
     assert acar_pickle_to_csv(pkl, out) == len(fx.GT_ROWS)
-    assert _rows(out) == _rows(paths["gt_csv"])
+    assert _rows(out) == _rows(paths["annotations"])
     with pytest.raises(FileExistsError):
         acar_pickle_to_csv(pkl, out)
 

@@ -129,7 +129,7 @@ def test_builtin_ava_metadata_with_empty_datasets_root(tmp_path, monkeypatch):
 def test_label_map_fallback_in_registration(world, tmp_path):
     missing = str(tmp_path / "nowhere" / "labels.pbtxt")
     name = "test_data_ava_fallback"
-    register_ava_instances(name, {}, world["gt_csv"], missing, label_map_fallback=str(
+    register_ava_instances(name, {}, world["annotations"], missing, label_map_fallback=str(
         AVA_LABEL_MAP_FILE), **fx.load_kwargs(world))
     try:
         meta = MetadataCatalog.get(name)
@@ -142,7 +142,7 @@ def test_label_map_fallback_in_registration(world, tmp_path):
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     # Without a fallback, the class fields name the missing file.
-    register_ava_instances(name, {}, world["gt_csv"], missing, **fx.load_kwargs(world))
+    register_ava_instances(name, {}, world["annotations"], missing, **fx.load_kwargs(world))
     try:
         with pytest.raises(FileNotFoundError, match="nowhere/labels.pbtxt"):
             MetadataCatalog.get(name).action_ids
@@ -159,7 +159,7 @@ def test_label_types_and_ascending_order(world):
 
 
 def test_counts_against_csvs(world):
-    dicts = load_ava_instances(world["gt_csv"], world["label_map"], **fx.load_kwargs(world))
+    dicts = load_ava_instances(world["annotations"], world["label_map"], **fx.load_kwargs(world))
     gt_keys = {(r[0], r[1]) for r in fx.GT_ROWS}
     expected = (gt_keys | set(fx.PROPOSALS)) - set(fx.EXCLUDED)
     assert {(d["video_id"], d["timestamp"]) for d in dicts} == expected
@@ -191,13 +191,13 @@ def test_counts_against_csvs(world):
 
 
 def test_frame_list_and_folder_and_csv_proposals_agree(world):
-    base = load_ava_instances(world["gt_csv"], world["label_map"], **fx.load_kwargs(world))
+    base = load_ava_instances(world["annotations"], world["label_map"], **fx.load_kwargs(world))
     listed = load_ava_instances(
-        world["gt_csv"], world["label_map"], **fx.load_kwargs(world, frame_list=world["frame_list"])
+        world["annotations"], world["label_map"], **fx.load_kwargs(world, frame_list=world["frame_list"])
     )
     from_csv = load_ava_instances(
-        world["gt_csv"], world["label_map"],
-        **fx.load_kwargs(world, proposal_file=world["proposals_csv"]),
+        world["annotations"], world["label_map"],
+        **fx.load_kwargs(world, proposals=world["proposals_csv"]),
     )
     for a, b, c in zip(base, listed, from_csv):
         assert a["frame_dir"].rstrip("/") == b["frame_dir"].rstrip("/")
@@ -211,7 +211,7 @@ def test_frame_list_and_folder_and_csv_proposals_agree(world):
 def test_register_and_lazy_metadata(world):
     name = "test_data_tiny_ava"
     register_ava_instances(
-        name, {"note": "x"}, world["gt_csv"], world["label_map"], **fx.load_kwargs(world)
+        name, {"note": "x"}, world["annotations"], world["label_map"], **fx.load_kwargs(world)
     )
     try:
         meta = MetadataCatalog.get(name)
@@ -220,7 +220,7 @@ def test_register_and_lazy_metadata(world):
         assert meta.pose_class_indices == [0, 1]
         assert meta.class_groups == {"pose": [0, 1], "person_object": [2], "person_person": [3]}
         assert meta.evaluator_type == "ava" and meta.fps == fx.FPS
-        assert meta.gt_csv == world["gt_csv"] and meta.exclusions == world["exclusions"]
+        assert meta.gt_csv == world["annotations"] and meta.exclusions == world["exclusions"]
         assert len(DatasetCatalog.get(name)) == 4
     finally:
         DatasetCatalog.remove(name)
@@ -302,9 +302,9 @@ def test_missing_video_and_frame_list_entry(world, tmp_path):
 def test_missing_frame_in_folder(world):
     import os
 
-    os.remove(os.path.join(world["frame_root"], "vidA", "vidA_000005.jpg"))
+    os.remove(os.path.join(world["frames"], "vidA", "vidA_000005.jpg"))
     with pytest.raises(ValueError, match=r"vidA.*frame 4 is 'vidA_000006.jpg'"):
-        load_ava_instances(world["gt_csv"], world["label_map"], **fx.load_kwargs(world))
+        load_ava_instances(world["annotations"], world["label_map"], **fx.load_kwargs(world))
 
 
 def test_bad_proposal_files(world, tmp_path):

@@ -77,7 +77,7 @@ def test_missing_proposals_list_every_candidate(tmp_path):
     assert "dense_proposals_val.pkl" in str(e.value) and "fair_0.85.pkl" in str(e.value)
 
 
-def test_config_keys_set_proposal_file_and_frame_lists(tmp_path):
+def test_config_keys_set_proposals_and_frame_lists(tmp_path):
     lt.make_pyslowfast_tree(tmp_path)
     prefix = _register(tmp_path)
     # an MMAction2 pickle elsewhere, holding one key frame only

@@ -42,7 +42,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dicts(world):
-    ds = load_ava_instances(world["gt_csv"], world["label_map"], **fx.load_kwargs(world))
+    ds = load_ava_instances(world["annotations"], world["label_map"], **fx.load_kwargs(world))
     return {(d["video_id"], d["timestamp"]): d for d in ds}
 
 
@@ -187,7 +187,7 @@ def test_unknown_action_id_in_dict_is_an_error(dicts):
 
 def test_loaders_from_config(world):
     name = "test_data_loader_ava"
-    register_ava_instances(name, {}, world["gt_csv"], world["label_map"], **fx.load_kwargs(world))
+    register_ava_instances(name, {}, world["annotations"], world["label_map"], **fx.load_kwargs(world))
     try:
         cfg = setup_cfg(freeze=False)
         cfg.DATASETS.TRAIN = (name,)

@@ -40,7 +40,7 @@ def _frame_values(clip: torch.Tensor) -> list:
 
 @pytest.mark.parametrize("threads", [0, 2])
 def test_frame_folder_reads_the_right_frames(world, threads):
-    frame_dir = os.path.join(world["frame_root"], "vidA")
+    frame_dir = os.path.join(world["frames"], "vidA")
     idx = [0, 0, 3, 7, 15]
     clip = read_frame_folder_clip(frame_dir, "vidA_{:06d}.jpg", idx, threads)
     assert clip.shape == (5, 3, 24, 32) and clip.dtype == torch.uint8
@@ -49,21 +49,21 @@ def test_frame_folder_reads_the_right_frames(world, threads):
 
 
 def test_video_file_matches_frames(world):
-    video = os.path.join(world["video_root"], "vidA.mp4")
+    video = os.path.join(world["videos"], "vidA.mp4")
     assert video_frame_count_and_size(video) == (fx.NUM_FRAMES, 24, 32)
     idx = [9, 11, 13, 15]  # needs a seek into the middle of the video
     clip = read_video_clip(video, idx, fx.FPS)
     assert clip.shape == (4, 3, 24, 32)
     got = _frame_values(clip)
     assert all(abs(g - fx.frame_value(k)) <= 4 for g, k in zip(got, idx)), got
-    frames = read_frame_folder_clip(os.path.join(world["frame_root"], "vidA"), "vidA_{:06d}.jpg", idx)
+    frames = read_frame_folder_clip(os.path.join(world["frames"], "vidA"), "vidA_{:06d}.jpg", idx)
     # Lossy codecs: the mean absolute difference stays small.
     assert (clip.float() - frames.float()).abs().mean() < 6
 
 
 def test_clip_reader_dispatch_and_missing_keys(world):
     d = {"video_id": "vidA", "timestamp": 900, "frame_dir": None, "frame_template": None,
-         "video_file": os.path.join(world["video_root"], "vidA.mp4"), "fps": fx.FPS}
+         "video_file": os.path.join(world["videos"], "vidA.mp4"), "fps": fx.FPS}
     assert ClipReader("video")(d, [0, 1]).shape == (2, 3, 24, 32)
     with pytest.raises(KeyError, match="needs 'frame_dir'.*vidA,900"):
         ClipReader("frames")(d, [0])
@@ -89,9 +89,9 @@ def test_missing_corrupt_and_short_videos(world, tmp_path):
     with pytest.raises(ValueError, match="corrupt or unreadable video .*bad.mp4"):
         read_video_clip(str(bad), [0], 4)
     with pytest.raises(ValueError, match=r"vidA.mp4: frames \[16, 17\] could not be decoded"):
-        read_video_clip(os.path.join(world["video_root"], "vidA.mp4"), [15, 16, 17], fx.FPS)
+        read_video_clip(os.path.join(world["videos"], "vidA.mp4"), [15, 16, 17], fx.FPS)
     # Truncated file: the tail frames are missing -> error, not a shorter clip.
-    data = open(os.path.join(world["video_root"], "vidA.mp4"), "rb").read()
+    data = open(os.path.join(world["videos"], "vidA.mp4"), "rb").read()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.mp4"):

@@ -32,7 +32,7 @@ def _remux(src: str, dst: str, fmt: str) -> None:
 
 
 def test_video_header_without_decoding(world, tmp_path):
-    mp4 = os.path.join(world["video_root"], "vidA.mp4")
+    mp4 = os.path.join(world["videos"], "vidA.mp4")
     assert video_header(mp4) == (fx.NUM_FRAMES, fx.NUM_FRAMES / fx.FPS, fx.FPS, 24, 32)
     # Matroska: no frame count in the header, the container's duration times the rate
     _remux(mp4, str(tmp_path / "a.mkv"), "matroska")
@@ -52,11 +52,11 @@ def test_ava_loader_names_video_and_timestamp(world, tmp_path, source):
     rows = list(fx.GT_ROWS) + [("vidA", 903, 0.1, 0.1, 0.2, 0.2, 12, 0),   # last valid second
                                ("vidA", 904, 0.1, 0.1, 0.2, 0.2, 12, 0)]   # one past the end
     ann = fx.write_csv(tmp_path / "gt.csv", rows)
-    kw = fx.load_kwargs(world, proposal_file=None)
+    kw = fx.load_kwargs(world, proposals=None)
     if source == "videos":
-        kw.update(frame_root=None, video_root=world["video_root"])
-    where = os.path.join(world["frame_root"], "vidA") if source == "frames" else \
-        os.path.join(world["video_root"], "vidA.mp4")
+        kw.update(frames=None, videos=world["videos"])
+    where = os.path.join(world["frames"], "vidA") if source == "frames" else \
+        os.path.join(world["videos"], "vidA.mp4")
     with pytest.raises(ValueError, match=r"vidA,904 maps to frame 16 .*16 frames of video "
                                          rf"'vidA' \({where}\)"):
         load_ava_instances(ann, world["label_map"], **kw)
@@ -75,13 +75,13 @@ def test_kinetics_clip_shorter_than_its_name_is_an_error(tmp_path):
     lm.write_text(fx.LABEL_MAP)
     ok = ("yt-1", "12.0", 0.1, 0.1, 0.5, 0.9, 12)
     d = load_kinetics_instances(fx.write_csv(tmp_path / "ok.csv", [ok]), str(lm),
-                                frame_root=str(tmp_path / "frames"), fps=fx.FPS)
+                                frames=str(tmp_path / "frames"), fps=fx.FPS)
     assert d[0]["key_frame_index"] == 8 and d[0]["num_frames"] == 12
     late = fx.write_csv(tmp_path / "late.csv", [ok, ("yt-1", "13.0", 0.1, 0.1, 0.5, 0.9, 12)])
     # before: clamped silently to the clip's last frame
     with pytest.raises(ValueError, match=rf"yt-1,13 maps to frame 12 .*'yt-1_000010_000014', "
                                          rf"outside its 12 frames \({clip}\)"):
-        load_kinetics_instances(late, str(lm), frame_root=str(tmp_path / "frames"), fps=fx.FPS)
+        load_kinetics_instances(late, str(lm), frames=str(tmp_path / "frames"), fps=fx.FPS)
 
 
 @pytest.mark.parametrize("source", ["frames", "video"])
@@ -89,9 +89,9 @@ def test_mapper_refuses_key_frame_beyond_video(world, source):
     mapper = ClipDatasetMapper(False, action_ids=[1, 12, 17, 79], num_frames=4, sampling_rate=2,
                                short_side=24, reader=ClipReader(source))
     d = {"video_id": "vidA", "timestamp": 904, "fps": float(fx.FPS), "num_frames": fx.NUM_FRAMES,
-         "frame_dir": os.path.join(world["frame_root"], "vidA"),
+         "frame_dir": os.path.join(world["frames"], "vidA"),
          "frame_template": "vidA_{:06d}.jpg",
-         "video_file": os.path.join(world["video_root"], "vidA.mp4"),
+         "video_file": os.path.join(world["videos"], "vidA.mp4"),
          "key_frame_index": 15, "height": 24, "width": 32, "annotations": [],
          "proposals": {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32)}}
     out = mapper(dict(d))  # the last frame: its clip runs past the end, padded

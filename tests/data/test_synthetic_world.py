@@ -394,11 +394,11 @@ def test_registration_reads_world(world_dir, world):
             MetadataCatalog.remove(name)
         register_ava_instances(
             name, {}, str(ann / f"{split}.csv"), str(ann / "label_map.pbtxt"),
-            frame_root=str(world_dir / "frames"),
+            frames=str(world_dir / "frames"),
             frame_list=str(world_dir / "frame_lists" / f"{split}.csv"),
-            video_root=str(world_dir / "videos"),
+            videos=str(world_dir / "videos"),
             exclusions=str(ann / f"{split}_excluded_timestamps.csv"),
-            proposal_file=str(ann / f"dense_proposals_{split}.pkl"),
+            proposals=str(ann / f"dense_proposals_{split}.pkl"),
             fps=world["fps"], first_second=world["first_second"])
         dicts = DatasetCatalog.get(name)
         snaps = {(v, int(t)): s for v in world["splits"][split]

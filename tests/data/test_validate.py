@@ -23,10 +23,10 @@ def world(tmp_path):
 
 
 def _run(world, tmp_path, rows=None, **kw):
-    ann = world["gt_csv"]
+    ann = world["annotations"]
     if rows is not None:
         ann = fx.write_csv(tmp_path / "broken.csv", rows)
-    args = dict(frames=world["frame_root"], proposals=world["proposals_pkl"],
+    args = dict(frames=world["frames"], proposals=world["proposals_pkl"],
                 exclusions=world["exclusions"], fps=fx.FPS, first_second=fx.FIRST_SECOND)
     args.update(kw)
     return validate_ava_dataset(ann, world["label_map"], **args), ann
@@ -91,7 +91,7 @@ def test_person_ids_and_duplicates(world, tmp_path):
 def test_frame_and_time_checks(world, tmp_path):
     rows = list(fx.GT_ROWS) + [("vidC", 900, 0.1, 0.1, 0.2, 0.2, 12, 0),    # line 7
                                ("vidB", 950, 0.1, 0.1, 0.2, 0.2, 12, 5)]    # line 8: 200 s late
-    os.remove(os.path.join(world["frame_root"], "vidA", "vidA_000005.jpg"))  # key frame 901
+    os.remove(os.path.join(world["frames"], "vidA", "vidA_000005.jpg"))  # key frame 901
     report, _ = _run(world, tmp_path, rows)
     assert [p.line for p in _one(report, "missing_video")] == [7]
     assert [p.line for p in _one(report, "timestamp_range")] == [8]
@@ -122,7 +122,7 @@ def test_exclusions_and_class_frequency(world, tmp_path):
     bad = fx.write_csv(tmp_path / "excl.csv", [("vidB", 903), ("vidB", "x", 1)])
     lm = tmp_path / "lm.pbtxt"
     lm.write_text(fx.LABEL_MAP + 'item {\n  name: "dance"\n  id: 5\n  label_type: PERSON_MOVEMENT\n}\n')
-    report = validate_ava_dataset(world["gt_csv"], str(lm), exclusions=bad)
+    report = validate_ava_dataset(world["annotations"], str(lm), exclusions=bad)
     assert [p.line for p in _one(report, "exclusions")] == [2]
     assert "[5]" in _one(report, "class_frequency", "warning")[0].message
 
@@ -136,8 +136,8 @@ def test_every_check_is_tested():
 
 def test_custom_registration_and_cli(world, tmp_path, capsys):
     register_ava_format_dataset(
-        "my_validate_data", annotations=world["gt_csv"], label_map=world["label_map"],
-        frames=world["frame_root"], exclusions=world["exclusions"],
+        "my_validate_data", annotations=world["annotations"], label_map=world["label_map"],
+        frames=world["frames"], exclusions=world["exclusions"],
         proposals=world["proposals_csv"], fps=fx.FPS, first_second=fx.FIRST_SECOND)
     dicts = DatasetCatalog.get("my_validate_data")
     assert len(dicts) == 4  # 3 GT key frames (1 excluded) + 1 proposal-only
@@ -146,7 +146,7 @@ def test_custom_registration_and_cli(world, tmp_path, capsys):
     assert main(["--dataset", "my_validate_data"]) == 1
     out = capsys.readouterr().out
     assert "[proposal_coverage]" in out and "1 error(s)" in out
-    assert main(["--annotations", world["gt_csv"], "--label-map", world["label_map"]]) == 0
+    assert main(["--annotations", world["annotations"], "--label-map", world["label_map"]]) == 0
     with pytest.raises(ValueError, match="frames= and/or videos="):
         register_ava_format_dataset("x", annotations=None, label_map=world["label_map"])
 
@@ -167,17 +167,17 @@ def video_world(tmp_path_factory):
 
 @pytest.mark.parametrize("source", ["frames", "frame_list", "videos"])
 def test_key_frame_beyond_its_video_is_an_error(video_world, tmp_path, source):
-    files = {"frames": dict(frames=video_world["frame_root"]),
-             "frame_list": dict(frames=video_world["frame_root"],
+    files = {"frames": dict(frames=video_world["frames"]),
+             "frame_list": dict(frames=video_world["frames"],
                                 frame_list=video_world["frame_list"]),
-             "videos": dict(frames=None, videos=video_world["video_root"])}[source]
+             "videos": dict(frames=None, videos=video_world["videos"])}[source]
     report, ann = _run(video_world, tmp_path, _RANGE_ROWS, proposals=None, **files)
     bad = _one(report, "timestamp_range")
     assert [(p.file, p.line) for p in bad] == [(ann, 7), (ann, 9)]
     assert "vidA,904 is frame 16" in bad[0].message and "seconds 900..903" in bad[0].message
-    where = {"frames": os.path.join(video_world["frame_root"], "vidA"),
+    where = {"frames": os.path.join(video_world["frames"], "vidA"),
              "frame_list": video_world["frame_list"],
-             "videos": os.path.join(video_world["video_root"], "vidA.mp4")}[source]
+             "videos": os.path.join(video_world["videos"], "vidA.mp4")}[source]
     assert where in bad[0].message
     assert report.errors == bad  # the last valid second (line 8) passes
     assert report.stats["frames_checked"] == 7  # every key frame, the bad ones included

@@ -88,7 +88,7 @@ def test_ucf24_groundtruth_from_csv_equals_dicts(ucf_dataset, tmp_path):
     gt.write_text("v_Basketball_g01_c01,1,0.1,0.1,0.5,0.9,4,0\n"
                   "v_Basketball_g01_c01,2,0.125,0.1,0.525,0.9,6,0\n")
     a = _run(UCF24Evaluator(ucf_dataset, distributed=False))["ucf24"]
-    b = _run(UCF24Evaluator(ucf_dataset, distributed=False, gt_csv=str(gt)))["ucf24"]
+    b = _run(UCF24Evaluator(ucf_dataset, distributed=False, annotations=str(gt)))["ucf24"]
     assert a == pytest.approx(b, abs=1e-9)
 
 

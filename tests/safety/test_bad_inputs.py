@@ -55,14 +55,14 @@ def test_corrupt_video_does_not_block_frame_loading(tmp_path, caplog):
     (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     (videos / "good.mp4").write_bytes(b"")  # empty: also unreadable
     with caplog.at_level(logging.WARNING):
-        src = index_video_sources(["good", "broken"], frame_root=str(frames), video_root=str(videos))
+        src = index_video_sources(["good", "broken"], frames=str(frames), videos=str(videos))
     assert src["broken"].num_frames == 3 and (src["broken"].height, src["broken"].width) == (12, 16)
     assert src["broken"].video_file == str(videos / "broken.mp4")
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "broken.mp4" in warned and "INPUT.CLIP.SOURCE 'video'" in warned
     # without frames the video is the only source: still an error naming it
     with pytest.raises(ValueError, match="broken.mp4"):
-        index_video_sources(["broken"], video_root=str(videos))
+        index_video_sources(["broken"], videos=str(videos))
 
 
 def test_nan_proposal_box_is_an_error_naming_the_file(tmp_path):

@@ -37,7 +37,7 @@ def world(tmp_path_factory):
     return out
 
 
-def _register(world: Path, name: str, proposal_file: str):
+def _register(world: Path, name: str, proposals: str):
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
@@ -45,8 +45,8 @@ def _register(world: Path, name: str, proposal_file: str):
     ann = world / "annotations"
     register_ava_instances(
         name, {}, str(ann / "train.csv"), str(ann / "label_map.pbtxt"),
-        frame_root=str(world / "frames"), frame_list=str(world / "frame_lists" / "train.csv"),
-        exclusions=str(ann / "train_excluded_timestamps.csv"), proposal_file=proposal_file,
+        frames=str(world / "frames"), frame_list=str(world / "frame_lists" / "train.csv"),
+        exclusions=str(ann / "train_excluded_timestamps.csv"), proposals=proposals,
         fps=info["fps"], first_second=info.get("first_second", 0),
     )
 

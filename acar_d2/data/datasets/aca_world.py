@@ -11,7 +11,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 
-from ..layouts import FirstExisting
+from ..layouts import FirstExisting, split_file_metadata
 from ..synthetic.scene import CLASSES
 from .ava import load_ava_instances
 
@@ -35,12 +35,12 @@ def load_aca_world(world: str, split: str):
     return load_ava_instances(
         os.path.join(ann, f"{split}.csv"),
         os.path.join(ann, "label_map.pbtxt"),
-        frame_root=os.path.join(world, "frames"),
+        frames=os.path.join(world, "frames"),
         frame_list=os.path.join(world, "frame_lists", f"{split}.csv"),
         # The mp4 copies (same frames, same fps) serve INPUT.CLIP.SOURCE "video".
-        video_root=videos if os.path.isdir(videos) else None,
+        videos=videos if os.path.isdir(videos) else None,
         exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
-        proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
+        proposals=os.path.join(ann, f"dense_proposals_{split}.pkl"),
         fps=info["fps"],
         first_second=info.get("first_second", 0),
     )
@@ -89,15 +89,17 @@ def register_aca_world(world: str, prefix: str = "aca_world") -> None:
             action_ids=[c.id for c in CLASSES],
             pose_class_indices=list(groups.get("pose", [])),
             class_groups=groups,
-            gt_csv=os.path.join(ann, f"{split}.csv"),
-            label_map=os.path.join(ann, "label_map.pbtxt"),
-            exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
-            proposal_file=os.path.join(ann, f"dense_proposals_{split}.pkl"),
             evaluator_type="ava",
             first_second=0,  # synthetic frame k shows time k / fps (contract in world.json)
-            # frame sources, for python tools/validate_dataset.py --dataset NAME
-            frame_root=os.path.join(world, "frames"),
-            frame_list=FirstExisting((os.path.join(world, "frame_lists", f"{split}.csv"),),
-                                     required=False),
-            video_root=videos if os.path.isdir(videos) else None,
+            # the frame sources too, for python tools/validate_dataset.py --dataset NAME
+            **split_file_metadata(
+                annotations=os.path.join(ann, f"{split}.csv"),
+                label_map=os.path.join(ann, "label_map.pbtxt"),
+                exclusions=os.path.join(ann, f"{split}_excluded_timestamps.csv"),
+                proposals=os.path.join(ann, f"dense_proposals_{split}.pkl"),
+                frames=os.path.join(world, "frames"),
+                frame_list=FirstExisting((os.path.join(world, "frame_lists", f"{split}.csv"),),
+                                         required=False),
+                videos=videos if os.path.isdir(videos) else None,
+            ),
         )

@@ -32,6 +32,7 @@ from ..layouts import (  # noqa: F401  (frame discovery re-exported)
     read_frame_list,
     resolve_label_map,
     resolve_path,
+    split_file_metadata,
     split_file_overrides,
 )
 from .ava_format import PersonBox, read_ava_annotations, read_predicted_boxes_csv  # noqa: F401
@@ -62,14 +63,14 @@ def _proposals_abs(arr: Optional[np.ndarray], height: int, width: int) -> Dict[s
 
 
 def load_ava_instances(
-    gt_csv: Optional[str],
+    annotations: Optional[str],
     label_map: str,
     *,
-    frame_root: Optional[str] = None,
+    frames: Optional[str] = None,
     frame_list: Optional[str] = None,
-    video_root: Optional[str] = None,
+    videos: Optional[str] = None,
     exclusions: Optional[str] = None,
-    proposal_file: Optional[str] = None,
+    proposals: Optional[str] = None,
     fps: float = 30.0,
     first_second: int = 900,
     known_action_ids: Optional[Set[int]] = None,
@@ -84,13 +85,13 @@ def load_ava_instances(
     900 at 30 fps).
 
     Args:
-        gt_csv (str or None): AVA annotation CSV; None for a split without labels.
+        annotations (str or None): AVA annotation CSV; None for a split without labels.
         label_map (str): pbtxt of the trained classes.
-        frame_root, frame_list, video_root: frame source (see :func:`index_video_sources`);
-            ``frame_root`` / ``frame_list`` may be :class:`~acar_d2.data.layouts.FirstExisting`
+        frames, frame_list, videos: frame source (see :func:`index_video_sources`);
+            ``frames`` / ``frame_list`` may be :class:`~acar_d2.data.layouts.FirstExisting`
             candidates (an optional frame list absent on disk: the folders are listed).
         exclusions (str): excluded-timestamps CSV.
-        proposal_file (str or FirstExisting): person proposals in any format of
+        proposals (str or FirstExisting): person proposals in any format of
             :mod:`acar_d2.data.formats.proposals` (PySlowFast CSV, MMAction2 dense-proposal
             pickle, ACAR-Net detection pickle; told apart by content). All proposals are kept;
             score thresholds are applied by the model / mapper.
@@ -99,23 +100,23 @@ def load_ava_instances(
     Returns:
         list[dict]: docs/ARCHITECTURE.md "Dataset dicts".
     """
-    check_not_pickle(gt_csv)
+    check_not_pickle(annotations)
     lmap = read_label_map(label_map)
-    annotations = read_ava_annotations(gt_csv, lmap.ids, known_action_ids) if gt_csv else {}
+    persons = read_ava_annotations(annotations, lmap.ids, known_action_ids) if annotations else {}
     # Candidate lists (layouts.FirstExisting) of registered splits are resolved now.
-    proposal_file, frame_root, frame_list = (
-        resolve_path(proposal_file), resolve_path(frame_root), resolve_path(frame_list)
+    proposals, frames, frame_list = (
+        resolve_path(proposals), resolve_path(frames), resolve_path(frame_list)
     )
-    proposals: Dict[AVAKey, np.ndarray] = {}
-    if proposal_file:
+    boxes_per_key: Dict[AVAKey, np.ndarray] = {}
+    if proposals:
         # PySlowFast CSV, MMAction2 or ACAR-Net pickle (told apart by content)
-        proposals = read_proposals(proposal_file)
+        boxes_per_key = read_proposals(proposals)
     excluded = read_exclusions(exclusions)
 
-    keys = list(annotations.keys())
+    keys = list(persons.keys())
     if include_proposal_only_frames:
         seen = set(keys)
-        keys += sorted(k for k in proposals if k not in seen)
+        keys += sorted(k for k in boxes_per_key if k not in seen)
     keys = [k for k in keys if k not in excluded]
 
     def frame_index(ts: int) -> int:
@@ -125,7 +126,7 @@ def load_ava_instances(
     for vid, ts in keys:
         first_key_frame.setdefault(vid, max(frame_index(ts), 0))
     sources = index_video_sources(
-        first_key_frame.keys(), frame_root, frame_list, video_root, size_from_frame=first_key_frame
+        first_key_frame.keys(), frames, frame_list, videos, size_from_frame=first_key_frame
     )
 
     dicts = []
@@ -133,7 +134,7 @@ def load_ava_instances(
         src = sources[vid]
         idx = frame_index(ts)
         if not 0 <= idx < src.num_frames:
-            origin = gt_csv if (vid, ts) in annotations else proposal_file
+            origin = annotations if (vid, ts) in persons else proposals
             # The clip's frames past the ends are padded (clip_frame_indices), its key frame is not.
             raise ValueError(
                 f"{origin}: key frame {vid},{ts} maps to frame {idx} = ({ts} - {first_second}) * "
@@ -149,7 +150,7 @@ def load_ava_instances(
                 "action_ids": list(p.action_ids),
                 "person_id": p.person_id,
             }
-            for p in annotations.get((vid, ts), [])
+            for p in persons.get((vid, ts), [])
         ]
         dicts.append(
             {
@@ -164,7 +165,7 @@ def load_ava_instances(
                 "height": h,
                 "width": w,
                 "annotations": anns,
-                "proposals": _proposals_abs(proposals.get((vid, ts)), h, w),
+                "proposals": _proposals_abs(boxes_per_key.get((vid, ts)), h, w),
             }
         )
     return dicts
@@ -202,14 +203,14 @@ class _ActionMetadata(Metadata):
 def register_ava_instances(
     name: str,
     metadata: dict,
-    gt_csv: Optional[str],
+    annotations: Optional[str],
     label_map: str,
     *,
-    frame_root: Optional[str] = None,
+    frames: Optional[str] = None,
     frame_list: Optional[str] = None,
-    video_root: Optional[str] = None,
+    videos: Optional[str] = None,
     exclusions: Optional[str] = None,
-    proposal_file: Optional[str] = None,
+    proposals: Optional[str] = None,
     fps: Optional[float] = 30.0,
     first_second: int = 900,
     known_action_ids: Optional[Set[int]] = None,
@@ -220,45 +221,36 @@ def register_ava_instances(
     Register an AVA-format split in ``DatasetCatalog`` / ``MetadataCatalog``.
 
     Metadata: everything in ``metadata`` plus ``action_classes``, ``action_ids``,
-    ``pose_class_indices``, ``class_groups`` (read from ``label_map`` on first access), ``gt_csv``,
-    ``label_map``, ``label_map_fallback``, ``exclusions``, ``proposal_file``, ``evaluator_type``,
-    ``fps``, ``first_second``.
+    ``pose_class_indices``, ``class_groups`` (read from ``label_map`` on first access),
+    ``label_map_fallback``, ``evaluator_type``, ``fps``, ``first_second`` and the paths of the
+    split's files under the keys of :data:`~acar_d2.data.layouts.SPLIT_FILE_METADATA`:
+    ``gt_csv`` (``annotations``), ``label_map``, ``frame_root`` (``frames``), ``frame_list``,
+    ``video_root`` (``videos``), ``exclusions``, ``proposal_file`` (``proposals``). Like
+    detectron2's ``json_file`` / ``image_root``, these keys say which file a path is: in the dataset
+    dicts, ``annotations`` and ``proposals`` are the parsed rows.
 
     Args: as :func:`load_ava_instances`, plus
         label_map_fallback (str or None): label map used (metadata and loading) when
             ``label_map`` is not on disk, e.g. ``ava_format.AVA_LABEL_MAP_FILE``.
     """
-    kwargs = dict(
-        frame_root=frame_root,
-        frame_list=frame_list,
-        video_root=video_root,
-        exclusions=exclusions,
-        proposal_file=proposal_file,
-        fps=fps,
-        first_second=first_second,
-        known_action_ids=known_action_ids,
-    )
+    files = dict(frames=frames, frame_list=frame_list, videos=videos, exclusions=exclusions,
+                 proposals=proposals)
+    kwargs = dict(files, fps=fps, first_second=first_second, known_action_ids=known_action_ids)
     DatasetCatalog.register(
         name,
         # split_file_overrides: files set from the config (layouts.apply_dataset_config)
         lambda: load_ava_instances(
-            gt_csv, resolve_label_map(label_map, label_map_fallback),
+            annotations, resolve_label_map(label_map, label_map_fallback),
             **{**kwargs, **split_file_overrides(name)},
         ),
     )
     MetadataCatalog[name] = _ActionMetadata(name=name)
     MetadataCatalog.get(name).set(
-        gt_csv=gt_csv,
-        label_map=label_map,
+        # the frame sources too, for python tools/validate_dataset.py --dataset NAME
+        **split_file_metadata(annotations=annotations, label_map=label_map, **files),
         label_map_fallback=label_map_fallback,
-        exclusions=exclusions,
-        proposal_file=proposal_file,
         evaluator_type=evaluator_type,
         first_second=first_second,
-        # frame sources, for python tools/validate_dataset.py --dataset NAME
-        frame_root=frame_root,
-        frame_list=frame_list,
-        video_root=video_root,
         **metadata,
     )
     if fps is not None:  # None: the caller's loader sets it once known (synthetic world.json)

@@ -35,7 +35,13 @@ from ava_eval.ava_format import AVA_LABEL_MAP_FILE, read_label_map
 from ..file_readers import frame_size
 from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals
-from ..layouts import FirstExisting, frame_template_from_names, resolve_label_map, resolve_path
+from ..layouts import (
+    FirstExisting,
+    frame_template_from_names,
+    resolve_label_map,
+    resolve_path,
+    split_file_metadata,
+)
 from .ava import _ActionMetadata
 
 __all__ = ["read_kinetics_annotations", "index_kinetics_clips", "load_kinetics_instances",
@@ -101,14 +107,14 @@ def read_kinetics_annotations(path: str, label_ids: Sequence[int],
     return OrderedDict((k, list(v.values())) for k, v in out.items())
 
 
-def index_kinetics_clips(frame_root: Optional[str] = None,
-                         video_root: Optional[str] = None) -> Dict[str, List[Tuple[int, int, str]]]:
-    """youtube_id -> [(start, end, clip name)] of the clips found in ``frame_root`` / ``video_root``."""
+def index_kinetics_clips(frames: Optional[str] = None,
+                         videos: Optional[str] = None) -> Dict[str, List[Tuple[int, int, str]]]:
+    """youtube_id -> [(start, end, clip name)] of the clips found in ``frames`` / ``videos``."""
     names = set()
-    if frame_root and os.path.isdir(frame_root):
-        names |= {n for n in os.listdir(frame_root) if os.path.isdir(os.path.join(frame_root, n))}
-    if video_root and os.path.isdir(video_root):
-        names |= {n[:-4] for n in os.listdir(video_root) if n.endswith(".mp4")}
+    if frames and os.path.isdir(frames):
+        names |= {n for n in os.listdir(frames) if os.path.isdir(os.path.join(frames, n))}
+    if videos and os.path.isdir(videos):
+        names |= {n[:-4] for n in os.listdir(videos) if n.endswith(".mp4")}
     out: Dict[str, List[Tuple[int, int, str]]] = {}
     for n in sorted(names):
         m = _CLIP_RE.match(n)
@@ -124,12 +130,12 @@ def _find_clip(clips, second: int):
 
 
 def load_kinetics_instances(
-    gt_csv: str,
+    annotations: str,
     label_map: str,
     *,
-    frame_root: Optional[str] = None,
-    video_root: Optional[str] = None,
-    proposal_file=None,
+    frames: Optional[str] = None,
+    videos: Optional[str] = None,
+    proposals=None,
     fps: float = 30.0,
     known_action_ids: Optional[Set[int]] = _AVA_ALL_ACTION_IDS,
 ) -> List[dict]:
@@ -139,10 +145,10 @@ def load_kinetics_instances(
     frames exist, ``video_file`` when its mp4 does.
     """
     lmap = read_label_map(label_map)
-    anns = read_kinetics_annotations(gt_csv, lmap.ids, known_action_ids)
-    proposal_file = resolve_path(proposal_file)
-    proposals = read_proposals(proposal_file) if proposal_file else {}
-    clips = index_kinetics_clips(frame_root, video_root)
+    anns = read_kinetics_annotations(annotations, lmap.ids, known_action_ids)
+    proposals = resolve_path(proposals)
+    boxes_per_key = read_proposals(proposals) if proposals else {}
+    clips = index_kinetics_clips(frames, videos)
     dicts, skipped, info = [], 0, {}
     for (yid, ts), persons in anns.items():
         clip = _find_clip(clips.get(yid, []), ts)
@@ -152,13 +158,13 @@ def load_kinetics_instances(
         start, _, name = clip
         if name not in info:
             frame_dir = template = video_file = None
-            fdir = os.path.join(frame_root, name) if frame_root else None
+            fdir = os.path.join(frames, name) if frames else None
             if fdir and os.path.isdir(fdir):
                 files = sorted(n for n in os.listdir(fdir) if not n.startswith("."))
                 template = frame_template_from_names(files, fdir)
                 frame_dir, n = fdir, len(files)
                 h, w = frame_size(os.path.join(fdir, files[0]))
-            vfile = os.path.join(video_root, name + ".mp4") if video_root else None
+            vfile = os.path.join(videos, name + ".mp4") if videos else None
             if vfile and os.path.isfile(vfile):
                 video_file = vfile
                 if frame_dir is None:
@@ -168,11 +174,11 @@ def load_kinetics_instances(
         idx = int(round((ts - start) * fps))
         if not 0 <= idx < n:  # a clip shorter than its name says: no silent clamp to an end
             raise ValueError(
-                f"{gt_csv}: key frame {yid},{ts} maps to frame {idx} = ({ts} - {start}) * {fps:g} "
+                f"{annotations}: key frame {yid},{ts} maps to frame {idx} = ({ts} - {start}) * {fps:g} "
                 f"of clip {name!r}, outside its {n} frames ({frame_dir or video_file}); fix or "
                 "remove the row, python tools/validate_dataset.py --kinetics names its line"
             )
-        arr = proposals.get((yid, ts))
+        arr = boxes_per_key.get((yid, ts))
         arr = np.zeros((0, 5), np.float32) if arr is None else np.asarray(arr, np.float32)
         scale = np.array([w, h, w, h], dtype=np.float32)
         dicts.append({
@@ -185,11 +191,11 @@ def load_kinetics_instances(
             "proposals": {"boxes": arr[:, :4] * scale, "scores": arr[:, 4].copy()},
         })
     if skipped:
-        logger.info(f"{gt_csv}: {skipped} of {len(anns)} key frames have no Kinetics clip on disk "
+        logger.info(f"{annotations}: {skipped} of {len(anns)} key frames have no Kinetics clip on disk "
                     "(skipped)")
     if not dicts:
-        raise FileNotFoundError(f"{gt_csv}: no key frame has a clip <youtube_id>_<start>_<end> in "
-                                f"{frame_root} / {video_root}")
+        raise FileNotFoundError(f"{annotations}: no key frame has a clip <youtube_id>_<start>_<end> "
+                                f"in {frames} / {videos}")
     return dicts
 
 
@@ -230,8 +236,8 @@ def register_ava_kinetics(root: str, prefix: str = "ava_kinetics_v1.0", ava_pref
             lm = resolve_label_map(label_map, str(AVA_LABEL_MAP_FILE))
             return load_kinetics_instances(
                 os.path.join(ann, f"kinetics_{split}_v1.0.csv"), lm,
-                frame_root=os.path.join(base, "frames"), video_root=os.path.join(base, "videos"),
-                proposal_file=FirstExisting(
+                frames=os.path.join(base, "frames"), videos=os.path.join(base, "videos"),
+                proposals=FirstExisting(
                     (os.path.join(ann, f"kinetics_{split}_proposals.pkl"),
                      os.path.join(ann, f"kinetics_{split}_proposals.csv")), required=False))
 
@@ -246,11 +252,13 @@ def register_ava_kinetics(root: str, prefix: str = "ava_kinetics_v1.0", ava_pref
         for name in (both, only):
             MetadataCatalog[name] = _ActionMetadata(name=name)
             MetadataCatalog.get(name).set(
-                gt_csv=gt[name], label_map=label_map, label_map_fallback=str(AVA_LABEL_MAP_FILE),
-                exclusions=os.path.join(ava_ann, f"ava_{split}_excluded_timestamps_v2.2.csv")
-                if name == both else None,
-                evaluator_type="ava", fps=30.0)
+                **split_file_metadata(
+                    annotations=gt[name], label_map=label_map,
+                    exclusions=os.path.join(ava_ann, f"ava_{split}_excluded_timestamps_v2.2.csv")
+                    if name == both else None),
+                label_map_fallback=str(AVA_LABEL_MAP_FILE), evaluator_type="ava", fps=30.0)
         # for python tools/validate_dataset.py --dataset NAME
-        MetadataCatalog.get(only).set(frame_root=os.path.join(base, "frames"),
-                                      video_root=os.path.join(base, "videos"), kinetics_clips=True)
+        MetadataCatalog.get(only).set(
+            **split_file_metadata(frames=os.path.join(base, "frames"),
+                                  videos=os.path.join(base, "videos")), kinetics_clips=True)
         MetadataCatalog.get(both).set(validate_parts=(f"{ava_prefix}_v2.2_{split}", only))

@@ -54,12 +54,11 @@ def register_all_ava(root: str, prefix: str = "ava") -> None:
                 {"version": version},
                 os.path.join(ann, f"ava_{split}_{version}.csv"),
                 os.path.join(ann, label_map),
-                frame_root=FirstExisting(ava_frame_roots(ava), f"frame folder of {name}",
-                                         folder=True),
+                frames=FirstExisting(ava_frame_roots(ava), f"frame folder of {name}", folder=True),
                 frame_list=FirstExisting(ava_frame_lists(ava, split), required=False),
                 exclusions=os.path.join(ann, f"ava_{split}_excluded_timestamps_{version}.csv"),
-                proposal_file=FirstExisting(ava_proposal_candidates(ann, split, version),
-                                            f"proposal file of {name}"),
+                proposals=FirstExisting(ava_proposal_candidates(ann, split, version),
+                                        f"proposal file of {name}"),
                 fps=30,  # AVA frames are extracted at 30 fps from second 900 on (PySlowFast).
                 first_second=900,
                 known_action_ids=_AVA_ALL_ACTION_IDS,
@@ -89,7 +88,7 @@ def register_all_ucf24(root: str) -> None:
             classes_file=os.path.join(csv_dir, "classes.txt"),
             class_names=UCF24_CLASSES,
             # optional person detections (test boxes; timestamp = 1-based frame number)
-            proposal_file=FirstExisting(
+            proposals=FirstExisting(
                 (os.path.join(csv_dir, f"{split}_proposals.pkl"),
                  os.path.join(csv_dir, f"{split}_proposals.csv")), required=False),
         )

@@ -1,9 +1,9 @@
 """
 Your own AVA-format data in one call: :func:`register_ava_format_dataset`.
 
-It is :func:`~acar_d2.data.datasets.ava.register_ava_instances` with the arguments named after the
-files a user has (detectron2's ``register_coco_instances(name, metadata, json, image_root)``
-pattern): the split is then usable in ``DATASETS.TRAIN`` / ``DATASETS.TEST`` (evaluated by the
+It is :func:`~acar_d2.data.datasets.ava.register_ava_instances` (same argument names) with
+keyword-only files and the defaults of one's own videos (``first_second`` 0), in the spirit of
+detectron2's ``register_coco_instances(name, metadata, json_file, image_root)``: the split is then usable in ``DATASETS.TRAIN`` / ``DATASETS.TEST`` (evaluated by the
 AVA frame-mAP evaluator) and by ``python tools/validate_dataset.py --dataset NAME``.
 """
 from typing import Optional
@@ -49,7 +49,7 @@ def register_ava_format_dataset(
     if frames is None and videos is None:
         raise ValueError(f"register_ava_format_dataset({name!r}): give frames= and/or videos=")
     register_ava_instances(
-        name, dict(metadata or {}), annotations, label_map, frame_root=frames,
-        frame_list=frame_list, video_root=videos, exclusions=exclusions, proposal_file=proposals,
-        fps=fps, first_second=first_second,
+        name, dict(metadata or {}), annotations, label_map, frames=frames, frame_list=frame_list,
+        videos=videos, exclusions=exclusions, proposals=proposals, fps=fps,
+        first_second=first_second,
     )

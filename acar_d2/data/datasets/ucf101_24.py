@@ -106,9 +106,9 @@ def _tubes_from_csv(path: str, num_classes: int) -> _Tubes:
     )
 
 
-def _video_info(frame_root: str, vid: str) -> Tuple[str, int, int, int]:
-    """(frame_dir, num_frames, height, width) from the frame folder ``<root>/<vid>/%05d.jpg``."""
-    frame_dir = os.path.join(frame_root, vid)
+def _video_info(frames: str, vid: str) -> Tuple[str, int, int, int]:
+    """(frame_dir, num_frames, height, width) from the frame folder ``<frames>/<vid>/%05d.jpg``."""
+    frame_dir = os.path.join(frames, vid)
     if not os.path.isdir(frame_dir):
         raise FileNotFoundError(f"frame folder of video {vid!r} not found: {frame_dir}")
     n = sum(1 for name in os.listdir(frame_dir) if name.endswith(".jpg"))
@@ -117,47 +117,47 @@ def _video_info(frame_root: str, vid: str) -> Tuple[str, int, int, int]:
 
 
 def load_ucf24_instances(
-    annotation_file: str,
-    frame_root: str,
+    annotations: str,
+    frames: str,
     *,
     split: str = "train",
     split_index: int = 1,
     classes_file: Optional[str] = None,
     key_frame_stride: int = 1,
-    proposal_file=None,
+    proposals=None,
 ) -> List[dict]:
     """
     Load UCF101-24 key frames: every ``key_frame_stride``-th frame (frames 1, 1 + k, ...) on which
     at least one tube has a box.
 
     Args:
-        annotation_file (str): ``UCF101v2-GT.pkl`` or a CSV written by :func:`ucf24_pickle_to_csv`.
-        frame_root (str): folder with ``<video_id>/%05d.jpg`` (1-based).
+        annotations (str): ``UCF101v2-GT.pkl`` or a CSV written by :func:`ucf24_pickle_to_csv`.
+        frames (str): folder with ``<video_id>/%05d.jpg`` (1-based).
         split (str): "train" or "test" (pickle only; a CSV holds one split).
         classes_file (str): ``classes.txt`` (CSV only).
         key_frame_stride (int): keep frames with ``(frame - 1) % key_frame_stride == 0``.
-        proposal_file (str, FirstExisting or None): person detections of the key frames (all
+        proposals (str, FirstExisting or None): person detections of the key frames (all
             kept: the paper evaluates with every detector box), in any format of
             :mod:`acar_d2.data.formats.proposals` with ``timestamp`` = 1-based frame number and
             normalized boxes; None: empty proposals (training uses ground-truth boxes only).
     Returns:
         list[dict]: docs/ARCHITECTURE.md dataset dicts; ``timestamp`` is the 1-based frame number.
     """
-    if annotation_file.endswith(".pkl"):
-        gt = _read_pickle(annotation_file)
+    if annotations.endswith(".pkl"):
+        gt = _read_pickle(annotations)
         tubes = _tubes_from_pickle(gt, list(gt[f"{split}_videos"][split_index - 1]))
     else:
-        tubes = _tubes_from_csv(annotation_file, len(_read_classes(classes_file)))
-    proposal_file = resolve_path(proposal_file)
-    proposals = read_proposals(proposal_file) if proposal_file else {}
+        tubes = _tubes_from_csv(annotations, len(_read_classes(classes_file)))
+    proposals = resolve_path(proposals)
+    boxes_per_key = read_proposals(proposals) if proposals else {}
     dicts = []
     for vid, per_video in tubes.items():
-        frame_dir, num_frames, h, w = _video_info(frame_root, vid)
+        frame_dir, num_frames, h, w = _video_info(frames, vid)
         by_frame: Dict[int, List[dict]] = {}
         for action_id, tube_id, arr in per_video:
             for row in arr:
                 frame = int(row[0])
-                where = f"{annotation_file}: video {vid} tube {tube_id} frame {frame}"
+                where = f"{annotations}: video {vid} tube {tube_id} frame {frame}"
                 if not 1 <= frame <= num_frames:
                     raise ValueError(f"{where}: frame outside the video's {num_frames} frames")
                 x1, y1, x2, y2 = (float(v) for v in row[1:5])
@@ -177,7 +177,7 @@ def load_ucf24_instances(
                  "frame_template": "{:05d}.jpg", "video_file": None, "fps": UCF24_FPS,
                  "key_frame_index": frame - 1, "num_frames": num_frames, "height": h, "width": w,
                  "annotations": by_frame[frame],
-                 "proposals": _scaled_proposals(proposals.get((vid, frame)), h, w)}
+                 "proposals": _scaled_proposals(boxes_per_key.get((vid, frame)), h, w)}
             )
     return dicts
 
@@ -201,26 +201,26 @@ def _read_classes(path: Optional[str]) -> List[str]:
 
 def register_ucf24_instances(
     name: str,
-    annotation_file: str,
-    frame_root: str,
+    annotations: str,
+    frames: str,
     *,
     split: str = "train",
     classes_file: Optional[str] = None,
     key_frame_stride: int = 1,
     class_names: Optional[List[str]] = None,
-    proposal_file=None,
+    proposals=None,
 ) -> None:
     """Register a UCF101-24 split (metadata ``evaluator_type="ucf24"``); arguments as
     :func:`load_ucf24_instances`."""
     DatasetCatalog.register(
         name,
         lambda: load_ucf24_instances(
-            annotation_file, frame_root, split=split, classes_file=classes_file,
-            key_frame_stride=key_frame_stride, proposal_file=proposal_file,
+            annotations, frames, split=split, classes_file=classes_file,
+            key_frame_stride=key_frame_stride, proposals=proposals,
         ),
     )
     meta = MetadataCatalog.get(name)
-    meta.set(evaluator_type="ucf24", gt_file=annotation_file, fps=UCF24_FPS)
+    meta.set(evaluator_type="ucf24", gt_file=annotations, fps=UCF24_FPS)
     if class_names is not None:
         k = len(class_names)
         meta.set(

@@ -36,7 +36,7 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.structures import Boxes
 from detectron2.utils.logger import log_first_n
 
-from .acar_head import ACARROIHeads
+from .acar_heads import ACARROIHeads
 from .action_heads import ActionROIHeads, reads_feature_bank
 from .bank_attention import BankAttentionBlock
 from .layout import ClipActorLayout, masked_mean

@@ -4,7 +4,7 @@ First-order relation heads (ACAR Table 1a): actor-actor and actor-context.
 * :class:`ActorContextROIHeads` (ACRN-style): every actor feature is paired with every cell of the
   clip's context map, a 1x1 + 3x3 convolution turns the pairs into relation maps, which are
   downsampled, averaged and classified together with the actor feature. The ACAR head
-  (``acar_head.py``) is this head plus HR2O on the relation maps.
+  (``acar_heads.py``) is this head plus HR2O on the relation maps.
 * :class:`ActorActorROIHeads`: self-attention among the actor features of a clip, no context.
 
 Both reduce the [slow, fast] context with a 1x1 ``conv_reduce`` first (official ACAR head).
