@@ -74,16 +74,15 @@ def convoy_row(rng, ids, ground: float, shot, new_person) -> None:
 def board_pair_row(rng, ids, ground: float, shot, new_person) -> None:
     """Along an axis u (listeners at u > w1 face -u): the near board at [0, w1], the far board at
     [-g - w2, -g] (g = 17-22 px, room for a presenter between them), 1-2 listeners 10-48 px
-    from the near board. One presenter facing +u (towards the listeners): p = 0.4 between the
-    boards pointing at the near board, p = 0.45 beyond the far board pointing at it, else none
-    (more hard negatives than positives: the board modules of plain cells add positives)."""
+    from the near board. One presenter facing +u (towards the listeners): p = 0.35 between the
+    boards pointing at the near board, p = 0.55 beyond the far board pointing at it, else none."""
     d = int(rng.choice([-1, 1]))
     w1, w2 = float(rng.uniform(12, 16)), float(rng.uniform(12, 16))
     g = float(rng.uniform(17, 22))
     s_p = float(rng.uniform(0.9, 1.15))
     reach = (TORSO_W / 2 + ARM_REACH) * s_p - 1.0  # the hand touches the panel edge
     r = rng.random()
-    presenter_u = -reach if r < 0.4 else (-g - w2 - reach if r < 0.85 else None)
+    presenter_u = -reach if r < 0.35 else (-g - w2 - reach if r < 0.9 else None)
     members = []  # (u, facing along u, kind)
     u = w1
     for _ in range(int(rng.integers(1, 3))):
