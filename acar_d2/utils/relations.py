@@ -13,8 +13,8 @@ import numpy as np
 
 from detectron2.structures import Instances
 
-__all__ = ["RelationMap", "relation_map", "upsample_context_map", "attention_peak_in_box",
-           "chance_rate", "interaction_actor"]
+__all__ = ["RelationMap", "relation_map", "relation_document", "upsample_context_map",
+           "attention_peak_in_box", "chance_rate", "interaction_actor"]
 
 
 @dataclass
@@ -111,6 +111,27 @@ def relation_map(instances: Instances, actor_index: int,
         peak_xy=(grid[0] + col * grid[2], grid[1] + row * grid[3]),
         grid=grid, image_size=(H, W),
     )
+
+
+def relation_document(instances: Instances, actor_index: int, digits: int = 6) -> dict:
+    """
+    One actor's relation fields as JSON values (the demo's ``"relation"``; px of
+    ``instances.image_size``): ``context_map`` (h rows of w), ``grid_size`` [h, w],
+    ``grid_origin_xy`` / ``grid_step_xy`` (centre of cell (0, 0), spacing), ``actor_weights`` (R,
+    index-aligned with the instances, self included), ``peak_xy``.
+    """
+    cmap = instances.relation_context_maps[actor_index].detach().cpu().double().numpy()
+    x0, y0, sx, sy = (float(v) for v in instances.relation_grid[actor_index].cpu().numpy())
+    row, col = np.unravel_index(int(np.argmax(cmap)), cmap.shape)
+    weights = instances.relation_actor_weights[actor_index].detach().cpu().double().numpy()
+    return {
+        "context_map": np.round(cmap, digits).tolist(),
+        "grid_size": [int(cmap.shape[0]), int(cmap.shape[1])],
+        "grid_origin_xy": [round(x0, 2), round(y0, 2)],
+        "grid_step_xy": [round(sx, 2), round(sy, 2)],
+        "actor_weights": np.round(weights, digits).tolist(),
+        "peak_xy": [round(x0 + col * sx, 2), round(y0 + row * sy, 2)],
+    }
 
 
 def attention_peak_in_box(relation_map: RelationMap, box_xyxy: Sequence[float]) -> bool:

@@ -37,7 +37,7 @@ from detectron2.structures import Instances
 from .hr2o import HR2OBlock
 from .layout import ClipActorLayout, ValidRegion
 
-__all__ = ["RelationRecord", "record_relations", "relations_recording", "relation_records",
+__all__ = ["RelationRecord", "check_relation_heads", "record_relations", "relations_recording", "relation_records",
            "take_relation_records", "add_relation_fields", "relation_grid_cells"]
 
 
@@ -116,7 +116,9 @@ def relation_records(
     return records
 
 
-def _relation_heads(model: nn.Module) -> nn.Module:
+def check_relation_heads(model: nn.Module) -> nn.Module:
+    """The ROI heads of ``model`` if they can record relation maps, else raise as
+    :func:`record_relations` does."""
     heads = getattr(model, "roi_heads", model)
     blocks = getattr(heads, "hr2o", None)
     if blocks is None or len(blocks) == 0:
@@ -149,7 +151,7 @@ def record_relations(model: nn.Module) -> Iterator[nn.Module]:
         ValueError: the heads have no HR2O block; NotImplementedError: the operator has no
         weights over actors (``rn``) or the grid is one cell (``DOWNSAMPLE global``).
     """
-    heads = _relation_heads(model)
+    heads = check_relation_heads(model)
     heads.relation_records = []
     try:
         yield model
