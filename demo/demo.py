@@ -43,6 +43,7 @@ from acar_d2.data.video_io import (FrameFolderSource, VideoSourceError,  # noqa:
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredictor,  # noqa: E402
                                             action_class_names)
+from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads  # noqa: E402
 from acar_d2.utils.demo_outputs import read_thresholds  # noqa: E402
 from demo.predictor import annotate_source  # noqa: E402
 
@@ -76,6 +77,8 @@ def parse_args(argv=None):
     parser.add_argument("--bank-extractor-weights", help="feature-bank models: its weights "
                         "(default: the path recorded in MODEL.FEATURE_BANK.DIR)")
     parser.add_argument("--no-track", action="store_true", help="no track ids")
+    parser.add_argument("--relations", action="store_true", help="relation maps (ACAR Fig. 6): "
+                        "every actor's in the JSON, the top interaction actor's drawn (docs/DEMO.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--random-weights", action="store_true",
                         help="run without MODEL.WEIGHTS (random scores, for testing the pipeline)")
@@ -243,13 +246,16 @@ def main(argv=None) -> int:
                                          allow_random_weights=args.random_weights,
                                          bank_extractor=bank_extractor_cfg(cfg, args),
                                          bank_dir=args.bank_dir)
-    except (ValueError, FileNotFoundError) as e:
+        if args.relations:
+            check_relation_heads(predictor.model)
+    except (ValueError, FileNotFoundError, NotImplementedError) as e:
         sys.exit(str(e))
     result = annotate_source(
         predictor, source, args.output, json_file=args.json, csv_file=args.csv,
         thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,
         progress=not args.no_progress,
         model_info={"config": args.config_file, "weights": cfg.MODEL.WEIGHTS},
+        relations=args.relations,
     )
     written = [p for p in (args.output, args.json, args.csv) if p and os.path.exists(p)]
     print(f"{result.key_frames} key frames, {result.frames} frames: {', '.join(written) or 'nothing written'}")

@@ -10,6 +10,7 @@ far when the source breaks or the user presses Ctrl-C.
 dataset video (``make quickstart``); ``video_keyframe_dicts`` makes the key-frame dicts of a raw
 video from person boxes.
 """
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from detectron2.structures import Instances
 
 from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError, VideoWriter,
                              video_frame_count_and_size, write_video)
+from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads, record_relations
 from acar_d2.utils.demo_outputs import PredictionJSONWriter, SubmissionCSVWriter
-from acar_d2.utils.visualizer import ActionVisualizer
+from acar_d2.utils.relations import interaction_actor, relation_map
+from acar_d2.utils.visualizer import ActionVisualizer, draw_relation_map
 
 __all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult"]
 
@@ -143,6 +146,7 @@ def annotate_source(
     progress: bool = True,
     json_every: int = 60,
     model_info: Optional[dict] = None,
+    relations: bool = False,
 ) -> DemoResult:
     """
     Predict a whole source and write the annotated video (+ JSON / CSV).
@@ -162,11 +166,15 @@ def annotate_source(
             None = one every ``predictor.key_frame_stride`` seconds.
         video_id: the CSV's video id (default: the source's file name without extension).
         model_info: ``{"config": ..., "weights": ...}`` recorded in the JSON.
+        relations: record the relation maps (``record_relations``): each actor's in the JSON
+            (``"relation"``), and on the video the map of the actor with the highest interaction
+            score (:func:`~acar_d2.utils.relations.interaction_actor`).
     Returns:
         DemoResult.
     Raises:
         VideoSourceError: the source cannot be opened (nothing written).
     """
+    pose = check_relation_heads(predictor.model).pose_class_indices if relations else []
     src = predictor.open(source)
     name = src.name.rstrip("/")
     video_id = video_id or os.path.splitext(os.path.basename(name))[0] or "video"
@@ -194,18 +202,24 @@ def annotate_source(
                                       src.height) if csv_file else None)
     bar = tqdm.tqdm(total=total, unit="key frame", desc=video_id, disable=not progress)
     count, complete, error = 0, False, None
+    recording = record_relations(predictor.model) if relations else contextlib.nullcontext()
+    recording.__enter__()
     try:
         for kf in predictor(src, key_frames, with_frames=True, video_id=video_id):
             inst = kf.instances
             boxes = inst.pred_boxes.tensor.numpy()
             scores = inst.action_scores.numpy()
             ids = inst.track_ids.numpy()
+            actor = interaction_actor(scores, pose) if relations else None
+            shown = None if actor is None else relation_map(inst, actor, (src.height, src.width))
             for j, frame in enumerate(kf.frames):
                 i = kf.first_frame + j
                 title = f"{video_id} {i / src.fps:.2f}s"
                 if i < kf.frame_index:  # before the first key frame: nothing to show yet
                     writer.write(vis.draw(frame, np.zeros((0, 4)), np.zeros((0, len(names))), title))
                 else:
+                    if shown is not None:
+                        frame = draw_relation_map(frame, shown, boxes)
                     writer.write(vis.draw(frame, boxes, scores, f"{title} (key {kf.time:.2f}s)",
                                           track_ids=ids))
             if csv_writer is not None:
@@ -222,6 +236,7 @@ def annotate_source(
     except VideoSourceError as e:
         error = str(e)
     finally:
+        recording.__exit__(None, None, None)
         bar.close()
         writer.close()
         if csv_writer is not None:

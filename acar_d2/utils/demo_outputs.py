@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..evaluation.ava_io import format_submission_rows
+from .relations import relation_document
 
 __all__ = [
     "DEMO_JSON_FORMAT",
@@ -30,6 +31,23 @@ __all__ = [
 DEMO_JSON_FORMAT = "acar_d2.demo.v1"
 
 _NUMBER_01 = {"type": "number", "minimum": 0, "maximum": 1}
+_PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+# With --relations (acar_d2/utils/relations.py relation_document; docs/DEMO.md "Relation maps").
+_RELATION = {
+    "type": "object",
+    "required": ["context_map", "grid_size", "grid_origin_xy", "grid_step_xy", "actor_weights",
+                 "peak_xy"],
+    "additionalProperties": False,
+    "properties": {
+        "context_map": {"type": "array", "items": {"type": "array", "items": _NUMBER_01}},
+        "grid_size": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                      "minItems": 2, "maxItems": 2},
+        "grid_origin_xy": _PAIR,
+        "grid_step_xy": _PAIR,
+        "actor_weights": {"type": "array", "items": _NUMBER_01},
+        "peak_xy": _PAIR,
+    },
+}
 DEMO_JSON_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "acar_d2 demo predictions",
@@ -77,6 +95,7 @@ DEMO_JSON_SCHEMA: dict = {
                                 "track_id": {"type": ["integer", "null"], "minimum": 1},
                                 "scores": {"type": "array", "items": _NUMBER_01},
                                 "labels": {"type": "array", "items": {"type": "string"}},
+                                "relation": _RELATION,
                             },
                         },
                     },
@@ -130,6 +149,8 @@ class PredictionJSONWriter:
                 "scores": [round(float(s), 6) for s in scores[r]],
                 "labels": [self.names[k] for k in order if scores[r, k] >= self.thresholds[k]],
             })
+            if inst.has("relation_context_maps"):  # recorded (demo --relations)
+                actors[-1]["relation"] = relation_document(inst, r)
         self.key_frames.append({
             "time": round(float(key_frame.time), 6), "frame_index": int(key_frame.frame_index),
             "timestamp": key_frame.timestamp, "actors": actors,

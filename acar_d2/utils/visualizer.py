@@ -1,5 +1,6 @@
 """
-Drawing action detections on frames (``ActionVisualizer``); the annotated frames are encoded by
+Drawing action detections on frames (``ActionVisualizer``) and relation maps
+(``draw_relation_map``); the annotated frames are encoded by
 ``acar_d2.data.video_io.VideoWriter``. Frames are uint8 RGB arrays (H, W, 3); boxes are in the frame's pixel
 coordinates.
 """
@@ -8,7 +9,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["ActionVisualizer"]
+__all__ = ["ActionVisualizer", "draw_relation_map"]
 
 # A small fixed palette (RGB) so that the same track index gets the same color in every frame.
 _PALETTE = [
@@ -104,3 +105,48 @@ class ActionVisualizer:
         if title:
             draw.text((3, 3), title, fill=(255, 255, 255), font=self.font)
         return np.asarray(img)
+
+
+def _heat_colors(t: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W, 3) float RGB of a black-red-yellow-white ("hot") scale."""
+    return np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
+
+
+def draw_relation_map(frame: np.ndarray, relation_map, boxes: np.ndarray,
+                      alpha: float = 0.6) -> np.ndarray:
+    """
+    Overlay one actor's relation map (``acar_d2.utils.relations.RelationMap``, in the frame's px):
+    the heat map in a "hot" colour scale blended in proportion to its value (cells the actor does
+    not draw on keep the frame), a cross on the peak, and a line from the actor's box centre to
+    every other actor's, as wide as its actor weight (``w=0.42`` written at the other end).
+
+    Args:
+        frame (ndarray): (H, W, 3) uint8 RGB.
+        relation_map (RelationMap): ``heatmap`` (H, W), ``actor_weights`` (R,), ``peak_xy``.
+        boxes (ndarray): (R, 4) XYXY frame px of the prediction's actors.
+        alpha (float): opacity at the map's maximum.
+    Returns:
+        ndarray: (H, W, 3) uint8, a new array.
+    """
+    heat = np.asarray(relation_map.heatmap, np.float64)
+    if heat.shape != frame.shape[:2]:
+        raise ValueError(f"relation heat map {heat.shape} for a frame {frame.shape[:2]}")
+    t = heat / heat.max() if heat.max() > 0 else heat
+    a = (alpha * t)[..., None]
+    out = (1 - a) * frame.astype(np.float64) + a * 255.0 * _heat_colors(t)
+    img = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    i = relation_map.actor_index
+    for j, weight in enumerate(relation_map.actor_weights):
+        if j == i:
+            continue
+        (x1, y1), (x2, y2) = centres[i], centres[j]
+        draw.line([x1, y1, x2, y2], fill=(70, 240, 240), width=1 + int(round(6 * weight)))
+        draw.text((x2 + 2, y2 + 2), f"w={weight:.2f}", fill=(70, 240, 240), font=font)
+    x, y = relation_map.peak_xy
+    draw.line([x - 5, y, x + 5, y], fill=(255, 255, 255), width=2)
+    draw.line([x, y - 5, x, y + 5], fill=(255, 255, 255), width=2)
+    return np.asarray(img)

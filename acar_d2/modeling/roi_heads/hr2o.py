@@ -86,6 +86,21 @@ class HR2OBlock(nn.Module):
         """(R, C, h, w) masked maps -> (R, C, h, w) aggregated 'virtual' maps."""
         raise NotImplementedError
 
+    def attention(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+        """
+        The weights with which :meth:`aggregate` mixes the actors (relation maps, Fig. 6).
+
+        Args:
+            x: (R, C, h, w) masked maps, as passed to :meth:`aggregate`.
+        Returns:
+            Tensor: (N, M, M, h, w) weights ``a_ij(y, x)`` of actor slot i on actor slot j at each
+            cell, summing to 1 over j (dim 2) for the real actors j of the clip.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no attention weights over actors to show as relation maps "
+            "(supported HR2O operators: nl, gattn, avg)"
+        )
+
     def forward(self, x: torch.Tensor, layout: ClipActorLayout, mask: torch.Tensor) -> torch.Tensor:
         virt = self.aggregate(x, layout) * mask
         virt = F.relu(masked_group_norm(virt, mask, self.norm))
@@ -111,13 +126,15 @@ class HR2ONonLocal(HR2OBlock):
         self.conv_k = _conv(channels, channels, kernel_size)
         self.conv_v = _conv(channels, channels, kernel_size)
 
-    def aggregate(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+    def attention(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
         q = layout.to_padded(self.conv_q(x))  # (N, M, C, h, w)
         k = layout.to_padded(self.conv_k(x))
-        v = layout.to_padded(self.conv_v(x))
         scores = torch.einsum("nicyx,njcyx->nijyx", q, k) / math.sqrt(q.shape[2])
-        attn = F.softmax(_mask_empty_slots(scores, layout), dim=2)
-        return layout.to_flat(torch.einsum("nijyx,njcyx->nicyx", attn, v))
+        return F.softmax(_mask_empty_slots(scores, layout), dim=2)
+
+    def aggregate(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+        v = layout.to_padded(self.conv_v(x))
+        return layout.to_flat(torch.einsum("nijyx,njcyx->nicyx", self.attention(x, layout), v))
 
 
 @HR2O_REGISTRY.register()
@@ -134,14 +151,16 @@ class HR2OGraphAttention(HR2OBlock):
         self.conv_k = _conv(channels, 1, kernel_size)
         self.conv_v = _conv(channels, channels, kernel_size)
 
-    def aggregate(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+    def attention(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
         q = layout.to_padded(self.conv_q(x))[:, :, None, 0]  # (N, M, 1, h, w)
         k = layout.to_padded(self.conv_k(x))[:, None, :, 0]  # (N, 1, M, h, w)
         # slope 0.2 as in the graph attention paper (Velickovic et al., ICLR 2018, Sec. 2.1).
         scores = F.leaky_relu(q + k, negative_slope=0.2)
-        attn = F.softmax(_mask_empty_slots(scores, layout), dim=2)
+        return F.softmax(_mask_empty_slots(scores, layout), dim=2)
+
+    def aggregate(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
         v = layout.to_padded(self.conv_v(x))
-        return layout.to_flat(torch.einsum("nijyx,njcyx->nicyx", attn, v))
+        return layout.to_flat(torch.einsum("nijyx,njcyx->nicyx", self.attention(x, layout), v))
 
 
 def _mean_over_actors(pair: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
@@ -185,6 +204,13 @@ class HR2OAverage(HR2OBlock):
         keep = layout.actor_mask.to(v.dtype)
         mean = (v * keep[:, :, None, None, None]).sum(1) / keep.sum(1).clamp(min=1.0)[:, None, None, None]
         return layout.to_flat(mean[:, None].expand_as(v))
+
+    def attention(self, x: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+        """Uniform weights 1 / R_n over the actors of the clip, at every cell."""
+        keep = layout.actor_mask.to(x.dtype)  # (N, M)
+        weights = keep / keep.sum(1, keepdim=True).clamp(min=1.0)
+        shape = (layout.num_clips, layout.max_regions, layout.max_regions) + tuple(x.shape[-2:])
+        return weights[:, None, :, None, None].expand(shape)
 
 
 _SHORT_NAMES = {
