@@ -96,6 +96,10 @@ def add_slowfast_config(cfg: CN) -> None:
     # Non-local pairwise function: "softmax" (embedded Gaussian, non-local paper Eq. 3) or
     # "dot_product" (Eq. 4, used by PySlowFast's AVA R101+NL configs).
     _C.MODEL.SLOWFAST.NONLOCAL_INSTANTIATION = "softmax"
+    # Per stage res2..res5, how many leading blocks keep the temporal kernel of conv1 (SlowFast
+    # Table 1), the others use 1; [] = every block. PySlowFast's R101 "50_50" AVA models keep the
+    # R50 counts [3, 4, 6, 3] (its RESNET.NUM_BLOCK_TEMP_KERNEL).
+    _C.MODEL.SLOWFAST.NUM_BLOCK_TEMP_KERNEL = []
     # Backbone norm (acar_d2/modeling/backbone/norm.py):
     # "FrozenStatsBN": stored statistics that never change, trainable scale / shift: the official
     #   ACAR-Net "freeze_bn: True" (every backbone BN in eval mode inside a training model) and
@@ -155,6 +159,14 @@ def add_action_head_config(cfg: CN) -> None:
     # Test ROIs = person proposals with a score at least this (official: 0.85). Applied by the
     # model (ACARNet) to every test-time proposal, whatever its source; the mapper passes all.
     _C.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH = 0.85
+    # PySlowFastROIHeads only (PySlowFast's AVA head, acar_d2/modeling/roi_heads/pyslowfast_heads.py):
+    # RoIAlign "aligned" (half-pixel offset; PySlowFast DETECTION.ALIGNED, False in its AVA c2 configs),
+    _C.MODEL.ACTION_HEAD.POOLER_ALIGNED = False
+    # rows of its linear projection (PySlowFast AVA: 80, one per action id 1..80; 0 = NUM_CLASSES)
+    _C.MODEL.ACTION_HEAD.PROJECTION_CLASSES = 0
+    # and the projection rows that are the NUM_CLASSES outputs, in order ([] = all rows; AVA: the 60
+    # evaluated ids minus one, so scores, names and the evaluator follow the packaged 60-class list).
+    _C.MODEL.ACTION_HEAD.PROJECTION_INDICES = []
     # Backbone features read by the action heads, in the channel-concatenation order of the
     # official head ([slow, fast]); their widths come from Backbone.output_shape().
     _C.MODEL.ROI_HEADS.IN_FEATURES = ["slow", "fast"]

@@ -5,6 +5,11 @@ Demo: run an action detector on a video and write an annotated video (+ JSON, + 
     python demo/demo.py --config-file output/quickstart/config.yaml --input my_video.mp4 \\
         --output annotated.mp4 --json predictions.json --csv predictions.csv \\
         MODEL.WEIGHTS output/quickstart/model_final.pth
+    python demo/demo.py --model ava_acar_r50 --input my_video.mp4 --output annotated.mp4 --json out.json
+
+``--model NAME`` takes a model of the acar_d2 model zoo (docs/MODEL_ZOO.md) instead of
+``--config-file``: its demo config (the action model + the COCO Faster R-CNN person detector) and
+its published weights, fetched or found in the zoo folder (``$ACAR_MODEL_ZOO``).
 
 ``--input`` is a video file, a folder of frames (give ``--fps``), or anything FFmpeg opens as a
 live source (``/dev/video0``, ``rtsp://...``, ``-`` for a pipe). Key frames every
@@ -54,7 +59,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--config-file", help="the model's config (or --model)")
+    parser.add_argument("--model", metavar="NAME", help="a model-zoo name instead of --config-file, "
+                        "e.g. ava_acar_r50 (docs/MODEL_ZOO.md)")
     parser.add_argument("--input", help="video file, frame folder, device or URL")
     parser.add_argument("--output", required=True, help="annotated video file (.mp4)")
     parser.add_argument("--json", help="predictions as one JSON document (schema: docs/DEMO.md)")
@@ -199,6 +206,24 @@ def bank_extractor_cfg(cfg, args):
     return None
 
 
+def load_config(args):
+    """The config of ``--config-file`` (+ overrides), or of the zoo model ``--model`` with its
+    weight files (fetched / found; ``--random-weights``: none)."""
+    if bool(args.config_file) == bool(args.model):
+        sys.exit("give either --config-file or --model (a model-zoo name, docs/MODEL_ZOO.md)")
+    if args.config_file:
+        return setup_cfg(args.config_file, args.opts)
+    from acar_d2 import model_zoo
+
+    try:
+        cfg = model_zoo.get_config(args.model, trained=not args.random_weights, demo=True,
+                                   opts=args.opts)
+    except (KeyError, FileNotFoundError, model_zoo.DownloadError) as e:
+        sys.exit(str(e).strip("'\""))
+    cfg.freeze()
+    return cfg
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logger(name="acar_d2")
@@ -215,13 +240,13 @@ def main(argv=None) -> int:
                  f"--key-frame-stride is {args.key_frame_stride}")
     if os.path.isdir(args.input or "") and not args.fps:
         sys.exit(f"--input {args.input} is a frame folder: give its frame rate with --fps")
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = load_config(args)
     if not cfg.MODEL.WEIGHTS and not args.random_weights:
         sys.exit("MODEL.WEIGHTS is not set: the demo would draw the labels of an untrained model. "
                  "Add `MODEL.WEIGHTS path/to/model_final.pth` (or --random-weights to test the "
                  "pipeline on purpose)")
     if not cfg.MODEL.PERSON_DETECTOR.NAME and not (args.boxes or args.dataset):
-        sys.exit(f"{args.config_file} has no person detector (MODEL.PERSON_DETECTOR.NAME is empty): "
+        sys.exit(f"{args.config_file or args.model} has no person detector (MODEL.PERSON_DETECTOR.NAME is empty): "
                  "give person boxes with --boxes, or use a config with a detector")
 
     try:
@@ -254,7 +279,7 @@ def main(argv=None) -> int:
         predictor, source, args.output, json_file=args.json, csv_file=args.csv,
         thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,
         progress=not args.no_progress,
-        model_info={"config": args.config_file, "weights": cfg.MODEL.WEIGHTS},
+        model_info={"config": args.config_file or f"model zoo: {args.model}", "weights": cfg.MODEL.WEIGHTS},
         relations=args.relations,
     )
     written = [p for p in (args.output, args.json, args.csv) if p and os.path.exists(p)]

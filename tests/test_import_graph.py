@@ -9,7 +9,8 @@ inside functions), without importing anything:
     2  acar_d2.evaluation
     3  acar_d2.utils
     4  acar_d2.engine
-    5  acar_d2 (the package root, which imports everything to register it)
+    5  acar_d2.model_zoo (configs + weights -> built models), acar_d2 (the package root, which
+       imports everything to register it)
 
 Nothing in the library imports ``tools``, ``demo`` or the ``acar_ava_eval`` launcher.
 """
@@ -31,6 +32,7 @@ FLOORS = {
     "evaluation": 2,
     "utils": 3,
     "engine": 4,
+    "model_zoo": 5,
 }
 ROOT_FLOOR = 5
 # Same floor, still not allowed to import each other.

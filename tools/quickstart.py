@@ -169,9 +169,14 @@ def main(argv=None) -> dict:
         mark = "" if path.exists() else "  (missing)"
         print(f"  {label:>18s}: {path}{mark}")
     rel = os.path.relpath(output)
-    print("\n  run the model on any video (the detector finds the people):")
+    print("\n  this model only knows the synthetic world (its actors, actions and camera); to check it")
+    print("  on more synthetic footage:")
     print(f"    .venv/bin/python tools/demo.py --config-file {rel}/config.yaml --input VIDEO.mp4 "
           f"--output annotated.mp4 --json predictions.json MODEL.WEIGHTS {rel}/model_final.pth")
+    print("  for real footage use a published AVA model of the model zoo (docs/MODEL_ZOO.md: which "
+          "weights file, where it goes):")
+    print("    .venv/bin/python tools/demo.py --model ava_acar_r50 --input my.mp4 --output out.mp4 "
+          "--json out.json")
     return summary
 
 

@@ -183,8 +183,11 @@ class ACARCheckpointer(DetectionCheckpointer):
         if source == "detectron2" and isinstance(obj, dict) and "model" in obj:
             # our own / detectron2 files: keep optimizer, scheduler, iteration for resuming
             return obj
+        # A PySlowFast AVA head (PySlowFastROIHeads) takes the file's classifier as its projection.
+        keep = "roi_heads.projection.weight" in self.model.state_dict()
         result = convert_checkpoint_with_report(
-            obj, source, fusion_only_conv=self._model_fusion_only_conv(), where=filename
+            obj, source, fusion_only_conv=self._model_fusion_only_conv(), where=filename,
+            keep_classifier=keep,
         )
         if source != "detectron2":
             self.logger.info(

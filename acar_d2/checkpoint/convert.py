@@ -18,6 +18,8 @@ BN ``num_batches_tracked`` (frozen BN has no use for it; ``ACARCheckpointer`` ig
 ``nn.BatchNorm3d`` model misses it), PySlowFast's Kinetics classifier ``head.projection.*``,
 Caffe2's ``pred_w`` / ``pred_b`` and its solver blobs (``*momentum*``, ``lr``, ``model_iter``).
 Any other key without a mapping raises ``UnknownKeysError`` naming the file and the keys.
+With ``keep_classifier`` (a model with ``PySlowFastROIHeads``: PySlowFast's AVA models) the
+PySlowFast / Caffe2 classifier is kept as ``roi_heads.projection.*`` instead of dropped.
 """
 import os
 import re
@@ -27,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import numpy as np
 import torch
 
-from .key_mapping import acar_backbone_to_d2, caffe2_to_d2, pyslowfast_to_d2
+from .key_mapping import acar_backbone_to_d2, caffe2_to_d2, pyslowfast_head_to_d2, pyslowfast_to_d2
 from .safe_pickle import UnsafePickleError, load_plain_or_torch
 
 __all__ = [
@@ -199,12 +201,14 @@ def convert_checkpoint_with_report(
     fusion_only_conv: Optional[bool] = None,
     where: Optional[str] = None,
     allow_unsafe_pickle: bool = False,
+    keep_classifier: bool = False,
 ) -> ConversionResult:
     """
     Like ``convert_checkpoint`` but also returns the source used and the dropped keys.
 
     ``where`` names an already loaded object in error messages (default: its path, if given);
-    ``allow_unsafe_pickle`` as in :func:`load_checkpoint_object`.
+    ``allow_unsafe_pickle`` as in :func:`load_checkpoint_object`; ``keep_classifier``: map the
+    PySlowFast / Caffe2 classifier to ``roi_heads.projection.*`` (module docstring).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
@@ -224,6 +228,10 @@ def convert_checkpoint_with_report(
     state: Dict[str, torch.Tensor] = {}
     dropped, unknown = [], []
     for key, value in flat.items():
+        head_key = pyslowfast_head_to_d2(key) if keep_classifier and source in ("pyslowfast", "caffe2") else None
+        if head_key is not None:
+            state["roi_heads." + head_key] = _to_tensor(value, key, where)
+            continue
         if _is_droppable(source, key):
             dropped.append(key)
             continue

@@ -17,6 +17,7 @@ from typing import Optional
 __all__ = [
     "acar_backbone_to_d2",
     "pyslowfast_to_d2",
+    "pyslowfast_head_to_d2",
     "caffe2_to_d2",
     "FUSE_SOURCES",
 ]
@@ -106,6 +107,18 @@ def pyslowfast_to_d2(key: str) -> Optional[str]:
     if m:
         return f"slow.res{m[1]}.nonlocal{m[2]}.bn.{m[3]}"
     return None
+
+
+def pyslowfast_head_to_d2(key: str) -> Optional[str]:
+    """
+    PySlowFast classifier key -> ``PySlowFastROIHeads`` key (no ``roi_heads.``): ``head.projection.
+    {weight,bias}`` (``.pyth`` / PySlowFast pickles) and Caffe2's ``pred_w`` / ``pred_b``. Only used
+    when the model has that head; otherwise these keys are the dropped Kinetics classifier.
+    """
+    m = re.fullmatch(r"head\.projection\.(weight|bias)", key)
+    if m:
+        return f"projection.{m[1]}"
+    return {"pred_w": "projection.weight", "pred_b": "projection.bias"}.get(key)
 
 
 def caffe2_to_d2(blob: str) -> Optional[str]:

@@ -90,7 +90,8 @@ class ResStage(nn.Module):
     """
     A sequence of bottleneck blocks (children ``"0"``, ``"1"``, ...) with optional non-local
     blocks (children ``"nonlocal{i}"``) applied right after block i (non-local paper Sec. 4.1,
-    PySlowFast's placement).
+    PySlowFast's placement). ``num_temporal_blocks`` >= 0: only the first that many blocks use
+    ``temporal_kernel``, the others 1 (PySlowFast's ``NUM_BLOCK_TEMP_KERNEL``; -1 = all blocks).
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class ResStage(nn.Module):
         nonlocal_indices: Sequence[int] = (),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
+        num_temporal_blocks: int = -1,
     ):
         super().__init__()
         bad = [i for i in nonlocal_indices if not 0 <= i < num_blocks]
@@ -119,7 +121,8 @@ class ResStage(nn.Module):
                 in_channels if i == 0 else out_channels,
                 bottleneck_channels,
                 out_channels,
-                temporal_kernel=temporal_kernel,
+                # PySlowFast's NUM_BLOCK_TEMP_KERNEL: only the first blocks keep the temporal kernel
+                temporal_kernel=temporal_kernel if num_temporal_blocks < 0 or i < num_temporal_blocks else 1,
                 stride=stride if i == 0 else 1,
                 dilation=dilation,
                 norm=norm,
@@ -178,6 +181,7 @@ class Pathway(nn.Module):
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
+        num_temporal_blocks: Sequence[int] = (),
     ):
         super().__init__()
         self.stem = Stem3d(stem_channels, temporal_kernel=stem_temporal_kernel, norm=norm)
@@ -202,6 +206,7 @@ class Pathway(nn.Module):
                 nonlocal_indices=nonlocal_locations[s],
                 nonlocal_pool=nonlocal_pool,
                 nonlocal_instantiation=nonlocal_instantiation,
+                num_temporal_blocks=num_temporal_blocks[s] if len(num_temporal_blocks) else -1,
             )
             self.add_module(name, stage)
 

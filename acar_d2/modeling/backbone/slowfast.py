@@ -105,6 +105,7 @@ class SlowFast(Backbone):
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
+        num_block_temp_kernel: Sequence[int] = (),
         norm: str = "FrozenStatsBN",
         out_features: Sequence[str] = ("slow", "fast"),
         in_channels: int = 3,
@@ -126,6 +127,9 @@ class SlowFast(Backbone):
             nonlocal_locations (list[list[int]]): per stage res2..res5, block indices followed by a
                 non-local block in the slow pathway.
             nonlocal_pool, nonlocal_instantiation: see ``NonLocalBlock3d``.
+            num_block_temp_kernel (list[int]): empty, or per stage res2..res5 how many leading
+                blocks of both pathways keep their temporal kernel (the rest use 1), e.g.
+                PySlowFast's R101 "50_50" AVA models: [3, 4, 6, 3].
             norm (str): the backbone norm, ``MODEL.SLOWFAST.NORM``: "FrozenStatsBN" (official
                 ``freeze_bn``: stored statistics, trainable scale / shift), "FrozenBN" (nothing
                 trains) or "BN" (batch statistics); see ``norm.py``.
@@ -139,6 +143,10 @@ class SlowFast(Backbone):
             raise ValueError(f"width {width} must be divisible by beta_inv {beta_inv}")
         if in_channels != 3:
             raise ValueError(f"SlowFast expects 3 input channels (RGB), got {in_channels}")
+        if len(num_block_temp_kernel) not in (0, 4):
+            raise ValueError(
+                f"num_block_temp_kernel needs one count per stage res2..res5, got {list(num_block_temp_kernel)}"
+            )
         if len(nonlocal_locations) != 4:
             raise ValueError(
                 f"nonlocal_locations needs one list per stage res2..res5, got {nonlocal_locations}"
@@ -174,6 +182,7 @@ class SlowFast(Backbone):
             nonlocal_locations=nonlocal_locations,
             nonlocal_pool=nonlocal_pool,
             nonlocal_instantiation=nonlocal_instantiation,
+            num_temporal_blocks=num_block_temp_kernel,
         )
         self.fast = Pathway(
             stem_channels=fast_width,
@@ -183,6 +192,7 @@ class SlowFast(Backbone):
             temporal_kernels=FAST_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
             norm=norm_layer,
+            num_temporal_blocks=num_block_temp_kernel,
         )
         self.fuse = nn.ModuleDict(
             {
@@ -218,6 +228,7 @@ class SlowFast(Backbone):
             "nonlocal_locations": [list(x) for x in sf.NONLOCAL_LOCATIONS],
             "nonlocal_pool": list(sf.NONLOCAL_POOL),
             "nonlocal_instantiation": sf.NONLOCAL_INSTANTIATION,
+            "num_block_temp_kernel": [int(n) for n in sf.NUM_BLOCK_TEMP_KERNEL],
             "norm": sf.NORM,
             "out_features": list(sf.OUT_FEATURES),
             "in_channels": input_shape.channels if input_shape is not None else 3,

@@ -1,0 +1,15 @@
+"""
+The acar_d2 model zoo (docs/MODEL_ZOO.md): published ACAR-Net and PySlowFast AVA models, with the
+config that builds each and the COCO person detector of their demo configs.
+
+    from acar_d2 import model_zoo
+    model = model_zoo.get("ava_acar_r50", trained=True)          # weights fetched / found
+    cfg = model_zoo.get_config("ava_acar_r50", demo=True)          # + person detector
+"""
+from .entries import COCO_PERSON_DETECTOR, ZOO_ENTRIES, WeightFile, ZooEntry
+from .model_zoo import (DownloadError, WeightsNotFoundError, fetch_weights, get, get_config,
+                        get_config_file, get_entry, list_models, zoo_dir)
+
+__all__ = ["COCO_PERSON_DETECTOR", "ZOO_ENTRIES", "WeightFile", "ZooEntry", "DownloadError",
+           "WeightsNotFoundError", "fetch_weights", "get", "get_config", "get_config_file",
+           "get_entry", "list_models", "zoo_dir"]

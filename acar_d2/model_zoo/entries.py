@@ -1,0 +1,141 @@
+"""
+The acar_d2 model zoo table: published action-detection weights and the config that builds each
+model (docs/MODEL_ZOO.md is the human-readable version of this table).
+
+Three kinds of weight files:
+
+* official ACAR-Net models: Google-Drive files of the ACAR-Net model zoo (github.com/Siyu-C/ACAR-Net,
+  ``model_zoo/README.md``); no stable download URL, so they are downloaded by hand into the zoo
+  folder (``acar_d2.model_zoo.zoo_dir()``) and recognised there;
+* PySlowFast's AVA models: stable https URLs of PySlowFast's ``MODEL_ZOO.md`` ("AVA" table),
+  downloaded once into detectron2's cache (iopath);
+* detectron2's COCO Faster R-CNN R50-FPN 3x, the person detector of the demo configs
+  (``detectron2://`` URL; detectron2's file names carry the file's md5 prefix).
+"""
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+__all__ = ["WeightFile", "ZooEntry", "ZOO_ENTRIES", "COCO_PERSON_DETECTOR"]
+
+ACAR_DRIVE = "https://drive.google.com/drive/folders/1lTej6EaBjl7bSAeIvcXyOD0qvXXmrST3"
+PYSLOWFAST_AVA = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava/"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """
+    One weight file of the zoo.
+
+    Attributes:
+        filename: its path inside the zoo folder (``zoo_dir()``), where it is looked for first.
+        url: ``https://`` or ``detectron2://`` URL fetched through detectron2's ``PathManager``;
+            "" = no stable URL, the file is downloaded by hand from ``manual_from``.
+        manual_from: the page a person downloads it from (files without ``url``).
+        md5_prefix: leading hex digits of the file's md5 ("" = not known, not checked).
+    """
+
+    filename: str
+    url: str = ""
+    manual_from: str = ""
+    md5_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """
+    One model: its config, its weights, its demo config (the same model + a person detector) and
+    the published number.
+
+    Attributes:
+        name: the zoo name (``model_zoo.get(name)``, ``tools/demo.py --model name``).
+        config: action config, relative to ``configs/`` (evaluation with dataset proposals).
+        demo_config: that model + the COCO person detector, relative to ``configs/``.
+        weights: the action model's weights.
+        backbone, head, dataset: what the table shows.
+        published_map: the authors' frame-mAP@0.5 and what it was measured on.
+    """
+
+    name: str
+    config: str
+    demo_config: str
+    weights: WeightFile
+    backbone: str
+    head: str
+    dataset: str
+    published_map: str
+    detector: Optional[WeightFile] = None
+
+
+COCO_PERSON_DETECTOR = WeightFile(
+    filename="detectron2/COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl",
+    url="detectron2://COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl",
+    md5_prefix="280758",
+)
+
+
+def _acar(file_name: str) -> WeightFile:
+    return WeightFile(filename=f"acar/{file_name}", manual_from=ACAR_DRIVE)
+
+
+def _pyslowfast(file_name: str) -> WeightFile:
+    return WeightFile(filename=f"pyslowfast/ava/{file_name}", url=PYSLOWFAST_AVA + file_name)
+
+
+_ENTRIES = [
+    ZooEntry(
+        name="ava_acar_r50",
+        config="AVA/SLOWFAST_R50_ACAR_HR2O.yaml",
+        demo_config="Demo/acar_hr2o_depth2_SLOWFAST_R50_ava_v2.2_coco_faster_rcnn.yaml",
+        weights=_acar("AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar"),
+        backbone="SlowFast R50 8x8 (K400)", head="ACAR, HR2O-NL depth 2", dataset="AVA v2.2",
+        published_map="27.83 (re-eval 27.74), AVA v2.2 val",
+        detector=COCO_PERSON_DETECTOR,
+    ),
+    ZooEntry(
+        name="ava_acar_r101",
+        config="AVA/SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml",
+        demo_config="Demo/acar_hr2o_depth1_SLOWFAST_R101_ava_v2.2_coco_faster_rcnn.yaml",
+        weights=_acar("AVA_SLOWFAST_R101_ACAR_HR2O_DEPTH1.pth.tar"),
+        backbone="SlowFast R101 8x8 (K700)", head="ACAR, HR2O-NL depth 1", dataset="AVA v2.2",
+        published_map="31.69 (re-eval 31.72), AVA v2.2 val",
+        detector=COCO_PERSON_DETECTOR,
+    ),
+    ZooEntry(
+        name="ava_kinetics_acar_r101",
+        config="AVA-Kinetics/acar_hr2o_depth1_SLOWFAST_R101_ava_kinetics_evalAVA.yaml",
+        demo_config="Demo/acar_hr2o_depth1_SLOWFAST_R101_ava_kinetics_coco_faster_rcnn.yaml",
+        weights=_acar("AVA-Kinetics_SLOWFAST_R101_ACAR_HR2O_DEPTH1.pth.tar"),
+        backbone="SlowFast R101 8x8 (K700)", head="ACAR, HR2O-NL depth 1", dataset="AVA-Kinetics",
+        published_map="33.74 (re-eval 33.70), AVA v2.2 val",
+        detector=COCO_PERSON_DETECTOR,
+    ),
+    ZooEntry(
+        name="ava_pyslowfast_r101_32x2",
+        config="AVA/pyslowfast_SLOWFAST_R101_NL_32x2_ava_v2.2.yaml",
+        demo_config="Demo/pyslowfast_SLOWFAST_R101_NL_32x2_ava_v2.2_coco_faster_rcnn.yaml",
+        weights=_pyslowfast("SLOWFAST_32x2_R101_50_50.pkl"),
+        backbone="SlowFast R101+NL 32x2 (K600)", head="PySlowFast linear", dataset="AVA v2.2",
+        published_map="29.1, AVA v2.2 val",
+        detector=COCO_PERSON_DETECTOR,
+    ),
+    ZooEntry(
+        name="ava_pyslowfast_r101_64x2",
+        config="AVA/pyslowfast_SLOWFAST_R101_NL_64x2_ava_v2.2.yaml",
+        demo_config="Demo/pyslowfast_SLOWFAST_R101_NL_64x2_ava_v2.2_coco_faster_rcnn.yaml",
+        weights=_pyslowfast("SLOWFAST_64x2_R101_50_50.pkl"),
+        backbone="SlowFast R101+NL 64x2 (K600)", head="PySlowFast linear", dataset="AVA v2.2",
+        published_map="29.4, AVA v2.2 val",
+        detector=COCO_PERSON_DETECTOR,
+    ),
+    ZooEntry(
+        name="ava_pyslowfast_r101_32x2_v2.1",
+        config="AVA/pyslowfast_SLOWFAST_R101_NL_32x2_ava_v2.1.yaml",
+        demo_config="Demo/pyslowfast_SLOWFAST_R101_NL_32x2_ava_v2.1_coco_faster_rcnn.yaml",
+        weights=_pyslowfast("SLOWFAST_32x2_R101_50_50_v2.1.pkl"),
+        backbone="SlowFast R101+NL 32x2 (K600)", head="PySlowFast linear", dataset="AVA v2.1",
+        published_map="28.2, AVA v2.1 val",
+        detector=COCO_PERSON_DETECTOR,
+    ),
+]
+
+ZOO_ENTRIES: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
