@@ -25,6 +25,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 HEADS = ("baseline", "actor_actor", "actor_context", "acar")
@@ -45,6 +46,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-iter", type=int, default=0,
                         help="shorten the schedule (steps scale along); 0 = the configs' own")
+    parser.add_argument("--maps", action="store_true",
+                        help="also measure how often each trained ACAR model's relation map of a "
+                             "riding passenger / listener peaks on its vehicle / board "
+                             "(relation_maps.json, relation_maps.png)")
+    parser.add_argument("--effective-rf", action="store_true",
+                        help="also measure the effective receptive field of each trained ACAR "
+                             "backbone (effective_rf.json)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -100,6 +108,165 @@ def run_head(cfg) -> dict:
     summary.update(minutes=(time.time() - start) / 60, head_params=head_params)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def effective_receptive_field(cfg, weights: str, clips: int = 8, radii=(0, 1, 2, 3, 4)) -> dict:
+    """
+    Effective receptive field of the trained backbone (Luo et al., NeurIPS 2016): the gradient
+    of one res5 unit (the slow + fast channels at the centre cell, summed) with respect to the
+    input clip, on validation clips; returns the share of |gradient| (summed over channels and
+    frames) inside squares of +-r cells (stride 16 px) around the unit's cell, averaged over
+    ``clips`` clips. The theoretical receptive field is the whole frame (datasets/SYNTHETIC.md).
+    """
+    import torch
+    from detectron2.modeling import build_model
+
+    from acar_d2.checkpoint import ACARCheckpointer
+    from acar_d2.engine import Trainer
+
+    model = build_model(cfg)
+    ACARCheckpointer(model).load(weights)
+    model.eval()
+    loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
+    shares = {r: [] for r in radii}
+    for i, batch in enumerate(loader):
+        if i >= clips:
+            break
+        clip = batch[0]["clip"][None].float().requires_grad_(True)
+        feats = model.backbone(clip)
+        h, w = feats["slow"].shape[-2:]
+        cy, cx = h // 2, w // 2
+        unit = sum(f[0, :, :, cy, cx].sum() for f in feats.values())
+        (grad,) = torch.autograd.grad(unit, clip)
+        g = grad[0].abs().sum(dim=(0, 1))  # (H, W)
+        total = float(g.sum())
+        for r in radii:
+            y0, x0 = max(0, (cy - r) * 16), max(0, (cx - r) * 16)
+            shares[r].append(float(g[y0:(cy + r + 1) * 16, x0:(cx + r + 1) * 16].sum()) / total)
+    return {r: sum(v) / len(v) for r, v in shares.items()}
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
+
+
+def linking_object(actor: dict, snap: dict):
+    """(class, box) of the object that links a positive indirect actor to the other actor: the
+    vehicle a riding passenger sits in, the board a listener faces; None for other actors."""
+    if "ride" in actor["labels"]:
+        vid = actor["seat"]["vehicle"]
+        return "ride", next(v["box"] for v in snap["vehicles"] if v["id"] == vid)
+    if "listen" in actor["labels"]:
+        me = f"person:{actor['person_id']}"
+        board = next(o for s, p, o in snap["relations"] if s == me and p == "faces")
+        return "listen", next(b["box"] for b in snap["boards"] if f"board:{b['id']}" == board)
+    return None
+
+
+def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path] = None,
+                      max_frames: int = 0) -> dict:
+    """
+    How often the relation map of a positive indirect actor (ride / listen, matched to a detected
+    box at IoU >= 0.5) peaks inside its linking object (the passenger's vehicle, the listener's
+    board), against chance: the share of the actor's relation-grid cells whose centre lies in that
+    box (a peak placed on a random cell). ``figure``: a PNG of the first positives' maps.
+    """
+    import numpy as np
+    import torch
+    from detectron2.modeling import build_model
+
+    from acar_d2.checkpoint import ACARCheckpointer
+    from acar_d2.engine import Trainer
+    from acar_d2.modeling.roi_heads import record_relations
+    from PIL import Image
+
+    from acar_d2.utils.relations import attention_peak_in_box, relation_map
+
+    world = json.loads((world_dir / "world.json").read_text())
+    model = build_model(cfg)
+    ACARCheckpointer(model).load(weights)
+    model.eval()
+    loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
+    hits, chance, panels = {}, {}, []
+    with torch.no_grad(), record_relations(model):
+        for i, batch in enumerate(loader):
+            if max_frames and i >= max_frames:
+                break
+            (inputs,) = batch
+            snap = world["scenes"][inputs["video_id"]][str(int(inputs["timestamp"]))]
+            inst = model(batch)[0]["instances"].to("cpu")
+            boxes = inst.pred_boxes.tensor.numpy()
+            for actor in snap["actors"]:
+                link = linking_object(actor, snap)
+                if link is None or not len(boxes):
+                    continue
+                ious = [_iou(b, actor["box"]) for b in boxes]
+                k = int(np.argmax(ious))
+                if ious[k] < 0.5:
+                    continue
+                rm = relation_map(inst, k)
+                cls, box = link
+                hits.setdefault(cls, []).append(attention_peak_in_box(rm, box))
+                x0, y0, sx, sy = rm.grid
+                h, w = rm.context_map.shape
+                xs, ys = x0 + sx * np.arange(w), y0 + sy * np.arange(h)
+                inside = ((xs[None] >= box[0]) & (xs[None] <= box[2])
+                          & (ys[:, None] >= box[1]) & (ys[:, None] <= box[3]))
+                chance.setdefault(cls, []).append(float(inside.mean()))
+                if figure is not None and len(panels) < 6:
+                    vid, t = inputs["video_id"], int(inputs["timestamp"])
+                    path = world_dir / "frames" / vid / f"{vid}_{t * world['fps'] + 1:06d}.jpg"
+                    panels.append((cls, np.asarray(Image.open(path).convert("RGB")), rm, boxes,
+                                   box))
+    if figure is not None and panels:
+        _write_figure(figure, panels)
+    out = {}
+    for cls in hits:
+        out[cls] = {"actors": len(hits[cls]), "peak_in_link": float(np.mean(hits[cls])),
+                    "chance": float(np.mean(chance[cls]))}
+    return out
+
+
+def _write_figure(path: Path, panels: list) -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from acar_d2.utils.visualizer import draw_relation_map
+
+    tiles = []
+    for cls, frame, rm, boxes, link in panels:
+        img = draw_relation_map(frame, rm, boxes)
+        H, W = img.shape[:2]
+        pil = Image.fromarray(img).resize((W * 3, H * 3), Image.NEAREST)
+        d = ImageDraw.Draw(pil)
+        d.rectangle([c * 3 for c in link], outline=(0, 200, 255), width=2)
+        x1, y1, x2, y2 = boxes[rm.actor_index]
+        d.rectangle([x1 * 3, y1 * 3, x2 * 3, y2 * 3], outline=(0, 255, 0), width=2)
+        d.text((4, 4), cls, fill=(0, 0, 0))
+        tiles.append(pil)
+    W3, H3 = tiles[0].size
+    sheet = Image.new("RGB", (W3 * 3, H3 * ((len(tiles) + 2) // 3)), (255, 255, 255))
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % 3) * W3, (i // 3) * H3))
+    sheet.save(path)
+
+
+def format_map_rates(maps: dict) -> str:
+    """maps: seed -> class -> {actors, peak_in_link, chance}; a markdown table per class."""
+    lines = ["| class | actors per seed | relation-map peak on the linking object (per seed) "
+             "| chance |", "|---|---|---|---|"]
+    for cls in ("ride", "listen"):
+        runs = [m[cls] for m in maps.values() if cls in m]
+        if not runs:
+            continue
+        rate = [100 * r["peak_in_link"] for r in runs]
+        lines.append(f"| {cls} | {runs[0]['actors']} | {_mean_spread(rate)} % ("
+                     + " / ".join(f"{v:.0f}" for v in rate) + f") | "
+                     f"{100 * sum(r['chance'] for r in runs) / len(runs):.0f} % |")
+    return "\n".join(lines)
 
 
 def _mean_spread(values: list) -> str:
@@ -160,6 +327,26 @@ def main(argv=None) -> dict:
                   f"{rows[head][-1]['frame_mAP']:.2f}, indirect {sum(ind) / len(ind):.2f}")
             (output / "partial_results.json").write_text(json.dumps(rows, indent=2))
     table = format_table(rows, indirect, groups)
+    if args.maps and "acar" in args.heads:
+        maps = {}
+        for seed in args.seeds:
+            run = output / f"acar_seed{seed}"
+            cfg = build_cfg(head_config("acar"), run, args.max_iter, args.opts, seed, prefix)
+            fig = output / "relation_maps.png" if seed == args.seeds[0] else None
+            maps[seed] = relation_map_rate(cfg, str(run / "model_final.pth"), world, fig)
+        (output / "relation_maps.json").write_text(json.dumps(maps, indent=2))
+        table += "\n\n" + format_map_rates(maps)
+    if args.effective_rf and "acar" in args.heads:
+        erf = {}
+        for seed in args.seeds:
+            run = output / f"acar_seed{seed}"
+            cfg = build_cfg(head_config("acar"), run, args.max_iter, args.opts, seed, prefix)
+            erf[seed] = effective_receptive_field(cfg, str(run / "model_final.pth"))
+        (output / "effective_rf.json").write_text(json.dumps(erf, indent=2))
+        mean = {r: sum(e[r] for e in erf.values()) / len(erf) for r in next(iter(erf.values()))}
+        table += ("\n\nEffective receptive field of the trained ACAR backbones (share of the "
+                  "input gradient of a centre res5 unit within +-r cells of 16 px): "
+                  + ", ".join(f"r={r}: {v:.2f}" for r, v in mean.items()))
     print(table)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(rows, indent=2))
