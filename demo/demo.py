@@ -124,8 +124,8 @@ def check_outputs(args, inputs) -> None:
         if os.path.isdir(path):
             sys.exit(f"{flag} {path} is a folder: give a file name")
         if os.path.exists(path) and not (args.overwrite or args.resume):
-            sys.exit(f"{flag} {path} exists: refusing to overwrite it (use --overwrite, or "
-                     "--resume to continue an interrupted run)")
+            sys.exit(f"{flag} {path} exists: refusing to overwrite it (use --overwrite); "
+                     "--resume continues an interrupted run")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             sys.exit(f"{flag} {path}: folder {folder} does not exist")

@@ -23,7 +23,8 @@ from detectron2.structures import Instances
 
 from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError,
                                    video_frame_count_and_size, write_video)
-from acar_d2.utils.demo_resume import DemoOutputs, settings_fingerprint, source_fingerprint
+from acar_d2.utils.demo_resume import (DemoOutputs, ResumeError, settings_fingerprint,
+                                       source_fingerprint)
 from acar_d2.utils.visualizer import ActionVisualizer
 
 __all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult"]
@@ -174,7 +175,8 @@ def annotate_source(
         DemoResult (``frames`` and ``key_frames`` include an interrupted run's).
     Raises:
         VideoSourceError: the source cannot be opened (nothing written).
-        ValueError: ``resume`` refused (no progress file, another source or other settings).
+        ResumeError: ``resume`` refused (no progress file, another source or other settings, a
+            live source).
     """
     src = predictor.open(source)
     name = src.name.rstrip("/")
@@ -240,6 +242,9 @@ def _demo_outputs(predictor, src, output_file, json_file, csv_file, thresh, top_
     settings = settings_fingerprint(
         predictor.cfg, key_frames if isinstance(key_frames, (list, tuple)) else None,
         header=header, top_k=int(top_k), track=bool(getattr(predictor, "track", False)))
+    if resume and src.is_live:
+        raise ResumeError(f"--resume: {src.name} is a live source: it cannot be read again up to "
+                          "where the interrupted run stopped")
     make = DemoOutputs.resume if resume else DemoOutputs
     return make(output_file, json_file, csv_file, header,
                 (video_id, predictor.action_ids, src.width, src.height), src.fps,

@@ -31,8 +31,8 @@ from ..data.video_io.segments import (SegmentedVideoWriter, count_video_frames, 
                                       segment_path)
 from .demo_outputs import PredictionJSONWriter, SubmissionCSVWriter, _truncate
 
-__all__ = ["DemoOutputs", "ResumeError", "progress_path", "source_fingerprint", "settings_fingerprint",
-           "leftover_files"]
+__all__ = ["DemoOutputs", "ResumeError", "progress_path", "source_fingerprint",
+           "settings_fingerprint", "leftover_files"]
 
 logger = logging.getLogger(__name__)
 

@@ -33,9 +33,11 @@ def boxes_csv(path, video_id="walk", seconds=NUM_KEY_FRAMES):
     ids 1, 2, 3 then 1, 2, 4; a tracker restarted at the resume point would say 1, 2, 3."""
     rows = []
     for t in range(seconds):
-        boxes = [(0.05 + 0.03 * t, 0.2, 0.25 + 0.03 * t, 0.9), (0.5 - 0.02 * t, 0.2, 0.7 - 0.02 * t, 0.9)]
-        boxes.append((0.7, 0.2, 0.9, 0.9) if t < 2 else (0.7, 0.0, 0.9, 0.15))
-        rows += [f"{video_id},{t},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f},,0.9\n" for x1, y1, x2, y2 in boxes]
+        boxes = [(0.05 + 0.03 * t, 0.2, 0.25 + 0.03 * t, 0.9),
+                 (0.5 - 0.02 * t, 0.2, 0.7 - 0.02 * t, 0.9),
+                 (0.7, 0.2, 0.9, 0.9) if t < 2 else (0.7, 0.0, 0.9, 0.15)]
+        rows += [f"{video_id},{t},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f},,0.9\n"
+                 for x1, y1, x2, y2 in boxes]
     path.write_text("".join(rows))
     return path
 
