@@ -19,8 +19,9 @@ detector (``MODEL.PERSON_DETECTOR``), or from ``--boxes`` (PySlowFast's predicte
 id is the input's file name without extension unless ``--video-id``). ``--dataset NAME --video-id
 ID`` annotates a video of a registered dataset at its key frames.
 
-The output files are refused when they exist (``--overwrite`` replaces them) and always when one of
-them is the input. Ctrl-C or a broken stream stops cleanly: the video written so far is finalised,
+The output files are refused when they exist (``--overwrite`` replaces them, ``--resume`` continues
+an interrupted run after its last key frame written: docs/DEMO.md) and always when one of them is
+the input. Ctrl-C or a broken stream stops cleanly: the video written so far is finalised,
 the JSON says ``"complete": false`` and why, the CSV holds the finished key frames; the exit status
 is then 1 (130 on Ctrl-C).
 
@@ -50,6 +51,7 @@ from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredicto
                                             action_class_names)
 from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads  # noqa: E402
 from acar_d2.utils.demo_outputs import read_thresholds  # noqa: E402
+from acar_d2.utils.demo_resume import ResumeError, leftover_files  # noqa: E402
 from demo.predictor import annotate_source  # noqa: E402
 
 logger = logging.getLogger("acar_d2.demo")
@@ -87,6 +89,8 @@ def parse_args(argv=None):
     parser.add_argument("--relations", action="store_true", help="relation maps (ACAR Fig. 6): "
                         "every actor's in the JSON, the top interaction actor's drawn (docs/DEMO.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run "
+                        "(<output>.progress.json) after its last key frame written")
     parser.add_argument("--random-weights", action="store_true",
                         help="run without MODEL.WEIGHTS (random scores, for testing the pipeline)")
     parser.add_argument("--no-progress", action="store_true")
@@ -129,11 +133,18 @@ def check_outputs(args, inputs) -> None:
                 sys.exit(f"{flag} and {flag2} name the same file {path}")
         if os.path.isdir(path):
             sys.exit(f"{flag} {path} is a folder: give a file name")
-        if os.path.exists(path) and not args.overwrite:
-            sys.exit(f"{flag} {path} exists: refusing to overwrite it (use --overwrite)")
+        if os.path.exists(path) and not (args.overwrite or args.resume):
+            sys.exit(f"{flag} {path} exists: refusing to overwrite it (use --overwrite); "
+                     "--resume continues an interrupted run")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             sys.exit(f"{flag} {path}: folder {folder} does not exist")
+    leftovers = leftover_files(args.output)
+    if args.overwrite and args.resume:
+        sys.exit("--overwrite starts again, --resume continues: give one of them")
+    if leftovers and not (args.overwrite or args.resume):
+        sys.exit(f"{leftovers[0]} exists: an interrupted run of --output {args.output}; "
+                 "--resume continues it, --overwrite starts again")
 
 
 def dataset_key_frames(cfg, args):
@@ -275,13 +286,17 @@ def main(argv=None) -> int:
             check_relation_heads(predictor.model)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         sys.exit(str(e))
-    result = annotate_source(
-        predictor, source, args.output, json_file=args.json, csv_file=args.csv,
-        thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,
-        progress=not args.no_progress,
-        model_info={"config": args.config_file or f"model zoo: {args.model}", "weights": cfg.MODEL.WEIGHTS},
-        relations=args.relations,
-    )
+    try:
+        result = annotate_source(
+            predictor, source, args.output, json_file=args.json, csv_file=args.csv,
+            thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,
+            progress=not args.no_progress, resume=args.resume,
+            model_info={"config": args.config_file or f"model zoo: {args.model}",
+                        "weights": cfg.MODEL.WEIGHTS},
+            relations=args.relations,
+        )
+    except ResumeError as e:
+        sys.exit(str(e))
     written = [p for p in (args.output, args.json, args.csv) if p and os.path.exists(p)]
     print(f"{result.key_frames} key frames, {result.frames} frames: {', '.join(written) or 'nothing written'}")
     if result.error:

@@ -4,7 +4,8 @@ Running a trained action detector over whole videos and drawing its predictions.
 ``annotate_source`` (what ``demo/demo.py`` runs) decodes a source once with a
 :class:`acar_d2.engine.VideoActionPredictor` and writes the annotated video (every input frame,
 same size and rate), the JSON document and the AVA submission CSV, keeping everything written so
-far when the source breaks or the user presses Ctrl-C.
+far when the source breaks or the user presses Ctrl-C, and continues an interrupted run
+(``resume``) without predicting its key frames again.
 
 ``annotate_video`` runs an :class:`acar_d2.engine.ActionPredictor` on the key-frame dicts of a
 dataset video (``make quickstart``); ``video_keyframe_dicts`` makes the key-frame dicts of a raw
@@ -14,17 +15,18 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import tqdm
 
 from detectron2.structures import Instances
 
-from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError, VideoWriter,
-                             video_frame_count_and_size, write_video)
+from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError,
+                                   video_frame_count_and_size, write_video)
 from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads, record_relations
-from acar_d2.utils.demo_outputs import PredictionJSONWriter, SubmissionCSVWriter
+from acar_d2.utils.demo_resume import (DemoOutputs, ResumeError, settings_fingerprint,
+                                       source_fingerprint)
 from acar_d2.utils.relations import interaction_actor, relation_map
 from acar_d2.utils.visualizer import ActionVisualizer, draw_relation_map
 
@@ -144,18 +146,22 @@ def annotate_source(
     key_frames=None,
     video_id: Optional[str] = None,
     progress: bool = True,
-    json_every: int = 60,
     model_info: Optional[dict] = None,
+    resume: bool = False,
+    checkpoint_every: int = 60,
+    on_key_frame: Optional[Callable] = None,
     relations: bool = False,
 ) -> DemoResult:
     """
-    Predict a whole source and write the annotated video (+ JSON / CSV).
+    Predict a whole source and write the annotated video (+ JSON / CSV), resumable.
 
     Every input frame is written, at the input's size and frame rate (an odd last row / column is
     cropped, H.264 4:2:0 needs even sizes), with the boxes, track ids and labels of the latest key
-    frame. The CSV is flushed per key frame; the JSON is rewritten every ``json_every`` key frames
-    and at the end (``"complete": false`` with the ``"error"`` when stopped early). The source is
-    opened before any output file is created, so an unreadable source leaves no file behind.
+    frame. The CSV and the JSON are written key frame by key frame (the JSON valid after each,
+    ``"complete": false`` with the ``"error"`` when stopped early); the video in segments joined
+    at the end (:class:`acar_d2.utils.demo_resume.DemoOutputs`), so nothing grows with the video
+    and an interrupted run continues with ``resume``. The source is opened before any output file
+    is created, so an unreadable source leaves no file behind.
 
     Args:
         predictor (VideoActionPredictor): the model.
@@ -166,15 +172,20 @@ def annotate_source(
             None = one every ``predictor.key_frame_stride`` seconds.
         video_id: the CSV's video id (default: the source's file name without extension).
         model_info: ``{"config": ..., "weights": ...}`` recorded in the JSON.
+        resume: continue the interrupted run recorded in ``<output_file>.progress.json``.
+        checkpoint_every: key frames between checkpoints (what a killed run redoes at most).
+        on_key_frame: called with each :class:`KeyFramePrediction` once it is fully written.
         relations: record the relation maps (``record_relations``): each actor's in the JSON
             (``"relation"``), and on the video the map of the actor with the highest interaction
             score (:func:`~acar_d2.utils.relations.interaction_actor`).
     Returns:
-        DemoResult.
+        DemoResult (``frames`` and ``key_frames`` include an interrupted run's).
     Raises:
         VideoSourceError: the source cannot be opened (nothing written).
+        ResumeError: ``resume`` refused (no progress file, another source or other settings, a
+            live source).
     """
-    pose = check_relation_heads(predictor.model).pose_class_indices if relations else []
+    pose = check_relation_heads(predictor.model).pose_class_indices if relations else None
     src = predictor.open(source)
     name = src.name.rstrip("/")
     video_id = video_id or os.path.splitext(os.path.basename(name))[0] or "video"
@@ -187,49 +198,33 @@ def annotate_source(
         total = int(np.ceil((src.num_frames - 0.5) / stride_frames)) if not src.is_live else None
     else:
         total = len(key_frames) if isinstance(key_frames, (list, tuple)) else None
-    writer = VideoWriter(output_file, src.fps)
-    header = {
-        "source": src.name, "video_id": video_id, "fps": float(src.fps), "width": int(src.width),
-        "height": int(src.height),
-        "key_frame_stride": predictor.key_frame_stride if key_frames is None else None,
-        "class_names": list(names), "action_ids": list(predictor.action_ids),
-        "thresholds": thresh.tolist(),
-    }
-    if model_info:
-        header["model"] = dict(model_info)
-    json_writer = PredictionJSONWriter(json_file, header) if json_file else None
-    csv_writer = (SubmissionCSVWriter(csv_file, video_id, predictor.action_ids, src.width,
-                                      src.height) if csv_file else None)
-    bar = tqdm.tqdm(total=total, unit="key frame", desc=video_id, disable=not progress)
-    count, complete, error = 0, False, None
+    try:
+        outputs = _demo_outputs(predictor, src, output_file, json_file, csv_file, thresh, top_k,
+                                key_frames, video_id, model_info, resume, checkpoint_every,
+                                relations)
+    except Exception:
+        src.close()
+        raise
+    start = outputs.key_frames_done
+    if start:
+        logger.info(f"Resuming {output_file} after {start} key frames ({outputs.num_frames} "
+                    "frames)" + (f" of {total}" if total else ""))
+    bar = tqdm.tqdm(total=total, initial=start, unit="key frame", desc=video_id,
+                    disable=not progress)
+    complete, error = False, None
     recording = record_relations(predictor.model) if relations else contextlib.nullcontext()
     recording.__enter__()
     try:
-        for kf in predictor(src, key_frames, with_frames=True, video_id=video_id):
-            inst = kf.instances
-            boxes = inst.pred_boxes.tensor.numpy()
-            scores = inst.action_scores.numpy()
-            ids = inst.track_ids.numpy()
-            actor = interaction_actor(scores, pose) if relations else None
-            shown = None if actor is None else relation_map(inst, actor, (src.height, src.width))
-            for j, frame in enumerate(kf.frames):
-                i = kf.first_frame + j
-                title = f"{video_id} {i / src.fps:.2f}s"
-                if i < kf.frame_index:  # before the first key frame: nothing to show yet
-                    writer.write(vis.draw(frame, np.zeros((0, 4)), np.zeros((0, len(names))), title))
-                else:
-                    if shown is not None:
-                        frame = draw_relation_map(frame, shown, boxes)
-                    writer.write(vis.draw(frame, boxes, scores, f"{title} (key {kf.time:.2f}s)",
-                                          track_ids=ids))
-            if csv_writer is not None:
-                csv_writer.add(kf)
-            count += 1
-            if json_writer is not None:
-                json_writer.add(kf)
-                if json_every and count % json_every == 0:
-                    json_writer.close(writer.num_frames, complete=False)
+        history = outputs.track_history() if start else ()
+        for kf in predictor(src, key_frames, with_frames=True, video_id=video_id,
+                            skip_key_frames=start, track_history=history):
+            _write_key_frame(outputs, vis, kf, video_id, src.fps, len(names), pose)
             bar.update(1)
+            if outputs.key_frames_done % checkpoint_every == 0 and not progress:
+                logger.info(f"{outputs.key_frames_done}" + (f"/{total}" if total else "") +
+                            f" key frames, {outputs.rate():.2f} key frames/s")
+            if on_key_frame is not None:
+                on_key_frame(kf)
         complete = True
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C)"
@@ -238,11 +233,63 @@ def annotate_source(
     finally:
         recording.__exit__(None, None, None)
         bar.close()
-        writer.close()
-        if csv_writer is not None:
-            csv_writer.close()
-        if json_writer is not None:
-            json_writer.close(writer.num_frames, complete=complete, error=error)
-    if writer.num_frames:
-        logger.info(f"Wrote {writer.num_frames} annotated frames to {output_file}")
-    return DemoResult(writer.num_frames, count, complete, error)
+        outputs.finish(complete, error)
+    if outputs.num_frames:
+        logger.info(f"Wrote {outputs.num_frames} annotated frames to {output_file}")
+    return DemoResult(outputs.num_frames, outputs.key_frames_done, complete, error)
+
+
+def _demo_outputs(predictor, src, output_file, json_file, csv_file, thresh, top_k, key_frames,
+                  video_id, model_info, resume, checkpoint_every,
+                  relations: bool = False) -> DemoOutputs:
+    """The :class:`DemoOutputs` of a run: new files, or an interrupted run's continued."""
+    header = {
+        "source": src.name, "video_id": video_id, "fps": float(src.fps), "width": int(src.width),
+        "height": int(src.height),
+        "key_frame_stride": predictor.key_frame_stride if key_frames is None else None,
+        "class_names": list(predictor.class_names), "action_ids": list(predictor.action_ids),
+        "thresholds": thresh.tolist(),
+    }
+    if model_info:
+        header["model"] = dict(model_info)
+    settings = settings_fingerprint(
+        predictor.cfg, key_frames if isinstance(key_frames, (list, tuple)) else None,
+        header=header, top_k=int(top_k), track=bool(getattr(predictor, "track", False)),
+        relations=bool(relations))
+    if resume and src.is_live:
+        raise ResumeError(f"--resume: {src.name} is a live source: it cannot be read again up to "
+                          "where the interrupted run stopped")
+    make = DemoOutputs.resume if resume else DemoOutputs
+    return make(output_file, json_file, csv_file, header,
+                (video_id, predictor.action_ids, src.width, src.height), src.fps,
+                source_fingerprint(src), settings, checkpoint_every=checkpoint_every)
+
+
+def _write_key_frame(outputs: DemoOutputs, vis: ActionVisualizer, kf, video_id: str, fps: float,
+                     num_classes: int, relation_pose: Optional[list] = None) -> None:
+    """Draw and write the frames of one key frame (those the video lacks), then its rows.
+    ``relation_pose`` (the pose class indices; None: no relation maps) draws the relation map of
+    the actor with the highest interaction score."""
+    inst = kf.instances
+    boxes = inst.pred_boxes.tensor.numpy()
+    scores = inst.action_scores.numpy()
+    ids = inst.track_ids.numpy()
+    shown = None
+    if relation_pose is not None:
+        actor = interaction_actor(scores, relation_pose)
+        if actor is not None:
+            h, w = kf.frames[0].shape[:2] if kf.frames else inst.image_size
+            shown = relation_map(inst, actor, (h, w))
+    for j, frame in enumerate(kf.frames):
+        i = kf.first_frame + j
+        if i < outputs.num_frames:  # written before an interruption
+            continue
+        title = f"{video_id} {i / fps:.2f}s"
+        if i < kf.frame_index:  # before the first key frame: nothing to show yet
+            drawn = vis.draw(frame, np.zeros((0, 4)), np.zeros((0, num_classes)), title)
+        else:
+            if shown is not None:
+                frame = draw_relation_map(frame, shown, boxes)
+            drawn = vis.draw(frame, boxes, scores, f"{title} (key {kf.time:.2f}s)", track_ids=ids)
+        outputs.write_frame(i, drawn)
+    outputs.add_key_frame(kf)

@@ -201,10 +201,12 @@ class KeyFrameStream:
         key_frames: Optional[Iterable[KeyFrameRequest]] = None,
         with_frames: bool = False,
         video_id: str = "video",
+        skip_key_frames: int = 0,
     ) -> Iterator[KeyFramePrediction]:
         """Open ``source`` (a path / URL / device, or a :class:`VideoSource`) and :meth:`stream`
         its key frames; the other arguments as there."""
-        yield from self.stream(self.open(source), key_frames, with_frames, video_id)
+        yield from self.stream(self.open(source), key_frames, with_frames, video_id,
+                               skip_key_frames)
 
     def stream(
         self,
@@ -212,6 +214,7 @@ class KeyFrameStream:
         key_frames: Optional[Iterable[KeyFrameRequest]] = None,
         with_frames: bool = False,
         video_id: str = "video",
+        skip_key_frames: int = 0,
     ) -> Iterator[KeyFramePrediction]:
         """
         Predict the key frames of the opened ``src`` while decoding it once; closes ``src``.
@@ -222,8 +225,11 @@ class KeyFrameStream:
                 default :func:`key_frame_schedule` every ``key_frame_stride`` seconds.
             with_frames: also hand out every frame (``KeyFramePrediction.frames``).
             video_id: name passed to the mapper (messages).
+            skip_key_frames: resume after this many key frames (done by an interrupted run):
+                they are not predicted, the frames before the next one are only decoded (into
+                the ring buffer, for its clip), and ``frames`` start at its frame.
         Yields:
-            KeyFramePrediction, in key-frame order.
+            KeyFramePrediction, in key-frame order (``index`` counts the skipped ones).
         Raises:
             VideoSourceError: the source breaks while decoding, after every key frame whose frame
                 was decoded has been yielded.
@@ -233,13 +239,18 @@ class KeyFrameStream:
                                             num_frames=None if src.is_live else src.num_frames)
         requests = iter(key_frames)
         next_request = next(requests, None)
+        last_index = -1
+        for _ in range(skip_key_frames):
+            if next_request is not None:
+                last_index, next_request = next_request.frame_index, next(requests, None)
         buffer = FrameRingBuffer(self.buffer_capacity)
         pending: Deque[KeyFrameRequest] = deque()   # waiting for the frames after them
         done: Deque[KeyFramePrediction] = deque()   # predicted, waiting for their frames
         held: list = []                             # frames not handed out yet (with_frames)
-        held_start = 0
-        count = 0
-        last_index = -1
+        # skipped key frames' frames were handed out by the interrupted run
+        held_start = 0 if not skip_key_frames else (
+            next_request.frame_index if next_request is not None else float("inf"))
+        count = skip_key_frames
 
         def predict(req: KeyFrameRequest) -> None:
             nonlocal count, last_index
@@ -275,7 +286,7 @@ class KeyFrameStream:
         try:
             for frame in src.raw_frames():
                 idx = buffer.append(frame)
-                if with_frames:
+                if with_frames and idx >= held_start:
                     held.append(frame)
                 while next_request is not None and next_request.frame_index <= idx:
                     pending.append(next_request)

@@ -190,6 +190,8 @@ class VideoActionPredictor(KeyFrameStream):
         key_frames: Optional[Iterable[KeyFrameRequest]] = None,
         with_frames: bool = False,
         video_id: str = "video",
+        skip_key_frames: int = 0,
+        track_history: Iterable = (),
     ) -> Iterator[KeyFramePrediction]:
         """
         Predict the key frames of ``source`` while decoding it once (a bank model: after pass 1,
@@ -202,6 +204,10 @@ class VideoActionPredictor(KeyFrameStream):
                 default :func:`key_frame_schedule` every ``key_frame_stride`` seconds.
             with_frames: also hand out every frame (``KeyFramePrediction.frames``).
             video_id: name passed to the mapper (messages).
+            skip_key_frames: resume after this many key frames (:meth:`stream`).
+            track_history: with ``skip_key_frames``: the ``(boxes (R, 4), person scores (R,))``
+                of the skipped key frames, replayed into the tracker (no model run) so that the
+                track ids go on as in an uninterrupted run.
         Yields:
             KeyFramePrediction, in key-frame order.
         Raises:
@@ -222,8 +228,10 @@ class VideoActionPredictor(KeyFrameStream):
             from ..utils.tracking import KeyFrameTracker
 
             tracker = KeyFrameTracker()
+            for boxes, scores in track_history:
+                tracker.update(boxes, scores)
         # Key frames come out in the order they were predicted: the tracker sees them in time.
-        for kf in self.stream(src, key_frames, with_frames, video_id):
+        for kf in self.stream(src, key_frames, with_frames, video_id, skip_key_frames):
             inst = kf.instances
             ids = (tracker.update(inst.pred_boxes.tensor.numpy(), inst.scores.numpy())
                    if tracker is not None else np.full(len(inst), -1))

@@ -2,8 +2,8 @@
 What the demo writes besides the annotated video, and the per-class thresholds it reads.
 
 * :class:`PredictionJSONWriter`: one JSON document (schema :data:`DEMO_JSON_SCHEMA`, also in the
-  docs/DEMO.md), written atomically when closed, also after Ctrl-C or a broken stream
-  (``"complete": false`` and the ``"error"``).
+  docs/DEMO.md), streamed key frame by key frame (memory flat over an hour of video) and valid after
+  each, also after Ctrl-C or a broken stream (``"complete": false`` and the ``"error"``).
 * :class:`SubmissionCSVWriter`: the AVA submission CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,
   score`` (normalized boxes), one flushed block per key frame, so it stays valid at every moment
   and scores with ``acar-ava-eval``.
@@ -12,7 +12,7 @@ What the demo writes besides the annotated video, and the per-class thresholds i
 import json
 import math
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -106,34 +106,58 @@ DEMO_JSON_SCHEMA: dict = {
 }
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _truncate(path: str, offset: int) -> None:
+    """Cut ``path`` to its first ``offset`` bytes (resuming: drop what follows the last
+    checkpoint); an error naming the file when it is shorter."""
+    if not os.path.isfile(path) or os.path.getsize(path) < offset:
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        raise ValueError(f"{path}: cannot resume it: the interrupted run recorded {offset} bytes, "
+                         f"the file has {'none (missing)' if size is None else size}")
+    with open(path, "r+b") as f:
+        f.truncate(offset)
 
 
 class PredictionJSONWriter:
     """
-    Collects the key frames and writes the JSON document on :meth:`close`.
+    Streams the JSON document to its file: the header, then one line per key frame, then the
+    closing fields (``num_frames``, ``complete``, ``error``), which :meth:`flush` rewrites after
+    every key frame. Memory does not grow with the video, and after every :meth:`flush` (and
+    :meth:`close`, also after Ctrl-C or a broken stream) the file is a valid document.
 
     Args:
         path (str): output file.
         header (dict): ``source``, ``video_id``, ``fps``, ``width``, ``height``,
             ``key_frame_stride``, ``class_names``, ``action_ids``, ``thresholds`` and optionally
             ``model``.
+        resume (tuple[int, int] or None): ``(offset, key frames)`` of an interrupted run's file
+            (:attr:`offset` and :attr:`count` at its last checkpoint): the file is cut there and
+            continued; its header must be this one.
     """
 
-    def __init__(self, path: str, header: dict):
+    def __init__(self, path: str, header: dict, resume: Optional[Tuple[int, int]] = None):
         self.path = path
-        self.doc = dict(format=DEMO_JSON_FORMAT, **header)
-        self.doc["thresholds"] = [float(t) for t in header["thresholds"]]
-        self.thresholds = np.asarray(self.doc["thresholds"])
+        doc = dict(format=DEMO_JSON_FORMAT, **header)
+        doc["thresholds"] = [float(t) for t in header["thresholds"]]
+        self.thresholds = np.asarray(doc["thresholds"])
         self.names = list(header["class_names"])
-        self.key_frames: List[dict] = []
+        head = json.dumps(doc, indent=1)[:-2] + ',\n "key_frames": ['
+        head = head.encode("utf-8")
+        if resume is None:
+            self._file = open(path, "wb")
+            self._file.write(head)
+            self.offset, self.count = len(head), 0
+        else:
+            self.offset, self.count = (int(v) for v in resume)
+            _truncate(path, self.offset)
+            self._file = open(path, "r+b")
+            if self._file.read(len(head)) != head:
+                self._file.close()
+                raise ValueError(f"{path}: cannot resume it: its header (source, classes, "
+                                 "thresholds, model) differs from this run's")
+        self.flush(0)
 
     def add(self, key_frame) -> None:
-        """Args: key_frame (KeyFramePrediction)."""
+        """Append one key frame. Args: key_frame (KeyFramePrediction)."""
         inst = key_frame.instances
         boxes = inst.pred_boxes.tensor.numpy().astype(np.float64)
         scores = inst.action_scores.numpy().astype(np.float64)
@@ -151,16 +175,28 @@ class PredictionJSONWriter:
             })
             if inst.has("relation_context_maps"):  # recorded (demo --relations)
                 actors[-1]["relation"] = relation_document(inst, r)
-        self.key_frames.append({
-            "time": round(float(key_frame.time), 6), "frame_index": int(key_frame.frame_index),
-            "timestamp": key_frame.timestamp, "actors": actors,
-        })
+        item = {"time": round(float(key_frame.time), 6), "frame_index": int(key_frame.frame_index),
+                "timestamp": key_frame.timestamp, "actors": actors}
+        text = ("\n  " if self.count == 0 else ",\n  ") + json.dumps(item)
+        self._file.seek(self.offset)
+        self._file.write(text.encode("utf-8"))
+        self.offset += len(text.encode("utf-8"))
+        self.count += 1
+
+    def flush(self, num_frames: int, complete: bool = False, error: Optional[str] = None) -> None:
+        """Write the closing fields after the last key frame: the file is a valid document."""
+        tail = json.dumps({"num_frames": int(num_frames), "complete": bool(complete),
+                           "error": error}, indent=1)[1:]
+        self._file.seek(self.offset)
+        self._file.write(("\n ]," + tail + "\n").encode("utf-8"))
+        self._file.truncate()
+        self._file.flush()
 
     def close(self, num_frames: int, complete: bool, error: Optional[str] = None) -> None:
-        """Write the document (atomically: a reader never sees half a file)."""
-        doc = dict(self.doc, num_frames=int(num_frames), complete=bool(complete), error=error,
-                   key_frames=self.key_frames)
-        _atomic_write_text(self.path, json.dumps(doc, indent=1) + "\n")
+        """Write the closing fields and close the file (idempotent)."""
+        if not self._file.closed:
+            self.flush(num_frames, complete, error)
+            self._file.close()
 
 
 class SubmissionCSVWriter:
@@ -172,17 +208,26 @@ class SubmissionCSVWriter:
         video_id (str): the first column.
         action_ids (list[int]): K dataset action ids.
         width, height (int): frame size (boxes are divided by it and clipped to [0, 1]).
+        resume_offset (int or None): continue an interrupted run's file after its first
+            ``resume_offset`` bytes (:attr:`offset` at its last checkpoint).
     """
 
     def __init__(self, path: str, video_id: str, action_ids: Sequence[int], width: int,
-                 height: int):
+                 height: int, resume_offset: Optional[int] = None):
         if "," in video_id:
             raise ValueError(f"video id {video_id!r} contains a comma: not allowed in the CSV")
         self.video_id = video_id
         self.action_ids = list(action_ids)
         self.scale = np.array([width, height, width, height], np.float64)
-        self._file = open(path, "w")
+        if resume_offset is not None:
+            _truncate(path, resume_offset)
+        self._file = open(path, "a" if resume_offset is not None else "w", encoding="utf-8")
         self.rows = 0
+
+    @property
+    def offset(self) -> int:
+        """Bytes written so far (where a resumed run continues)."""
+        return self._file.tell()
 
     def add(self, key_frame) -> None:
         if key_frame.timestamp is None:

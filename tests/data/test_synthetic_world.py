@@ -429,7 +429,7 @@ def test_builtin_aca_world_registration(world_dir, world):
 
     names = ("aca_world_train", "aca_world_val")
 
-    def _unregister():
+    def _unregister(names=names):
         for name in names:
             if name in DatasetCatalog.list():
                 DatasetCatalog.remove(name)
@@ -453,7 +453,7 @@ def test_builtin_aca_world_registration(world_dir, world):
             assert meta.action_classes == [c.name for c in CLASSES]
             assert meta.pose_class_indices == [0, 1, 2, 3]
     finally:
-        _unregister()
+        _unregister(names + ("aca_world_rel_train", "aca_world_rel_val"))
         builtin.register_all_aca_world(builtin._root)
     # The class metadata needs no file: it is defined with the world's rules.
     assert MetadataCatalog.get("aca_world_val").action_classes == [c.name for c in CLASSES]

@@ -49,11 +49,14 @@ class VideoWriter:
         fps (float): frame rate.
         crf (int or None): libx264 constant-rate factor (lower = better; None: the encoder default).
         bit_rate (int or None): bits/s for the mpeg4 fallback (None: the encoder default).
+        b_frames (bool): let libx264 use B-frames (its default). Without them decoding order is
+            display order, so videos can be joined by remuxing (``segments.py``).
     """
 
     def __init__(self, path: str, fps: float, *, crf: Optional[int] = None,
-                 bit_rate: Optional[int] = None):
+                 bit_rate: Optional[int] = None, b_frames: bool = True):
         self.path = path
+        self.b_frames = b_frames
         self.fps = fps
         self.crf = crf
         self.bit_rate = bit_rate
@@ -76,7 +79,8 @@ class VideoWriter:
         stream.thread_count = 1
         if codec == "libx264":
             stream.options = dict({"threads": "1"},
-                                  **({"crf": str(self.crf)} if self.crf is not None else {}))
+                                  **({"crf": str(self.crf)} if self.crf is not None else {}),
+                                  **({} if self.b_frames else {"bf": "0"}))
         elif self.bit_rate is not None:
             stream.bit_rate = self.bit_rate
         self._stream = stream
