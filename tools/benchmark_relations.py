@@ -254,6 +254,83 @@ def _write_figure(path: Path, panels: list) -> None:
     sheet.save(path)
 
 
+def indirect_candidates(snap: dict):
+    """The relation world's hard cases of a key frame: (class, actor, positive) for every convoy
+    bus passenger (ride: its own driver is there, or only another vehicle's driver ahead) and
+    every board-pair listener facing a pointing presenter (listen: at its board, or at the other
+    board). Convoy buses have >= 4 seats; board pairs are two boards 17-22 px apart on a row."""
+    vehicles = {v["id"]: v for v in snap["vehicles"]}
+    for a in snap["actors"]:
+        seat = a["seat"]
+        if seat and seat["role"] == "passenger" and len(vehicles[seat["vehicle"]]["seat_xs"]) >= 4:
+            yield "ride", a, "ride" in a["labels"]
+        me = f"person:{a['person_id']}"
+        if any(s == me and p == "faces" for s, p, o in snap["relations"]):
+            boards = sorted((b["box"] for b in snap["boards"]
+                             if abs(b["ground_y"] - a["y"]) <= 6), key=lambda b: b[0])
+            pointing = [b for b in snap["actors"] if b["arm"] == "point"
+                        and abs(b["y"] - a["y"]) <= 6 and b["facing"] == -a["facing"]]
+            if len(boards) == 2 and 17 <= boards[1][0] - boards[0][2] <= 22 and pointing:
+                yield "listen", a, "listen" in a["labels"]
+
+
+def _auc(pos: list, neg: list) -> float:
+    """P(score of a positive > score of a negative), ties count half."""
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def hard_negative_separation(predictions_csv: Path, world: dict, class_ids: dict) -> dict:
+    """
+    How well a trained head's scores separate the positives of ride / listen from their hard
+    negatives (same first-order cue, relation broken; :func:`indirect_candidates`), on the val
+    detections of ``predictions_csv`` (AVA CSV; each GT actor matched to the detection of highest
+    IoU >= 0.5): the AUC of the class score, overall and on key frames whose row is the only one
+    of its kind (where a head that counts drivers / presenters in the frame could tell them apart).
+    """
+    import csv as _csv
+
+    det = {}
+    W, H = world["width"], world["height"]
+    with open(predictions_csv) as f:
+        for row in _csv.reader(f):
+            key = (row[0], int(row[1]))
+            box = tuple(round(float(v), 3) for v in row[2:6])
+            det.setdefault(key, {}).setdefault(box, {})[int(row[6])] = float(row[7])
+    scores = {}
+    for vid in world["splits"]["val"]:
+        for t, snap in world["scenes"][vid].items():
+            boxes = det.get((vid, int(t)), {})
+            cands = list(indirect_candidates(snap))
+            for cls, a, positive in cands:
+                gt = [a["box"][0] / W, a["box"][1] / H, a["box"][2] / W, a["box"][3] / H]
+                best = max(boxes, key=lambda b: _iou(b, gt), default=None)
+                if best is None or _iou(best, gt) < 0.5:
+                    continue
+                single = sum(1 for c, b, _ in cands if c == cls
+                             and abs(b["y"] - a["y"]) > 6) == 0  # no other row of its kind
+                s = boxes[best].get(class_ids[cls], 0.0)
+                for subset in ("all", "single row") if single else ("all",):
+                    scores.setdefault((cls, subset), ([], []))[0 if positive else 1].append(s)
+    return {f"{cls} ({subset})": {"auc": _auc(*v), "positives": len(v[0]), "hard_negatives": len(v[1])}
+            for (cls, subset), v in sorted(scores.items())}
+
+
+def format_separation(sep: dict) -> str:
+    """sep: head -> per-seed dicts of :func:`hard_negative_separation`; AUC mean +- half range."""
+    keys = list(next(iter(sep.values()))[0])
+    lines = ["| head | " + " | ".join(f"AUC {k}" for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for head, runs in sep.items():
+        lines.append(f"| {head} | " + " | ".join(
+            _mean_spread([100 * r[k]["auc"] for r in runs]) for k in keys) + " |")
+    n = next(iter(sep.values()))[0]
+    lines.append("\npositives / hard negatives per seed: " + ", ".join(
+        f"{k} {n[k]['positives']}/{n[k]['hard_negatives']}" for k in keys))
+    return "\n".join(lines)
+
+
 def format_map_rates(maps: dict) -> str:
     """maps: seed -> class -> {actors, peak_in_link, chance}; a markdown table per class."""
     lines = ["| class | actors per seed | relation-map peak on the linking object (per seed) "
@@ -327,6 +404,14 @@ def main(argv=None) -> dict:
                   f"{rows[head][-1]['frame_mAP']:.2f}, indirect {sum(ind) / len(ind):.2f}")
             (output / "partial_results.json").write_text(json.dumps(rows, indent=2))
     table = format_table(rows, indirect, groups)
+    ids = {c["name"]: c["id"] for c in classes}
+    world_info = json.loads((world / "world.json").read_text())
+    if world_info.get("relation"):
+        sep = {head: [hard_negative_separation(
+            output / f"{head}_seed{seed}" / "inference" / f"{prefix}_val" / f"predictions_{prefix}_val.csv",
+            world_info, ids) for seed in args.seeds] for head in args.heads}
+        (output / "hard_negatives.json").write_text(json.dumps(sep, indent=2))
+        table += "\n\n" + format_separation(sep)
     if args.maps and "acar" in args.heads:
         maps = {}
         for seed in args.seeds:
