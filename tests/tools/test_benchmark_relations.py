@@ -86,3 +86,31 @@ def test_table_lists_every_seed():
     row = table.splitlines()[2]
     assert "55.00 ± 5.00 (50.0 / 60.0)" in row, row
     assert json.loads(json.dumps(runs))  # summaries stay JSON (results.json)
+
+
+def test_hard_negative_separation(tmp_path):
+    """Scores equal to the labels separate positives from hard negatives perfectly (AUC 1),
+    inverted scores not at all (AUC 0); the counts are those of the world's hard cases."""
+    tool = _tool()
+    world = write_world(str(tmp_path / "w"), num_videos=10, seed=0, write_videos=False,
+                        relation=True)
+    ids = {c["name"]: c["id"] for c in world["classes"]}
+    W, H = world["width"], world["height"]
+    for invert in (False, True):
+        rows = []
+        for vid in world["splits"]["val"]:
+            for t, snap in world["scenes"][vid].items():
+                for a in snap["actors"]:
+                    box = [a["box"][0] / W, a["box"][1] / H, a["box"][2] / W, a["box"][3] / H]
+                    for name in ("ride", "listen"):
+                        s = float((name in a["labels"]) != invert)
+                        rows.append(f"{vid},{int(t):04d},{box[0]:.3f},{box[1]:.3f},{box[2]:.3f},"
+                                    f"{box[3]:.3f},{ids[name]},{s:.6f}")
+        csv_file = tmp_path / f"pred{int(invert)}.csv"
+        csv_file.write_text("\n".join(rows) + "\n")
+        sep = tool.hard_negative_separation(csv_file, world, ids)
+        assert "ride (all)" in sep, sep
+        for key, r in sep.items():
+            assert r["positives"] > 0 and r["hard_negatives"] > 0, (key, r)
+            assert r["auc"] == (0.0 if invert else 1.0), (key, r)
+    assert tool._auc([1.0, 0.5], [0.5]) == 0.75
