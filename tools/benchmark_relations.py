@@ -166,13 +166,30 @@ def linking_object(actor: dict, snap: dict):
     return None
 
 
+def partner_of(actor: dict, snap: dict):
+    """The other actor of a positive indirect actor: the driver of the passenger's vehicle, the
+    presenter of the listener's board; None otherwise."""
+    if "ride" in actor["labels"]:
+        vid = actor["seat"]["vehicle"]
+        return next((b for b in snap["actors"] if b["seat"] and b["seat"]["vehicle"] == vid
+                     and b["seat"]["role"] == "driver"), None)
+    if "listen" in actor["labels"]:
+        me = f"person:{actor['person_id']}"
+        board = next(o for s, p, o in snap["relations"] if s == me and p == "faces")
+        return next((b for b in snap["actors"] if [f"person:{b['person_id']}", "points_at", board]
+                     in snap["relations"]), None)
+    return None
+
+
 def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path] = None,
                       max_frames: int = 0) -> dict:
     """
     How often the relation map of a positive indirect actor (ride / listen, matched to a detected
     box at IoU >= 0.5) peaks inside its linking object (the passenger's vehicle, the listener's
     board), against chance: the share of the actor's relation-grid cells whose centre lies in that
-    box (a peak placed on a random cell). ``figure``: a PNG of the first positives' maps.
+    box (a peak placed on a random cell); and how often its largest actor weight on another actor
+    is on its partner (the driver / presenter, :func:`partner_of`, matched at IoU >= 0.5) against
+    chance, 1 / (number of other actors). ``figure``: a PNG of the first positives' maps.
     """
     import numpy as np
     import torch
@@ -190,7 +207,7 @@ def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path]
     ACARCheckpointer(model).load(weights)
     model.eval()
     loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
-    hits, chance, panels = {}, {}, []
+    hits, chance, panels, partner_hits, partner_chance = {}, {}, [], {}, {}
     with torch.no_grad(), record_relations(model):
         for i, batch in enumerate(loader):
             if max_frames and i >= max_frames:
@@ -216,6 +233,15 @@ def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path]
                 inside = ((xs[None] >= box[0]) & (xs[None] <= box[2])
                           & (ys[:, None] >= box[1]) & (ys[:, None] <= box[3]))
                 chance.setdefault(cls, []).append(float(inside.mean()))
+                partner = partner_of(actor, snap)
+                if partner is not None and len(boxes) > 1:
+                    pious = [_iou(b, partner["box"]) for b in boxes]
+                    p = int(np.argmax(pious))
+                    if pious[p] >= 0.5 and p != k:
+                        w = rm.actor_weights.copy()
+                        w[k] = -1.0  # the largest weight on ANOTHER actor
+                        partner_hits.setdefault(cls, []).append(int(np.argmax(w)) == p)
+                        partner_chance.setdefault(cls, []).append(1.0 / (len(boxes) - 1))
                 if figure is not None and len(panels) < 6:
                     vid, t = inputs["video_id"], int(inputs["timestamp"])
                     path = world_dir / "frames" / vid / f"{vid}_{t * world['fps'] + 1:06d}.jpg"
@@ -226,7 +252,10 @@ def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path]
     out = {}
     for cls in hits:
         out[cls] = {"actors": len(hits[cls]), "peak_in_link": float(np.mean(hits[cls])),
-                    "chance": float(np.mean(chance[cls]))}
+                    "chance": float(np.mean(chance[cls])),
+                    "partner_actors": len(partner_hits.get(cls, [])),
+                    "top_weight_on_partner": float(np.mean(partner_hits.get(cls, [np.nan]))),
+                    "partner_chance": float(np.mean(partner_chance.get(cls, [np.nan])))}
     return out
 
 
@@ -334,7 +363,8 @@ def format_separation(sep: dict) -> str:
 def format_map_rates(maps: dict) -> str:
     """maps: seed -> class -> {actors, peak_in_link, chance}; a markdown table per class."""
     lines = ["| class | actors per seed | relation-map peak on the linking object (per seed) "
-             "| chance |", "|---|---|---|---|"]
+             "| chance | largest actor weight on the partner (per seed) | chance |",
+             "|---|---|---|---|---|---|"]
     for cls in ("ride", "listen"):
         runs = [m[cls] for m in maps.values() if cls in m]
         if not runs:
@@ -342,7 +372,11 @@ def format_map_rates(maps: dict) -> str:
         rate = [100 * r["peak_in_link"] for r in runs]
         lines.append(f"| {cls} | {runs[0]['actors']} | {_mean_spread(rate)} % ("
                      + " / ".join(f"{v:.0f}" for v in rate) + f") | "
-                     f"{100 * sum(r['chance'] for r in runs) / len(runs):.0f} % |")
+                     f"{100 * sum(r['chance'] for r in runs) / len(runs):.0f} % | "
+                     + (f"{_mean_spread([100 * r['top_weight_on_partner'] for r in runs])} % ("
+                        + " / ".join(f"{100 * r['top_weight_on_partner']:.0f}" for r in runs)
+                        + f") | {100 * sum(r['partner_chance'] for r in runs) / len(runs):.0f} % |"
+                        if "top_weight_on_partner" in runs[0] else "n/a | n/a |"))
     return "\n".join(lines)
 
 

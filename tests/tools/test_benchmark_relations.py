@@ -67,6 +67,8 @@ def test_relation_map_rate_and_effective_rf(tmp_path):
             # a vehicle / board covers part of the frame, never all of it
             assert 0.0 < r["chance"] < 1.0, r
         assert fig.is_file() and fig.stat().st_size > 1000
+        for r in rates.values():
+            assert 0.0 <= r["partner_chance"] <= 1.0 or r["partner_actors"] == 0, r
         table = tool.format_map_rates({0: rates, 1: rates})
         assert "chance" in table and len(table.splitlines()) == 2 + len(rates)
         erf = tool.effective_receptive_field(cfg, str(ckpt), clips=2, radii=(0, 1, 20))
