@@ -446,21 +446,19 @@ def main(argv=None) -> dict:
             world_info, ids) for seed in args.seeds] for head in args.heads}
         (output / "hard_negatives.json").write_text(json.dumps(sep, indent=2))
         table += "\n\n" + format_separation(sep)
+    # the trained ACAR model of each seed: (seed, config, weights)
+    acar_runs = [(seed, build_cfg(head_config("acar"), output / f"acar_seed{seed}", args.max_iter,
+                                  args.opts, seed, prefix),
+                  str(output / f"acar_seed{seed}" / "model_final.pth")) for seed in args.seeds]
     if args.maps and "acar" in args.heads:
         maps = {}
-        for seed in args.seeds:
-            run = output / f"acar_seed{seed}"
-            cfg = build_cfg(head_config("acar"), run, args.max_iter, args.opts, seed, prefix)
+        for seed, cfg, weights in acar_runs:
             fig = output / "relation_maps.png" if seed == args.seeds[0] else None
-            maps[seed] = relation_map_rate(cfg, str(run / "model_final.pth"), world, fig)
+            maps[seed] = relation_map_rate(cfg, weights, world, fig)
         (output / "relation_maps.json").write_text(json.dumps(maps, indent=2))
         table += "\n\n" + format_map_rates(maps)
     if args.effective_rf and "acar" in args.heads:
-        erf = {}
-        for seed in args.seeds:
-            run = output / f"acar_seed{seed}"
-            cfg = build_cfg(head_config("acar"), run, args.max_iter, args.opts, seed, prefix)
-            erf[seed] = effective_receptive_field(cfg, str(run / "model_final.pth"))
+        erf = {seed: effective_receptive_field(cfg, weights) for seed, cfg, weights in acar_runs}
         (output / "effective_rf.json").write_text(json.dumps(erf, indent=2))
         mean = {r: sum(e[r] for e in erf.values()) / len(erf) for r in next(iter(erf.values()))}
         table += ("\n\nEffective receptive field of the trained ACAR backbones (share of the "
