@@ -88,6 +88,10 @@ def add_slowfast_config(cfg: CN) -> None:
     # res5 spatial dilation; > 1 means res5 keeps stride 1 (ACAR Sec. 4.1 doubles the res5
     # resolution, as PySlowFast's AVA configs: stride 16 output).
     _C.MODEL.SLOWFAST.RES5_DILATION = 2
+    # res5 spatial stride: 0 = as RES5_DILATION implies (1 when dilated, else 2); 1 with
+    # RES5_DILATION 1 keeps the stride-16 map at a smaller receptive field (the relation
+    # benchmark's backbone, datasets/SYNTHETIC.md).
+    _C.MODEL.SLOWFAST.RES5_STRIDE = 0
     # Non-local blocks (R101+NL variant): for each ResNet stage res2..res5 the block indices after
     # which a non-local block is inserted in the slow pathway, e.g. [[], [1, 3], [1, 3, 5], []].
     _C.MODEL.SLOWFAST.NONLOCAL_LOCATIONS = [[], [], [], []]

@@ -23,6 +23,10 @@ summary in its folder: a stopped benchmark run again continues where it stopped.
     python tools/benchmark_feature_bank.py --part loader
     python tools/benchmark_feature_bank.py --part synthetic --seeds 0 1 2 --max-iter 400 --finetune-iter 200
 
+``--bank-ablation`` evaluates every trained ACFB / LFB model a second time with the features of
+its bank window set to zero (same boxes, same key frames): if ``left_behind`` AP does not move, the
+head does not read the evidence its bank holds.
+
 Results: a markdown table on stdout and ``results.json`` / ``results.md`` in ``--output``.
 """
 import argparse
@@ -57,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="iterations of the three compared heads, all started from the seed's ACAR "
                         "checkpoint (0 = ACFB/LFB from scratch instead)")
     p.add_argument("--clips", type=int, default=60, help="part 1: key frames timed per loader")
+    p.add_argument("--bank-ablation", action="store_true",
+                   help="part 2: also evaluate each trained ACFB / LFB model with its bank "
+                        "features zeroed (does the head read its bank at all?)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p.parse_args(argv)
 
@@ -247,10 +254,15 @@ def train_and_eval(cfg) -> dict:
 
 def far_ap(cfg, meta, min_t: int = 3) -> float:
     """AP of left_behind on the key frames t >= ``min_t`` only (no evidence in the clip)."""
+    name = cfg.DATASETS.TEST[0]
+    return _far_ap_of(Path(cfg.OUTPUT_DIR) / "inference" / name / f"predictions_{name}.csv", meta,
+                      min_t)
+
+
+def _far_ap_of(pred: Path, meta, min_t: int = 3) -> float:
+    """AP of left_behind in the detections CSV ``pred`` on the key frames t >= ``min_t``."""
     from ava_eval.evaluate import evaluate_files
 
-    name = cfg.DATASETS.TEST[0]
-    pred = Path(cfg.OUTPUT_DIR) / "inference" / name / f"predictions_{name}.csv"
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for src in (meta.gt_csv, pred):
@@ -263,6 +275,58 @@ def far_ap(cfg, meta, min_t: int = 3) -> float:
         res = evaluate_files(paths[0], paths[1], meta.label_map, meta.exclusions)
     cid = meta.action_ids[list(meta.action_classes).index(LR_CLASS)]
     return 100.0 * float(res.per_class_AP[cid])
+
+
+class _ZeroedBank:
+    """A test loader whose batches carry their feature-bank windows with all features zeroed."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            for x in batch:
+                bank = x["feature_bank"]
+                x["feature_bank"] = dict(bank, features=bank["features"].new_zeros(bank["features"].shape))
+            yield batch
+
+
+def bank_ablation(cfg, meta) -> dict:
+    """
+    Evaluate the trained model of ``cfg.OUTPUT_DIR`` (``model_final.pth``) with every bank window
+    zeroed; its ``left_behind`` AP (all key frames, and t >= 3 s) next to the run's own. Kept in
+    ``OUTPUT_DIR/bank_ablation.json`` (read back when present).
+    """
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.modeling import build_model
+
+    from acar_d2.checkpoint import ACARCheckpointer
+    from acar_d2.engine import Trainer
+    from ava_eval.reporting import summarize_frame_map
+
+    out = Path(cfg.OUTPUT_DIR) / "bank_ablation.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(Path(cfg.OUTPUT_DIR) / "model_final.pth")
+    cfg.freeze()
+    model = build_model(cfg)
+    ACARCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    model.eval()
+    name = cfg.DATASETS.TEST[0]
+    folder = Path(cfg.OUTPUT_DIR) / "inference_zeroed_bank" / name
+    evaluator = Trainer.build_evaluator(cfg, name, output_folder=str(folder))
+    res = inference_on_dataset(model, _ZeroedBank(Trainer.build_test_loader(cfg, name)), evaluator)
+    summary = summarize_frame_map(res, list(meta.action_classes))
+    far = _far_ap_of(folder / f"predictions_{name}.csv", meta)
+    result = {"frame_mAP": summary["frame_mAP"], LR_CLASS: summary["per_class"][LR_CLASS],
+              "far_AP": far}
+    out.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def extract(kind: str, acar_cfg, weights: str, out: Path, names: list) -> str:
@@ -324,6 +388,25 @@ CONFIGS = {"acar": "acar_SLOWFAST_R18_1.5k_aca_world.yaml",
            "lfb": "lfb_SLOWFAST_R18_1.5k_aca_world.yaml"}
 
 
+def format_ablation(rows: dict) -> str:
+    """The bank heads' left_behind AP with their bank and with it zeroed, per seed."""
+    lines = ["| head | left_behind AP, bank | zeroed bank | change | t >= 3 s: bank | zeroed | per seed: bank / zeroed |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for head in ("acfb", "lfb"):
+        runs = [r for r in rows[head] if "zeroed_bank" in r]
+        if not runs:
+            continue
+        a = [r["per_class"][LR_CLASS] for r in runs]
+        z = [r["zeroed_bank"][LR_CLASS] for r in runs]
+        fa = [r["far_AP"] for r in runs]
+        fz = [r["zeroed_bank"]["far_AP"] for r in runs]
+        d = [x - y for x, y in zip(a, z)]
+        lines.append(f"| {head} | {np.mean(a):.2f} | {np.mean(z):.2f} | {np.mean(d):+.2f} "
+                     f"| {np.mean(fa):.2f} | {np.mean(fz):.2f} | "
+                     + ", ".join(f"{x:.1f} / {y:.1f}" for x, y in zip(a, z)) + " |")
+    return "\n".join(lines)
+
+
 def part_synthetic(args, names: list, output: Path) -> dict:
     """
     Per seed: ACAR without a bank trained from scratch (``--max-iter``) = the extraction model;
@@ -359,12 +442,18 @@ def part_synthetic(args, names: list, output: Path) -> dict:
             cfg = _cfg(CONFIGS[head], d / (f"ft_{head}" if finetune else head), names, seed,
                        args.finetune_iter if finetune else args.max_iter, opts)
             rows[head].append(train_and_eval(cfg))
+            if args.bank_ablation and head != "acar":
+                from detectron2.data import MetadataCatalog
+
+                rows[head][-1]["zeroed_bank"] = bank_ablation(cfg, MetadataCatalog.get(names[1]))
         for head, runs in rows.items():
             print(f"[benchmark_feature_bank] seed {seed} {head}: frame-mAP {runs[-1]['frame_mAP']:.2f}"
                   f", {LR_CLASS} {runs[-1]['per_class'].get(LR_CLASS, float('nan')):.2f}"
                   f" (t >= 3 s: {runs[-1]['far_AP']:.2f})", flush=True)
         (output / "partial_results.json").write_text(json.dumps(rows, indent=1))
     table = format_results(rows)
+    if args.bank_ablation:
+        table += "\n\n" + format_ablation(rows)
     print(table)
     return {"rows": rows, "table": table, "protocol": {
         "extractor_iter": args.max_iter, "finetune_iter": args.finetune_iter,

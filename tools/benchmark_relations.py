@@ -13,8 +13,10 @@ Usage::
         [--seeds 0 1 2 3 4] [--heads baseline actor_actor actor_context acar] [KEY VALUE ...]
 
 ``--world relation`` trains and evaluates on the relation world (``aca_world_rel``, generated
-with ``--relation --videos 150`` when missing; datasets/SYNTHETIC.md), where the indirect classes'
-negatives share the positives' first-order cue. Every head is trained once per seed (``SEED``:
+with ``--relation --videos 300`` when missing; datasets/SYNTHETIC.md), where the indirect classes'
+negatives share the positives' first-order cue and their evidence lies outside the actor's RoI
+receptive field of the backbone every head gets there: SlowFast R10 with res5 undilated at
+stride 16 (75 px; ``WORLDS``, put before the command line's overrides). Every head is trained once per seed (``SEED``:
 initialization and data order); the table gives mean +- half the range over the seeds with the
 per-seed values. It is printed as markdown and written with the raw numbers (``results.json``)
 into ``--output``. The tool resumes: a finished (head, seed) keeps its ``summary.json`` and is
@@ -29,15 +31,21 @@ from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 HEADS = ("baseline", "actor_actor", "actor_context", "acar")
-# world -> (folder under --datasets, dataset prefix, make_synthetic_ava.py options)
-WORLDS = {"default": ("aca_world", "aca_world", ()),
-          "relation": ("aca_world_rel", "aca_world_rel", ("--relation",))}
+# world -> (folder under --datasets, dataset prefix, make_synthetic_ava.py options, config
+# overrides put before the command line's). The relation world is measured with the smallest
+# backbone of the family, SlowFast R10 with res5 undilated at stride 16: a 75 px receptive field,
+# so that its links (>= ROI_RF_MARGIN px from the actor's box) lie outside the actor's RoI
+# receptive field (datasets/SYNTHETIC.md); R18 with dilated res5 sees 227 px, the whole frame.
+WORLDS = {"default": ("aca_world", "aca_world", (), ()),
+          "relation": ("aca_world_rel", "aca_world_rel", ("--relation",),
+                       ("MODEL.SLOWFAST.DEPTH", "10", "MODEL.SLOWFAST.RES5_DILATION", "1",
+                        "MODEL.SLOWFAST.RES5_STRIDE", "1"))}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", choices=list(WORLDS), default="default")
-    parser.add_argument("--videos", type=int, default=150,
+    parser.add_argument("--videos", type=int, default=300,
                         help="videos of a generated relation world (20%% val)")
     parser.add_argument("--output", default="")
     parser.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"),
@@ -408,7 +416,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     root = Path(args.datasets).expanduser().resolve()
     os.environ["ACAR_DATASETS"] = str(root)  # read by acar_d2's builtin registration at import
-    folder, prefix, gen_opts = WORLDS[args.world]
+    folder, prefix, gen_opts, world_opts = WORLDS[args.world]
+    opts = list(world_opts) + list(args.opts)
     world = root / folder
     if not (world / "world.json").is_file():
         import subprocess
@@ -431,7 +440,7 @@ def main(argv=None) -> dict:
         rows[head] = []
         for seed in args.seeds:
             cfg = build_cfg(head_config(head), output / f"{head}_seed{seed}", args.max_iter,
-                            args.opts, seed, prefix)
+                            opts, seed, prefix)
             rows[head].append(run_head(cfg))
             ind = [rows[head][-1]["per_class"][n] for n in indirect]
             print(f"[benchmark_relations] {head} seed {seed}: frame-mAP "
@@ -448,7 +457,7 @@ def main(argv=None) -> dict:
         table += "\n\n" + format_separation(sep)
     # the trained ACAR model of each seed: (seed, config, weights)
     acar_runs = [(seed, build_cfg(head_config("acar"), output / f"acar_seed{seed}", args.max_iter,
-                                  args.opts, seed, prefix),
+                                  opts, seed, prefix),
                   str(output / f"acar_seed{seed}" / "model_final.pth")) for seed in args.seeds]
     if args.maps and "acar" in args.heads:
         maps = {}

@@ -4,7 +4,7 @@ Generate the synthetic AVA-format world "aca_world" (see datasets/SYNTHETIC.md).
 
     python tools/make_synthetic_ava.py --out datasets/aca_world [--videos 60] [--seed 0] [--stats]
     python tools/make_synthetic_ava.py --out datasets/aca_world_lr --long-range   # + left_behind
-    python tools/make_synthetic_ava.py --out datasets/aca_world_rel --relation --videos 150
+    python tools/make_synthetic_ava.py --out datasets/aca_world_rel --relation --videos 300
 
 Writes frames, mp4 videos, frame lists, annotation CSVs, label map, exclusions, predicted boxes
 and dense proposals in the AVA formats, plus world.json (classes and per-key-frame scene graphs).

@@ -68,6 +68,8 @@ def bank_compat_keys(cfg, kind: str) -> Dict[str, object]:
         "MODEL.SLOWFAST.RES5_DILATION": sf.RES5_DILATION,
         "MODEL.ROI_HEADS.IN_FEATURES": list(cfg.MODEL.ROI_HEADS.IN_FEATURES),
     }
+    if sf.RES5_STRIDE:  # recorded only when set, so banks written before the key stay valid
+        keys["MODEL.SLOWFAST.RES5_STRIDE"] = sf.RES5_STRIDE
     if kind == "acfb":
         keys.update({"MODEL.ACTION_HEAD.HIDDEN_DIM": head.HIDDEN_DIM,
                      "MODEL.ACTION_HEAD.DOWNSAMPLE": head.DOWNSAMPLE})

@@ -122,3 +122,31 @@ def test_benchmark_verdicts():
     text = bench.format_results({"acar": runs([40, 60]), "acfb": runs([52, 54]),
                                  "lfb": runs([70, 70])})
     assert "+3.00 (seed spread 10.00): NOT met" in text and "or below: NOT met" in text
+
+
+def test_bank_ablation_zeroes_the_window_only():
+    """--bank-ablation: the wrapped test loader zeroes each clip's bank features and nothing else
+    (the loader's own tensors untouched), and the table reports bank vs zeroed per seed."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location("benchmark_feature_bank",
+                                                  REPO / "tools" / "benchmark_feature_bank.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    feats = torch.ones(3, 4, 2, 2, dtype=torch.float16)
+    batch = [{"clip": torch.ones(1), "feature_bank": {"features": feats,
+                                                      "valid_sizes": torch.tensor([[2, 2]] * 3),
+                                                      "times": torch.tensor([-1, 0, 1])}}]
+    (out,) = list(bench._ZeroedBank([batch]))
+    bank = out[0]["feature_bank"]
+    assert bank["features"].shape == feats.shape and bank["features"].dtype == torch.float16
+    assert not bank["features"].any() and bool(feats.all())  # zeroed copy, original kept
+    assert bank["times"].tolist() == [-1, 0, 1] and out[0]["clip"].item() == 1.0
+    assert len(bench._ZeroedBank([batch, batch])) == 2
+
+    def run(v, z):
+        return {"per_class": {"left_behind": v}, "far_AP": v + 1,
+                "zeroed_bank": {"left_behind": z, "far_AP": z + 1, "frame_mAP": 0.0}}
+
+    text = bench.format_ablation({"acar": [], "acfb": [run(50, 40), run(60, 60)], "lfb": []})
+    assert "| acfb | 55.00 | 50.00 | +5.00 | 56.00 | 51.00 | 50.0 / 40.0, 60.0 / 60.0 |" in text

@@ -89,7 +89,8 @@ def _expected_labels(snap: dict) -> dict:
         if a["seat"] or a["pose"] not in ("stand", "sit"):
             continue
         ahead = _board_ahead(a, boards)
-        if ahead is None or ahead[0] > 56:
+        # 56 px; a relation-world snapshot states its longer face distance (SYNTHETIC.md)
+        if ahead is None or ahead[0] > snap.get("face_board_dist", 56):
             continue
         if a["arm"] == "point" and ahead[0] <= 12:
             presenters[ahead[1]] = a["person_id"]

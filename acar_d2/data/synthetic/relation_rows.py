@@ -3,25 +3,47 @@ Row layouts of the *relation world* (``write_world(relation=True)``, ``--relatio
 datasets/SYNTHETIC.md "Option: a world where only actor-context-actor relations decide").
 
 The default world fills each grid row with two independent modules. Here a row is one wide scene
-(160 px) built so that the first-order cue of an indirect class appears as often in negatives as
-in positives, and only the object between the two actors tells them apart:
+(160 px) built so that the evidence of an indirect class lies OUTSIDE the receptive field of the
+actor's RoI feature (``ROI_RF_MARGIN``: box +- 50.2 px with the relation benchmark's backbone),
+and so that the first-order cue of the class appears as often in negatives as in positives:
 
-* **convoy** - a bus and a car of the SAME colour, nose to tail, facing the same way. A passenger
-  of the bus rides only if the bus's own driver seat is occupied; the car's driver sits ahead of
-  the passenger, facing the same way, whether or not the bus has a driver ("a passenger beside
-  another vehicle's driver"). What separates the bus driver from the car driver is the gap
-  between the two bodies, 25-110 px away from the passenger.
-* **board pair** - two boards one behind the other on the listeners' line of sight; one presenter,
-  facing the listeners, points either at the near board (the listeners listen) or at the far
-  board (they do not: "somebody facing another board"). The presenter is in front of the
-  listeners, facing them, with an arm pointing, in both cases; only which board the hand touches
-  differs.
+* **convoy** - a bus and a car of the SAME colour, nose to tail, facing the same way. Only the
+  bus's rear seats, at least ``FAR_SEAT`` px behind its driver seat, take passengers: a passenger
+  rides only if the bus's own driver seat (outside its RoI's receptive field) is occupied; the
+  car's driver, further ahead and facing the same way, is always there ("a passenger beside
+  another vehicle's driver").
+* **board pair** - two boards one behind the other on the listeners' line of sight, the listeners
+  ``FAR_LISTEN`` px from the near board (outside their RoIs' receptive field; the relation world
+  counts a board as faced up to ``REL_FACE_BOARD_DIST``); one presenter, facing the listeners,
+  points either at the near board (the listeners listen) or at the far board (they do not:
+  "somebody facing another board").
 
-Labels still come only from :mod:`.rules` (the same rules as the default world).
+A shot of the relation world gives its two rows the same kind half of the time (two convoys or
+two board pairs), so that "is there a bus driver / a presenter in the frame" does not answer for
+a given actor: the linking object of its own row must. Its other rows hold only pair and solo
+cells (no vehicle or board modules), so every ride and listen box of the world is a far one.
+
+Labels still come only from :mod:`.rules` (the same rules as the default world, with the face
+distance ``REL_FACE_BOARD_DIST``).
 """
 from .scene import ARM_REACH, CELL_W, TORSO_W, VEHICLE_COLORS, WIDTH, Board, Vehicle
 
-__all__ = ["convoy_row", "board_pair_row", "bus_seat_fracs"]
+__all__ = ["convoy_row", "board_pair_row", "bus_seat_fracs", "ROI_RF_MARGIN", "FAR_SEAT",
+           "FAR_LISTEN", "REL_FACE_BOARD_DIST", "RELATION_ROWS", "relation_row_kinds"]
+
+# Receptive field of one RoI feature of the relation benchmark's backbone (SlowFast R10, res5
+# undilated at stride 1: 75 input px; datasets/SYNTHETIC.md) in frame px, past each side of the
+# box: half the RF (37.5 input px) plus one cell of RoIAlign's bilinear reach (16 input px), at
+# the clip scale 128 / 120.
+ROI_RF_MARGIN = (75 / 2 + 16) * 120 / 128  # 50.16 px
+# A passenger seat is used only this far (centre to centre) behind the driver seat: the seated
+# boxes are <= 13 px wide, so the driver's box starts >= FAR_SEAT - 13 > ROI_RF_MARGIN px past
+# the passenger's box.
+FAR_SEAT = 64.0
+# Listeners stand or sit FAR_LISTEN px (body centre to near board edge) from the near board:
+# their boxes are <= 7 px wide on the board side, so the board starts > ROI_RF_MARGIN past them.
+FAR_LISTEN = (58.0, 70.0)
+REL_FACE_BOARD_DIST = 74.0
 
 # Bus: driver seat BUS_DRIVER_GAP px behind the front end, passenger seats every ~15 px back to
 # BUS_REAR_GAP px before the rear end (>= 14 px apart, so no box holds another occupant).
@@ -37,15 +59,15 @@ def bus_seat_fracs(length: float) -> tuple:
 
 
 def convoy_row(rng, ids, ground: float, shot, new_person) -> None:
-    """A bus (64-96 px) and a car (44-52 px) of one colour, 3-8 px apart, both facing ``f``,
-    the car in front. Bus driver p = 0.5, each bus passenger seat p = 0.5 (at least one
-    passenger); the car always has its driver and no passenger, so a bus passenger without its
-    own driver (negative) always has another vehicle's driver ahead: hard negatives are as
-    frequent as positives."""
+    """A bus (82-100 px) and a car (40-46 px) of one colour, 3-6 px apart, both facing ``f``,
+    the car in front. Bus driver p = 0.5; each far passenger seat (>= ``FAR_SEAT`` behind the
+    driver) p = 0.6, at least one passenger; the car always has its driver and no passenger, so
+    a bus passenger without its own driver (negative) always has another vehicle's driver
+    ahead: hard negatives are as frequent as positives."""
     f = int(rng.choice([-1, 1]))
     color = VEHICLE_COLORS[int(rng.integers(len(VEHICLE_COLORS)))]
-    car_len, gap = float(rng.uniform(44, 52)), float(rng.uniform(3, 8))
-    bus_len = float(rng.uniform(64, min(96.0, WIDTH - 8 - car_len - gap)))
+    car_len, gap = float(rng.uniform(40, 46)), float(rng.uniform(3, 6))
+    bus_len = float(rng.uniform(82, min(100.0, WIDTH - 8 - car_len - gap)))
     total = bus_len + gap + car_len
     left = 4 + float(rng.uniform(0, max(WIDTH - 8 - total, 0)))
     height = float(rng.uniform(16, 20))
@@ -59,9 +81,11 @@ def convoy_row(rng, ids, ground: float, shot, new_person) -> None:
     shot.vehicles += [bus, car]
     hip = bus.body_top + 3.0
     bus_seats = bus.seat_xs()
-    taken = [rng.random() < 0.5 for _ in bus_seats[1:]]
+    far = [abs(x - bus_seats[0]) >= FAR_SEAT for x in bus_seats[1:]]
+    assert any(far), bus_len  # the rear seat of an 82+ px bus is >= 64 px behind the driver
+    taken = [ok and rng.random() < 0.6 for ok in far]
     if not any(taken):
-        taken[int(rng.integers(len(taken)))] = True
+        taken[max(i for i, ok in enumerate(far) if ok)] = True
     occupied = [rng.random() < 0.5] + taken
     for (v, xs, occ) in ((bus, bus_seats, occupied),
                          (car, car.seat_xs(), [True, False])):
@@ -73,24 +97,22 @@ def convoy_row(rng, ids, ground: float, shot, new_person) -> None:
 
 def board_pair_row(rng, ids, ground: float, shot, new_person) -> None:
     """Along an axis u (listeners at u > w1 face -u): the near board at [0, w1], the far board at
-    [-g - w2, -g] (g = 17-22 px, room for a presenter between them), 1-2 listeners 10-48 px
-    from the near board. One presenter facing +u (towards the listeners): p = 0.35 between the
-    boards pointing at the near board, p = 0.55 beyond the far board pointing at it, else none."""
+    [-g - w2, -g] (g = 17-20 px, room for a presenter between them), 1-2 listeners
+    ``FAR_LISTEN`` px from the near board. One presenter facing +u (towards the listeners):
+    p = 0.4 between the boards pointing at the near board, p = 0.5 beyond the far board
+    pointing at it, else none."""
     d = int(rng.choice([-1, 1]))
-    w1, w2 = float(rng.uniform(12, 16)), float(rng.uniform(12, 16))
-    g = float(rng.uniform(17, 22))
+    w1, w2 = float(rng.uniform(12, 14)), float(rng.uniform(12, 14))
+    g = float(rng.uniform(17, 20))
     s_p = float(rng.uniform(0.9, 1.15))
     reach = (TORSO_W / 2 + ARM_REACH) * s_p - 1.0  # the hand touches the panel edge
     r = rng.random()
-    presenter_u = -reach if r < 0.35 else (-g - w2 - reach if r < 0.9 else None)
-    members = []  # (u, facing along u, kind)
-    u = w1
-    for _ in range(int(rng.integers(1, 3))):
-        u_c = u + float(rng.uniform(3, 38)) + 7.0  # up to 48 px from the near board
-        if u_c - w1 > 48.0:
-            break
-        members.append((u_c, -1, "sit" if rng.random() < 0.5 else "stand"))
-        u = u_c + 8.0
+    presenter_u = -reach if r < 0.4 else (-g - w2 - reach if r < 0.9 else None)
+    lo, hi = FAR_LISTEN
+    members = [(w1 + float(rng.uniform(lo, hi)), "sit" if rng.random() < 0.5 else "stand")]
+    if rng.random() < 0.5 and members[0][0] - w1 + 9.0 <= hi:  # a second listener behind
+        u2 = members[0][0] + float(rng.uniform(9.0, hi - (members[0][0] - w1)))
+        members.append((u2, "sit" if rng.random() < 0.5 else "stand"))
     u_min = -g - w2 - (2 * reach + 2 if presenter_u is not None and presenter_u < -g else 2)
     u_max = max(m[0] for m in members) + 7
     slack = max(WIDTH - 8 - (u_max - u_min), 0.0)
@@ -102,11 +124,26 @@ def board_pair_row(rng, ids, ground: float, shot, new_person) -> None:
     if presenter_u is not None:
         shot.persons.append(new_person(rng, ids, x=to_x(presenter_u), y=ground, pose="stand",
                                        arm="point", scale=s_p, facing=d))
-    for u_c, fu, kind in members:
+    for u_c, kind in members:
         shot.persons.append(new_person(rng, ids, x=to_x(u_c), y=ground, pose=kind,
-                                       stool=(kind == "sit"), facing=fu * d))
+                                       stool=(kind == "sit"), facing=-d))
 
 
-# Row kinds of the relation world and their probabilities; "cells" = two default modules.
-RELATION_ROWS = (("convoy", 0.4), ("board_pair", 0.4), ("cells", 0.2))
+# Row kinds of the relation world; "cells" = two default cells (pair / solo modules only).
+RELATION_ROWS = ("convoy", "board_pair", "cells")
+# (top row, bottom row) kinds of a shot and their probabilities: the same relation kind in both
+# rows half of the time.
+_SHOT_ROWS = ((("convoy", "convoy"), 0.25), (("board_pair", "board_pair"), 0.25),
+              (("convoy", "board_pair"), 0.15), (("board_pair", "convoy"), 0.15),
+              (("convoy", "cells"), 0.05), (("cells", "convoy"), 0.05),
+              (("board_pair", "cells"), 0.05), (("cells", "board_pair"), 0.05))
+
+
+def relation_row_kinds(rng) -> tuple:
+    """Draw the (top, bottom) row kinds of one relation-world shot."""
+    i = int(rng.choice(len(_SHOT_ROWS), p=[p for _, p in _SHOT_ROWS]))
+    return _SHOT_ROWS[i][0]
+
+
 assert CELL_W * 2 == WIDTH
+assert FAR_SEAT - 13.0 > ROI_RF_MARGIN and FAR_LISTEN[0] - 7.0 > ROI_RF_MARGIN

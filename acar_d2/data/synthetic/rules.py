@@ -22,12 +22,14 @@ def _boards_ahead(actor: dict, boards: list) -> list:
     return sorted(out, key=lambda g: g[0])
 
 
-def derive_relations(actors: list, vehicles: list, boards: list) -> list:
+def derive_relations(actors: list, vehicles: list, boards: list,
+                     face_board_dist: float = FACE_BOARD_DIST) -> list:
     """
     Relations of a key frame, as [subject, predicate, object] triples with ids "person:i",
     "vehicle:j", "board:k", "item". Predicates: in_driver_seat, in_passenger_seat, holds,
     points_at, faces (a board), faces_person (mutual, close, standing: talking distance),
     left_by (long-range option: the actor's talk partner has left the scene, actor key "left_by").
+    A board is faced up to ``face_board_dist`` px ahead (the relation world's is longer).
     """
     rel = []
     for a in actors:
@@ -40,7 +42,7 @@ def derive_relations(actors: list, vehicles: list, boards: list) -> list:
         if a["holding"]:
             rel.append([me, "holds", "item"])
         ahead = _boards_ahead(a, boards)
-        if a["pose"] in ("stand", "sit") and ahead and ahead[0][0] <= FACE_BOARD_DIST:
+        if a["pose"] in ("stand", "sit") and ahead and ahead[0][0] <= face_board_dist:
             gap, b = ahead[0]
             pred = "points_at" if (a["arm"] == "point" and gap <= POINT_DIST) else "faces"
             rel.append([me, pred, f"board:{b['id']}"])

@@ -200,6 +200,8 @@ class Shot:
     boards: list = field(default_factory=list)
     background: tuple = (200, 200, 190)
     grounds: tuple = (50, 108)  # floor line of each grid row (for the floor stripe)
+    # the rules' face distance (``FACE_BOARD_DIST``; the relation world's is longer)
+    face_board_dist: float = FACE_BOARD_DIST
 
 
 def person_state(p: Person, frame: int, shot: Shot) -> tuple:
@@ -364,21 +366,24 @@ _MODULE_P_LR = tuple(0.75 * p for p in _MODULE_P) + (0.25,)
 def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int,
                 long_range: bool = False, relation: bool = False) -> Shot:
     """Sample one layout: a module per grid cell (2 rows x 2 columns); with ``relation``, each
-    row is a convoy, a board pair or two cells (:mod:`.relation_rows`)."""
-    from .relation_rows import RELATION_ROWS, board_pair_row, convoy_row
+    row is a convoy, a board pair or two pair / solo cells (:mod:`.relation_rows`)."""
+    from .relation_rows import (REL_FACE_BOARD_DIST, board_pair_row, convoy_row,
+                                relation_row_kinds)
 
     bg = tuple(int(c) for c in rng.integers(175, 225, size=3))
     grounds = tuple(float(rng.integers(lo, hi + 1)) for lo, hi in ROW_GROUND)
     shot = Shot(start, end, background=bg, grounds=grounds)
     modules, probs = (_MODULES_LR, _MODULE_P_LR) if long_range else (_MODULES, _MODULE_P)
-    for row in range(2):
-        if relation:
-            kind = RELATION_ROWS[int(rng.choice(len(RELATION_ROWS),
-                                                p=[p for _, p in RELATION_ROWS]))][0]
-            if kind != "cells":
-                row_fn = convoy_row if kind == "convoy" else board_pair_row
-                row_fn(rng, ids, grounds[row], shot, _new_person)
-                continue
+    kinds = relation_row_kinds(rng) if relation else ("cells", "cells")
+    if relation:
+        shot.face_board_dist = REL_FACE_BOARD_DIST
+        # every ride / listen of the relation world is a far one: no vehicle or board cells
+        modules, probs = (_pair_module, _solo_module), (0.45, 0.55)
+    for row, kind in enumerate(kinds):
+        if kind != "cells":
+            row_fn = convoy_row if kind == "convoy" else board_pair_row
+            row_fn(rng, ids, grounds[row], shot, _new_person)
+            continue
         for col in range(2):
             module = modules[int(rng.choice(len(modules), p=probs))]
             module(rng, ids, col * CELL_W, grounds[row], shot)

@@ -18,7 +18,7 @@ from PIL import Image
 from ..video_io import write_video
 from .render import person_box, render_frame
 from .rules import derive_labels, derive_relations
-from .scene import (CLASSES, FPS, HEIGHT, WIDTH, Shot, person_state, sample_video, visible_persons,
+from .scene import (CLASSES, FACE_BOARD_DIST, FPS, HEIGHT, WIDTH, Shot, person_state, sample_video, visible_persons,
                     world_classes)
 
 __all__ = ["snapshot", "write_world", "world_stats", "format_stats", "video_ids", "split_of"]
@@ -77,12 +77,15 @@ def snapshot(shot: Shot, frame: int) -> dict:
                  "seat_xs": [round(x, 3) for x in v.seat_xs()]} for v in shot.vehicles]
     boards = [{"id": b.bid, "box": [round(c, 3) for c in b.box()], "ground_y": round(b.ground, 3)}
               for b in shot.boards]
-    relations = derive_relations(actors, vehicles, boards)
+    relations = derive_relations(actors, vehicles, boards, shot.face_board_dist)
     labels = derive_labels(actors, relations)
     for a in actors:
         a["labels"] = labels[a["person_id"]]
-    return {"frame_index": frame, "actors": actors, "vehicles": vehicles, "boards": boards,
-            "relations": relations}
+    out = {"frame_index": frame, "actors": actors, "vehicles": vehicles, "boards": boards,
+           "relations": relations}
+    if shot.face_board_dist != FACE_BOARD_DIST:  # the relation world's longer face distance
+        out["face_board_dist"] = shot.face_board_dist
+    return out
 
 
 def _proposals(rng: np.random.Generator, actors: list) -> np.ndarray:

@@ -13,10 +13,11 @@ from torch.nn import functional as F
 
 from .nonlocal_block import NonLocalBlock3d
 
-__all__ = ["STAGE_BLOCKS", "STAGE_NAMES", "Bottleneck3d", "ResStage", "Stem3d", "Pathway", "LateralFusion"]
+__all__ = ["STAGE_BLOCKS", "STAGE_NAMES", "res5_geometry", "Bottleneck3d", "ResStage", "Stem3d", "Pathway", "LateralFusion"]
 
-# Bottleneck blocks per stage res2..res5 (ResNet paper Table 1; 18: see the docstring of slowfast.py).
-STAGE_BLOCKS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# Bottleneck blocks per stage res2..res5 (ResNet paper Table 1; 10 and 18: see the docstring of
+# slowfast.py).
+STAGE_BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Temporal kernel of conv1 in the blocks of res2..res5 (SlowFast paper Table 1).
 SLOW_TEMPORAL_KERNELS = (1, 1, 3, 3)
 FAST_TEMPORAL_KERNELS = (3, 3, 3, 3)
@@ -26,6 +27,29 @@ FAST_STEM_TEMPORAL_KERNEL = 5
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 
 NormFactory = Callable[[int], nn.Module]
+
+
+def res5_geometry(res5_dilation: int, res5_stride: int = 0) -> tuple:
+    """
+    Spatial (stride, dilation) of res5's first 3x3 conv and the backbone's output stride.
+
+    ``res5_stride`` 0 keeps the usual coupling: stride 2 undilated (output stride 32), or stride
+    1 with ``res5_dilation`` > 1 (output stride 16, ACAR Sec. 4.1 / SlowFast Sec. 5 on AVA).
+    ``res5_stride`` 1 with dilation 1 keeps the stride-16 map without widening the receptive
+    field (the relation benchmark's small-RF backbone, datasets/SYNTHETIC.md).
+
+    Returns:
+        tuple: (stride, dilation, output stride).
+    """
+    if res5_dilation < 1:
+        raise ValueError(f"RES5_DILATION must be >= 1, got {res5_dilation}")
+    if res5_stride == 0:
+        res5_stride = 1 if res5_dilation > 1 else 2
+    if res5_stride not in (1, 2):
+        raise ValueError(f"RES5_STRIDE must be 0 (auto), 1 or 2, got {res5_stride}")
+    if res5_stride == 2 and res5_dilation > 1:
+        raise ValueError(f"RES5_STRIDE 2 with RES5_DILATION {res5_dilation}: a dilated res5 keeps stride 1")
+    return res5_stride, res5_dilation, 16 if res5_stride == 1 else 32
 
 
 
@@ -178,6 +202,7 @@ class Pathway(nn.Module):
         temporal_kernels: Sequence[int],
         res5_dilation: int,
         norm: NormFactory,
+        res5_stride: int = 0,
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
@@ -187,11 +212,11 @@ class Pathway(nn.Module):
         self.stem = Stem3d(stem_channels, temporal_kernel=stem_temporal_kernel, norm=norm)
         for s, name in enumerate(STAGE_NAMES):
             # res2 keeps the resolution (the stem's max pool already halved it); res5 trades its
-            # stride for dilation when dilated (SlowFast Sec. 5, AVA).
+            # stride for dilation when dilated (SlowFast Sec. 5, AVA): ``res5_geometry``.
             if s == 0:
                 stride, dilation = 1, 1
-            elif s == 3 and res5_dilation > 1:
-                stride, dilation = 1, res5_dilation
+            elif s == 3:
+                stride, dilation, _ = res5_geometry(res5_dilation, res5_stride)
             else:
                 stride, dilation = 2, 1
             stage = ResStage(

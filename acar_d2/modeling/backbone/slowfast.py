@@ -19,7 +19,9 @@ Topology (SlowFast paper Table 1, "SlowFast R50"; res5 as in the AVA models):
 Depths: 50 = (3, 4, 6, 3) and 101 = (3, 4, 23, 3) bottleneck blocks (ResNet paper Table 1).
 Depth 18 here means the SAME bottleneck block with (2, 2, 2, 2) blocks, not ResNet-18's basic
 blocks: it keeps one block type, one parameter naming and the same output channels (32 x WIDTH),
-so a CPU-sized model differs from R50 only in block counts.
+so a CPU-sized model differs from R50 only in block counts. Depth 10, (1, 1, 1, 1), is the
+smallest such model; the relation benchmark uses it for its small receptive field (75 px with res5
+undilated, datasets/SYNTHETIC.md).
 
 The blocks (bottleneck, stage, stem, pathway, lateral fusion) are in :mod:`.resnet3d`.
 
@@ -50,6 +52,7 @@ from .resnet3d import (
     SLOW_TEMPORAL_KERNELS,
     STAGE_BLOCKS,
     STAGE_NAMES,
+    res5_geometry,
     LateralFusion,
     NormFactory,
     Pathway,
@@ -102,6 +105,7 @@ class SlowFast(Backbone):
         fusion_only_conv: bool = False,
         slow_full_span: bool = True,
         res5_dilation: int = 2,
+        res5_stride: int = 0,
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
@@ -112,7 +116,7 @@ class SlowFast(Backbone):
     ):
         """
         Args:
-            depth (int): 18, 50 or 101 (see ``STAGE_BLOCKS``).
+            depth (int): 10, 18, 50 or 101 (see ``STAGE_BLOCKS``).
             width (int): slow stem channels (64 in the paper); stage widths scale with it.
             alpha (int): fast/slow frame-rate ratio (SlowFast Sec. 3.1; ACAR: 4).
             beta_inv (int): slow/fast channel ratio (SlowFast Sec. 3.2: 8). ``width`` must be
@@ -124,6 +128,9 @@ class SlowFast(Backbone):
             slow_full_span (bool): slow frames by linspace over the clip (R50) or stride (R101).
             res5_dilation (int): 1 (res5 stride 2, output stride 32) or > 1 (stride 1 with this
                 dilation, output stride 16).
+            res5_stride (int): 0 (as ``res5_dilation`` implies), or 1 / 2 explicitly: 1 with
+                dilation 1 keeps output stride 16 at a smaller receptive field
+                (``resnet3d.res5_geometry``).
             nonlocal_locations (list[list[int]]): per stage res2..res5, block indices followed by a
                 non-local block in the slow pathway.
             nonlocal_pool, nonlocal_instantiation: see ``NonLocalBlock3d``.
@@ -178,6 +185,7 @@ class SlowFast(Backbone):
             stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL,
             temporal_kernels=SLOW_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
+            res5_stride=res5_stride,
             norm=norm_layer,
             nonlocal_locations=nonlocal_locations,
             nonlocal_pool=nonlocal_pool,
@@ -191,6 +199,7 @@ class SlowFast(Backbone):
             stem_temporal_kernel=FAST_STEM_TEMPORAL_KERNEL,
             temporal_kernels=FAST_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
+            res5_stride=res5_stride,
             norm=norm_layer,
             num_temporal_blocks=num_block_temp_kernel,
         )
@@ -207,7 +216,7 @@ class SlowFast(Backbone):
                 for s, src in enumerate(("stem", "res2", "res3", "res4"))
             }
         )
-        stride = 16 if res5_dilation > 1 else 32
+        stride = res5_geometry(res5_dilation, res5_stride)[2]
         self._out_feature_channels = {"slow": slow_out[4], "fast": fast_out[4]}
         self._out_feature_strides = {"slow": stride, "fast": stride}
         self._init_weights()
@@ -225,6 +234,7 @@ class SlowFast(Backbone):
             "fusion_only_conv": sf.FUSION_ONLY_CONV,
             "slow_full_span": sf.SLOW_FULL_SPAN,
             "res5_dilation": sf.RES5_DILATION,
+            "res5_stride": sf.RES5_STRIDE,
             "nonlocal_locations": [list(x) for x in sf.NONLOCAL_LOCATIONS],
             "nonlocal_pool": list(sf.NONLOCAL_POOL),
             "nonlocal_instantiation": sf.NONLOCAL_INSTANTIATION,

@@ -32,6 +32,7 @@ from .resnet3d import (
     SLOW_TEMPORAL_KERNELS,
     STAGE_BLOCKS,
     STAGE_NAMES,
+    res5_geometry,
     Pathway,
 )
 
@@ -51,6 +52,7 @@ class SlowOnly(Backbone):
         depth: int = 50,
         width: int = 64,
         res5_dilation: int = 2,
+        res5_stride: int = 0,
         nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
         nonlocal_pool: Sequence[int] = (1, 2, 2),
         nonlocal_instantiation: str = "softmax",
@@ -59,9 +61,10 @@ class SlowOnly(Backbone):
     ):
         """
         Args:
-            depth (int): 18, 50 or 101 (``STAGE_BLOCKS`` of resnet3d.py).
+            depth (int): 10, 18, 50 or 101 (``STAGE_BLOCKS`` of resnet3d.py).
             width (int): stem channels (64 in the paper).
             res5_dilation (int): 1 (stride 32) or > 1 (stride 16, the AVA / UCF setting).
+            res5_stride (int): 0 (as ``res5_dilation`` implies), 1 or 2 (``res5_geometry``).
             nonlocal_locations, nonlocal_pool, nonlocal_instantiation: as in SlowFast.
             norm (str): "FrozenStatsBN", "FrozenBN" or "BN", as in SlowFast.
             in_channels (int): must be 3.
@@ -80,6 +83,7 @@ class SlowOnly(Backbone):
             stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL,
             temporal_kernels=SLOW_TEMPORAL_KERNELS,
             res5_dilation=res5_dilation,
+            res5_stride=res5_stride,
             norm=norm_layer,
             nonlocal_locations=nonlocal_locations,
             nonlocal_pool=nonlocal_pool,
@@ -88,7 +92,7 @@ class SlowOnly(Backbone):
         self.depth = depth
         self._out_features = ["slow"]
         self._out_feature_channels = {"slow": width * 32}
-        self._out_feature_strides = {"slow": 16 if res5_dilation > 1 else 32}
+        self._out_feature_strides = {"slow": res5_geometry(res5_dilation, res5_stride)[2]}
         for m in self.modules():  # He init, "fan_out" (as SlowFast._init_weights)
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -100,6 +104,7 @@ class SlowOnly(Backbone):
             "depth": sf.DEPTH,
             "width": sf.WIDTH,
             "res5_dilation": sf.RES5_DILATION,
+            "res5_stride": sf.RES5_STRIDE,
             "nonlocal_locations": [list(x) for x in sf.NONLOCAL_LOCATIONS],
             "nonlocal_pool": list(sf.NONLOCAL_POOL),
             "nonlocal_instantiation": sf.NONLOCAL_INSTANTIATION,
