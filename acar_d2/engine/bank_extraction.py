@@ -58,6 +58,37 @@ def make_bank_record(cfg: CfgNode, kind: str, datasets, entry_shape) -> dict:
     }
 
 
+def _flat(node, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (node or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _same_extractor(old: Optional[dict], new: Optional[dict]) -> bool:
+    """
+    Whether two records' "extractor" describe the same extraction: the same head and weights, and
+    configs that differ only in keys a later acar_d2 added, at their defaults (a bank written
+    before such a key existed is still resumable by the same model).
+    """
+    import yaml
+
+    from ..engine.defaults import setup_cfg
+
+    if not old or not new or {k: v for k, v in old.items() if k != "config"} != {
+            k: v for k, v in new.items() if k != "config"}:
+        return False
+    a, b = _flat(yaml.safe_load(old.get("config", ""))), _flat(yaml.safe_load(new.get("config", "")))
+    if a == b:
+        return True
+    defaults = _flat(yaml.safe_load(setup_cfg(None, [], freeze=False).dump()))
+    return (all(b.get(k) == v for k, v in a.items())
+            and all(k in a or (k in defaults and defaults[k] == v) for k, v in b.items()))
+
+
 def write_or_check_record(root: str, record: dict, keys=RECORD_KEYS, write: bool = True) -> None:
     """
     A bank folder holds one extraction: write ``record`` as ``root/bank_record.json`` (atomically)
@@ -71,7 +102,8 @@ def write_or_check_record(root: str, record: dict, keys=RECORD_KEYS, write: bool
     if os.path.isfile(path):
         with open(path) as f:
             old = json.load(f)
-        diff = [k for k in keys if old.get(k) != record.get(k)]
+        diff = [k for k in keys if old.get(k) != record.get(k)
+                and not (k == "extractor" and _same_extractor(old.get(k), record.get(k)))]
         if diff:
             raise ValueError(
                 f"{path} records another extraction (differs in {diff}: e.g. weights "

@@ -300,3 +300,26 @@ def test_training_mapper_flips_bank_with_clip(tiny_world, tmp_path):
     flipped = FeatureBankDatasetMapper(cfg, True)(d)["feature_bank"]["features"]
     stored = FeatureBank(str(root)).window(d["video_id"], d["timestamp"], 1)["features"]
     assert torch.equal(flipped[..., :2], stored[..., :2].flip(-1))
+
+
+def test_bank_record_from_an_older_config_is_the_same_extraction(tmp_path):
+    """A bank written before a config key existed (its recorded config lacks the key) is resumable
+    by the same model when the key sits at its default; not when it is set to something else,
+    nor when the weights differ."""
+    from acar_d2.engine.bank_extraction import write_or_check_record
+
+    def record(cfg_text, weights="w.pth"):
+        return {"format": 1, "kind": "acfb", "entry_shape": [1], "compat": {},
+                "extractor": {"head": "ACFBROIHeads", "weights": weights, "weights_sha256": "x",
+                              "config": cfg_text}}
+
+    new = setup_cfg(None, ["MODEL.DEVICE", "cpu"]).dump()
+    old = "\n".join(line for line in new.splitlines() if "RES5_STRIDE" not in line) + "\n"
+    assert old != new
+    write_or_check_record(str(tmp_path), record(old))
+    write_or_check_record(str(tmp_path), record(new))  # accepted: the added key is at its default
+    changed = setup_cfg(None, ["MODEL.DEVICE", "cpu", "MODEL.SLOWFAST.RES5_STRIDE", "1"]).dump()
+    with pytest.raises(ValueError, match="records another extraction"):
+        write_or_check_record(str(tmp_path), record(changed))
+    with pytest.raises(ValueError, match="records another extraction"):
+        write_or_check_record(str(tmp_path), record(new, weights="other.pth"))
