@@ -412,6 +412,17 @@ def format_table(rows: dict, indirect: list, groups: list) -> str:
     return "\n".join(lines)
 
 
+def _cached(path: Path, compute) -> dict:
+    """``compute()`` once per run folder: kept in ``path`` and read back by a later call (the
+    measurements of a trained model do not change; a resumed benchmark does not redo them)."""
+    if path.is_file():
+        return {(int(k) if k.lstrip("-").isdigit() else k): v
+                for k, v in json.loads(path.read_text()).items()}
+    value = compute()
+    path.write_text(json.dumps(value, indent=2))
+    return value
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     root = Path(args.datasets).expanduser().resolve()
@@ -463,11 +474,14 @@ def main(argv=None) -> dict:
         maps = {}
         for seed, cfg, weights in acar_runs:
             fig = output / "relation_maps.png" if seed == args.seeds[0] else None
-            maps[seed] = relation_map_rate(cfg, weights, world, fig)
+            maps[seed] = _cached(Path(cfg.OUTPUT_DIR) / "relation_maps.json",
+                                 lambda: relation_map_rate(cfg, weights, world, fig))
         (output / "relation_maps.json").write_text(json.dumps(maps, indent=2))
         table += "\n\n" + format_map_rates(maps)
     if args.effective_rf and "acar" in args.heads:
-        erf = {seed: effective_receptive_field(cfg, weights) for seed, cfg, weights in acar_runs}
+        erf = {seed: _cached(Path(cfg.OUTPUT_DIR) / "effective_rf.json",
+                             lambda: effective_receptive_field(cfg, weights))
+               for seed, cfg, weights in acar_runs}
         (output / "effective_rf.json").write_text(json.dumps(erf, indent=2))
         mean = {r: sum(e[r] for e in erf.values()) / len(erf) for r in next(iter(erf.values()))}
         table += ("\n\nEffective receptive field of the trained ACAR backbones (share of the "
