@@ -29,7 +29,7 @@ distance ``REL_FACE_BOARD_DIST``).
 from .scene import ARM_REACH, CELL_W, TORSO_W, VEHICLE_COLORS, WIDTH, Board, Vehicle
 
 __all__ = ["convoy_row", "board_pair_row", "bus_seat_fracs", "ROI_RF_MARGIN", "FAR_SEAT",
-           "FAR_LISTEN", "REL_FACE_BOARD_DIST", "RELATION_ROWS", "relation_row_kinds"]
+           "FAR_LISTEN", "REL_FACE_BOARD_DIST", "relation_row_kinds"]
 
 # Receptive field of one RoI feature of the relation benchmark's backbone (SlowFast R10, res5
 # undilated at stride 1: 75 input px; datasets/SYNTHETIC.md) in frame px, past each side of the
@@ -129,10 +129,8 @@ def board_pair_row(rng, ids, ground: float, shot, new_person) -> None:
                                        stool=(kind == "sit"), facing=-d))
 
 
-# Row kinds of the relation world; "cells" = two default cells (pair / solo modules only).
-RELATION_ROWS = ("convoy", "board_pair", "cells")
-# (top row, bottom row) kinds of a shot and their probabilities: the same relation kind in both
-# rows half of the time.
+# (top row, bottom row) kinds of a shot and their probabilities ("cells" = two default cells, pair /
+# solo modules only): the same relation kind in both rows half of the time.
 _SHOT_ROWS = ((("convoy", "convoy"), 0.25), (("board_pair", "board_pair"), 0.25),
               (("convoy", "board_pair"), 0.15), (("board_pair", "convoy"), 0.15),
               (("convoy", "cells"), 0.05), (("cells", "convoy"), 0.05),
