@@ -28,9 +28,17 @@ def add_clip_input_config(cfg: CN) -> None:
     # Number of frames T fed to the fast pathway. ACAR-Net / SlowFast 8x8 on AVA: 32 frames
     # (ACAR paper Sec. 4.1 "Implementation details"; SlowFast paper Sec. 5 "AVA").
     _C.INPUT.CLIP.NUM_FRAMES = 32
-    # Temporal stride between sampled frames, in source frames (30 fps AVA frames: 32 x 2 = 64
+    # Temporal stride between sampled frames, in frames at INPUT.CLIP.FPS (30 fps: 32 x 2 = 64
     # frames ~ 2.1 s centred on the key frame).
     _C.INPUT.CLIP.SAMPLING_RATE = 2
+    # The frame rate SAMPLING_RATE is counted at: the model's own seconds. Clip frame k of key time
+    # t is the source frame on screen at t + (k * SAMPLING_RATE - NUM_FRAMES * SAMPLING_RATE // 2)
+    # / FPS seconds, whatever the source's rate (25 / 60 fps, variable-rate phone videos, frame
+    # folders at another rate): acar_d2/data/video_io/timing.py. AVA / AVA-Kinetics: 30 (the
+    # official frames are extracted at 30 fps). 0 = the frame rate of the training split (its
+    # metadata "fps"; each dataset dict's own "fps" when reading a split), as configs written
+    # before this key behave.
+    _C.INPUT.CLIP.FPS = 0.0
     # Resize so that the shorter side equals this (official pipeline: 256).
     _C.INPUT.CLIP.SHORT_SIDE = 256
     # Zero-pad the longer side so the clip becomes square (official training recipe); the unpadded

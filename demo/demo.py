@@ -46,12 +46,13 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from acar_d2.data.datasets.ava_format import read_predicted_boxes_csv  # noqa: E402
 from acar_d2.data.video_io import (FrameFolderSource, VideoSourceError,  # noqa: E402
                                    is_live_source, open_video_source)
+from acar_d2.data.clip_mapper import key_time  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredictor,  # noqa: E402
                                             action_class_names)
 from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads  # noqa: E402
-from acar_d2.utils.demo_outputs import read_thresholds  # noqa: E402
-from acar_d2.utils.demo_resume import ResumeError, leftover_files  # noqa: E402
+from acar_d2.utils.thresholds import read_thresholds  # noqa: E402
+from demo.resume import ResumeError, leftover_files  # noqa: E402
 from demo.predictor import annotate_source  # noqa: E402
 
 logger = logging.getLogger("acar_d2.demo")
@@ -167,8 +168,8 @@ def dataset_key_frames(cfg, args):
                                    num_frames=d0["num_frames"])
     pd = cfg.MODEL.PERSON_DETECTOR
     use_file = not pd.NAME or pd.TEST_BOX_SOURCE == "file"
-    requests = [KeyFrameRequest(d["key_frame_index"], d["key_frame_index"] / d["fps"],
-                                d["timestamp"], d.get("proposals") if use_file else None)
+    requests = [KeyFrameRequest(key_time(d, d["fps"]), d["timestamp"],
+                                d.get("proposals") if use_file else None)
                 for d in dicts]
     return source, requests, args.video_id
 
@@ -184,12 +185,11 @@ def box_file_key_frames(args, source, video_id):
     scale = np.array([source.width, source.height] * 2, np.float32)
     requests = []
     for second, rows in sorted(by_second.items()):
-        idx = int(round(second * source.fps))
-        if source.num_frames is not None and idx >= source.num_frames:
+        if source.duration is not None and second >= source.duration:
             sys.exit(f"{args.boxes}: boxes for second {second} of {video_id!r}, but {source.name} "
-                     f"has {source.num_frames} frames at {source.fps:.2f} fps")
+                     f"lasts {source.duration:.2f} s")
         rows = np.asarray(rows, np.float32).reshape(-1, 5)
-        requests.append(KeyFrameRequest(idx, idx / source.fps, int(second),
+        requests.append(KeyFrameRequest(float(second), int(second),
                                         {"boxes": rows[:, :4] * scale, "scores": rows[:, 4]}))
     return requests
 

@@ -2,18 +2,24 @@
 Running a trained action detector over whole videos and drawing its predictions.
 
 ``annotate_source`` (what ``demo/demo.py`` runs) decodes a source once with a
-:class:`acar_d2.engine.VideoActionPredictor` and writes the annotated video (every input frame,
-same size and rate), the JSON document and the AVA submission CSV, keeping everything written so
-far when the source breaks or the user presses Ctrl-C, and continues an interrupted run
-(``resume``) without predicting its key frames again.
+:class:`acar_d2.engine.VideoActionPredictor`, which yields the predictions of the key frames; it
+pairs them with the source's frames (each frame shows the latest key frame at or before its
+presentation time, as detectron2's ``VisualizationDemo`` pairs frames with predictions) and writes
+the annotated video (every input frame, same size, shown at the source's own times, constant or
+variable rate), the JSON document and the AVA submission CSV, keeping everything written so far
+when the source breaks or the user presses Ctrl-C, and continues an interrupted run (``resume``,
+:mod:`demo.resume`) without predicting its key frames again.
 
 ``annotate_video`` runs an :class:`acar_d2.engine.ActionPredictor` on the key-frame dicts of a
 dataset video (``make quickstart``); ``video_keyframe_dicts`` makes the key-frame dicts of a raw
 video from person boxes.
 """
 import contextlib
+import itertools
 import logging
+import math
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -22,15 +28,16 @@ import tqdm
 
 from detectron2.structures import Instances
 
-from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError,
+from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError, as_rgb,
                                    video_frame_count_and_size, write_video)
+from acar_d2.data.video_io.timing import TIME_EPS
+from acar_d2.engine.key_frame_stream import key_frame_schedule
 from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads, record_relations
-from acar_d2.utils.demo_resume import (DemoOutputs, ResumeError, settings_fingerprint,
-                                       source_fingerprint)
 from acar_d2.utils.relations import interaction_actor, relation_map
 from acar_d2.utils.visualizer import ActionVisualizer, draw_relation_map
+from demo.resume import DemoOutputs, ResumeError, settings_fingerprint, source_fingerprint
 
-__all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult"]
+__all__ = ["video_keyframe_dicts", "annotate_video", "annotate_source", "DemoResult", "FrameTap"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +142,49 @@ class DemoResult:
     error: Optional[str]
 
 
+class FrameTap(VideoSource):
+    """
+    A source that also keeps every frame it hands to the predictor, with its index and time, until
+    the demo takes it (:meth:`take_before`): the predictor decodes the source once and yields only
+    predictions; the demo draws them on the frames it tapped.
+
+    Args:
+        src (VideoSource): the source (its attributes are this one's).
+    """
+
+    def __init__(self, src: VideoSource):
+        super().__init__()
+        self.src = src
+        for key in ("name", "fps", "width", "height", "num_frames", "duration", "is_live"):
+            setattr(self, key, getattr(src, key, None))
+        self.is_live = bool(self.is_live)
+        self._frames: deque = deque()  # (index, time, frame) not taken yet
+        self._count = 0
+
+    def timed_frames(self):
+        for t, frame in self.src.timed_frames():
+            self._frames.append((self._count, t, frame))
+            self._count += 1
+            yield t, frame
+
+    def raw_frames(self):
+        for _, frame in self.timed_frames():
+            yield frame
+
+    def take_before(self, time: float) -> list:
+        """The tapped ``(index, time, frame)`` shown before ``time`` (seconds), in order."""
+        out = []
+        while self._frames and self._frames[0][1] < time - TIME_EPS:
+            out.append(self._frames.popleft())
+        return out
+
+    def reopen(self) -> VideoSource:
+        return self.src.reopen()
+
+    def close(self) -> None:
+        self.src.close()
+
+
 def annotate_source(
     predictor,
     source: Union[str, VideoSource],
@@ -155,13 +205,13 @@ def annotate_source(
     """
     Predict a whole source and write the annotated video (+ JSON / CSV), resumable.
 
-    Every input frame is written, at the input's size and frame rate (an odd last row / column is
-    cropped, H.264 4:2:0 needs even sizes), with the boxes, track ids and labels of the latest key
-    frame. The CSV and the JSON are written key frame by key frame (the JSON valid after each,
-    ``"complete": false`` with the ``"error"`` when stopped early); the video in segments joined
-    at the end (:class:`acar_d2.utils.demo_resume.DemoOutputs`), so nothing grows with the video
-    and an interrupted run continues with ``resume``. The source is opened before any output file
-    is created, so an unreadable source leaves no file behind.
+    Every input frame is written, at the input's size and at its own presentation time (an odd
+    last row / column is cropped, H.264 4:2:0 needs even sizes), with the boxes, track ids and
+    labels of the latest key frame at or before it. The CSV and the JSON are written key frame by
+    key frame (the JSON valid after each, ``"complete": false`` with the ``"error"`` when stopped
+    early); the video in segments joined at the end (:class:`demo.resume.DemoOutputs`), so
+    nothing grows with the video and an interrupted run continues with ``resume``. The source is
+    opened before any output file is created, so an unreadable source leaves no file behind.
 
     Args:
         predictor (VideoActionPredictor): the model.
@@ -186,18 +236,14 @@ def annotate_source(
             live source).
     """
     pose = check_relation_heads(predictor.model).pose_class_indices if relations else None
-    src = predictor.open(source)
+    src = FrameTap(predictor.open(source))
     name = src.name.rstrip("/")
     video_id = video_id or os.path.splitext(os.path.basename(name))[0] or "video"
     names = predictor.class_names
     thresh = np.asarray(thresholds, np.float64)
     thresh = np.full(len(names), float(thresh)) if thresh.ndim == 0 else thresh
     vis = ActionVisualizer(names, top_k=top_k, score_thresh=thresh)
-    if key_frames is None and src.num_frames:
-        stride_frames = predictor.key_frame_stride * src.fps
-        total = int(np.ceil((src.num_frames - 0.5) / stride_frames)) if not src.is_live else None
-    else:
-        total = len(key_frames) if isinstance(key_frames, (list, tuple)) else None
+    total = _total_key_frames(predictor, src, key_frames)
     try:
         outputs = _demo_outputs(predictor, src, output_file, json_file, csv_file, thresh, top_k,
                                 key_frames, video_id, model_info, resume, checkpoint_every,
@@ -209,27 +255,31 @@ def annotate_source(
     if start:
         logger.info(f"Resuming {output_file} after {start} key frames ({outputs.num_frames} "
                     "frames)" + (f" of {total}" if total else ""))
+    requests = itertools.islice(
+        key_frames if key_frames is not None else key_frame_schedule(predictor.key_frame_stride),
+        start, None)
+    tracker = _resumed_tracker(predictor, outputs.track_history() if start else ())
     bar = tqdm.tqdm(total=total, initial=start, unit="key frame", desc=video_id,
                     disable=not progress)
+    writer = _KeyFrameWriter(outputs, vis, src, video_id, len(names), pose)
     complete, error = False, None
     recording = record_relations(predictor.model) if relations else contextlib.nullcontext()
     recording.__enter__()
     try:
-        history = outputs.track_history() if start else ()
-        for kf in predictor(src, key_frames, with_frames=True, video_id=video_id,
-                            skip_key_frames=start, track_history=history):
-            _write_key_frame(outputs, vis, kf, video_id, src.fps, len(names), pose)
-            bar.update(1)
-            if outputs.key_frames_done % checkpoint_every == 0 and not progress:
-                logger.info(f"{outputs.key_frames_done}" + (f"/{total}" if total else "") +
-                            f" key frames, {outputs.rate():.2f} key frames/s")
-            if on_key_frame is not None:
-                on_key_frame(kf)
+        for kf in predictor(src, requests, video_id=video_id, tracker=tracker):
+            kf.index += start
+            for done in writer.add(kf):
+                _key_frame_written(done, outputs, bar, total, checkpoint_every, progress,
+                                   on_key_frame)
+        for done in writer.add(None):  # the end: the last key frame's frames
+            _key_frame_written(done, outputs, bar, total, checkpoint_every, progress, on_key_frame)
         complete = True
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C)"
     except VideoSourceError as e:
         error = str(e)
+        for done in writer.add(None):  # the stream is over: its last key frame's frames are in
+            _key_frame_written(done, outputs, bar, total, checkpoint_every, progress, on_key_frame)
     finally:
         recording.__exit__(None, None, None)
         bar.close()
@@ -237,6 +287,66 @@ def annotate_source(
     if outputs.num_frames:
         logger.info(f"Wrote {outputs.num_frames} annotated frames to {output_file}")
     return DemoResult(outputs.num_frames, outputs.key_frames_done, complete, error)
+
+
+def _total_key_frames(predictor, src: VideoSource, key_frames) -> Optional[int]:
+    """Key frames of the run, when known (progress bar)."""
+    if key_frames is not None:
+        return len(key_frames) if isinstance(key_frames, (list, tuple)) else None
+    if src.is_live or not src.duration:
+        return None
+    return max(0, math.ceil(src.duration / predictor.key_frame_stride - TIME_EPS))
+
+
+def _resumed_tracker(predictor, history):
+    """The tracker of the run (None without tracking), having seen the key frames done."""
+    if not getattr(predictor, "track", False):
+        return None
+    from acar_d2.utils.tracking import KeyFrameTracker
+
+    tracker = KeyFrameTracker()
+    for boxes, scores in history:
+        tracker.update(boxes, scores)
+    return tracker
+
+
+def _key_frame_written(kf, outputs, bar, total, checkpoint_every, progress, on_key_frame) -> None:
+    bar.update(1)
+    if outputs.key_frames_done % checkpoint_every == 0 and not progress:
+        logger.info(f"{outputs.key_frames_done}" + (f"/{total}" if total else "") +
+                    f" key frames, {outputs.rate():.2f} key frames/s")
+    if on_key_frame is not None:
+        on_key_frame(kf)
+
+
+class _KeyFrameWriter:
+    """
+    Pairs predictions with the tapped frames: a key frame's frames are those from its time up to
+    the next key frame's, so they are drawn when the next prediction (or the end) arrives; then
+    the key frame's rows are written (``DemoOutputs.add_key_frame``): a key frame done means its
+    rows and its frames are written, which is what ``--resume`` continues after.
+    """
+
+    def __init__(self, outputs: DemoOutputs, vis: ActionVisualizer, tap: FrameTap,
+                 video_id: str, num_classes: int, relation_pose: Optional[list]):
+        self.outputs, self.vis, self.tap = outputs, vis, tap
+        self.video_id, self.num_classes, self.relation_pose = video_id, num_classes, relation_pose
+        self.shown = None  # the key frame whose frames are being drawn
+
+    def add(self, kf) -> list:
+        """Take the next prediction (None: the end of the source); returns the key frames now
+        fully written."""
+        until = kf.time if kf is not None else math.inf
+        frames = self.tap.take_before(until)
+        done = []
+        if self.shown is not None:
+            _write_key_frame(self.outputs, self.vis, self.shown, frames, self.video_id,
+                             self.num_classes, self.relation_pose)
+            done.append(self.shown)
+        else:  # before the first key frame: nothing to show yet (or written by the interrupted run)
+            _write_frames(self.outputs, self.vis, frames, self.video_id, self.num_classes)
+        self.shown = kf
+        return done
 
 
 def _demo_outputs(predictor, src, output_file, json_file, csv_file, thresh, top_k, key_frames,
@@ -262,11 +372,23 @@ def _demo_outputs(predictor, src, output_file, json_file, csv_file, thresh, top_
     make = DemoOutputs.resume if resume else DemoOutputs
     return make(output_file, json_file, csv_file, header,
                 (video_id, predictor.action_ids, src.width, src.height), src.fps,
-                source_fingerprint(src), settings, checkpoint_every=checkpoint_every)
+                source_fingerprint(src.src if isinstance(src, FrameTap) else src), settings,
+                checkpoint_every=checkpoint_every)
 
 
-def _write_key_frame(outputs: DemoOutputs, vis: ActionVisualizer, kf, video_id: str, fps: float,
-                     num_classes: int, relation_pose: Optional[list] = None) -> None:
+def _write_frames(outputs: DemoOutputs, vis: ActionVisualizer, frames: list, video_id: str,
+                  num_classes: int) -> None:
+    """Frames before the first key frame: drawn with nothing (those the video lacks)."""
+    for i, t, frame in frames:
+        if i < outputs.num_frames:  # written before an interruption
+            continue
+        drawn = vis.draw(as_rgb(frame), np.zeros((0, 4)), np.zeros((0, num_classes)),
+                         f"{video_id} {t:.2f}s")
+        outputs.write_frame(i, drawn, t)
+
+
+def _write_key_frame(outputs: DemoOutputs, vis: ActionVisualizer, kf, frames: list,
+                     video_id: str, num_classes: int, relation_pose: Optional[list] = None) -> None:
     """Draw and write the frames of one key frame (those the video lacks), then its rows.
     ``relation_pose`` (the pose class indices; None: no relation maps) draws the relation map of
     the actor with the highest interaction score."""
@@ -278,18 +400,14 @@ def _write_key_frame(outputs: DemoOutputs, vis: ActionVisualizer, kf, video_id: 
     if relation_pose is not None:
         actor = interaction_actor(scores, relation_pose)
         if actor is not None:
-            h, w = kf.frames[0].shape[:2] if kf.frames else inst.image_size
-            shown = relation_map(inst, actor, (h, w))
-    for j, frame in enumerate(kf.frames):
-        i = kf.first_frame + j
+            shown = relation_map(inst, actor, inst.image_size)
+    for i, t, frame in frames:
         if i < outputs.num_frames:  # written before an interruption
             continue
-        title = f"{video_id} {i / fps:.2f}s"
-        if i < kf.frame_index:  # before the first key frame: nothing to show yet
-            drawn = vis.draw(frame, np.zeros((0, 4)), np.zeros((0, num_classes)), title)
-        else:
-            if shown is not None:
-                frame = draw_relation_map(frame, shown, boxes)
-            drawn = vis.draw(frame, boxes, scores, f"{title} (key {kf.time:.2f}s)", track_ids=ids)
-        outputs.write_frame(i, drawn)
+        frame = as_rgb(frame)
+        if shown is not None:
+            frame = draw_relation_map(frame, shown, boxes)
+        drawn = vis.draw(frame, boxes, scores, f"{video_id} {t:.2f}s (key {kf.time:.2f}s)",
+                         track_ids=ids)
+        outputs.write_frame(i, drawn, t)
     outputs.add_key_frame(kf)

@@ -22,7 +22,7 @@ from ava_eval.ava_format import ava_class_list
 from acar_d2 import model_zoo
 from acar_d2.model_zoo import DownloadError, WeightFile, WeightsNotFoundError
 from acar_d2.model_zoo import model_zoo as zoo_module
-from acar_d2.utils.demo_outputs import DEMO_JSON_SCHEMA
+from demo.outputs import DEMO_JSON_SCHEMA
 from tests.test_checkpoint import to_official
 from tests.utils.demo_helpers import decode, load_tool
 

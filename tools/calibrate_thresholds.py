@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ava_eval.ava_format import BoxTable, read_box_csv, read_exclusions, read_label_map
-from acar_d2.utils.demo_outputs import thresholds_document
+from acar_d2.utils.thresholds import thresholds_document
 
 IOU = 0.5
 

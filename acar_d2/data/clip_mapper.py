@@ -18,10 +18,10 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from ..structures import assign_training_rois, jitter_boxes
-from .video_io import ClipReader, clip_frame_indices
+from .video_io import ClipReader, clip_times, frame_folder_indices
 from .detection_utils import detector_image, detector_mapper_args
 
-__all__ = ["ClipDatasetMapper", "ResizeShortSide"]
+__all__ = ["ClipDatasetMapper", "ResizeShortSide", "clip_fps", "key_time"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,33 @@ class ResizeShortSide(T.Augmentation):
         return T.ResizeTransform(h, w, new_h, new_w)
 
 
+def clip_fps(cfg) -> float:
+    """
+    The model's frame rate (the seconds of its clips): ``INPUT.CLIP.FPS``, or when 0 the ``fps``
+    metadata of its training (then test) split.
+
+    Raises:
+        ValueError: naming the key, when neither tells it.
+    """
+    if cfg.INPUT.CLIP.FPS > 0:
+        return float(cfg.INPUT.CLIP.FPS)
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        fps = MetadataCatalog.get(name).get("fps", None)
+        if fps:
+            return float(fps)
+    raise ValueError(
+        "the model's frame rate is unknown: set INPUT.CLIP.FPS (AVA 30; the frame rate its clips "
+        "were sampled at in training), or DATASETS.TRAIN to a registered split with an fps")
+
+
+def key_time(dataset_dict: dict, fps: float) -> float:
+    """Seconds of a dict's key frame from the start of its video: ``"key_time"`` when given,
+    else ``key_frame_index / fps`` (frame i of a split at ``fps`` is shown from i / fps)."""
+    if dataset_dict.get("key_time") is not None:
+        return float(dataset_dict["key_time"])
+    return dataset_dict["key_frame_index"] / float(fps)
+
+
 class ClipDatasetMapper:
     """
     Map an AVA-style key-frame dict to the model input of docs/ARCHITECTURE.md:
@@ -63,6 +90,7 @@ class ClipDatasetMapper:
         num_frames: int,
         sampling_rate: int,
         short_side: int,
+        fps: float = 0.0,
         pad_to_square: bool = True,
         flip_prob: float = 0.5,
         box_jitter: float = 0.075,
@@ -82,7 +110,10 @@ class ClipDatasetMapper:
         Args:
             is_train: training adds flips, box jitter and proposal labelling.
             action_ids: the K dataset action ids, index i <-> id (metadata ``action_ids``).
-            num_frames, sampling_rate: T frames, every ``sampling_rate``-th source frame.
+            num_frames, sampling_rate: T frames, every ``sampling_rate``-th frame at ``fps``.
+            fps: the model's frame rate (:func:`clip_fps`): clip frame k of key time t is the frame
+                on screen at ``t + (k * rate - T * rate // 2) / fps``; 0 = each dict's own ``fps``
+                (counting in the split's frames).
             short_side: shorter side after resizing; pad_to_square: zero-pad bottom/right.
             flip_prob, box_jitter: training augmentation (box_jitter: fraction of box size).
             value_scale, pixel_mean, pixel_std: ``(x / value_scale - mean) / std``, RGB.
@@ -105,6 +136,7 @@ class ClipDatasetMapper:
         self.num_classes = len(self.action_index)
         self.num_frames = num_frames
         self.sampling_rate = sampling_rate
+        self.fps = float(fps)
         self.pad_to_square = pad_to_square
         self.box_jitter = box_jitter if is_train else 0.0
         augs: List[T.Augmentation] = [ResizeShortSide(short_side)]
@@ -141,6 +173,7 @@ class ClipDatasetMapper:
             "action_ids": MetadataCatalog.get(dataset_name).action_ids if dataset_name else [],
             "num_frames": clip.NUM_FRAMES,
             "sampling_rate": clip.SAMPLING_RATE,
+            "fps": clip.FPS,
             "short_side": clip.SHORT_SIDE,
             "pad_to_square": clip.PAD_TO_SQUARE,
             "flip_prob": clip.FLIP_PROB,
@@ -154,6 +187,31 @@ class ClipDatasetMapper:
             "proposals_from_gt": proposals_from_gt,
             **detector_mapper_args(cfg, is_train),
         }
+
+    def _clip_times(self, d: dict, where: str) -> np.ndarray:
+        """(T,) seconds of the clip's frames; a key frame beyond its video is an error (never
+        clamped to an end frame)."""
+        # the split's frame rate (a hand-made dict without one counts in its frames)
+        rate = float(d.get("fps") or self.fps or 1.0)
+        d["fps"] = rate
+        t = key_time(d, rate)
+        if d.get("num_frames") is not None:
+            # frame i of the split is shown from i / fps: the key frame must be one of them
+            index = int(np.floor(t * rate + 1e-6))
+            if not 0 <= index < d["num_frames"]:
+                source = (d.get("video_file") if getattr(self.reader, "source", "") == "video"
+                          else None)
+                raise ValueError(
+                    f"key frame {where} ({source or d.get('frame_dir') or d.get('video_file')}): "
+                    f"key frame {index} is outside the video's {d['num_frames']} frames")
+        return clip_times(t, self.num_frames, self.sampling_rate, self.fps or rate)
+
+    def _read(self, d: dict, times: np.ndarray) -> torch.Tensor:
+        """The frames on screen at ``times``: ``reader.at_times``, or for a reader that reads frame
+        indices only (``reader(d, indices)``), the split's frames at its ``fps``."""
+        if hasattr(self.reader, "at_times"):
+            return self.reader.at_times(d, times)
+        return self.reader(d, frame_folder_indices(times, d["fps"], d["num_frames"]))
 
     def _add_detector_inputs(self, out, key_frame, transforms, gt_boxes, anns, where) -> None:
         """``"image"`` (3, H_det, W_det) uint8 and, in training, ``"person_instances"``."""
@@ -234,16 +292,7 @@ class ClipDatasetMapper:
         """
         d = copy.deepcopy(dataset_dict)
         where = f"{d.get('video_id')},{d.get('timestamp')}"
-        try:
-            indices = clip_frame_indices(
-                d["key_frame_index"], self.num_frames, self.sampling_rate, d["num_frames"]
-            )
-        except ValueError as e:  # a key frame beyond its video: never clamped to an end frame
-            source = d.get("video_file") if getattr(self.reader, "source", "") == "video" else None
-            raise ValueError(
-                f"key frame {where} ({source or d.get('frame_dir') or d.get('video_file')}): {e}"
-            ) from e
-        frames = self.reader(d, indices)  # (T, 3, H0, W0) uint8
+        frames = self._read(d, self._clip_times(d, where))  # (T, 3, H0, W0) uint8
         h0, w0 = frames.shape[-2:]
         if (h0, w0) != (d["height"], d["width"]):
             raise ValueError(

@@ -16,6 +16,7 @@ Frame discovery: :func:`index_video_sources` finds the frames (folder or PySlowF
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections import OrderedDict
@@ -23,14 +24,14 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .file_readers import frame_size
-from .video_io import video_frame_count_and_size
+from .video_io import video_frame_count_and_size, video_header
 
 __all__ = ["FirstExisting", "resolve_path", "resolve_label_map", "check_not_pickle",
            "ava_proposal_candidates",
            "SPLIT_FILE_METADATA", "split_file_metadata",
            "set_split_files", "split_file_overrides", "apply_dataset_config",
            "ava_frame_roots", "ava_frame_lists", "read_frame_list", "IndexedVideo",
-           "frame_template_from_names", "index_video_sources"]
+           "frame_template_from_names", "index_video_sources", "video_frame_count_at"]
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +317,7 @@ def index_video_sources(
     videos: Optional[str] = None,
     video_ext: str = ".mp4",
     size_from_frame: Optional[Dict[str, int]] = None,
+    fps: Optional[float] = None,
 ) -> Dict[str, IndexedVideo]:
     """
     Locate the frames (folder or frame list) and/or the video file of each video and read its
@@ -330,6 +332,9 @@ def index_video_sources(
             it, and its reader names the file); without frames it is an error.
         size_from_frame (dict): video_id -> 0-based frame whose size is read (the first key
             frame); frame 0 when absent.
+        fps (float or None): the split's frame rate: a video without frames counts the frames of
+            that rate inside its duration (its key frames are placed at that rate; the clips are
+            read by the video's own timestamps), else its own frames.
     Returns:
         dict[video_id, IndexedVideo]
     """
@@ -361,7 +366,7 @@ def index_video_sources(
         if videos is not None:
             video_file = os.path.join(videos, vid + video_ext)
             if num_frames is None:
-                num_frames, height, width = video_frame_count_and_size(video_file)
+                num_frames, height, width = video_frame_count_at(video_file, fps)
             else:
                 # Frames already give count and size: a broken video only matters to
                 # INPUT.CLIP.SOURCE "video", whose reader names the file when it opens it.
@@ -370,6 +375,15 @@ def index_video_sources(
             raise ValueError("index_video_sources needs frames and/or videos")
         out[vid] = IndexedVideo(frame_dir, template, video_file, num_frames, height, width)
     return out
+
+
+def video_frame_count_at(video_file: str, fps: Optional[float]):
+    """(frames, height, width) of a video file with the frames counted at ``fps`` over its
+    duration (its own count when ``fps`` is None or its own rate)."""
+    header = video_header(video_file)
+    if not fps or abs(header.rate - fps) <= 1e-3 * fps:
+        return header.num_frames, header.height, header.width
+    return int(math.ceil(header.duration * fps - 1e-6)), header.height, header.width
 
 
 def _warn_if_unreadable_video(video_file: str, vid: str) -> None:

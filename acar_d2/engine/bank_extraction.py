@@ -25,7 +25,7 @@ from detectron2.modeling import build_model
 from ..checkpoint import ACARCheckpointer
 from ..data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256,
                                  write_video_bank)
-from ..data.video_io import FrameRingBuffer, VideoSource
+from ..data.video_io import TimedFrameBuffer, VideoSource
 from ..modeling.roi_heads import compute_bank_entries, reads_feature_bank
 from .key_frame_stream import KeyFrameRequest, KeyFrameStream, bank_time
 
@@ -215,7 +215,7 @@ class BankPassPredictor(KeyFrameStream):
         self._shape: Optional[tuple] = None
 
     @torch.no_grad()
-    def predict_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
+    def predict_key_frame(self, buffer: TimedFrameBuffer, request: KeyFrameRequest,
                           video_id: str = "video") -> Instances:
         inputs = self.map_key_frame(buffer, request, video_id)
         e = self.extractor(inputs, bank_time(request))

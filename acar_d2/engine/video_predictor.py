@@ -27,7 +27,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
 from ..data.feature_bank import FeatureBank
-from ..data.video_io import FrameRingBuffer, VideoSource
+from ..data.video_io import TimedFrameBuffer, VideoSource
 from ..modeling.roi_heads import reads_feature_bank
 from .bank_extraction import extractor_cfg_from_record, write_source_bank
 from .key_frame_stream import (  # noqa: F401  (re-exported: public names of this module)
@@ -142,11 +142,10 @@ class VideoActionPredictor(KeyFrameStream):
             self.bank_dir = bank_dir
 
     @torch.no_grad()
-    def predict_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
+    def predict_key_frame(self, buffer: TimedFrameBuffer, request: KeyFrameRequest,
                           video_id: str = "video") -> Instances:
         """
-        Predict one key frame whose clip frames are in ``buffer`` (frames past ``buffer.end`` are
-        clamped to the last one, as at the end of a video).
+        Predict one key frame whose clip frames are in ``buffer``.
 
         Returns:
             Instances: ``pred_boxes``, ``scores``, ``action_scores``, ``action_logits`` (CPU).
@@ -154,7 +153,7 @@ class VideoActionPredictor(KeyFrameStream):
         inputs = self.map_key_frame(buffer, request, video_id)
         return self.model([inputs])[0]["instances"].to("cpu")
 
-    def map_key_frame(self, buffer: FrameRingBuffer, request: KeyFrameRequest,
+    def map_key_frame(self, buffer: TimedFrameBuffer, request: KeyFrameRequest,
                       video_id: str = "video") -> dict:
         """The model input of one key frame (``ClipDatasetMapper`` output; with a bank model
         also its ``"feature_bank"`` window, read from the video's bank of pass 1)."""
@@ -188,10 +187,8 @@ class VideoActionPredictor(KeyFrameStream):
         self,
         source: Union[str, VideoSource],
         key_frames: Optional[Iterable[KeyFrameRequest]] = None,
-        with_frames: bool = False,
         video_id: str = "video",
-        skip_key_frames: int = 0,
-        track_history: Iterable = (),
+        tracker=None,
     ) -> Iterator[KeyFramePrediction]:
         """
         Predict the key frames of ``source`` while decoding it once (a bank model: after pass 1,
@@ -200,14 +197,11 @@ class VideoActionPredictor(KeyFrameStream):
 
         Args:
             source: a path / URL / device, or a :class:`VideoSource`.
-            key_frames: the key frames in increasing ``frame_index`` (e.g. with given boxes);
-                default :func:`key_frame_schedule` every ``key_frame_stride`` seconds.
-            with_frames: also hand out every frame (``KeyFramePrediction.frames``).
+            key_frames: the key frames in increasing ``time`` (e.g. with given boxes); default
+                :func:`key_frame_schedule` every ``key_frame_stride`` seconds.
             video_id: name passed to the mapper (messages).
-            skip_key_frames: resume after this many key frames (:meth:`stream`).
-            track_history: with ``skip_key_frames``: the ``(boxes (R, 4), person scores (R,))``
-                of the skipped key frames, replayed into the tracker (no model run) so that the
-                track ids go on as in an uninterrupted run.
+            tracker (KeyFrameTracker or None): with ``track``, the tracker to continue (e.g. one
+                that has seen the key frames of an interrupted run); default a new one.
         Yields:
             KeyFramePrediction, in key-frame order.
         Raises:
@@ -223,17 +217,14 @@ class VideoActionPredictor(KeyFrameStream):
             if key_frames is not None:
                 key_frames = list(key_frames)
             self._bank = self.write_bank(src, key_frames, video_id)
-        tracker = None
-        if self.track:
+        if self.track and tracker is None:
             from ..utils.tracking import KeyFrameTracker
 
             tracker = KeyFrameTracker()
-            for boxes, scores in track_history:
-                tracker.update(boxes, scores)
         # Key frames come out in the order they were predicted: the tracker sees them in time.
-        for kf in self.stream(src, key_frames, with_frames, video_id, skip_key_frames):
+        for kf in KeyFrameStream.__call__(self, src, key_frames, video_id):
             inst = kf.instances
             ids = (tracker.update(inst.pred_boxes.tensor.numpy(), inst.scores.numpy())
-                   if tracker is not None else np.full(len(inst), -1))
+                   if self.track else np.full(len(inst), -1))
             inst.track_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
             yield kf

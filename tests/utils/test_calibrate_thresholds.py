@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from acar_d2.utils.demo_outputs import read_thresholds
+from acar_d2.utils.thresholds import read_thresholds
 from tests.utils.demo_helpers import load_tool
 
 calibrate = load_tool("calibrate_thresholds")

@@ -97,7 +97,7 @@ def test_real_footage_end_to_end_with_the_person_detector(tmp_path):
 
     import jsonschema
 
-    from acar_d2.utils.demo_outputs import DEMO_JSON_SCHEMA
+    from demo.outputs import DEMO_JSON_SCHEMA
     from tests.utils.demo_helpers import DETECTOR_CONFIG, DETECTOR_OPTS, decode, saved_model, video_rate
 
     weights = saved_model(DETECTOR_CONFIG, DETECTOR_OPTS, tmp_path)

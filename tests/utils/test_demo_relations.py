@@ -8,7 +8,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from acar_d2.utils.demo_outputs import DEMO_JSON_SCHEMA
+from demo.outputs import DEMO_JSON_SCHEMA
 from tests.utils.demo_helpers import BOXES_CONFIG, BOXES_OPTS, decode, saved_model, write_test_video
 from tests.utils.test_demo_cli import run_demo
 

@@ -20,8 +20,8 @@ from acar_d2.data.video_io import segments
 from acar_d2.data.video_io.segments import SegmentedVideoWriter
 from acar_d2.engine import setup_cfg
 from acar_d2.engine.video_predictor import KeyFrameRequest, VideoActionPredictor
-from acar_d2.utils import demo_resume
-from acar_d2.utils.demo_outputs import DEMO_JSON_SCHEMA
+from demo import resume as demo_resume
+from demo.outputs import DEMO_JSON_SCHEMA
 from demo import demo  # what tools/demo.py runs
 from tests.utils.demo_helpers import BOXES_CONFIG, BOXES_OPTS, decode, saved_model, write_test_video
 

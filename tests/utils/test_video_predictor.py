@@ -7,7 +7,7 @@ import torch
 from acar_d2.engine import ActionPredictor, VideoActionPredictor, setup_cfg
 from acar_d2.engine.video_predictor import (KeyFrameRequest, action_class_ids, action_class_names,
                                             key_frame_schedule)
-from demo.predictor import video_keyframe_dicts
+from demo.predictor import FrameTap, video_keyframe_dicts
 from acar_d2.utils.tracking import KeyFrameTracker
 from acar_d2.data.video_io import VideoSource
 from tests.utils.demo_helpers import (BOXES_CONFIG, BOXES_OPTS, moving_frames, saved_model,
@@ -25,15 +25,16 @@ def boxes_cfg(tmp_path_factory):
 
 
 def requests_of(dicts):
-    return [KeyFrameRequest(d["key_frame_index"], d["key_frame_index"] / d["fps"], d["timestamp"],
-                            d["proposals"]) for d in dicts]
+    return [KeyFrameRequest(d["key_frame_index"] / d["fps"], d["timestamp"], d["proposals"])
+            for d in dicts]
 
 
 def test_schedule_every_second_and_class_names_without_files():
-    reqs = list(key_frame_schedule(8.0, 1.0, num_frames=20))
-    assert [(r.frame_index, r.time, r.timestamp) for r in reqs] == [(0, 0, 0), (8, 1, 1), (16, 2, 2)]
-    half = list(key_frame_schedule(25.0, 0.5, num_frames=60))
-    assert [r.frame_index for r in half] == [0, 12, 25, 38, 50] and half[1].timestamp is None
+    reqs = list(key_frame_schedule(1.0, end_s=2.5))
+    assert [(r.time, r.timestamp) for r in reqs] == [(0, 0), (1, 1), (2, 2)]
+    half = list(key_frame_schedule(0.5, end_s=2.4))
+    assert [r.time for r in half] == [0, 0.5, 1, 1.5, 2] and half[1].timestamp is None
+    assert [r.time for r in key_frame_schedule(1.0, end_s=3.0)] == [0, 1, 2]  # the end excluded
     cfg = setup_cfg(BOXES_CONFIG)
     assert action_class_names(cfg)[:4] == ["stand", "sit", "walk", "lie"]
     assert action_class_ids(cfg) == list(range(1, 11))
@@ -80,23 +81,24 @@ class ListSource(VideoSource):
 def test_live_latency_and_every_frame_once(boxes_cfg):
     frames = moving_frames(30)
     box = {"boxes": np.array([[20.0, 30, 60, 100]], np.float32), "scores": np.ones(1, np.float32)}
-    reqs = [KeyFrameRequest(k, k / 8, k // 8, box) for k in (0, 8, 16, 24)]
+    reqs = [KeyFrameRequest(k / 8, k // 8, box) for k in (0, 8, 16, 24)]
     predictor = VideoActionPredictor(boxes_cfg)
     src = ListSource(frames)
-    after = predictor.frames_after  # 4 frames x rate 2: the clip ends 2 frames after the key
-    assert after == 2
+    # 4 frames x rate 2 at the model's 8 fps: the clip ends 2 frames (0.25 s) after the key
+    assert predictor.clip_end_s == 0.25 and predictor.clip_start_s == -0.5
+    after = 2
     read_at_yield = []
     for kf in predictor(src, iter(reqs)):
         read_at_yield.append(src.frames_read)
-    # each prediction comes as soon as the clip's last frame arrived (the last: at the end)
+    # each prediction comes as soon as a frame after the clip's last time arrived
     assert read_at_yield == [0 + after + 1, 8 + after + 1, 16 + after + 1, 24 + after + 1]
-    # with frames: every frame exactly once, in order, each key frame's frames up to the next
-    src = ListSource(frames)
-    got = list(predictor(src, iter(reqs), with_frames=True))
-    spans = [(kf.first_frame, len(kf.frames)) for kf in got]
-    assert spans == [(0, 8), (8, 8), (16, 8), (24, 6)]
-    flat = [f for kf in got for f in kf.frames]
-    assert len(flat) == 30 and all(a is b for a, b in zip(flat, frames))
+    # the demo's tap: every frame exactly once, in order, each key frame's frames up to the next
+    tap = FrameTap(ListSource(frames))
+    spans = [[i for i, _, _ in tap.take_before(kf.time)] for kf in predictor(tap, iter(reqs))]
+    spans.append([i for i, _, _ in tap.take_before(float("inf"))])
+    assert [(s[0] if s else None, len(s)) for s in spans] == \
+        [(None, 0), (0, 8), (8, 8), (16, 8), (24, 6)]
+    assert sum(spans, []) == list(range(30))
 
 
 def test_refuses_random_weights_and_missing_boxes(tmp_path, boxes_cfg):

@@ -126,7 +126,8 @@ def load_ava_instances(
     for vid, ts in keys:
         first_key_frame.setdefault(vid, max(frame_index(ts), 0))
     sources = index_video_sources(
-        first_key_frame.keys(), frames, frame_list, videos, size_from_frame=first_key_frame
+        first_key_frame.keys(), frames, frame_list, videos, size_from_frame=first_key_frame,
+        fps=fps,
     )
 
     dicts = []

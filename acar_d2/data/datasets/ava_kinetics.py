@@ -33,7 +33,6 @@ from detectron2.structures import BoxMode
 
 from ava_eval.ava_format import AVA_LABEL_MAP_FILE, read_label_map
 from ..file_readers import frame_size
-from ..video_io import video_frame_count_and_size
 from ..formats.proposals import read_proposals
 from ..layouts import (
     FirstExisting,
@@ -41,6 +40,7 @@ from ..layouts import (
     resolve_label_map,
     resolve_path,
     split_file_metadata,
+    video_frame_count_at,
 )
 from .ava import _ActionMetadata
 
@@ -167,8 +167,8 @@ def load_kinetics_instances(
             vfile = os.path.join(videos, name + ".mp4") if videos else None
             if vfile and os.path.isfile(vfile):
                 video_file = vfile
-                if frame_dir is None:
-                    n, h, w = video_frame_count_and_size(vfile)
+                if frame_dir is None:  # key frames at the split's rate, clips by timestamps
+                    n, h, w = video_frame_count_at(vfile, fps)
             info[name] = (frame_dir, template, video_file, n, h, w)
         frame_dir, template, video_file, n, h, w = info[name]
         idx = int(round((ts - start) * fps))

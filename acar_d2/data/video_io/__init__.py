@@ -5,6 +5,7 @@ Video I/O, the one home of decoding and encoding:
   and evaluation, random access), ``video_header``;
 * ``video_source.py``: decode-once frame sources (file, frame folder, live) and the frame ring
   buffer (the streaming predictor and the demo);
+* ``timing.py``: a clip's frames in seconds at the model's rate, and the frame on screen at a time;
 * ``writer.py``: ``VideoWriter`` / ``write_video`` (deterministic H.264 or mpeg4).
 """
 from .clip_reader import (
@@ -13,6 +14,7 @@ from .clip_reader import (
     clip_frame_indices,
     read_frame_folder_clip,
     read_video_clip,
+    read_video_clip_at_times,
     video_frame_count_and_size,
     video_header,
 )
@@ -21,18 +23,21 @@ from .video_source import (
     FrameFolderSource,
     FrameRingBuffer,
     PyAVSource,
+    TimedFrameBuffer,
     VideoSource,
     VideoSourceError,
     as_rgb,
     is_live_source,
     open_video_source,
 )
+from .timing import clip_time_offsets, clip_times, frame_folder_indices, frames_on_screen
 from .writer import VideoWriter, rgb_to_yuv420p, write_video
 
 __all__ = [
     "ClipReader", "VideoHeader", "clip_frame_indices", "read_frame_folder_clip", "read_video_clip",
-    "video_frame_count_and_size", "video_header",
-    "IMAGE_EXTENSIONS", "FrameFolderSource", "FrameRingBuffer", "PyAVSource", "VideoSource",
+    "read_video_clip_at_times", "video_frame_count_and_size", "video_header",
+    "clip_time_offsets", "clip_times", "frame_folder_indices", "frames_on_screen",
+    "IMAGE_EXTENSIONS", "FrameFolderSource", "FrameRingBuffer", "PyAVSource", "TimedFrameBuffer", "VideoSource",
     "VideoSourceError", "as_rgb", "is_live_source", "open_video_source",
     "VideoWriter", "rgb_to_yuv420p", "write_video",
 ]

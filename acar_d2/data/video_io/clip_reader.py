@@ -18,6 +18,7 @@ __all__ = [
     "clip_frame_indices",
     "read_frame_folder_clip",
     "read_video_clip",
+    "read_video_clip_at_times",
     "video_frame_count_and_size",
     "video_header",
     "VideoHeader",
@@ -223,6 +224,58 @@ def read_video_clip(video_file: str, indices: Sequence[int], fps: float) -> torc
     return torch.stack([got[int(i)] for i in indices])
 
 
+def read_video_clip_at_times(video_file: str, times: Sequence[float]) -> torch.Tensor:
+    """
+    Decode the frames on screen at ``times`` from a video file by its presentation timestamps
+    (constant or variable frame rate): seek to the key frame before the first time, decode up to
+    the first frame after the last time (or the end of the video).
+
+    Args:
+        video_file (str): the video.
+        times: (T,) seconds from the start of the video; times before the first frame take the
+            first frame, times after the last frame the last (the official clamp at the ends).
+    Returns:
+        uint8 Tensor (T, 3, H, W).
+    """
+    import av
+
+    from .timing import TIME_EPS, frames_on_screen
+
+    times = np.asarray(times, np.float64)
+    first, last = float(times.min()), float(times.max())
+    container = _open_video(video_file)
+    frame_times, frames = [], []
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base)
+        start_pts = stream.start_time or 0
+        container.seek(int(start_pts + max(first, 0.0) / tb), stream=stream, backward=True,
+                       any_frame=False)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = (frame.pts - start_pts) * tb
+            if len(frame_times) > 1 and frame_times[1] <= first + TIME_EPS:
+                frame_times.pop(0)  # left the screen before the clip starts
+                frames.pop(0)
+            frame_times.append(t)
+            frames.append(frame)
+            if t >= last - TIME_EPS:
+                break  # the frame on screen at the last time is known
+    except av.error.FFmpegError as e:
+        raise ValueError(f"corrupt or unreadable video {video_file}: {e}") from e
+    finally:
+        container.close()
+    if not frames:
+        raise ValueError(f"video {video_file}: no frame could be decoded at or after "
+                         f"{first:.3f} s (video shorter than expected or corrupt)")
+    chosen = frames_on_screen(frame_times, times)
+    rgb = {int(i): torch.from_numpy(frames[int(i)].to_ndarray(format="rgb24")).permute(2, 0, 1)
+           for i in set(chosen.tolist())}
+    return torch.stack([rgb[int(i)] for i in chosen])
+
+
 class ClipReader:
     """
     Reads the frames of a clip described by a dataset dict (``frame_dir`` + ``frame_template``, or
@@ -257,3 +310,21 @@ class ClipReader:
                 f"{dataset_dict.get('video_id')},{dataset_dict.get('timestamp')}"
             )
         return read_video_clip(dataset_dict["video_file"], indices, dataset_dict["fps"])
+
+    def at_times(self, dataset_dict: dict, times: Sequence[float]) -> torch.Tensor:
+        """
+        The frames on screen at ``times`` (seconds from the start of the dict's video): a frame
+        folder's frame i is shown from ``i / fps`` (the dict's ``fps``, frames clamped to the
+        ``num_frames`` on disk); a video file's by its presentation timestamps.
+
+        Returns:
+            uint8 Tensor (T, 3, H, W).
+        """
+        if self.source == "frames":
+            from .timing import frame_folder_indices
+
+            indices = frame_folder_indices(times, dataset_dict["fps"], dataset_dict["num_frames"])
+            return self(dataset_dict, indices)
+        if not dataset_dict.get("video_file"):
+            self(dataset_dict, [])  # the error naming the missing key
+        return read_video_clip_at_times(dataset_dict["video_file"], times)

@@ -11,7 +11,7 @@ segments'; each segment starts with a key frame and has no B-frames, so its time
 shifted to follow the previous one's and any player decodes the joined file).
 """
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -54,14 +54,15 @@ class SegmentedVideoWriter:
         self.num_frames = int(num_frames)
         self._writer = None
 
-    def write(self, frame: np.ndarray) -> None:
-        """Args: frame (ndarray): (H, W, 3) uint8 RGB, as :meth:`VideoWriter.write`."""
+    def write(self, frame: np.ndarray, time: Optional[float] = None) -> None:
+        """Args: frame (ndarray): (H, W, 3) uint8 RGB; time (float or None): seconds at which it
+        is shown; as :meth:`VideoWriter.write`."""
         if self._writer is None:
             path = segment_path(self.output, len(self.segments))
             if os.path.exists(path):  # left by a killed run after its last checkpoint
                 os.remove(path)
             self._writer = VideoWriter(path, self.fps, b_frames=False)
-        self._writer.write(frame)
+        self._writer.write(frame, time)
         self.num_frames += 1
 
     def checkpoint(self) -> List[str]:
@@ -83,16 +84,18 @@ class SegmentedVideoWriter:
         self.checkpoint()
 
 
-def join_segments(segments: Sequence[str], output: str) -> int:
+def join_segments(segments: Sequence[str], output: str, keep_timestamps: bool = False) -> int:
     """
     Join finished segments into ``output`` (written beside it, then renamed: a reader never sees
     half a file) by remuxing their packets, each segment's timestamps shifted to follow the
-    previous one's last frame.
+    previous one's last frame, or kept (``keep_timestamps``: segments written with their frames'
+    source times, which already follow each other).
 
     Args:
         segments (list[str]): videos of the same codec, size and frame rate (one
             :class:`SegmentedVideoWriter`'s).
         output (str): the joined video.
+        keep_timestamps (bool): copy the timestamps as they are.
     Returns:
         int: frames in ``output``.
     """
@@ -123,6 +126,7 @@ def join_segments(segments: Sequence[str], output: str) -> int:
                     frames += 1
                 # the segments share one time base (same writer settings) and have no B-frames
                 # (decoding order = display order), so shifted timestamps stay increasing
-                offset += duration
+                if not keep_timestamps:
+                    offset += duration
     os.replace(tmp, output)
     return frames

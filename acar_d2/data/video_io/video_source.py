@@ -3,7 +3,10 @@ Video sources for the demo, decoded once from front to back, and the bounded fra
 serves the clips around key frames without seeking.
 
 A source is an iterable of uint8 RGB frames (H, W, 3) in display order with ``fps``, ``width``,
-``height`` and ``num_frames`` (None for a live source). :func:`open_video_source` picks one:
+``height`` and ``num_frames`` (None for a live source); :meth:`VideoSource.timed_frames` gives
+each frame with its presentation time in seconds from the start (a file's or stream's own
+timestamps, constant or variable rate; a frame folder's ``i / fps``), which is what clips and key
+frames are placed by (:mod:`~acar_d2.data.video_io.timing`). :func:`open_video_source` picks one:
 
 * a folder of images (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``), frames in natural name order
   (``img_2.jpg`` before ``img_10.jpg``): :class:`FrameFolderSource`;
@@ -18,7 +21,7 @@ import copy
 import os
 import re
 from collections import deque
-from typing import Deque, Iterator, List, Optional, Sequence
+from typing import Deque, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,6 +32,7 @@ __all__ = [
     "FrameFolderSource",
     "open_video_source",
     "FrameRingBuffer",
+    "TimedFrameBuffer",
     "IMAGE_EXTENSIONS",
     "is_live_source",
     "as_rgb",
@@ -50,6 +54,8 @@ class VideoSource:
         fps (float): frames per second (frame k is at time k / fps).
         width, height (int): frame size in pixels.
         num_frames (int or None): frames announced by the source; None when unknown (live).
+        duration (float or None): seconds from the start to the end of the last frame, when the
+            source tells it (files, frame folders); None for live sources.
         frames_read (int): frames yielded so far.
     """
 
@@ -58,6 +64,7 @@ class VideoSource:
     width: int
     height: int
     num_frames: Optional[int]
+    duration: Optional[float] = None
     is_live: bool = False
 
     def __init__(self):
@@ -73,6 +80,15 @@ class VideoSource:
         (:meth:`FrameRingBuffer.__getitem__`, :func:`as_rgb`). Default: ``iter(self)``.
         """
         return iter(self)
+
+    def timed_frames(self) -> Iterator[Tuple[float, object]]:
+        """
+        ``(time, frame)`` pairs in display order: the presentation time in seconds from the start
+        of the source and the frame as :meth:`raw_frames` gives it. Default: frame i at
+        ``i / fps`` (frame folders, sources without timestamps).
+        """
+        for i, frame in enumerate(self.raw_frames()):
+            yield i / self.fps, frame
 
     def reopen(self) -> "VideoSource":
         """A fresh source of the same frames from the start (a second pass over a file: the
@@ -134,6 +150,7 @@ class FrameFolderSource(VideoSource):
         first = self._read(0)
         self.height, self.width = first.shape[:2]
         self.num_frames = len(self.paths)
+        self.duration = self.num_frames / self.fps
 
     def reopen(self) -> "FrameFolderSource":
         again = copy.copy(self)
@@ -215,6 +232,32 @@ class PyAVSource(VideoSource):
         self.width = int(stream.codec_context.width)
         self.height = int(stream.codec_context.height)
         self.num_frames = int(stream.frames) if stream.frames and stream.frames > 0 else None
+        tb = float(stream.time_base) if stream.time_base is not None else None
+        self._start = (stream.start_time * tb if stream.start_time is not None and tb else None)
+        self.duration = None
+        if not self.is_live:
+            if stream.duration is not None and tb:
+                self.duration = float(stream.duration * tb)
+            elif self._container.duration is not None:
+                self.duration = self._container.duration / av.time_base
+
+    def timed_frames(self) -> Iterator[Tuple[float, object]]:
+        """
+        ``(time, frame)`` by the stream's presentation timestamps, in seconds from the stream's
+        start time (its first frame when the container gives none, e.g. a live stream); a frame
+        without a timestamp follows the previous one by ``1 / fps``.
+        """
+        start, prev = self._start, None
+        for frame in self.raw_frames():
+            t = frame.time
+            if t is None:
+                t = 0.0 if prev is None else prev + 1.0 / self.fps
+            else:
+                if start is None:
+                    start = float(t)
+                t = float(t) - start
+            prev = t
+            yield t, frame
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for frame in self.raw_frames():
@@ -327,3 +370,92 @@ class FrameRingBuffer:
         """
         frames: List[np.ndarray] = [self[int(i)] for i in indices]
         return np.stack(frames)
+
+
+class TimedFrameBuffer:
+    """
+    The frames of a stream with their presentation times, kept while a clip may still need them:
+    serves "the frames on screen at these times" (:func:`~acar_d2.data.video_io.timing.frames_on_screen`)
+    without seeking, for any source rate, constant or variable.
+
+    Frames enter in display order (:meth:`append`), as RGB arrays or as decoder frames converted to
+    RGB only when read; :meth:`drop_before` forgets the frames no clip needs any more (the frame on
+    screen at the given time is kept). Absolute indices count every frame appended.
+    """
+
+    def __init__(self):
+        self._times: Deque[float] = deque()
+        self._frames: Deque[object] = deque()
+        self.end = 0  # absolute index one past the newest frame
+
+    @property
+    def start(self) -> int:
+        """Absolute index of the oldest frame kept."""
+        return self.end - len(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def newest_time(self) -> float:
+        """Presentation time of the newest frame (-inf when empty)."""
+        return self._times[-1] if self._times else float("-inf")
+
+    def append(self, time: float, frame) -> int:
+        """Add the next frame shown from ``time`` (seconds, increasing); returns its index."""
+        if self._times and time < self._times[-1]:
+            raise VideoSourceError(f"frame {self.end} is at {time:.6f} s, before the previous "
+                                   f"frame ({self._times[-1]:.6f} s): timestamps must increase")
+        self._times.append(float(time))
+        self._frames.append(frame)
+        self.end += 1
+        return self.end - 1
+
+    def drop_before(self, time: float) -> None:
+        """Forget the frames that left the screen before ``time`` (those after the frame on
+        screen at it stay)."""
+        from .timing import TIME_EPS
+
+        while len(self._times) > 1 and self._times[1] <= time + TIME_EPS:
+            self._times.popleft()
+            self._frames.popleft()
+
+    def index_at(self, times: Sequence[float]) -> np.ndarray:
+        """
+        Args:
+            times: (T,) seconds.
+        Returns:
+            int64 ndarray (T,): absolute index of the frame on screen at each time among the
+            frames kept (times before the oldest kept frame take it; after the newest, it).
+        """
+        from .timing import frames_on_screen
+
+        return frames_on_screen(list(self._times), times) + self.start
+
+    def time_of(self, index: int) -> float:
+        """Presentation time of the kept frame ``index``."""
+        return self._times[self._local(index)]
+
+    def _local(self, index: int) -> int:
+        if not self.start <= index < self.end:
+            raise IndexError(f"frame {index} is not in the buffer (frames {self.start} .. "
+                             f"{self.end - 1} are)")
+        return index - self.start
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """The RGB frame ``index`` (a decoder frame is converted once, when first asked for)."""
+        i = self._local(index)
+        frame = self._frames[i]
+        if not isinstance(frame, np.ndarray):
+            frame = as_rgb(frame)
+            self._frames[i] = frame
+        return frame
+
+    def gather(self, times: Sequence[float]) -> np.ndarray:
+        """
+        Args:
+            times: (T,) seconds.
+        Returns:
+            uint8 ndarray (T, H, W, 3): the frames on screen at ``times``.
+        """
+        return np.stack([self[int(i)] for i in self.index_at(times)])

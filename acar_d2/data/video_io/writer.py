@@ -6,7 +6,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from fractions import Fraction
+
 __all__ = ["VideoWriter", "write_video", "rgb_to_yuv420p"]
+
+# Time base of videos written with frame times (the MPEG 90 kHz clock: 30, 25, 24, 60 fps and
+# millisecond times are whole ticks).
+TIME_BASE = Fraction(1, 90000)
 
 
 def rgb_to_yuv420p(arr: np.ndarray) -> np.ndarray:
@@ -51,6 +57,9 @@ class VideoWriter:
         bit_rate (int or None): bits/s for the mpeg4 fallback (None: the encoder default).
         b_frames (bool): let libx264 use B-frames (its default). Without them decoding order is
             display order, so videos can be joined by remuxing (``segments.py``).
+
+    Frames are shown every ``1 / fps`` seconds, or from the times given to :meth:`write` (a
+    variable-rate source keeps its timing: the demo writes each frame at its source time).
     """
 
     def __init__(self, path: str, fps: float, *, crf: Optional[int] = None,
@@ -64,6 +73,7 @@ class VideoWriter:
         self._container = None
         self._stream = None
         self._size = None
+        self._timed = None  # frames written with their times (decided by the first frame)
 
     def _open(self, frame: np.ndarray) -> None:
         import av
@@ -83,24 +93,34 @@ class VideoWriter:
                                   **({} if self.b_frames else {"bf": "0"}))
         elif self.bit_rate is not None:
             stream.bit_rate = self.bit_rate
+        if self._timed:
+            stream.time_base = stream.codec_context.time_base = TIME_BASE
         self._stream = stream
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, time: Optional[float] = None) -> None:
         """
         Args:
             frame (ndarray): (H, W, 3) uint8 RGB, the size of the first frame; an odd last
                 row/column is cropped (4:2:0 needs even sizes).
+            time (float or None): seconds at which the frame is shown (increasing); give it for
+                every frame or for none (then frame i is shown at ``i / fps``).
         """
         import av
 
         if self._container is None:
+            self._timed = time is not None
             self._open(frame)
+        if (time is not None) != self._timed:
+            raise ValueError(f"VideoWriter({self.path!r}): give every frame a time or none")
         if frame.shape[:2] != self._size:
             raise ValueError(f"VideoWriter({self.path!r}): frame {self.num_frames} is "
                              f"{frame.shape[:2]}, frame 0 is {self._size}")
         h, w = self._stream.height, self._stream.width
         yuv = rgb_to_yuv420p(np.ascontiguousarray(frame[:h, :w]))
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")):
+        out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        if self._timed:
+            out.pts, out.time_base = int(round(time / TIME_BASE)), TIME_BASE
+        for packet in self._stream.encode(out):
             self._container.mux(packet)
         self.num_frames += 1
 

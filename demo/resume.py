@@ -3,7 +3,7 @@ The demo's outputs over a long video: written as they come (memory flat) and res
 
 :class:`DemoOutputs` owns what the demo writes for one source: the annotated video in segments
 (:class:`~acar_d2.data.video_io.segments.SegmentedVideoWriter`, joined into ``--output`` at the
-end), the streamed JSON (:class:`~acar_d2.utils.demo_outputs.PredictionJSONWriter`), the CSV, and
+end), the streamed JSON (:class:`~demo.outputs.PredictionJSONWriter`), the CSV, and
 beside ``--output`` a progress file ``<output>.progress.json`` (plus, with tracking,
 ``<output>.progress.tracks.jsonl``, the exact person boxes of every key frame written). At every
 checkpoint (every ``checkpoint_every`` key frames, and when the run stops, finished or not) the
@@ -14,8 +14,8 @@ the fingerprints of the source and of the settings (config, weights, thresholds,
 ``--resume`` (:meth:`DemoOutputs.resume`) checks both fingerprints against the recorded ones (an
 error naming the progress file and what differs), cuts the JSON / CSV / track log back to the
 recorded offsets (what a killed run wrote after its last checkpoint) and continues: the predictor
-skips the key frames done (``skip_key_frames``), the tracker replays their boxes, new video
-frames go into the next segment. A finished run removes its progress files and segments.
+is given the key frames after those done, the tracker replays their boxes, new video frames go
+into the next segment (each frame at its source time, so segments join without shifting). A finished run removes its progress files and segments.
 """
 import hashlib
 import json
@@ -26,10 +26,10 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data.video_io import VideoSource
-from ..data.video_io.segments import (SegmentedVideoWriter, count_video_frames, join_segments,
+from acar_d2.data.video_io import VideoSource
+from acar_d2.data.video_io.segments import (SegmentedVideoWriter, count_video_frames, join_segments,
                                       segment_path)
-from .demo_outputs import PredictionJSONWriter, SubmissionCSVWriter, _truncate
+from demo.outputs import PredictionJSONWriter, SubmissionCSVWriter, _truncate
 
 __all__ = ["DemoOutputs", "ResumeError", "progress_path", "source_fingerprint",
            "settings_fingerprint", "leftover_files"]
@@ -96,7 +96,7 @@ def settings_fingerprint(cfg, key_frames: Optional[Sequence] = None, **settings)
     if key_frames is not None:
         h = hashlib.sha256()
         for r in key_frames:
-            h.update(repr((r.frame_index, float(r.time), r.timestamp)).encode())
+            h.update(repr((float(r.time), r.timestamp)).encode())
             if r.proposals is not None:
                 for key in sorted(r.proposals):
                     h.update(np.ascontiguousarray(r.proposals[key], np.float64).tobytes())
@@ -210,12 +210,13 @@ class DemoOutputs:
                 yield (np.asarray(row["boxes"], np.float64).reshape(-1, 4),
                        np.asarray(row["scores"], np.float64))
 
-    def write_frame(self, index: int, frame: np.ndarray) -> None:
-        """Add annotated frame ``index`` (the next one the video lacks)."""
+    def write_frame(self, index: int, frame: np.ndarray, time: float) -> None:
+        """Add annotated frame ``index`` (the next one the video lacks), shown at ``time``
+        seconds (its source time)."""
         if index != self.video.num_frames:
             raise RuntimeError(f"{self.output}: frame {index} comes after frame "
                                f"{self.video.num_frames - 1}: frames would be lost or repeated")
-        self.video.write(frame)
+        self.video.write(frame, time)
 
     def add_key_frame(self, key_frame) -> None:
         """Write one key frame's JSON / CSV / track rows (its frames are written before)."""
@@ -274,7 +275,7 @@ class DemoOutputs:
             self.csv.close()
         self._tracks.close()
         if self.video.segments:
-            join_segments(self.video.segments, self.output)
+            join_segments(self.video.segments, self.output, keep_timestamps=True)
         if complete:
             for path in leftover_files(self.output):
                 os.remove(path)

@@ -1,5 +1,5 @@
 """
-What the demo writes besides the annotated video, and the per-class thresholds it reads.
+What the demo writes besides the annotated video.
 
 * :class:`PredictionJSONWriter`: one JSON document (schema :data:`DEMO_JSON_SCHEMA`, also in the
   docs/DEMO.md), streamed key frame by key frame (memory flat over an hour of video) and valid after
@@ -7,7 +7,6 @@ What the demo writes besides the annotated video, and the per-class thresholds i
 * :class:`SubmissionCSVWriter`: the AVA submission CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,
   score`` (normalized boxes), one flushed block per key frame, so it stays valid at every moment
   and scores with ``acar-ava-eval``.
-* :func:`read_thresholds`: the per-class thresholds file of ``tools/calibrate_thresholds.py``.
 """
 import json
 import math
@@ -16,16 +15,14 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..evaluation.ava_io import format_submission_rows
-from .relations import relation_document
+from acar_d2.evaluation.ava_io import format_submission_rows
+from acar_d2.utils.relations import relation_document
 
 __all__ = [
     "DEMO_JSON_FORMAT",
     "DEMO_JSON_SCHEMA",
     "PredictionJSONWriter",
     "SubmissionCSVWriter",
-    "read_thresholds",
-    "thresholds_document",
 ]
 
 DEMO_JSON_FORMAT = "acar_d2.demo.v1"
@@ -245,49 +242,3 @@ class SubmissionCSVWriter:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
-
-
-def thresholds_document(class_names: Sequence[str], thresholds: Sequence[float],
-                        default: float, calibration: Optional[dict] = None) -> dict:
-    """The thresholds file content: ``{"default": d, "thresholds": {name: t}, "calibration": ...}``."""
-    doc = {"default": float(default),
-           "thresholds": {str(n): float(t) for n, t in zip(class_names, thresholds)}}
-    if calibration is not None:
-        doc["calibration"] = calibration
-    return doc
-
-
-def read_thresholds(path: str, class_names: Sequence[str], default: float) -> np.ndarray:
-    """
-    Per-class thresholds from a JSON file ``{"default": 0.3, "thresholds": {"stand": 0.42, ...}}``
-    (``tools/calibrate_thresholds.py`` writes it). Classes not listed take the file's ``default``,
-    else ``default``.
-
-    Returns:
-        ndarray (K,) float64, index-aligned with ``class_names``.
-    Raises:
-        FileNotFoundError / ValueError naming the file (and the class or value at fault).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--thresholds: file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"--thresholds {path}: not a JSON document: {e}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("thresholds"), dict):
-        raise ValueError(f"--thresholds {path}: expected {{\"thresholds\": {{class name: score}}, "
-                         "\"default\": score}")
-    base = doc.get("default", default)
-    values: Dict[str, float] = {}
-    for name, value in list(doc["thresholds"].items()) + [("default", base)]:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"--thresholds {path}: threshold of {name!r} is {value!r}, not a "
-                             "number in [0, 1]")
-        values[name] = float(value)
-    unknown = sorted(set(doc["thresholds"]) - set(class_names))
-    if unknown:
-        raise ValueError(f"--thresholds {path}: unknown class name(s) {unknown}; the model's "
-                         f"classes are {list(class_names)}")
-    return np.array([values.get(n, values["default"]) for n in class_names], np.float64)
