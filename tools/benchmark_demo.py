@@ -111,11 +111,11 @@ def run_split(name, cfg, video, max_key_frames=None, fixed_boxes=None, random=Fa
         for kf in predictor(src):
             count += 1
             actors += len(kf.instances)
-            last = kf.frame_index
+            last = kf.time
             if max_key_frames and count >= max_key_frames:
                 break
     wall = time.perf_counter() - start
-    seconds = (last + predictor.frames_after + 1) / fps
+    seconds = last + predictor.clip_end_s + 1 / fps  # the video decoded for the last key frame
     row = {k: 1000 * timer.seconds[k] / count for k in STAGES}
     row.update(name=name, total=1000 * wall / count, key_frames=count, actors=actors / count,
                speed=seconds / wall)
@@ -128,7 +128,7 @@ class TimedSource(VideoSource):
     def __init__(self, src, timer):
         super().__init__()
         self.src, self.timer = src, timer
-        for k in ("name", "fps", "width", "height", "num_frames", "is_live"):
+        for k in ("name", "fps", "width", "height", "num_frames", "duration", "is_live"):
             setattr(self, k, getattr(src, k))
 
     def __iter__(self):
@@ -136,6 +136,9 @@ class TimedSource(VideoSource):
 
     def raw_frames(self):
         return self.timer.wrap_iter("decode", self.src.raw_frames())
+
+    def timed_frames(self):
+        return self.timer.wrap_iter("decode", self.src.timed_frames())
 
     def close(self):
         self.src.close()

@@ -44,9 +44,10 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from benchmark_demo import FIVE_ACTORS, STAGES, StageTimer, TimedSource, instrument  # noqa: E402
 
-from acar_d2.data.video_io import VideoWriter, open_video_source  # noqa: E402
+from acar_d2.data.video_io import VideoWriter, as_rgb, open_video_source  # noqa: E402
 from acar_d2.engine import VideoActionPredictor, setup_cfg  # noqa: E402
 from acar_d2.utils.visualizer import ActionVisualizer  # noqa: E402
+from demo.predictor import FrameTap  # noqa: E402
 
 MODELS = {
     "r50": ("R50 ACAR 32x2 @256 + R50-FPN detector", "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"),
@@ -74,21 +75,27 @@ def one_run(predictor, video: str, key_frames: int, out: Path) -> dict:
     """ms per key frame of each stage over ``key_frames`` key frames after one warm-up key frame."""
     timer = StageTimer()
     instrument(predictor, timer, FIVE_ACTORS)
-    src = TimedSource(open_video_source(video), timer)
+    src = FrameTap(TimedSource(open_video_source(video), timer))
     vis = ActionVisualizer(predictor.class_names, top_k=3, score_thresh=0.3)
     count, write, start = -1, 0.0, None
     with torch.no_grad(), VideoWriter(str(out), src.fps) as writer:
-        for kf in predictor(src, with_frames=True):
+        shown = None
+        for kf in predictor(src):
             count += 1
             if count == 0:  # warm-up key frame: reset the clocks
                 timer.seconds.clear()
                 start = time.perf_counter()
+                shown = kf
                 continue
             t = time.perf_counter()
-            boxes = kf.instances.pred_boxes.tensor.numpy()
-            scores = kf.instances.action_scores.numpy()
-            for frame in kf.frames:
-                writer.write(vis.draw(frame, boxes, scores, "benchmark"))
+            # the previous key frame's frames (up to this one), drawn as the demo does
+            boxes = shown.instances.pred_boxes.tensor.numpy() if shown else np.zeros((0, 4))
+            scores = shown.instances.action_scores.numpy() if shown else None
+            for _, time_s, frame in src.take_before(kf.time):
+                if scores is None:
+                    continue  # before the warm-up key frame: not timed
+                writer.write(vis.draw(as_rgb(frame), boxes, scores, "benchmark"), time_s)
+            shown = kf
             write += time.perf_counter() - t
             if count >= key_frames:
                 break

@@ -78,12 +78,12 @@ def run(out, video, boxes, weights, *extra, opts=()):
 
 @pytest.fixture
 def model_calls(monkeypatch):
-    """The key frames (frame indices) the model predicted."""
+    """The key frames (their frame indices at the 8 fps test video) the model predicted."""
     calls = []
     original = VideoActionPredictor.predict_key_frame
 
     def counted(self, buffer, request, video_id="video"):
-        calls.append(request.frame_index)
+        calls.append(int(round(request.time * 8)))
         return original(self, buffer, request, video_id)
 
     monkeypatch.setattr(VideoActionPredictor, "predict_key_frame", counted)
@@ -104,10 +104,10 @@ def interrupt(monkeypatch, how, k):
     elif how == "ctrl-c inside a key frame":  # while its 5th frame is written
         write = SegmentedVideoWriter.write
 
-        def write_or_stop(self, frame):
+        def write_or_stop(self, frame, time=None):
             if self.num_frames == 8 * k + 4:
                 raise KeyboardInterrupt
-            write(self, frame)
+            write(self, frame, time)
 
         monkeypatch.setattr(SegmentedVideoWriter, "write", write_or_stop)
     else:  # killed: no final checkpoint, the JSON not closed, the open segment unfinished
@@ -216,7 +216,7 @@ def test_memory_is_flat_over_a_long_video(setup, tmp_path):
     n, fps = 30, 4.0
     source = SyntheticSource(int(4 * n * fps), fps)
     boxes = np.array([[5, 5, 30, 45], [30, 5, 60, 45]], np.float32)
-    requests = (KeyFrameRequest(int(t * fps), float(t), t,
+    requests = (KeyFrameRequest(float(t), t,
                                 {"boxes": boxes + t % 3, "scores": np.array([0.9, 0.8])})
                 for t in range(4 * n))  # an iterator: the schedule is not a list either
     memory = {}
