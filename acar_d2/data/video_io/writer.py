@@ -74,6 +74,9 @@ class VideoWriter:
         self._stream = None
         self._size = None
         self._timed = None  # frames written with their times (decided by the first frame)
+        self._held = None  # timed: the newest frame, encoded once its duration is known
+        self._durations = {}  # timed: pts -> duration of the frames encoded
+        self._last_duration = None
 
     def _open(self, frame: np.ndarray) -> None:
         import av
@@ -118,19 +121,40 @@ class VideoWriter:
         h, w = self._stream.height, self._stream.width
         yuv = rgb_to_yuv420p(np.ascontiguousarray(frame[:h, :w]))
         out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        if self._timed:
-            out.pts, out.time_base = int(round(time / TIME_BASE)), TIME_BASE
-        for packet in self._stream.encode(out):
-            self._container.mux(packet)
         self.num_frames += 1
+        if not self._timed:
+            self._encode(out)
+            return
+        # A frame is shown until the next one: it is encoded when the next arrives, with that
+        # duration (the last one with the one before it), so the file ends where the source did.
+        out.pts, out.time_base = int(round(time / TIME_BASE)), TIME_BASE
+        if self._held is not None:
+            self._encode_held(out.pts - self._held.pts)
+        self._held = out
+
+    def _encode_held(self, duration: int) -> None:
+        self._durations[self._held.pts] = self._last_duration = max(int(duration), 1)
+        self._encode(self._held)
+        self._held = None
+
+    def _encode(self, frame) -> None:
+        for packet in self._stream.encode(frame):
+            self._mux(packet)
+
+    def _mux(self, packet) -> None:
+        if self._timed and packet.pts in self._durations:
+            packet.duration = self._durations.pop(packet.pts)
+        self._container.mux(packet)
 
     def close(self) -> None:
         """Flush the encoder and finalise the file (idempotent)."""
         if self._container is None:
             return
         try:
+            if self._held is not None:
+                self._encode_held(self._last_duration or int(round(1 / (self.fps * TIME_BASE))))
             for packet in self._stream.encode():
-                self._container.mux(packet)
+                self._mux(packet)
         finally:
             self._container.close()
             self._container = None
