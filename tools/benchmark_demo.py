@@ -38,7 +38,8 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from acar_d2.data.video_io import clip_frame_indices, read_video_clip  # noqa: E402
 from acar_d2.engine import VideoActionPredictor, setup_cfg  # noqa: E402
 from demo.predictor import annotate_source  # noqa: E402
-from acar_d2.data.video_io import FrameRingBuffer, VideoSource, open_video_source  # noqa: E402
+from acar_d2.data.video_io import (TimedFrameBuffer, VideoSource, clip_times,  # noqa: E402
+                                   open_video_source)
 from acar_d2.data.video_io import VideoWriter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,15 +168,17 @@ def reader_comparison(video, num_frames=32, rate=2):
     t_seek = time.perf_counter() - t
     t = time.perf_counter()
     after = rate * (num_frames - 1) - (num_frames * rate) // 2
-    buf, once, pending = FrameRingBuffer(num_frames * rate + 2), [], list(keys)
-    for frame in src.raw_frames():
-        idx = buf.append(frame)
+    buf, once, pending = TimedFrameBuffer(), [], list(keys)
+    for t, frame in src.timed_frames():
+        idx = buf.append(t, frame)
         while pending and pending[0] + after <= idx:
             k = pending.pop(0)
-            once.append(torch.from_numpy(buf.gather(clip_frame_indices(k, num_frames, rate, buf.end)))
+            once.append(torch.from_numpy(buf.gather(clip_times(k / fps, num_frames, rate, fps)))
                         .permute(0, 3, 1, 2))
+        if pending:
+            buf.drop_before(pending[0] / fps + (-(num_frames * rate) // 2) / fps)
     for k in pending:
-        once.append(torch.from_numpy(buf.gather(clip_frame_indices(k, num_frames, rate, buf.end)))
+        once.append(torch.from_numpy(buf.gather(clip_times(k / fps, num_frames, rate, fps)))
                     .permute(0, 3, 1, 2))
     t_once = time.perf_counter() - t
     equal = sum(bool(torch.equal(a, b)) for a, b in zip(seek, once))

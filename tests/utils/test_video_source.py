@@ -1,4 +1,4 @@
-"""Video sources decoded once (file, frame folder), their errors, and the ring buffer's clips
+"""Video sources decoded once (file, frame folder), their errors, and the timed buffer's clips
 against the seek-per-clip reader."""
 import os
 
@@ -8,20 +8,24 @@ import pytest
 from PIL import Image
 
 from acar_d2.data.video_io import clip_frame_indices, read_video_clip
-from acar_d2.data.video_io import (FrameFolderSource, FrameRingBuffer, PyAVSource,
-                                        VideoSourceError, open_video_source)
+from acar_d2.data.video_io import (FrameFolderSource, PyAVSource, TimedFrameBuffer,
+                                   VideoSourceError, clip_times, open_video_source)
 from tests.utils.demo_helpers import decode, moving_frames, write_test_video
 
 
-def test_ring_buffer_keeps_the_last_frames_by_absolute_index():
-    buf = FrameRingBuffer(3)
-    for i in range(5):
-        assert buf.append(np.full((2, 2, 3), i, np.uint8)) == i
-    assert (buf.start, buf.end, len(buf)) == (2, 5, 3)
-    clip = buf.gather([2, 4, 4])
-    assert clip.shape == (3, 2, 2, 3) and clip[:, 0, 0, 0].tolist() == [2, 4, 4]
+def test_timed_buffer_serves_the_frames_on_screen_and_forgets_the_old():
+    buf = TimedFrameBuffer()
+    times = [0.0, 0.1, 0.15, 0.4, 0.5]  # variable rate
+    for i, t in enumerate(times):
+        assert buf.append(t, np.full((2, 2, 3), i, np.uint8)) == i
+    clip = buf.gather([-1.0, 0.12, 0.39, 0.4, 7.0])  # before the start / after the end: clamped
+    assert clip.shape == (5, 2, 2, 3) and clip[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    buf.drop_before(0.2)  # frame 2 (0.15 .. 0.4) is still on screen at 0.2
+    assert (buf.start, buf.end, len(buf)) == (2, 5, 3) and buf.time_of(2) == 0.15
     with pytest.raises(IndexError, match="frame 1 is not in the buffer"):
         buf[1]
+    with pytest.raises(VideoSourceError, match="timestamps must increase"):
+        buf.append(0.45, np.zeros((2, 2, 3), np.uint8))
 
 
 def test_file_source_decodes_every_frame_once(tmp_path):
@@ -37,19 +41,19 @@ def test_file_source_decodes_every_frame_once(tmp_path):
 
 
 def test_decode_once_clips_equal_seek_reader_clips(tmp_path):
-    """The ring buffer serves the same clips as today's seek-per-key-frame reader."""
+    """The timed buffer serves the same clips as the seek-per-key-frame reader."""
     path = str(tmp_path / "v.mp4")
     write_test_video(path, n=40, fps=8)
     T, rate, fps = 4, 2, 8.0
     after = rate * (T - 1) - (T * rate) // 2
     keys = [0, 8, 16, 24, 32]
-    buf, done = FrameRingBuffer(T * rate + 2), {}
-    for frame in open_video_source(path).raw_frames():  # PyAV frames, converted when gathered
+    buf, done = TimedFrameBuffer(), {}
+    for t, frame in open_video_source(path).timed_frames():  # PyAV frames, converted when gathered
         assert not isinstance(frame, np.ndarray)
-        idx = buf.append(frame)
+        idx = buf.append(t, frame)
         for k in keys:
             if k not in done and (k + after == idx):
-                done[k] = buf.gather(clip_frame_indices(k, T, rate, buf.end))
+                done[k] = buf.gather(clip_times(k / fps, T, rate, fps))
     assert sorted(done) == [0, 8, 16, 24, 32]  # the last one exactly at the last frame
     for k in keys:
         seek = read_video_clip(path, clip_frame_indices(k, T, rate, 40), fps).permute(0, 2, 3, 1)

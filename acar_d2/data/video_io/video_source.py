@@ -1,6 +1,6 @@
 """
-Video sources for the demo, decoded once from front to back, and the bounded frame buffer that
-serves the clips around key frames without seeking.
+Video sources for the demo, decoded once from front to back (the frames' times and the buffer that
+serves clips from them: ``frame_buffer.py``).
 
 A source is an iterable of uint8 RGB frames (H, W, 3) in display order with ``fps``, ``width``,
 ``height`` and ``num_frames`` (None for a live source); :meth:`VideoSource.timed_frames` gives
@@ -20,8 +20,7 @@ header while it is iterated (after yielding every frame decoded before).
 import copy
 import os
 import re
-from collections import deque
-from typing import Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -31,8 +30,6 @@ __all__ = [
     "PyAVSource",
     "FrameFolderSource",
     "open_video_source",
-    "FrameRingBuffer",
-    "TimedFrameBuffer",
     "IMAGE_EXTENSIONS",
     "is_live_source",
     "as_rgb",
@@ -312,150 +309,3 @@ def open_video_source(name: str, fps: Optional[float] = None, **kwargs) -> Video
 def as_rgb(frame) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an array or a PyAV frame (see :meth:`VideoSource.raw_frames`)."""
     return frame if isinstance(frame, np.ndarray) else frame.to_ndarray(format="rgb24")
-
-
-class FrameRingBuffer:
-    """
-    The last ``capacity`` frames of a stream, addressed by their absolute index.
-
-    Frames enter in order (:meth:`append`), as RGB arrays or as decoder frames that are converted
-    to RGB only when read (a clip of sampling rate 2 reads every other frame, so half of the
-    conversions are saved); the oldest leave when the buffer is full. A clip is
-    served by :meth:`gather` as long as its frames are still inside, which holds for every clip
-    of ``num_frames * sampling_rate`` source frames when ``capacity`` is at least that plus the
-    frames between the clip's end and the newest frame.
-
-    Args:
-        capacity (int): frames kept.
-    """
-
-    def __init__(self, capacity: int):
-        if capacity < 1:
-            raise ValueError(f"FrameRingBuffer capacity must be >= 1, got {capacity}")
-        self.capacity = int(capacity)
-        self._frames: Deque[np.ndarray] = deque(maxlen=self.capacity)
-        self.end = 0  # absolute index one past the newest frame
-
-    @property
-    def start(self) -> int:
-        """Absolute index of the oldest frame kept."""
-        return self.end - len(self._frames)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def append(self, frame: np.ndarray) -> int:
-        """Add the next frame; returns its absolute index."""
-        self._frames.append(frame)
-        self.end += 1
-        return self.end - 1
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        """The RGB frame ``index`` (a decoder frame is converted once, when first asked for)."""
-        if not self.start <= index < self.end:
-            raise IndexError(f"frame {index} is not in the buffer (frames {self.start} .. "
-                             f"{self.end - 1} are; capacity {self.capacity})")
-        frame = self._frames[index - self.start]
-        if not isinstance(frame, np.ndarray):
-            frame = as_rgb(frame)
-            self._frames[index - self.start] = frame
-        return frame
-
-    def gather(self, indices: Sequence[int]) -> np.ndarray:
-        """
-        Args:
-            indices: T absolute frame indices (repeats allowed).
-        Returns:
-            uint8 ndarray (T, H, W, 3).
-        """
-        frames: List[np.ndarray] = [self[int(i)] for i in indices]
-        return np.stack(frames)
-
-
-class TimedFrameBuffer:
-    """
-    The frames of a stream with their presentation times, kept while a clip may still need them:
-    serves "the frames on screen at these times" (:func:`~acar_d2.data.video_io.timing.frames_on_screen`)
-    without seeking, for any source rate, constant or variable.
-
-    Frames enter in display order (:meth:`append`), as RGB arrays or as decoder frames converted to
-    RGB only when read; :meth:`drop_before` forgets the frames no clip needs any more (the frame on
-    screen at the given time is kept). Absolute indices count every frame appended.
-    """
-
-    def __init__(self):
-        self._times: Deque[float] = deque()
-        self._frames: Deque[object] = deque()
-        self.end = 0  # absolute index one past the newest frame
-
-    @property
-    def start(self) -> int:
-        """Absolute index of the oldest frame kept."""
-        return self.end - len(self._frames)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    @property
-    def newest_time(self) -> float:
-        """Presentation time of the newest frame (-inf when empty)."""
-        return self._times[-1] if self._times else float("-inf")
-
-    def append(self, time: float, frame) -> int:
-        """Add the next frame shown from ``time`` (seconds, increasing); returns its index."""
-        if self._times and time < self._times[-1]:
-            raise VideoSourceError(f"frame {self.end} is at {time:.6f} s, before the previous "
-                                   f"frame ({self._times[-1]:.6f} s): timestamps must increase")
-        self._times.append(float(time))
-        self._frames.append(frame)
-        self.end += 1
-        return self.end - 1
-
-    def drop_before(self, time: float) -> None:
-        """Forget the frames that left the screen before ``time`` (those after the frame on
-        screen at it stay)."""
-        from .timing import TIME_EPS
-
-        while len(self._times) > 1 and self._times[1] <= time + TIME_EPS:
-            self._times.popleft()
-            self._frames.popleft()
-
-    def index_at(self, times: Sequence[float]) -> np.ndarray:
-        """
-        Args:
-            times: (T,) seconds.
-        Returns:
-            int64 ndarray (T,): absolute index of the frame on screen at each time among the
-            frames kept (times before the oldest kept frame take it; after the newest, it).
-        """
-        from .timing import frames_on_screen
-
-        return frames_on_screen(list(self._times), times) + self.start
-
-    def time_of(self, index: int) -> float:
-        """Presentation time of the kept frame ``index``."""
-        return self._times[self._local(index)]
-
-    def _local(self, index: int) -> int:
-        if not self.start <= index < self.end:
-            raise IndexError(f"frame {index} is not in the buffer (frames {self.start} .. "
-                             f"{self.end - 1} are)")
-        return index - self.start
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        """The RGB frame ``index`` (a decoder frame is converted once, when first asked for)."""
-        i = self._local(index)
-        frame = self._frames[i]
-        if not isinstance(frame, np.ndarray):
-            frame = as_rgb(frame)
-            self._frames[i] = frame
-        return frame
-
-    def gather(self, times: Sequence[float]) -> np.ndarray:
-        """
-        Args:
-            times: (T,) seconds.
-        Returns:
-            uint8 ndarray (T, H, W, 3): the frames on screen at ``times``.
-        """
-        return np.stack([self[int(i)] for i in self.index_at(times)])
