@@ -15,19 +15,18 @@ Where weight files are looked for, in order:
 import hashlib
 import logging
 import os
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.utils.file_io import PathManager
 
+from ..config import config_root
 from .entries import ZOO_ENTRIES, WeightFile, ZooEntry
 
 __all__ = ["WeightsNotFoundError", "DownloadError", "zoo_dir", "list_models", "get_entry",
            "get_config_file", "get_config", "get", "fetch_weights"]
 
 logger = logging.getLogger(__name__)
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 ZOO_DIR_ENV = "ACAR_MODEL_ZOO"
 
 
@@ -64,7 +63,8 @@ def get_config_file(name: str, demo: bool = False) -> str:
     """
     Args:
         name: a zoo name (``list_models()``) or a config path relative to ``configs/``
-            (e.g. "AVA/SLOWFAST_R50_ACAR_HR2O.yaml").
+            (e.g. "AVA/SLOWFAST_R50_ACAR_HR2O.yaml"); installed, the configs are those shipped
+            in the package (``acar_d2/model_zoo/configs``, ``acar_d2.config.config_root()``).
         demo: the entry's demo config (the model + the COCO person detector).
     Returns:
         str: the absolute path of the yaml.
@@ -74,10 +74,10 @@ def get_config_file(name: str, demo: bool = False) -> str:
         rel = entry.demo_config if demo else entry.config
     else:
         rel = name
-    path = CONFIG_ROOT / rel
+    path = config_root() / rel
     if not path.is_file():
         raise RuntimeError(f"{name!r} is neither a zoo name ({', '.join(ZOO_ENTRIES)}) nor a config "
-                           f"under {CONFIG_ROOT}")
+                           f"under {config_root()}")
     return str(path)
 
 
