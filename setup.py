@@ -40,8 +40,6 @@ setup(
     # The library and its torch-free evaluator only: tests/, tools/, demo/ and datasets/ are
     # scripts of the repository, not installed packages (nothing in acar_d2 imports them).
     packages=find_packages(include=("acar_d2", "acar_d2.*", "ava_eval", "ava_eval.*")),
-    # The evaluator CLI's launcher: outside the package, so that it starts without torch/detectron2.
-    py_modules=["acar_ava_eval"],
     package_data={
         # The 60 evaluated AVA v2.1/v2.2 classes (ava_eval.ava_format.ava_class_list()).
         "ava_eval": ["ava_labelmap_v2.2.pbtxt"],
@@ -63,7 +61,8 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "acar-ava-eval=acar_ava_eval:main",
+            # the evaluator command (also `python -m ava_eval`): torch-free, starts at once
+            "acar-ava-eval=ava_eval.cli:main",
         ]
     },
 )

@@ -2,7 +2,7 @@
 The wheel installs cleanly (issue 30): ``pip wheel .`` holds the project's own packages and the yaml
 configs inside ``acar_d2/model_zoo/configs`` (as detectron2 ships its own), nothing of ``tests/``,
 ``tools/``, ``demo/``; installed into a fresh virtual environment it builds zoo models and runs the
-``acar-ava-eval`` command from a folder outside the checkout.
+evaluator command (``acar-ava-eval``, ``python -m ava_eval``) from a folder outside the checkout.
 
 The fresh environment sees the running interpreter's site-packages (torch, detectron2, ...) through
 a ``.pth`` line, without reinstalling them; a path added that way has its own ``.pth`` files (the
@@ -110,14 +110,14 @@ def installed(wheel, tmp_path_factory):
 def test_wheel_holds_the_packages_and_the_configs_only(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names}
-    assert tops == {"acar_d2", "ava_eval", "acar_ava_eval.py", "acar_d2-0.1.0.dist-info"}, tops
+    assert tops == {"acar_d2", "ava_eval", "acar_d2-0.1.0.dist-info"}, tops
     configs = sorted(n[len("acar_d2/model_zoo/configs/"):] for n in names
                      if n.startswith("acar_d2/model_zoo/configs/"))
     in_repo = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
     assert configs == in_repo and len(configs) > 40, (len(configs), len(in_repo))
     assert "ava_eval/ava_labelmap_v2.2.pbtxt" in names
     entry_points = zipfile.ZipFile(wheel).read("acar_d2-0.1.0.dist-info/entry_points.txt").decode()
-    assert "acar-ava-eval = acar_ava_eval:main" in entry_points, entry_points
+    assert "acar-ava-eval = ava_eval.cli:main" in entry_points, entry_points
 
 
 def test_installed_wheel_builds_zoo_models_outside_the_checkout(installed, tmp_path):
@@ -150,24 +150,27 @@ def test_installed_wheel_builds_zoo_models_outside_the_checkout(installed, tmp_p
     assert got["synthetic_params"] == sum(p.numel() for p in model.parameters())
 
 
-def test_installed_console_script_scores_the_golden_case(installed, tmp_path):
+def test_installed_command_scores_the_golden_case(installed, tmp_path):
+    """The one evaluator door, installed: ``acar-ava-eval`` and ``python -m ava_eval``."""
     env_dir, _ = installed
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [str(env_dir / "bin" / "acar-ava-eval"), "--groundtruth", str(GOLDEN / "gt.csv"),
-         "--detections", str(GOLDEN / "det.csv"), "--labelmap", str(GOLDEN / "labelmap.pbtxt"),
-         "--exclusions", str(GOLDEN / "exclusions.csv"), "--json", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=str(tmp_path), env=_clean_env(),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     expected = json.loads((GOLDEN / "expected.json").read_text())
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last == f"frame-mAP@0.5 (%): {100.0 * expected['mAP']!r}", proc.stdout[-500:]
-    assert json.loads(out.read_text())["frame_mAP"] == 100.0 * expected["mAP"]
-    # a bad input: the one-line error, exit code 2
-    bad = subprocess.run([str(env_dir / "bin" / "acar-ava-eval"), "-g", "missing.csv",
-                          "-d", "missing.csv", "-l", "missing.pbtxt"],
-                         capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
-                         env=_clean_env())
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --groundtruth: file not found: "\
-        "missing.csv", bad.stderr
+    doors = {"acar-ava-eval": [str(env_dir / "bin" / "acar-ava-eval")],
+             "python -m ava_eval": [str(env_dir / "bin" / "python"), "-m", "ava_eval"]}
+    for name, command in doors.items():
+        out = tmp_path / f"{command[-1]}.json"
+        proc = subprocess.run(
+            command + ["--groundtruth", str(GOLDEN / "gt.csv"), "--detections",
+                       str(GOLDEN / "det.csv"), "--labelmap", str(GOLDEN / "labelmap.pbtxt"),
+                       "--exclusions", str(GOLDEN / "exclusions.csv"), "--json", str(out)],
+            capture_output=True, text=True, timeout=120, cwd=str(tmp_path), env=_clean_env(),
+        )
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        last = proc.stdout.strip().splitlines()[-1]
+        assert last == f"frame-mAP@0.5 (%): {100.0 * expected['mAP']!r}", (name, proc.stdout[-500:])
+        assert json.loads(out.read_text())["frame_mAP"] == 100.0 * expected["mAP"], name
+        # a bad input: the one-line error, exit code 2
+        bad = subprocess.run(command + ["-g", "missing.csv", "-d", "missing.csv", "-l", "m.pbtxt"],
+                             capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+                             env=_clean_env())
+        assert bad.returncode == 2, (name, bad.returncode)
+        assert bad.stderr.strip() == "error: --groundtruth: file not found: missing.csv", bad.stderr
