@@ -1,6 +1,7 @@
 """
 ``get_config_file`` / ``get_config`` / ``get`` over the zoo table (``entries.py``), in the style
-of ``detectron2.model_zoo``, and fetching the weight files.
+of ``detectron2.model_zoo``, and fetching the weight files. As in detectron2, a config names its
+weights (``acar_d2://<file>``, ``path_handler.py``) and they are fetched when the model loads them.
 
 Where weight files are looked for, in order:
 
@@ -128,19 +129,20 @@ def fetch_weights(weights: WeightFile) -> str:
     return path
 
 
-def get_config(name: str, trained: bool = True, *, demo: bool = False,
+def get_config(name: str, trained: bool = False, *, demo: bool = False,
                opts: Optional[Sequence[str]] = None) -> CfgNode:
     """
-    The acar_d2 config of a zoo entry (not frozen).
+    The acar_d2 config of a zoo entry (not frozen). Reads no weight file and downloads nothing.
 
     Args:
         name: a zoo name.
         trained: set ``MODEL.WEIGHTS`` (and, for ``demo``, ``MODEL.PERSON_DETECTOR.WEIGHTS``) to
-            the local weight files, fetching them (:func:`fetch_weights`); False: both "" (a
-            randomly initialised model, nothing fetched).
+            the entry's zoo URLs (``acar_d2://<file>``), which the checkpointer resolves when it
+            loads them (:func:`fetch_weights`: zoo folder, download, or the instruction to
+            download by hand); False: both "" (a randomly initialised model).
         demo: the demo config (the model + the frozen COCO person detector).
         opts: ``KEY VALUE`` overrides merged before the weights are set; a weights key given here
-            is kept and its zoo file not fetched.
+            is kept.
     """
     from ..engine import setup_cfg
 
@@ -149,17 +151,18 @@ def get_config(name: str, trained: bool = True, *, demo: bool = False,
     cfg = setup_cfg(get_config_file(name, demo=demo), opts, freeze=False)
     given = set(opts[0::2])
     if "MODEL.WEIGHTS" not in given:
-        cfg.MODEL.WEIGHTS = fetch_weights(entry.weights) if trained else ""
+        cfg.MODEL.WEIGHTS = entry.weights.zoo_url if trained else ""
     if demo and "MODEL.PERSON_DETECTOR.WEIGHTS" not in given:
         detector = entry.detector
-        cfg.MODEL.PERSON_DETECTOR.WEIGHTS = fetch_weights(detector) if trained and detector else ""
+        cfg.MODEL.PERSON_DETECTOR.WEIGHTS = detector.zoo_url if trained and detector else ""
     return cfg
 
 
-def get(name: str, trained: bool = True, device: Optional[str] = None, *, demo: bool = False,
+def get(name: str, trained: bool = False, device: Optional[str] = None, *, demo: bool = False,
         opts: Optional[Sequence[str]] = None):
     """
-    Build a zoo model (eval mode), with its published weights when ``trained``.
+    Build a zoo model (eval mode), with its published weights when ``trained`` (fetched now, by
+    the checkpointer; see :func:`get_config`).
 
     Args:
         name, trained, demo, opts: see :func:`get_config`.
