@@ -26,6 +26,7 @@ try:
     from .config import add_acar_config
     from . import modeling, data, evaluation  # noqa: F401  (registers components and datasets)
     from .checkpoint import ACARCheckpointer  # noqa: F401
+    from . import model_zoo  # noqa: F401  (registers the acar_d2:// weight URLs with PathManager)
 finally:
     if _JIT_FILTER in _warnings.filters:
         _warnings.filters.remove(_JIT_FILTER)

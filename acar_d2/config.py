@@ -14,11 +14,23 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-__all__ = ["add_acar_config", "load_detector_config", "resolve_detector_config_file",
-           "person_detector_config"]
+__all__ = ["add_acar_config", "config_root", "load_detector_config",
+           "resolve_detector_config_file", "person_detector_config"]
 
 logger = logging.getLogger(__name__)
 _REPO = Path(__file__).resolve().parents[1]
+# The yaml configs ship inside the package, as detectron2 ships detectron2/model_zoo/configs:
+# setup.py links (or copies) the repository's configs/ to acar_d2/model_zoo/configs, and the wheel
+# holds them there. A checkout that was never built or installed reads configs/ beside the package.
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "model_zoo" / "configs"
+
+
+def config_root() -> Path:
+    """The folder of the acar_d2 yaml configs (``configs/`` of the repository): the copy inside
+    the package when there is one (an installed wheel, a built checkout), else the repository's."""
+    if _PACKAGED_CONFIGS.is_dir():
+        return _PACKAGED_CONFIGS.resolve()
+    return _REPO / "configs"
 
 
 def add_clip_input_config(cfg: CN) -> None:
@@ -220,8 +232,11 @@ def add_person_detector_config(cfg: CN) -> None:
     # Weights of the detector alone: a plain detectron2 detector checkpoint (keys backbone.*,
     # proposal_generator.*, roi_heads.*), a local path or detectron2:// URL, e.g.
     # "detectron2://COCO-Detection/faster_rcnn_R_50_FPN_3x/137849458/model_final_280758.pkl".
-    # Loaded when the model is built; MODEL.WEIGHTS of an ACARNet checkpoint (person_detector.*)
-    # then restores both. "" = random init (train it jointly) or restored by MODEL.WEIGHTS.
+    # Loaded with the model's weights, not when it is built (build_model reads no file, like
+    # detectron2's): ACARCheckpointer.from_config loads it into the detector first, then
+    # MODEL.WEIGHTS on top (an ACARNet checkpoint's person_detector.* win; resuming a run whose
+    # checkpoint holds them all does not read it). "" = random init (train it jointly) or
+    # restored by MODEL.WEIGHTS.
     _C.MODEL.PERSON_DETECTOR.WEIGHTS = ""
     # Class index of "person" inside the detector (COCO-trained detectron2 models: 0).
     _C.MODEL.PERSON_DETECTOR.PERSON_CLASS_ID = 0
@@ -353,7 +368,8 @@ def person_detector_config(cfg: CN):
 def resolve_detector_config_file(name: str) -> str:
     """
     A detector config path: ``name`` if it is a file (absolute or relative to the working folder),
-    else relative to the acar_d2 repository, else a detectron2 model-zoo name
+    else relative to the acar_d2 repository (``configs/...`` also inside an installed package,
+    :func:`config_root`), else a detectron2 model-zoo name
     (``detectron2.model_zoo.get_config_file``, the configs shipped inside detectron2).
 
     Raises:
@@ -363,7 +379,11 @@ def resolve_detector_config_file(name: str) -> str:
         raise ValueError("MODEL.PERSON_DETECTOR.CONFIG_FILE is empty: set a detectron2 detector "
                          "config (yaml path or model-zoo name such as "
                          "'COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml')")
-    for candidate in (Path(name).expanduser(), _REPO / name):
+    candidates = [Path(name).expanduser()]
+    if Path(name).parts[:1] == ("configs",):
+        candidates.append(config_root().joinpath(*Path(name).parts[1:]))
+    candidates.append(_REPO / name)
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
     try:
@@ -374,7 +394,7 @@ def resolve_detector_config_file(name: str) -> str:
         pass
     raise FileNotFoundError(
         f"MODEL.PERSON_DETECTOR.CONFIG_FILE '{name}': no such file (looked in the working folder "
-        f"and in {_REPO}) and not a detectron2 model-zoo config name"
+        f"and in {_REPO}, {config_root()}) and not a detectron2 model-zoo config name"
     )
 
 

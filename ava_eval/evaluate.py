@@ -1,6 +1,6 @@
 """
 Official AVA frame-mAP@0.5 of a detection CSV: :func:`evaluate_files` and :func:`summarize`, the
-library of the command line ``acar-ava-eval`` (``acar_ava_eval.py`` at the repository root).
+library of the command line ``acar-ava-eval`` (``python -m ava_eval``, ``ava_eval/cli.py``).
 
 The command prints a per-class table and, as its last line, ``frame-mAP@0.5 (%): <value>``: like
 ``train_net.py``, ``AVAEvaluator`` and ``eval_results.json``, AP is in **percent** and classes are

@@ -219,16 +219,22 @@ def bank_extractor_cfg(cfg, args):
 
 def load_config(args):
     """The config of ``--config-file`` (+ overrides), or of the zoo model ``--model`` with its
-    weight files (fetched / found; ``--random-weights``: none)."""
+    weight files (``acar_d2://`` URLs, fetched / found here so that a missing file stops the demo
+    before any model is built; ``--random-weights``: none)."""
     if bool(args.config_file) == bool(args.model):
         sys.exit("give either --config-file or --model (a model-zoo name, docs/MODEL_ZOO.md)")
     if args.config_file:
         return setup_cfg(args.config_file, args.opts)
+    from detectron2.utils.file_io import PathManager
+
     from acar_d2 import model_zoo
 
     try:
         cfg = model_zoo.get_config(args.model, trained=not args.random_weights, demo=True,
                                    opts=args.opts)
+        for url in (cfg.MODEL.WEIGHTS, cfg.MODEL.PERSON_DETECTOR.WEIGHTS):
+            if url.startswith(model_zoo.ZOO_URL_PREFIX):
+                PathManager.get_local_path(url)
     except (KeyError, FileNotFoundError, model_zoo.DownloadError) as e:
         sys.exit(str(e).strip("'\""))
     cfg.freeze()

@@ -92,14 +92,38 @@ def test_untrained_entry_builds_real_size_model(name):
 
 
 def test_hand_downloaded_file_missing_says_what_to_do(zoo):
+    from detectron2.utils.file_io import PathManager
+
+    # as detectron2's zoo: untrained by default, and a trained config names its files, reads none
+    assert model_zoo.get_config("ava_acar_r101").MODEL.WEIGHTS == ""
+    cfg = model_zoo.get_config("ava_acar_r101", trained=True, demo=True)
+    assert cfg.MODEL.WEIGHTS == "acar_d2://acar/AVA_SLOWFAST_R101_ACAR_HR2O_DEPTH1.pth.tar"
+    assert cfg.MODEL.PERSON_DETECTOR.WEIGHTS == "acar_d2://" + model_zoo.COCO_PERSON_DETECTOR.filename
+    # resolved when loaded (the checkpointer goes through PathManager)
     with pytest.raises(WeightsNotFoundError) as e:
-        model_zoo.get_config("ava_acar_r101")
+        PathManager.get_local_path(cfg.MODEL.WEIGHTS)
     msg = str(e.value)
     target = zoo / "acar" / "AVA_SLOWFAST_R101_ACAR_HR2O_DEPTH1.pth.tar"
     assert str(target) in msg and "drive.google.com" in msg and "ACAR_MODEL_ZOO" in msg, msg
     target.parent.mkdir()
     target.write_bytes(b"x")
-    assert model_zoo.get_config("ava_acar_r101", demo=False).MODEL.WEIGHTS == str(target)
+    assert PathManager.get_local_path(cfg.MODEL.WEIGHTS) == str(target)
+    with pytest.raises(FileNotFoundError, match="acar_d2://acar/nope.pth: not a weight file"):
+        PathManager.get_local_path("acar_d2://acar/nope.pth")
+
+
+def test_trained_model_loads_its_zoo_url_at_load_time(zoo):
+    """get(trained=True): the checkpointer resolves MODEL.WEIGHTS acar_d2://... to the zoo folder."""
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    source = build_model(model_zoo.get_config("ava_acar_r50", opts=TINY))
+    _write_official(zoo, source)
+    torch.manual_seed(1)
+    model = model_zoo.get("ava_acar_r50", trained=True, device="cpu", opts=TINY)
+    ref = source.state_dict()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ref[k]), k
 
 
 class FakePathManager:
@@ -147,15 +171,8 @@ def test_url_download_md5_and_failures(zoo, tmp_path, monkeypatch):
     assert entry.weights.url == "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava/SLOWFAST_32x2_R101_50_50.pkl"
 
 
-def _write_zoo_weights(zoo: Path):
-    """Seeded weights of the (shrunk) ava_acar_r50 demo model in the zoo's real formats."""
-    from detectron2.modeling import build_model
-
-    from acar_d2.config import load_detector_config
-
-    torch.manual_seed(0)
-    cfg = model_zoo.get_config("ava_acar_r50", trained=False, opts=TINY)
-    action = build_model(cfg)
+def _write_official(zoo: Path, action):
+    """``action``'s weights as the official ACAR-Net R50 zoo file, in the zoo folder."""
     state = {}
     for k, v in action.state_dict().items():
         if k.startswith("backbone."):
@@ -165,6 +182,17 @@ def _write_zoo_weights(zoo: Path):
     official = zoo / "acar" / "AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar"
     official.parent.mkdir(parents=True)
     torch.save(state, official)  # the official zoo files are flat name -> tensor mappings
+
+
+def _write_zoo_weights(zoo: Path):
+    """Seeded weights of the (shrunk) ava_acar_r50 demo model in the zoo's real formats."""
+    from detectron2.modeling import build_model
+
+    from acar_d2.config import load_detector_config
+
+    torch.manual_seed(0)
+    cfg = model_zoo.get_config("ava_acar_r50", trained=False, opts=TINY)
+    _write_official(zoo, build_model(cfg))
 
     # detectron2 model-zoo .pkl: {"model": name -> numpy array}; the box head says "person" for
     # every proposal (deterministic detections from random-weight features).
@@ -216,8 +244,8 @@ def test_demo_model_option_on_real_footage(zoo, tmp_path):
         assert 0 <= x1 <= x2 <= 640 and 0 <= y1 <= y2 <= 272, a["box"]  # in the frame
         assert a["person_score"] >= 0.85 and len(a["scores"]) == 60, a
         assert a["labels"] and set(a["labels"]) <= set(doc["class_names"]), a  # threshold 0: all
-    # the zoo folder's files were used: nothing downloaded, weights recorded in the JSON
-    assert doc["model"]["weights"] == str(zoo / "acar" / "AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar")
+    # the zoo folder's files were used (nothing downloaded); the JSON records the config's URL
+    assert doc["model"]["weights"] == "acar_d2://acar/AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar"
 
 
 def test_demo_model_errors(zoo, tmp_path):

@@ -10,7 +10,7 @@ ground-truth rows, 745,893 detection rows, 10,517 ground-truth key frames with t
 and times, each in a fresh process, interpreter start-up included (wall clock, the best of
 ``--repeats`` runs; peak RSS from ``wait4``):
 
-* ``acar-ava-eval`` (``python -m acar_ava_eval``), the fast launcher;
+* ``acar-ava-eval`` (``python -m ava_eval``), the evaluator command;
 * the same command after ``import acar_d2`` (torch and detectron2 are imported, as in a training
   process), once;
 * the per-box loop written below (reading included), once, in this process;
@@ -119,7 +119,7 @@ def loop_frame_map(annotations, det_csv, labelmap, exclusions) -> float:
     return float(np.mean(aps))
 
 
-AFTER_ACAR_D2 = "import sys, acar_d2, acar_ava_eval; sys.exit(acar_ava_eval.main())"
+AFTER_ACAR_D2 = "import sys, acar_d2, ava_eval.cli; sys.exit(ava_eval.cli.main())"
 
 
 def run_cli(prefix, files, repeats):
@@ -163,9 +163,9 @@ def main():
               f"(written in {time.perf_counter() - t:.1f} s); load average {os.getloadavg()[0]:.2f}")
         official = OFFICIAL_SECONDS * gt_keyframes / OFFICIAL_GT_KEYFRAMES
 
-        fast = run_cli(["-m", "acar_ava_eval"], files, args.repeats)
+        fast = run_cli(["-m", "ava_eval"], files, args.repeats)
         full = run_cli(["-c", AFTER_ACAR_D2], files, 1)
-        rows = [("acar-ava-eval (python -m acar_ava_eval)", fast[0], fast[1], fast[2]),
+        rows = [("acar-ava-eval (python -m ava_eval)", fast[0], fast[1], fast[2]),
                 ("after import acar_d2 (imports torch, detectron2)", full[0], full[1], full[2])]
         if not args.skip_loop:
             t = time.perf_counter()

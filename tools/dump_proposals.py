@@ -106,7 +106,7 @@ def run(args) -> Tuple[int, int]:
     from detectron2.utils import comm
 
     import acar_d2  # noqa: F401  (registers datasets)
-    from acar_d2.checkpoint import ACARCheckpointer
+    from acar_d2.checkpoint import ACARCheckpointer, load_person_detector_weights
     from acar_d2.data.video_io import ClipReader
     from acar_d2.engine import setup_cfg
     from acar_d2.modeling.person_detector import build_person_detector
@@ -131,6 +131,8 @@ def run(args) -> Tuple[int, int]:
         detector = model.person_detector
     else:  # MODEL.PERSON_DETECTOR.WEIGHTS (a detectron2 file) or nothing
         detector = build_person_detector(cfg)
+        if cfg.MODEL.PERSON_DETECTOR.WEIGHTS:
+            load_person_detector_weights(detector, cfg.MODEL.PERSON_DETECTOR.WEIGHTS)
     detector.eval()
 
     if args.dataset:

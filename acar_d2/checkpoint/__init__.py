@@ -2,7 +2,8 @@
 Checkpoint loading: ``ACARCheckpointer`` (detectron2 checkpointer that reads PySlowFast ``.pyth``,
 Caffe2 ``.pkl`` and official ACAR-Net files), the pure conversion ``convert_checkpoint`` and
 ``convert_file`` (foreign file -> detectron2-format file), and the pickle readers that never run
-code from a file (``safe_pickle``). Formats and key mapping: ``docs/CHECKPOINTS.md``.
+code from a file (``safe_pickle``), and ``load_person_detector_weights`` (a detectron2 detector
+file into the person detector). Formats and key mapping: ``docs/CHECKPOINTS.md``.
 """
 from .checkpointer import (
     ACARCheckpointer,
@@ -21,6 +22,7 @@ from .convert import (
     detect_source,
     load_checkpoint_object,
 )
+from .detector_weights import load_person_detector_weights
 from .safe_pickle import ALLOW_UNSAFE_ENV, UnsafePickleError, read_pickle_safely, unsafe_pickle_allowed
 
 __all__ = [
@@ -41,4 +43,5 @@ __all__ = [
     "convert_file",
     "detect_source",
     "load_checkpoint_object",
+    "load_person_detector_weights",
 ]

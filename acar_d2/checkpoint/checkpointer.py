@@ -24,6 +24,7 @@ from .convert import (
     save_detectron2_checkpoint,
 )
 
+from .detector_weights import load_person_detector_weights
 from .safe_pickle import UnsafePickleError
 
 __all__ = [
@@ -60,6 +61,11 @@ class ACARCheckpointer(DetectionCheckpointer):
     (``UnknownKeysError``) during conversion. Files are read without running code from them
     unless ``allow_unsafe_pickle`` (``acar_d2/checkpoint/safe_pickle.py``).
 
+    ``person_detector_weights`` (``MODEL.PERSON_DETECTOR.WEIGHTS`` in ``from_config``): a
+    detectron2 detector file loaded into ``model.person_detector`` before the file of ``load``
+    (also ``load("")``), so that the file's own ``person_detector.*`` tensors win; it is not read
+    when that file holds all of them (e.g. resuming a run) or the model has no detector.
+
     Example::
 
         ACARCheckpointer(model, strict=True).load("AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar")
@@ -76,6 +82,7 @@ class ACARCheckpointer(DetectionCheckpointer):
         require_weights: bool = False,
         allow_unsafe_pickle: bool = False,
         source: str = "auto",
+        person_detector_weights: str = "",
         save_to_disk: Optional[bool] = None,
         **checkpointables: Any,
     ):
@@ -87,6 +94,7 @@ class ACARCheckpointer(DetectionCheckpointer):
         self.require_weights = require_weights
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.source = source
+        self.person_detector_weights = person_detector_weights
         self._loading = ""
 
     @classmethod
@@ -99,7 +107,8 @@ class ACARCheckpointer(DetectionCheckpointer):
         Args:
             purpose: "eval" (evaluation, prediction, demo): every model tensor must come from
                 the file (``MODEL.WEIGHTS`` must be set), except the ``person_detector.*`` ones
-                when ``MODEL.PERSON_DETECTOR.WEIGHTS`` seeded the detector. "train": also accepts
+                when ``MODEL.PERSON_DETECTOR.WEIGHTS`` is set: that file is loaded into the
+                detector first (see the class docstring). "train": also accepts
                 a file without any ``roi_heads.*`` (backbone-only pre-train: the head is new) or
                 without any ``person_detector.*`` keys (detector seeded by its own weights or
                 trained from scratch); ``MODEL.WEIGHTS`` "" trains from scratch.
@@ -120,6 +129,7 @@ class ACARCheckpointer(DetectionCheckpointer):
             model, save_dir, strict=strict, new_modules=new,
             require_weights=strict and purpose == "eval",
             allow_unsafe_pickle=bool(cfg.MODEL.get("ALLOW_UNSAFE_PICKLE", False)),
+            person_detector_weights=pd.WEIGHTS if seeded else "",
             **checkpointables,
         )
 
@@ -130,11 +140,24 @@ class ACARCheckpointer(DetectionCheckpointer):
                 "weights and give meaningless scores; set MODEL.WEIGHTS to a checkpoint (or "
                 "MODEL.WEIGHTS_STRICT False to run a random model on purpose)"
             )
+        if not path:  # detectron2 then loads nothing; the detector still gets its own weights
+            self._seed_person_detector(file_keys=())
         self._loading = path
         try:
             return super().load(path, *args, **kwargs)
         finally:
             self._loading = ""
+
+    def _seed_person_detector(self, file_keys) -> None:
+        """Load ``person_detector_weights`` into the detector unless ``file_keys`` (the keys of
+        the file loaded next) hold every ``person_detector.*`` tensor of the model."""
+        detector = getattr(self.model, "person_detector", None)
+        if not self.person_detector_weights or detector is None:
+            return
+        own = {f"person_detector.{k}" for k in detector.state_dict()}
+        if own <= set(file_keys):
+            return
+        load_person_detector_weights(detector, self.person_detector_weights)
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """
@@ -197,6 +220,7 @@ class ACARCheckpointer(DetectionCheckpointer):
         return {"model": result.state, "__author__": f"acar_d2 ({source})"}
 
     def _load_model(self, checkpoint: Dict[str, Any]):
+        self._seed_person_detector(file_keys=checkpoint["model"].keys())
         self._expand_trailing_dims(checkpoint["model"])
         file_modules = {k.split(".", 1)[0] for k in checkpoint["model"]}
         incompatible = super()._load_model(checkpoint)

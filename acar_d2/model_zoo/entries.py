@@ -15,7 +15,12 @@ Three kinds of weight files:
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-__all__ = ["WeightFile", "ZooEntry", "ZOO_ENTRIES", "COCO_PERSON_DETECTOR"]
+__all__ = ["WeightFile", "ZooEntry", "ZOO_ENTRIES", "COCO_PERSON_DETECTOR", "ZOO_URL_PREFIX",
+           "zoo_weight_files"]
+
+# The scheme of zoo weight files in configs (``MODEL.WEIGHTS acar_d2://acar/<file>``): resolved when
+# the weights are loaded (``path_handler.py``), as detectron2's ``detectron2://`` URLs.
+ZOO_URL_PREFIX = "acar_d2://"
 
 ACAR_DRIVE = "https://drive.google.com/drive/folders/1lTej6EaBjl7bSAeIvcXyOD0qvXXmrST3"
 PYSLOWFAST_AVA = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava/"
@@ -38,6 +43,11 @@ class WeightFile:
     url: str = ""
     manual_from: str = ""
     md5_prefix: str = ""
+
+    @property
+    def zoo_url(self) -> str:
+        """``acar_d2://<filename>``: what ``get_config(trained=True)`` writes into the config."""
+        return ZOO_URL_PREFIX + self.filename
 
 
 @dataclass(frozen=True)
@@ -139,3 +149,13 @@ _ENTRIES = [
 ]
 
 ZOO_ENTRIES: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
+
+
+def zoo_weight_files() -> Dict[str, WeightFile]:
+    """Every weight file of the table (action models and person detectors), by ``filename``."""
+    files = {}
+    for entry in _ENTRIES:
+        for weights in (entry.weights, entry.detector):
+            if weights is not None:
+                files[weights.filename] = weights
+    return files

@@ -1,6 +1,7 @@
 """
 ``get_config_file`` / ``get_config`` / ``get`` over the zoo table (``entries.py``), in the style
-of ``detectron2.model_zoo``, and fetching the weight files.
+of ``detectron2.model_zoo``, and fetching the weight files. As in detectron2, a config names its
+weights (``acar_d2://<file>``, ``path_handler.py``) and they are fetched when the model loads them.
 
 Where weight files are looked for, in order:
 
@@ -15,19 +16,18 @@ Where weight files are looked for, in order:
 import hashlib
 import logging
 import os
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.utils.file_io import PathManager
 
+from ..config import config_root
 from .entries import ZOO_ENTRIES, WeightFile, ZooEntry
 
 __all__ = ["WeightsNotFoundError", "DownloadError", "zoo_dir", "list_models", "get_entry",
            "get_config_file", "get_config", "get", "fetch_weights"]
 
 logger = logging.getLogger(__name__)
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 ZOO_DIR_ENV = "ACAR_MODEL_ZOO"
 
 
@@ -64,7 +64,8 @@ def get_config_file(name: str, demo: bool = False) -> str:
     """
     Args:
         name: a zoo name (``list_models()``) or a config path relative to ``configs/``
-            (e.g. "AVA/SLOWFAST_R50_ACAR_HR2O.yaml").
+            (e.g. "AVA/SLOWFAST_R50_ACAR_HR2O.yaml"); installed, the configs are those shipped
+            in the package (``acar_d2/model_zoo/configs``, ``acar_d2.config.config_root()``).
         demo: the entry's demo config (the model + the COCO person detector).
     Returns:
         str: the absolute path of the yaml.
@@ -74,10 +75,10 @@ def get_config_file(name: str, demo: bool = False) -> str:
         rel = entry.demo_config if demo else entry.config
     else:
         rel = name
-    path = CONFIG_ROOT / rel
+    path = config_root() / rel
     if not path.is_file():
         raise RuntimeError(f"{name!r} is neither a zoo name ({', '.join(ZOO_ENTRIES)}) nor a config "
-                           f"under {CONFIG_ROOT}")
+                           f"under {config_root()}")
     return str(path)
 
 
@@ -128,19 +129,20 @@ def fetch_weights(weights: WeightFile) -> str:
     return path
 
 
-def get_config(name: str, trained: bool = True, *, demo: bool = False,
+def get_config(name: str, trained: bool = False, *, demo: bool = False,
                opts: Optional[Sequence[str]] = None) -> CfgNode:
     """
-    The acar_d2 config of a zoo entry (not frozen).
+    The acar_d2 config of a zoo entry (not frozen). Reads no weight file and downloads nothing.
 
     Args:
         name: a zoo name.
         trained: set ``MODEL.WEIGHTS`` (and, for ``demo``, ``MODEL.PERSON_DETECTOR.WEIGHTS``) to
-            the local weight files, fetching them (:func:`fetch_weights`); False: both "" (a
-            randomly initialised model, nothing fetched).
+            the entry's zoo URLs (``acar_d2://<file>``), which the checkpointer resolves when it
+            loads them (:func:`fetch_weights`: zoo folder, download, or the instruction to
+            download by hand); False: both "" (a randomly initialised model).
         demo: the demo config (the model + the frozen COCO person detector).
         opts: ``KEY VALUE`` overrides merged before the weights are set; a weights key given here
-            is kept and its zoo file not fetched.
+            is kept.
     """
     from ..engine import setup_cfg
 
@@ -149,17 +151,18 @@ def get_config(name: str, trained: bool = True, *, demo: bool = False,
     cfg = setup_cfg(get_config_file(name, demo=demo), opts, freeze=False)
     given = set(opts[0::2])
     if "MODEL.WEIGHTS" not in given:
-        cfg.MODEL.WEIGHTS = fetch_weights(entry.weights) if trained else ""
+        cfg.MODEL.WEIGHTS = entry.weights.zoo_url if trained else ""
     if demo and "MODEL.PERSON_DETECTOR.WEIGHTS" not in given:
         detector = entry.detector
-        cfg.MODEL.PERSON_DETECTOR.WEIGHTS = fetch_weights(detector) if trained and detector else ""
+        cfg.MODEL.PERSON_DETECTOR.WEIGHTS = detector.zoo_url if trained and detector else ""
     return cfg
 
 
-def get(name: str, trained: bool = True, device: Optional[str] = None, *, demo: bool = False,
+def get(name: str, trained: bool = False, device: Optional[str] = None, *, demo: bool = False,
         opts: Optional[Sequence[str]] = None):
     """
-    Build a zoo model (eval mode), with its published weights when ``trained``.
+    Build a zoo model (eval mode), with its published weights when ``trained`` (fetched now, by
+    the checkpointer; see :func:`get_config`).
 
     Args:
         name, trained, demo, opts: see :func:`get_config`.

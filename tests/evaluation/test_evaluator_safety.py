@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ava_eval.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
-from acar_ava_eval import main
+from ava_eval.cli import main
 from ava_eval.frame_map import _heap_top, _select_detections, frame_map
 from tests.reference_utils import reference_dir
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from acar_ava_eval import main
+from ava_eval.cli import main
 from ava_eval.evaluate import evaluate_files
 from ava_eval.ava_format import parse_box_csv, read_label_map
 from ava_eval.frame_map import frame_map
@@ -37,13 +37,17 @@ def test_public_small_matches_official_exactly():
 
 
 def test_cli_contract(tmp_path):
-    """The fast launcher (console command acar-ava-eval): percent, classes by name, plot, exact mAP,
-    and neither torch nor detectron2 imported."""
+    """``python -m ava_eval`` (console command acar-ava-eval): percent, classes by name, plot,
+    exact mAP, and neither torch nor detectron2 imported."""
     case = reference_dir() / "ava_eval" / "public_small"
     out = tmp_path / "new" / "deeper" / "r.json"  # missing folders are created before scoring
-    code = (
-        "import sys, acar_ava_eval\n"
-        "rc = acar_ava_eval.main(sys.argv[1:])\n"
+    code = (  # python -m ava_eval ARGS, then a look at what it imported
+        "import runpy, sys\n"
+        "sys.argv = ['ava_eval'] + sys.argv[1:]\n"
+        "try:\n"
+        "    runpy.run_module('ava_eval', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as e:\n"
+        "    rc = e.code\n"
         "print('heavy:', sorted(m for m in ('torch', 'detectron2') if m in sys.modules))\n"
         "sys.exit(rc)\n"
     )

@@ -2,6 +2,8 @@
 ACARNet with its person detector (MODEL.PERSON_DETECTOR): joint losses, frozen detector, detected
 test boxes in key-frame px, online training-box assembly, checkpoint round trip.
 """
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -146,11 +148,79 @@ def test_acarnet_checkpoint_restores_detector(tmp_path):
     ref = model.person_detector.state_dict()
     for k, v in restored.person_detector.state_dict().items():
         assert torch.equal(v, ref[k]), k
-    # the same file seeds the detector alone through MODEL.PERSON_DETECTOR.WEIGHTS
+    # the same file seeds the detector alone through MODEL.PERSON_DETECTOR.WEIGHTS, loaded by the
+    # checkpointer of the config (building the model reads no file)
     torch.manual_seed(3)
-    seeded = build_model(joint_cfg("MODEL.PERSON_DETECTOR.WEIGHTS", str(tmp_path / "joint.pth")))
+    seeded_cfg = joint_cfg("MODEL.PERSON_DETECTOR.WEIGHTS", str(tmp_path / "joint.pth"))
+    seeded = build_model(seeded_cfg)
+    assert not torch.equal(seeded.person_detector.state_dict()["roi_heads.box_predictor.cls_score"
+                                                                ".weight"],
+                           ref["roi_heads.box_predictor.cls_score.weight"])
+    ACARCheckpointer.from_config(seeded, seeded_cfg, purpose="train").load("")
     for k, v in seeded.person_detector.state_dict().items():
         assert torch.equal(v, ref[k]), k
+
+
+def _detector_file(tmp_path, seed: int):
+    """A plain detectron2 detector checkpoint of the tiny config (random init ``seed``)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from acar_d2.config import load_detector_config
+
+    torch.manual_seed(seed)
+    detector = build_model(load_detector_config(TINY))
+    DetectionCheckpointer(detector, save_dir=str(tmp_path)).save(f"detector_{seed}")
+    return str(tmp_path / f"detector_{seed}.pth"), detector.state_dict()
+
+
+def _assert_detector_equal(model, ref):
+    got = model.person_detector.state_dict()
+    assert set(got) == set(ref)
+    for k, v in ref.items():
+        assert torch.equal(got[k], v), k
+
+
+def test_detector_weights_are_loaded_by_predictor_and_training_checkpointer(tmp_path):
+    """MODEL.PERSON_DETECTOR.WEIGHTS reaches the detector through ActionPredictor (eval) and the
+    trainer's checkpointer (resume_or_load of a fresh run); a resumed checkpoint wins over it."""
+    from acar_d2.engine import ActionPredictor, Trainer
+
+    det_path, det_ref = _detector_file(tmp_path, seed=11)
+    torch.manual_seed(0)
+    action = build_model(joint_cfg())
+    action_only = {k: v for k, v in action.state_dict().items()
+                   if not k.startswith("person_detector.")}
+    torch.save({"model": action_only}, tmp_path / "action_only.pth")
+
+    predictor = ActionPredictor(joint_cfg("MODEL.WEIGHTS", str(tmp_path / "action_only.pth"),
+                                          "MODEL.PERSON_DETECTOR.WEIGHTS", det_path))
+    _assert_detector_equal(predictor.model, det_ref)
+    head = predictor.model.roi_heads.state_dict()
+    for k, v in action.roi_heads.state_dict().items():
+        assert torch.equal(head[k], v), k
+
+    # training from scratch (MODEL.WEIGHTS ""): what DefaultTrainer.resume_or_load calls
+    cfg = joint_cfg("MODEL.PERSON_DETECTOR.WEIGHTS", det_path, "OUTPUT_DIR", str(tmp_path / "run"))
+    torch.manual_seed(5)
+    model = build_model(cfg)
+    checkpointer = Trainer.build_checkpointer(cfg, model, purpose="train")
+    checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=True)
+    _assert_detector_equal(model, det_ref)
+
+    # resuming: the run's checkpoint holds every person_detector.* tensor; the seed file is not
+    # read (it may be gone), the checkpoint's detector is restored
+    with torch.no_grad():
+        model.person_detector.roi_heads.box_predictor.cls_score.bias.fill_(0.25)
+    os.makedirs(cfg.OUTPUT_DIR)
+    checkpointer.save("model_0000009", iteration=9)
+    os.remove(det_path)
+    torch.manual_seed(6)
+    resumed = build_model(cfg)
+    extra = Trainer.build_checkpointer(cfg, resumed, purpose="train").resume_or_load(
+        cfg.MODEL.WEIGHTS, resume=True)
+    assert extra["iteration"] == 9
+    bias = resumed.person_detector.roi_heads.box_predictor.cls_score.bias
+    assert torch.equal(bias, torch.full_like(bias, 0.25))
 
 
 def test_optimizer_skips_frozen_detector():

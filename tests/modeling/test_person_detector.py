@@ -16,6 +16,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from acar_d2 import add_acar_config
+from acar_d2.checkpoint import load_person_detector_weights
 from acar_d2.config import load_detector_config
 from acar_d2.data.detection_utils import detector_image
 from acar_d2.data.synthetic.render import person_box, render_frame
@@ -42,6 +43,13 @@ def acar_cfg(**pd):
         else:
             cfg.MODEL.PERSON_DETECTOR[k] = v
     return cfg
+
+
+def loaded_detector(cfg):
+    """The detector of ``cfg`` with ``MODEL.PERSON_DETECTOR.WEIGHTS`` loaded (building reads none)."""
+    model = build_person_detector(cfg)
+    load_person_detector_weights(model, cfg.MODEL.PERSON_DETECTOR.WEIGHTS)
+    return model
 
 
 def photo_frame() -> np.ndarray:
@@ -89,7 +97,7 @@ def test_registry_and_config_keys():
 def test_parity_with_default_predictor(plain_checkpoint):
     """Boxes / scores equal detectron2's DefaultPredictor on a photo, after scaling clip px back."""
     path, _ = plain_checkpoint
-    model = build_person_detector(acar_cfg(WEIGHTS=str(path), TEST_SCORE_THRESH=0.0))
+    model = loaded_detector(acar_cfg(WEIGHTS=str(path), TEST_SCORE_THRESH=0.0))
     model.eval()
     frame = photo_frame()
     h0, w0 = frame.shape[:2]
@@ -122,7 +130,7 @@ def test_model_zoo_name_resolves_offline():
 def test_loading_plain_and_prefixed_checkpoints(plain_checkpoint, tmp_path):
     path, plain = plain_checkpoint
     torch.manual_seed(123)  # a different init: the loaded tensors must come from the file
-    model = build_person_detector(acar_cfg(WEIGHTS=str(path)))
+    model = loaded_detector(acar_cfg(WEIGHTS=str(path)))
     ref = plain.state_dict()
     got = model.state_dict()
     assert set(got) == set(ref)  # parameter names equal to a plain detectron2 detector's
@@ -134,7 +142,7 @@ def test_loading_plain_and_prefixed_checkpoints(plain_checkpoint, tmp_path):
     prefixed["backbone.other.weight"] = torch.zeros(3)
     torch.save({"model": prefixed}, tmp_path / "acar.pth")
     torch.manual_seed(5)
-    model2 = build_person_detector(acar_cfg(WEIGHTS=str(tmp_path / "acar.pth")))
+    model2 = loaded_detector(acar_cfg(WEIGHTS=str(tmp_path / "acar.pth")))
     for k in ref:
         assert torch.equal(model2.state_dict()[k], ref[k]), k
 
@@ -156,16 +164,16 @@ def test_bad_inputs(tmp_path, plain_checkpoint):
     det_cfg.MODEL.ROI_HEADS.NUM_CLASSES = 2
     DetectionCheckpointer(build_model(det_cfg), save_dir=str(tmp_path)).save("two_class")
     with pytest.raises(ValueError, match="two_class.pth.*another architecture.*cls_score"):
-        build_person_detector(acar_cfg(WEIGHTS=str(tmp_path / "two_class.pth")))
+        loaded_detector(acar_cfg(WEIGHTS=str(tmp_path / "two_class.pth")))
     # a file without a single detector key
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "classifier.pth")
     with pytest.raises(ValueError, match="classifier.pth.*none of its 1 keys"):
-        build_person_detector(acar_cfg(WEIGHTS=str(tmp_path / "classifier.pth")))
+        loaded_detector(acar_cfg(WEIGHTS=str(tmp_path / "classifier.pth")))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
-        build_person_detector(acar_cfg(WEIGHTS=str(tmp_path / "missing.pth")))
+        loaded_detector(acar_cfg(WEIGHTS=str(tmp_path / "missing.pth")))
     # nobody found: an empty result, no crash
     path, _ = plain_checkpoint
-    model = build_person_detector(acar_cfg(WEIGHTS=str(path), TEST_SCORE_THRESH=1.0))
+    model = loaded_detector(acar_cfg(WEIGHTS=str(path), TEST_SCORE_THRESH=1.0))
     model.eval()
     frame, _ = synthetic_key_frame()
     image, _ = detector_image(frame, model.augmentation(False), model.input_format)

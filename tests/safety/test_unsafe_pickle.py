@@ -142,6 +142,7 @@ def test_train_net_flag_names_the_risk_and_sets_the_switch(tmp_path, monkeypatch
 
 def test_crafted_detector_pkl_is_refused_and_its_code_never_runs(tmp_path):
     """MODEL.PERSON_DETECTOR.WEIGHTS as a model-zoo style .pkl: checked before detectron2 reads it."""
+    from acar_d2.checkpoint import load_person_detector_weights
     from acar_d2.modeling.person_detector import build_person_detector
 
     path = crafted_pkl(tmp_path, obj_key="model")
@@ -152,6 +153,7 @@ def test_crafted_detector_pkl_is_refused_and_its_code_never_runs(tmp_path):
         "configs/Synthetic/person_detector/faster_rcnn_R18_tiny_person.yaml",
         "MODEL.PERSON_DETECTOR.WEIGHTS", str(path),
     ])
+    detector = build_person_detector(cfg)  # reads no file
     with pytest.raises(UnsafePickleError, match="crafted.pkl"):
-        build_person_detector(cfg)
+        load_person_detector_weights(detector, cfg.MODEL.PERSON_DETECTOR.WEIGHTS)
     assert not (tmp_path / "marker").exists()

@@ -61,15 +61,20 @@ def test_detector_keys_may_miss_only_when_the_detector_has_its_own_weights(tmp_p
     path = save_state(action_only, tmp_path / "action_only.pth")
     with pytest.raises(CheckpointMismatchError, match=r"person_detector\.weight"):
         ACARCheckpointer.from_config(StandIn(detector=True), cfg_with(), purpose="eval").load(path)
-    seeded = cfg_with("MODEL.PERSON_DETECTOR.WEIGHTS", "detector.pth")
+    # MODEL.PERSON_DETECTOR.WEIGHTS: a plain detector file (no prefix), loaded by the checkpointer
+    detector_file = tmp_path / "detector.pth"
+    detector = {"weight": torch.full((2, 2), 7.0), "bias": torch.full((2,), -3.0)}
+    save_state(detector, detector_file)
+    seeded = cfg_with("MODEL.PERSON_DETECTOR.WEIGHTS", str(detector_file))
     model = StandIn(detector=True)
-    det_before = model.person_detector.weight.clone()
     with caplog.at_level(logging.INFO, logger="acar_d2.checkpoint.checkpointer"):
         ACARCheckpointer.from_config(model, seeded, purpose="eval").load(path)
-    assert torch.equal(model.person_detector.weight, det_before)
+    assert torch.equal(model.person_detector.weight, detector["weight"])
+    assert torch.equal(model.person_detector.bias, detector["bias"])
+    assert torch.equal(model.roi_heads.fc.weight, action_only["roi_heads.fc.weight"])
     lines = [r.getMessage() for r in caplog.records if "person_detector" in r.getMessage()]
     assert lines == [f"person_detector: not in {path}, keeps MODEL.PERSON_DETECTOR.WEIGHTS "
-                     "detector.pth (2 tensors)"], lines
+                     f"{detector_file} (2 tensors)"], lines
 
 
 def test_training_accepts_a_backbone_only_pretrain_in_one_line(tmp_path, caplog):

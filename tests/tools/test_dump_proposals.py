@@ -100,7 +100,8 @@ def test_dump_round_trip_and_resume(world, tmp_path):
 def test_dump_video_files_every_second(tmp_path):
     """--video: key frames at 0, 1, 2 s of an 8 fps mp4 (frames 0, 8, 16), the boxes the detector
     finds on those decoded frames, keyed by the file's stem."""
-    from acar_d2.checkpoint import CheckpointMismatchError
+    from acar_d2.checkpoint import (ACARCheckpointer, CheckpointMismatchError,
+                                    load_person_detector_weights)
     from acar_d2.engine import setup_cfg
     from acar_d2.modeling.person_detector import build_person_detector
     from tests.utils.demo_helpers import decode, write_test_video
@@ -119,7 +120,8 @@ def test_dump_video_files_every_second(tmp_path):
     dumped = read_dense_proposals(pkl)
     assert sorted(dumped) == [("walk", 0), ("walk", 1), ("walk", 2)]
     assert all(len(v) > 0 for v in dumped.values())
-    detector = build_person_detector(setup_cfg(CONFIG, opts)).eval()
+    detector = build_person_detector(setup_cfg(CONFIG, opts)).eval()  # built without weights
+    load_person_detector_weights(detector, str(tmp_path / "det.pth"))
     frames = decode(video)
     with torch.no_grad():
         own = tool.detect_video(detector, [("walk", t, frames[8 * t]) for t in range(3)], 0.0)
@@ -127,7 +129,9 @@ def test_dump_video_files_every_second(tmp_path):
         np.testing.assert_allclose(dumped[("walk", t)], own[f"walk,{t:04d}"], atol=1e-5)
 
     # MODEL.WEIGHTS of an ACARNet checkpoint: its detector; one without detector keys is refused
-    model = build_model(setup_cfg(CONFIG, opts))
+    cfg = setup_cfg(CONFIG, opts)
+    model = build_model(cfg)
+    ACARCheckpointer.from_config(model, cfg, purpose="train").load("")  # det.pth into the detector
     state = model.state_dict()
     torch.save({"model": state}, tmp_path / "acar.pth")
     torch.save({"model": {k: v for k, v in state.items() if not k.startswith("person_detector.")}},

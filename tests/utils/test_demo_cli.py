@@ -11,7 +11,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from acar_ava_eval import main as evaluate_main
+from ava_eval.cli import main as evaluate_main
 from demo.outputs import DEMO_JSON_SCHEMA
 from tests.utils.demo_helpers import (BOXES_CONFIG, BOXES_OPTS, DETECTOR_CONFIG, DETECTOR_OPTS,
                                       REPO, decode, load_tool, saved_model, video_rate,

@@ -1,9 +1,9 @@
 """
-The AVA frame-mAP command line:
+The AVA frame-mAP command line, one command under two names:
 
     acar-ava-eval --groundtruth GT.csv --detections DET.csv --labelmap MAP.pbtxt \
         [--exclusions EXCL.csv] [--json OUT.json] [--plot OUT.png] [--train-counts TRAIN.csv]
-    python -m acar_ava_eval ...           (the same)
+    python -m ava_eval ...           (the same: ava_eval/__main__.py)
 
 It uses only the evaluator package ``ava_eval`` (NumPy and the standard library; matplotlib for
 ``--plot``), which imports neither torch nor detectron2 nor acar_d2, so it starts in a fraction of
@@ -18,10 +18,10 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional
 
-from ava_eval.ava_format import read_box_csv, read_exclusions, read_label_map
-from ava_eval.evaluate import class_keys, summarize
-from ava_eval.frame_map import frame_map
-from ava_eval.reporting import per_class_table, plot_per_class_ap
+from .ava_format import read_box_csv, read_exclusions, read_label_map
+from .evaluate import class_keys, summarize
+from .frame_map import frame_map
+from .reporting import per_class_table, plot_per_class_ap
 
 __all__ = ["main"]
 
@@ -145,6 +145,3 @@ def _run(args) -> int:
     print(f"frame-mAP@0.5 (%): {summary['frame_mAP']!r}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
