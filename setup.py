@@ -24,6 +24,7 @@ setup(
         "Pillow",
         "tabulate",
         "matplotlib",
+        "filelock>=3.12",
     ],
     entry_points={
         "console_scripts": [
