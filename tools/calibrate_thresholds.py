@@ -28,6 +28,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ava_eval.ava_format import BoxTable, read_box_csv, read_exclusions, read_label_map
+from acar_d2.utils.cli import add_debug_flag, run_cli
 from acar_d2.utils.demo_outputs import thresholds_document
 
 IOU = 0.5
@@ -136,6 +137,7 @@ def main(argv=None) -> int:
                         help="threshold of classes that cannot be calibrated")
     parser.add_argument("--iou", type=float, default=IOU)
     parser.add_argument("--overwrite", action="store_true")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if os.path.exists(args.output) and not args.overwrite:
         print(f"error: --output {args.output} exists (use --overwrite)", file=sys.stderr)
@@ -163,4 +165,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/calibrate_thresholds.py")

@@ -27,7 +27,6 @@ import argparse
 import logging
 import os
 import pickle
-import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 

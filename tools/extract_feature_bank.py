@@ -107,13 +107,13 @@ def _human(size: float) -> str:
 def main(args) -> dict:
     """Run on every process; the main one holds the bank folder's lock (one extraction per
     folder: a second one is refused at once, ``OutputLockedError``)."""
+    cfg = setup_cfg(args.config_file, args.opts)  # a bad config creates no bank folder
     with hold_output_folder(args.output) if comm.is_main_process() else nullcontext():
-        return extract(args)
+        return extract(args, cfg)
 
 
-def extract(args) -> dict:
+def extract(args, cfg) -> dict:
     """This process's share of the videos (the main process also writes the record)."""
-    cfg = setup_cfg(args.config_file, args.opts)
     setup_logger(name="acar_d2", distributed_rank=comm.get_rank())
     datasets = args.datasets or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     videos = video_dicts(datasets)

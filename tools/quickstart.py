@@ -181,4 +181,11 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    # acar_d2 registers its builtin splits from $ACAR_DATASETS when it is imported, which the
+    # error wrapper does: set it first (as main() does).
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"))
+    os.environ["ACAR_DATASETS"] = str(Path(_pre.parse_known_args()[0].datasets).expanduser().resolve())
+    from acar_d2.utils.cli import run_cli
+
+    run_cli(main, prog="tools/quickstart.py")

@@ -17,6 +17,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 import acar_d2  # noqa: F401, E402  (registers the builtin splits)
 from acar_d2.evaluation.video_map import video_map_of_predictions  # noqa: E402
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -28,6 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-gap", type=int, default=0)
     p.add_argument("--min-length", type=int, default=1)
     p.add_argument("--json", help="also write the results here")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     meta = MetadataCatalog.get(args.dataset)
     res = video_map_of_predictions(DatasetCatalog.get(args.dataset), args.predictions,
@@ -44,4 +46,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/video_map.py")
