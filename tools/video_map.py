@@ -8,6 +8,7 @@ Video-mAP (0.2 / 0.5 / 0.75) of a frame-level predictions CSV on a split with tu
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the results here")
     add_debug_flag(p)
     args = p.parse_args(argv)
+    if args.dataset not in DatasetCatalog.list():
+        sys.exit(f"--dataset {args.dataset!r} is not a registered dataset")
+    if not os.path.isfile(args.predictions):
+        raise FileNotFoundError(f"--predictions: file not found: {args.predictions}")
     meta = MetadataCatalog.get(args.dataset)
     res = video_map_of_predictions(DatasetCatalog.get(args.dataset), args.predictions,
                                    meta.action_ids, meta.get("action_classes", None),
