@@ -143,3 +143,13 @@ def test_benchmarks_hold_their_folder(name, argv, tmp_path, monkeypatch):
                                else ["--output", str(out), *argv]),
              folder_lock_path(str(out)))
     assert sorted(p.name for p in out.iterdir()) == [".acar_d2.lock"]  # nothing else written
+
+
+def test_quickstart_holds_its_output(tmp_path, monkeypatch):
+    """Beside the folder (``<output>.lock``), which ``--clean`` renames."""
+    monkeypatch.setenv("ACAR_DATASETS", str(tmp_path / "datasets"))  # main() sets it
+    tool = load_tool("quickstart")
+    out = tmp_path / "qs"
+    _refused(lambda: tool.main(["--output", str(out), "--datasets", str(tmp_path / "datasets")]),
+             file_lock_path(str(out)))
+    assert not out.exists() and not (tmp_path / "datasets").exists()
