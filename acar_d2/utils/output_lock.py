@@ -126,8 +126,9 @@ def _refusal(lock_path: str, what: str) -> str:
         time.sleep(0.05)
         info = read_holder(lock_path)
     if info is None:
-        holder = "a process that did not say which (no live holder in " \
-                 f"{lock_path + HOLDER_SUFFIX})"
+        # e.g. the data-loader workers of a killed run, which share its lock until they exit
+        holder = (f"no live holder in {lock_path + HOLDER_SUFFIX}: if a run there was just "
+                  "killed, its worker processes may still be exiting; retry in a few seconds")
     else:
         holder = (f"pid {info['pid']} on {info.get('host', '?')} since "
                   f"{info.get('started', '?')}: {info.get('command', '?')}")
