@@ -58,6 +58,7 @@ setup(
         "Pillow",
         "tabulate",
         "matplotlib",
+        "filelock>=3.12",
     ],
     entry_points={
         "console_scripts": [

@@ -121,7 +121,7 @@ def _run(args) -> int:
             ids = Counter(table.labels.tolist())
             counts = {names[c]: ids.get(c, 0) for c in names}
     except _Failure as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"acar-ava-eval: error: {e}", file=sys.stderr)  # one line, as every acar_d2 tool
         return 2
 
     print(per_class_table([(c, label_map[c], g, result.num_gt[c], result.num_detections[c],

@@ -17,12 +17,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acar_d2.data.datasets.ava_kinetics import write_combined_groundtruth  # noqa: E402
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=os.path.expanduser(os.getenv("ACAR_DATASETS", "datasets")))
     p.add_argument("--overwrite", action="store_true")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     ann = os.path.join(args.root, "ava_kinetics", "annotations")
     for split in ("train", "val"):
@@ -35,4 +37,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="datasets/prepare_ava_kinetics.py")

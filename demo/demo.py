@@ -242,8 +242,22 @@ def load_config(args):
 
 
 def main(argv=None) -> int:
+    """The demo command; one demo per ``--output`` (``<output>.lock``, docs/SAFETY.md): a second
+    one on the same file is refused at once, naming the first one's pid and command line."""
     args = parse_args(argv)
     setup_logger(name="acar_d2")
+    from contextlib import nullcontext
+
+    from acar_d2.utils.output_lock import hold_output_file
+
+    # A missing output folder is check_outputs' refusal, not created for the lock file.
+    folder = os.path.dirname(os.path.abspath(args.output))
+    with hold_output_file(args.output, "--output") if os.path.isdir(folder) else nullcontext():
+        return annotate(args)
+
+
+def annotate(args) -> int:
+    """main() once ``--output`` is held: check the arguments, load the model, annotate."""
     if not args.dataset and not args.input:
         sys.exit("give --input (a video, frame folder, device or URL), or --dataset and --video-id")
     if args.input and not is_live_source(args.input) and not os.path.exists(args.input):
@@ -312,4 +326,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from acar_d2.utils.cli import run_cli
+
+    run_cli(main, prog="demo/demo.py")  # one-line errors, exit status 2 (--debug: traceback)

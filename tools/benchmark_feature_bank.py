@@ -461,7 +461,16 @@ def part_synthetic(args, names: list, output: Path) -> dict:
 
 
 def main(argv=None) -> dict:
+    """One benchmark per output folder: a second one on it is refused at once (its
+    ``.acar_d2.lock``, docs/SAFETY.md); a stopped one is resumed by running it again."""
     args = parse_args(argv)
+    from acar_d2.utils.output_lock import hold_output_folder
+
+    with hold_output_folder(str(Path(args.output).resolve())):
+        return benchmark(args)
+
+
+def benchmark(args) -> dict:
     root = Path(args.datasets).expanduser().resolve()
     world = ensure_world(root, args.videos)
     from detectron2.utils.logger import setup_logger

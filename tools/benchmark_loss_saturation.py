@@ -96,7 +96,16 @@ def run(args, loss_name: str) -> dict:
 
 
 def main(argv=None):
+    """One benchmark per output folder: a second one on it is refused at once (its
+    ``.acar_d2.lock``, docs/SAFETY.md); a stopped one is resumed by running it again."""
     args = parse_args(argv)
+    from acar_d2.utils.output_lock import hold_output_folder
+
+    with hold_output_folder(str(Path(args.output).resolve())):
+        return benchmark(args)
+
+
+def benchmark(args):
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {name: run(args, name) for name in ("official", "acar_d2")}
     marks = [0, 10, 25, 50, args.iters - 1]

@@ -424,9 +424,20 @@ def _cached(path: Path, compute) -> dict:
 
 
 def main(argv=None) -> dict:
+    """One benchmark per output folder: a second one on it is refused at once (its
+    ``.acar_d2.lock``, docs/SAFETY.md); a stopped one is resumed by running it again."""
     args = parse_args(argv)
     root = Path(args.datasets).expanduser().resolve()
     os.environ["ACAR_DATASETS"] = str(root)  # read by acar_d2's builtin registration at import
+    from acar_d2.utils.output_lock import hold_output_folder
+
+    output = Path(args.output or f"output/benchmark_relations_{args.world}").resolve()
+    with hold_output_folder(str(output)):
+        return benchmark(args)
+
+
+def benchmark(args) -> dict:
+    root = Path(args.datasets).expanduser().resolve()  # ACAR_DATASETS, set by main()
     folder, prefix, gen_opts, world_opts = WORLDS[args.world]
     opts = list(world_opts) + list(args.opts)
     world = root / folder

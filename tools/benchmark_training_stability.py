@@ -128,7 +128,16 @@ def format_table(results: dict) -> str:
 
 
 def main(argv=None) -> dict:
+    """One benchmark per output folder: a second one on it is refused at once (its
+    ``.acar_d2.lock``, docs/SAFETY.md); a stopped one is resumed by running it again."""
     args = parse_args(argv)
+    from acar_d2.utils.output_lock import hold_output_folder
+
+    with hold_output_folder(str(Path(args.output).resolve())):
+        return benchmark(args)
+
+
+def benchmark(args) -> dict:
     root = Path(args.datasets).expanduser().resolve()
     # the same world as make quickstart (generated there when missing, videos included)
     from quickstart import ensure_world

@@ -28,6 +28,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ava_eval.ava_format import BoxTable, read_box_csv, read_exclusions, read_label_map
+from acar_d2.utils.cli import add_debug_flag, one_line, run_cli
 from acar_d2.utils.thresholds import thresholds_document
 
 IOU = 0.5
@@ -125,7 +126,8 @@ def calibrate(groundtruth: str, detections: str, labelmap: str, exclusions: Opti
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="tools/calibrate_thresholds.py",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groundtruth", "-g", required=True)
     parser.add_argument("--detections", "-d", required=True)
@@ -136,20 +138,23 @@ def main(argv=None) -> int:
                         help="threshold of classes that cannot be calibrated")
     parser.add_argument("--iou", type=float, default=IOU)
     parser.add_argument("--overwrite", action="store_true")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if os.path.exists(args.output) and not args.overwrite:
-        print(f"error: --output {args.output} exists (use --overwrite)", file=sys.stderr)
+        print(f"{parser.prog}: error: --output {args.output} exists (use --overwrite)",
+              file=sys.stderr)
         return 2
     inputs = [p for p in (args.groundtruth, args.detections, args.labelmap, args.exclusions) if p]
     if any(os.path.exists(p) and os.path.exists(args.output) and os.path.samefile(p, args.output)
            for p in inputs):
-        print(f"error: --output {args.output} is one of the inputs", file=sys.stderr)
+        print(f"{parser.prog}: error: --output {args.output} is one of the inputs",
+              file=sys.stderr)
         return 2
     try:
         doc = calibrate(args.groundtruth, args.detections, args.labelmap, args.exclusions,
                         args.default, args.iou)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(e)}", file=sys.stderr)
         return 2
     with open(args.output, "w") as f:
         json.dump(doc, f, indent=1)
@@ -163,4 +168,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/calibrate_thresholds.py")

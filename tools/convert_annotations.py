@@ -7,10 +7,16 @@ Convert action annotations to / from AVA CSVs.
   cvat-to-csv  XML LABEL_MAP OUT.csv --video-id ID [--fps F --first-second S]
                                                 CVAT "for video 1.1" XML -> AVA CSV
 
-Outputs are never overwritten unless --overwrite is given.
+Outputs are never overwritten unless --overwrite is given. A bad input file ends as one line
+naming it and exit status 2 (--debug: the traceback).
 """
 import argparse
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None):
@@ -35,6 +41,7 @@ def main(argv=None):
     v.add_argument("--first-second", type=int, default=0)
     for s in (a, c, v):
         s.add_argument("--overwrite", action="store_true")
+        add_debug_flag(s)
     args = p.parse_args(argv)
 
     from acar_d2.data.formats.ava_csv import acar_pickle_to_csv, csv_to_acar_pickle
@@ -57,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/convert_annotations.py")

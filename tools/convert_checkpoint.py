@@ -14,6 +14,7 @@ config overrides for ``--config-file``. The output is
 Refused (docs/SAFETY.md): OUTPUT equal to INPUT (always), an existing OUTPUT (unless
 ``--overwrite``), an input holding pickled objects other than plain data (unless
 ``--allow-unsafe-pickle``: loading such a file can run code from it).
+A bad input ends as one line and exit status 2 (``--debug``: the traceback).
 A thin command line around ``acar_d2.checkpoint.convert_file``; formats: ``docs/CHECKPOINTS.md``.
 """
 import argparse
@@ -27,6 +28,7 @@ from acar_d2.checkpoint import (
     check_output_path,
     convert_file,
 )
+from acar_d2.utils.cli import add_debug_flag, run_cli
 
 
 def _check_with_model(config_file: str, opts: List[str], output_path: str) -> None:
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
              "only for files from a trusted source",
     )
     parser.add_argument("opts", nargs="*", help="KEY VALUE config overrides for --config-file")
+    add_debug_flag(parser)
     return parser
 
 
@@ -78,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> ConversionResult:
     try:
         check_output_path(args.input, args.output, args.overwrite)
     except (ValueError, FileExistsError) as e:
-        sys.exit(f"convert_checkpoint: {e}")
+        sys.exit(str(e))
     result = convert_file(args.input, args.output, args.source, args.fusion_only_conv or None,
                           overwrite=args.overwrite, allow_unsafe_pickle=args.allow_unsafe_pickle)
     num_backbone = sum(k.startswith("backbone.") for k in result.state)
@@ -95,4 +98,4 @@ def main(argv: Optional[List[str]] = None) -> ConversionResult:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main, prog="tools/convert_checkpoint.py")

@@ -6,12 +6,13 @@ Convert person-proposal files between PySlowFast CSV, MMAction2 pickle and ACAR-
       [--from FORMAT] [--fps 30 --first-second 900] [--overwrite]
 
 The source format is detected from the content when --from is not given. DST is never
-overwritten unless --overwrite is given.
+overwritten unless --overwrite is given. A bad input file ends as one line naming it and exit
+status 2 (--debug: the traceback).
 """
 import argparse
-import sys
 
 from acar_d2.data.formats.proposals import PROPOSAL_FORMATS, convert_proposals
+from acar_d2.utils.cli import add_debug_flag, run_cli
 
 
 def main(argv=None):
@@ -23,6 +24,7 @@ def main(argv=None):
     p.add_argument("--fps", type=float, default=30.0, help="frame window of acar_pkl records")
     p.add_argument("--first-second", type=int, default=900)
     p.add_argument("--overwrite", action="store_true")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     n = convert_proposals(args.src, args.dst, args.to, args.src_format, overwrite=args.overwrite,
                           fps=args.fps, first_second=args.first_second)
@@ -31,4 +33,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/convert_proposals.py")

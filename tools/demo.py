@@ -9,4 +9,6 @@ from demo.demo import *  # noqa: F401, F403, E402  (the command's functions, for
 from demo.demo import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from acar_d2.utils.cli import run_cli
+
+    run_cli(main, prog="tools/demo.py")

@@ -20,13 +20,13 @@ Long runs: each video's boxes go to ``<work dir>/<video>.pkl`` as soon as it is 
 skips finished videos (resumable); ``--num-gpus N`` starts N processes (detectron2 ``launch``) that
 split the videos; the outputs are written once all videos are done and are never overwritten
 without ``--overwrite``. Boxes with a score below ``--score-thresh`` (default 0.05) are dropped:
-proposal files keep low scores, the loaders' / model's thresholds apply later.
+proposal files keep low scores, the loaders' / model's thresholds apply later. A second dump
+writing the same file while one runs is refused at once (``<output>.lock``).
 """
 import argparse
 import logging
 import os
 import pickle
-import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -51,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs, or CPU processes)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    from acar_d2.utils.cli import add_debug_flag
+
+    add_debug_flag(p)
     args = p.parse_args(argv)
     if not args.csv and not args.pkl:
         p.error("give --csv and/or --pkl")
@@ -209,11 +212,19 @@ def write_outputs(boxes: Dict[str, np.ndarray], csv_path=None, pkl_path=None) ->
 
 def main(argv=None):
     args = parse_args(argv)
+    from contextlib import ExitStack
+
     from detectron2.engine import launch
     from detectron2.utils.logger import setup_logger
 
+    from acar_d2.utils.output_lock import hold_output_file
+
     setup_logger(name="acar_d2")
-    launch(_worker, args.num_gpus, args=(args,))
+    with ExitStack() as held:  # one dump per output file, for the whole run
+        for flag, path in (("--csv", args.csv), ("--pkl", args.pkl)):
+            if path:
+                held.enter_context(hold_output_file(path, flag))
+        launch(_worker, args.num_gpus, args=(args,))
 
 
 def _worker(args):
@@ -224,4 +235,6 @@ def _worker(args):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from acar_d2.utils.cli import run_cli
+
+    run_cli(main, prog="tools/dump_proposals.py")

@@ -20,13 +20,15 @@ key time of registered datasets (train and val), one file pair per video (layout
 * Prints the number of videos / key times / actors and the size estimate (fp16) before starting.
 * Writes ``bank_record.json`` (kind, entry shape, the settings a reader must share, config,
   weights path and sha256); an output folder holding a bank of another model or config is
-  refused (nothing is overwritten).
+  refused (nothing is overwritten), and so is a second extraction into a folder while one runs
+  there (the main process holds ``<output>/.acar_d2.lock``).
 """
 import json
 import logging
 import os
 import sys
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,8 @@ from acar_d2.data.feature_bank import RECORD_FILE, write_video_bank  # noqa: E40
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.bank_extraction import (BankEntryExtractor, make_bank_record,  # noqa: E402
                                             write_or_check_record)
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
+from acar_d2.utils.output_lock import hold_output_folder  # noqa: E402
 
 logger = logging.getLogger("acar_d2.extract_feature_bank")
 
@@ -53,6 +57,7 @@ def argument_parser():
     parser.add_argument("--output", required=True, help="bank folder (MODEL.FEATURE_BANK.DIR)")
     parser.add_argument("--datasets", nargs="+", default=None,
                         help="registered datasets (default: DATASETS.TRAIN + DATASETS.TEST)")
+    add_debug_flag(parser)
     return parser
 
 
@@ -100,7 +105,15 @@ def _human(size: float) -> str:
 
 
 def main(args) -> dict:
-    cfg = setup_cfg(args.config_file, args.opts)
+    """Run on every process; the main one holds the bank folder's lock (one extraction per
+    folder: a second one is refused at once, ``OutputLockedError``)."""
+    cfg = setup_cfg(args.config_file, args.opts)  # a bad config creates no bank folder
+    with hold_output_folder(args.output) if comm.is_main_process() else nullcontext():
+        return extract(args, cfg)
+
+
+def extract(args, cfg) -> dict:
+    """This process's share of the videos (the main process also writes the record)."""
     setup_logger(name="acar_d2", distributed_rank=comm.get_rank())
     datasets = args.datasets or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     videos = video_dicts(datasets)
@@ -145,4 +158,4 @@ def run(argv=None):
 
 
 if __name__ == "__main__":
-    run()
+    run_cli(run, prog="tools/extract_feature_bank.py")

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acar_d2.data.synthetic import format_stats, write_world  # noqa: E402
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,6 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--relation", action="store_true",
                         help="option: the relation world, where the indirect classes' negatives "
                              "share the positives' first-order cue (datasets/SYNTHETIC.md)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     world = write_world(args.out, num_videos=args.videos, seed=args.seed,
@@ -47,4 +49,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/make_synthetic_ava.py")

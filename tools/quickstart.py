@@ -19,6 +19,8 @@ Quickstart (``make quickstart``): train and evaluate the CPU-sized ACAR-Net on t
 Running it again on the same ``--output`` resumes that run from its last checkpoint (a finished
 run is only evaluated again; ``metrics.json`` continues where it stopped). ``--clean`` starts over:
 the previous run's folder is first renamed to ``<output>.old-<time>``, never deleted.
+A second quickstart on the same ``--output`` while one runs is refused at once
+(``<output>.lock``).
 
 Usage::
 
@@ -76,6 +78,15 @@ def main(argv=None) -> dict:
     root = Path(args.datasets).expanduser().resolve()
     # The builtin splits are registered from $ACAR_DATASETS when acar_d2 is imported.
     os.environ["ACAR_DATASETS"] = str(root)
+    from acar_d2.utils.output_lock import hold_output_file
+
+    # One quickstart per --output: its lock is <output>.lock beside the folder, which --clean moves.
+    with hold_output_file(str(Path(args.output).resolve()), "--output"):
+        return quickstart(args, root)
+
+
+def quickstart(args, root: Path) -> dict:
+    """main() once ``--output`` is held: world, training, evaluation, demo video."""
     ensure_world(root)
 
     from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -181,4 +192,11 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    # acar_d2 registers its builtin splits from $ACAR_DATASETS when it is imported, which the
+    # error wrapper does: set it first (as main() does).
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"))
+    os.environ["ACAR_DATASETS"] = str(Path(_pre.parse_known_args()[0].datasets).expanduser().resolve())
+    from acar_d2.utils.cli import run_cli
+
+    run_cli(main, prog="tools/quickstart.py")

@@ -14,7 +14,9 @@ Examples::
 
 Refused unless asked (docs/SAFETY.md): weights that leave a model tensor unloaded or mismatched
 (``MODEL.WEIGHTS_STRICT False``), a new run into an OUTPUT_DIR holding another one without
-``--resume`` (``--overwrite``), pickled objects that could run code (``--allow-unsafe-pickle``).
+``--resume`` (``--overwrite``), pickled objects that could run code (``--allow-unsafe-pickle``), a second job on an OUTPUT_DIR in use (the main process holds
+``OUTPUT_DIR/.acar_d2.lock`` for the whole run). Bad input ends as one line and exit status 2
+(``--debug``: the traceback).
 
 ``--num-gpus N`` starts N processes through detectron2's ``launch``; without CUDA they train on
 the CPU with the gloo backend. ``--num-machines`` / ``--machine-rank`` / ``--dist-url`` work as in
@@ -23,6 +25,7 @@ detectron2.
 import json
 import logging
 import os
+from contextlib import nullcontext
 
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
@@ -32,6 +35,8 @@ from detectron2.utils.logger import setup_logger
 from acar_d2.checkpoint import ALLOW_UNSAFE_ENV
 from acar_d2.engine import Trainer, setup_cfg
 from acar_d2.engine.resume import check_output_dir
+from acar_d2.utils.cli import add_debug_flag, run_cli
+from acar_d2.utils.output_lock import hold_output_folder
 
 logger = logging.getLogger("acar_d2")
 
@@ -50,24 +55,31 @@ def argument_parser():
              "from the file; only for files from a trusted source (= MODEL.ALLOW_UNSAFE_PICKLE "
              f"True and {ALLOW_UNSAFE_ENV}=1)",
     )
+    add_debug_flag(parser)
     return parser
 
 
-def setup(args):
-    """
-    Config from ``args`` (acar keys, the yaml with ``_BASE_``, command-line opts, the safety
-    flags), the check that a training run does not replace another one in ``OUTPUT_DIR``
-    (before anything is written there), then detectron2's ``default_setup`` (OUTPUT_DIR,
-    ``config.yaml`` beside the outputs, the detectron2 logger) and the ``acar_d2`` logger
-    (per-class AP tables, rows written / dropped) into the same ``log.txt``.
-    """
+def config_from_args(args):
+    """Config from ``args``: acar keys, the yaml with ``_BASE_``, command-line opts, the safety
+    flags."""
     opts = list(args.opts)
     if getattr(args, "overwrite", False):
         opts += ["SOLVER.OVERWRITE_OUTPUT_DIR", "True"]
     if getattr(args, "allow_unsafe_pickle", False):
         opts += ["MODEL.ALLOW_UNSAFE_PICKLE", "True"]
         os.environ[ALLOW_UNSAFE_ENV] = "1"  # also for proposal / annotation pickles
-    cfg = setup_cfg(args.config_file, opts)
+    return setup_cfg(args.config_file, opts)
+
+
+def setup(args, cfg=None):
+    """
+    Config from ``args`` (:func:`config_from_args`, unless given), the check that a training run
+    does not replace another one in ``OUTPUT_DIR`` (before anything is written there), then
+    detectron2's ``default_setup`` (OUTPUT_DIR, ``config.yaml`` beside the outputs, the
+    detectron2 logger) and the ``acar_d2`` logger (per-class AP tables, rows written / dropped)
+    into the same ``log.txt``.
+    """
+    cfg = cfg if cfg is not None else config_from_args(args)
     if not args.eval_only:
         check_output_dir(cfg.OUTPUT_DIR, resume=args.resume,
                          overwrite=cfg.SOLVER.OVERWRITE_OUTPUT_DIR)
@@ -77,8 +89,18 @@ def setup(args):
 
 
 def main(args):
-    """Entry point run on every process: evaluate (``--eval-only``) or train, return the metrics."""
-    cfg = setup(args)
+    """
+    Entry point run on every process: evaluate (``--eval-only``) or train, return the metrics.
+    The main process holds ``OUTPUT_DIR``'s lock from before the check of its contents to the
+    end: a second job on the same folder is refused at once (``OutputLockedError``).
+    """
+    cfg = config_from_args(args)
+    with hold_output_folder(cfg.OUTPUT_DIR) if comm.is_main_process() else nullcontext():
+        return run(args, setup(args, cfg))
+
+
+def run(args, cfg):
+    """Evaluate or train with the config :func:`setup` made."""
     if args.eval_only:
         model = Trainer.build_model(cfg)
         # --resume picks the last checkpoint of OUTPUT_DIR if there is one, else MODEL.WEIGHTS;
@@ -104,8 +126,8 @@ def _write_json(path, results):
     logger.info("Evaluation results written to %s", path)
 
 
-def invoke_main() -> None:
-    args = argument_parser().parse_args()
+def invoke_main(argv=None) -> None:
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     launch(
         main,
@@ -118,4 +140,4 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()  # pragma: no cover
+    run_cli(invoke_main, prog="tools/train_net.py")  # pragma: no cover

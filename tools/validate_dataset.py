@@ -7,7 +7,8 @@ Check an AVA-format dataset before training (the checks: ``acar_d2/data/validate
         [--frames frames/ | --videos videos/] [--frame-list L] [--proposals P] \\
         [--exclusions E] [--fps 30] [--first-second 0]
 
-Exit status 1 when an error-level check fails.
+Exit status 1 when an error-level check fails; 2 with one line when an input cannot be read
+(``--debug``: the traceback).
 """
 import argparse
 import sys
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import acar_d2  # noqa: F401, E402  (registers the builtin splits)
 from acar_d2.data import validate  # noqa: E402
 from acar_d2.data.validate import files_of_dataset, validate_ava_dataset  # noqa: E402
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
 from ava_eval.ava_format import read_label_map  # noqa: E402
 
 
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--kinetics", action="store_true", help="an AVA-Kinetics CSV; --frames / "
                    "--videos hold its clips <youtube_id>_<start>_<end>")
     p.add_argument("--max-per-check", type=int, default=20, help="problems printed per check")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     if args.dataset:
         files = files_of_dataset(args.dataset)
@@ -60,4 +63,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/validate_dataset.py")

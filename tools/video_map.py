@@ -8,6 +8,7 @@ Video-mAP (0.2 / 0.5 / 0.75) of a frame-level predictions CSV on a split with tu
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 import acar_d2  # noqa: F401, E402  (registers the builtin splits)
 from acar_d2.evaluation.video_map import video_map_of_predictions  # noqa: E402
+from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -28,7 +30,12 @@ def main(argv=None) -> int:
     p.add_argument("--max-gap", type=int, default=0)
     p.add_argument("--min-length", type=int, default=1)
     p.add_argument("--json", help="also write the results here")
+    add_debug_flag(p)
     args = p.parse_args(argv)
+    if args.dataset not in DatasetCatalog.list():
+        sys.exit(f"--dataset {args.dataset!r} is not a registered dataset")
+    if not os.path.isfile(args.predictions):
+        raise FileNotFoundError(f"--predictions: file not found: {args.predictions}")
     meta = MetadataCatalog.get(args.dataset)
     res = video_map_of_predictions(DatasetCatalog.get(args.dataset), args.predictions,
                                    meta.action_ids, meta.get("action_classes", None),
@@ -44,4 +51,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, prog="tools/video_map.py")

@@ -3,9 +3,11 @@ Entry-point helpers in the style of ``detectron2.engine.defaults``: ``setup_cfg`
 every tool and test uses, ``ActionPredictor`` is the clip counterpart of ``DefaultPredictor``.
 """
 import logging
+import os
 from typing import Optional, Sequence
 
 import torch
+import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
@@ -36,13 +38,21 @@ def setup_cfg(
         config_file: a yaml file, or None for the defaults.
         opts: e.g. ``["MODEL.WEIGHTS", "model_final.pth", "SOLVER.MAX_ITER", "100"]``.
         freeze: return a frozen config.
+
+    Raises:
+        FileNotFoundError: no ``config_file``.
+        ValueError: a yaml syntax error (file and line), an unknown key or a value of the wrong
+            type (the file, or the override).
     """
     cfg = get_cfg()
     add_acar_config(cfg)
     if config_file:
-        cfg.merge_from_file(config_file)
+        _merge_file(cfg, config_file)
     if opts:
-        cfg.merge_from_list(list(opts))
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, ValueError, AssertionError) as e:  # unknown key, type, odd length
+            raise ValueError(f"config overrides {' '.join(map(str, opts))}: {_message(e)}") from None
     # Per-split dataset files given in the config (DATASETS.PROPOSAL_FILES_*, DATASETS.AVA_FILES)
     # replace the registered ones for the splits this config uses.
     apply_dataset_config(cfg)
@@ -54,6 +64,25 @@ def setup_cfg(
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _message(error: Exception) -> str:
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def _merge_file(cfg: CfgNode, config_file: str) -> None:
+    """``cfg.merge_from_file`` whose errors name the file (and the yaml line)."""
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    try:
+        cfg.merge_from_file(config_file)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{getattr(mark, 'name', config_file)}:{mark.line + 1}" if mark else config_file
+        raise ValueError(f"{where}: not a valid yaml config ({getattr(e, 'problem', None) or e})"
+                         ) from None
+    except (KeyError, ValueError, AssertionError) as e:  # unknown key, type, missing _BASE_
+        raise ValueError(f"{config_file}: {_message(e)}") from None
 
 
 class ActionPredictor:
