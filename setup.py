@@ -24,6 +24,7 @@ setup(
         "Pillow",
         "tabulate",
         "matplotlib",
+        "timm==1.0.31",  # VideoMAE ViT blocks
     ],
     entry_points={
         "console_scripts": [
