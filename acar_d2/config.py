@@ -33,9 +33,7 @@ def add_clip_input_config(cfg: CN) -> None:
     _C.INPUT.CLIP.SAMPLING_RATE = 2
     # Resize so that the shorter side equals this (official pipeline: 256).
     _C.INPUT.CLIP.SHORT_SIDE = 256
-    # Longer side at most this: the shorter side shrinks below SHORT_SIDE when needed, as
-    # maskrcnn-benchmark's Resize(min_size, max_size) of the official VideoMAE pipeline (464);
-    # 0 = no limit (ACAR-Net).
+    # Longer side at most this (shorter side shrinks; official VideoMAE: 464); 0 = no limit.
     _C.INPUT.CLIP.MAX_SIZE = 0
     # Zero-pad the longer side so the clip becomes square (official training recipe); the unpadded
     # size is recorded as "valid_size" so the head only uses the valid context region.
@@ -126,40 +124,31 @@ def add_slowfast_config(cfg: CN) -> None:
 
 
 def add_videomae_config(cfg: CN) -> None:
-    """
-    Keys of the VideoMAE ViT backbone (``cfg.MODEL.VIDEOMAE``; acar_d2/modeling/backbone/videomae.py)
-    and of its official AVA recipe that detectron2 lacks (layer-wise LR decay, AdamW betas).
-    The clip length is ``INPUT.CLIP.NUM_FRAMES`` (VideoMAE AVA: 16 frames at rate 4).
-    """
+    """Keys of the VideoMAE ViT backbone (``cfg.MODEL.VIDEOMAE``) and of its AdamW recipe."""
     _C = cfg
     _C.MODEL.VIDEOMAE = CN()
-    # Width, number of blocks and attention heads (VideoMAE Table 1 / official vit_*_patch16_224:
-    # ViT-S 384/12/6, ViT-B 768/12/12, ViT-L 1024/24/16, ViT-H 1280/32/16).
+    # Width, blocks, heads (VideoMAE ViT-S 384/12/6, B 768/12/12, L 1024/24/16, H 1280/32/16).
     _C.MODEL.VIDEOMAE.EMBED_DIM = 768
     _C.MODEL.VIDEOMAE.DEPTH = 12
     _C.MODEL.VIDEOMAE.NUM_HEADS = 12
     _C.MODEL.VIDEOMAE.MLP_RATIO = 4.0
-    # Tubelet embedding 2 x 16 x 16 (VideoMAE Sec. 3.3 "cube embedding"): output stride 16,
-    # NUM_FRAMES / 2 temporal cells.
+    # Tubelet 2 x 16 x 16 (VideoMAE Sec. 3.3): stride 16, INPUT.CLIP.NUM_FRAMES / 2 time cells.
     _C.MODEL.VIDEOMAE.PATCH_SIZE = 16
     _C.MODEL.VIDEOMAE.TUBELET_SIZE = 2
-    # The fixed sine-cosine position table is made for this square input (224: 14 x 14 cells per
-    # temporal slice) and bicubically resized to the clip's grid.
+    # The fixed sine table is made for this square input (224: 14 x 14) and resized to the clip's.
     _C.MODEL.VIDEOMAE.PRETRAIN_IMG_SIZE = 224
-    # Stochastic depth of the last block, linear from 0 (official AVA fine-tuning: --drop_path 0.2).
+    # Stochastic depth of the last block, linear from 0 (official AVA fine-tuning: 0.2).
     _C.MODEL.VIDEOMAE.DROP_PATH_RATE = 0.0
-    # Recompute blocks in the backward pass to save activation memory (official ViT-L/H: on).
+    # Recompute blocks in the backward pass (activation memory; official ViT-L/H: on).
     _C.MODEL.VIDEOMAE.USE_CHECKPOINT = False
-    # Name of the returned feature map (what MODEL.ROI_HEADS.IN_FEATURES lists).
+    # Name of the returned map (what MODEL.ROI_HEADS.IN_FEATURES lists).
     _C.MODEL.VIDEOMAE.OUT_FEATURE = "vit"
-    # Optimizer: "SGD" (detectron2's, the ACAR recipe) or "AdamW" (VideoMAE recipe: AdamW, no
-    # weight decay on biases and 1-D tensors, layer-wise LR decay; acar_d2/engine/optimizer.py).
+    # "SGD" (detectron2's, the ACAR recipe) or "AdamW" (VideoMAE: no weight decay on biases and 1-D
+    # tensors, layer-wise LR decay; acar_d2/engine/optimizer.py) with these betas.
     _C.SOLVER.OPTIMIZER = "SGD"
-    # AdamW betas (official --opt_betas 0.9 0.999).
     _C.SOLVER.BETAS = (0.9, 0.999)
-    # Layer-wise LR decay (BEiT Sec. 2.6; official --layer_decay, ViT-B 0.75): block i of L gets
-    # LAYER_DECAY^(L - i) x the LR, the tubelet embedding LAYER_DECAY^(L + 1), the last norm and the
-    # head 1. 1.0 = off. Only with SOLVER.OPTIMIZER "AdamW".
+    # AdamW only (BEiT Sec. 2.6): block i of L gets LAYER_DECAY^(L - i) x the LR, the tubelet
+    # embedding LAYER_DECAY^(L + 1), the rest 1 (official ViT-B: 0.75). 1.0 = off.
     _C.SOLVER.LAYER_DECAY = 1.0
 
 
@@ -213,9 +202,8 @@ def add_action_head_config(cfg: CN) -> None:
     # and the projection rows that are the NUM_CLASSES outputs, in order ([] = all rows; AVA: the 60
     # evaluated ids minus one, so scores, names and the evaluator follow the packaged 60-class list).
     _C.MODEL.ACTION_HEAD.PROJECTION_INDICES = []
-    # VideoMAEROIHeads only: at test time each box is widened by (x, y) fractions of its size
-    # before pooling, half on each side, then clipped to the clip (official VideoMAE
-    # BoxList.extend((0.1, 0.05))); [0, 0] = boxes as given.
+    # VideoMAEROIHeads only: test boxes widened by (x, y) fractions of their size, half on each
+    # side, and clipped before pooling (official BoxList.extend((0.1, 0.05))); [0, 0] = none.
     _C.MODEL.ACTION_HEAD.TEST_BOX_EXTENSION = [0.0, 0.0]
     # Backbone features read by the action heads, in the channel-concatenation order of the
     # official head ([slow, fast]); their widths come from Backbone.output_shape().

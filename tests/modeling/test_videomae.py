@@ -240,3 +240,54 @@ def test_official_input_pipeline_config():
     # 16:9 fits (455 <= 464); 2:1 would be 512 wide -> short side round(464 * 400 / 800) = 232
     assert sizes == {(720, 1280): (256, 455), (400, 800): (232, 464), (800, 400): (464, 232),
                      (360, 480): (256, 341)}, sizes
+
+
+VIDEOMAE_ENTRIES = [f"ava_videomae_vit_{s}_{t}" for s in "sblh" for t in ("k400_mae", "k400_mae_ft")]
+WIDTHS = {"s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16), "h": (1280, 32, 16)}
+
+
+@pytest.mark.parametrize("name", VIDEOMAE_ENTRIES)
+def test_zoo_entry_builds_untrained(name):
+    """Real widths and heads; 1 block instead of 12-32 (the blocks are identical) for CPU time."""
+    from acar_d2 import model_zoo
+
+    dim, depth, heads = WIDTHS[name.split("_")[3]]
+    cfg = model_zoo.get_config(name, trained=False)
+    assert (cfg.MODEL.VIDEOMAE.EMBED_DIM, cfg.MODEL.VIDEOMAE.DEPTH, cfg.MODEL.VIDEOMAE.NUM_HEADS) == (dim, depth, heads)
+    model = model_zoo.get(name, trained=False, device="cpu", opts=["MODEL.VIDEOMAE.DEPTH", "1"])
+    state = model.state_dict()
+    assert state["roi_heads.projection.weight"].shape == (80, dim)
+    assert state["backbone.blocks.0.attn.qkv.weight"].shape == (3 * dim, dim)
+    assert model.backbone.blocks[0].attn.num_heads == heads and model.backbone.num_layers == 1
+    with torch.no_grad():
+        clip = torch.randn(3, 16, 64, 96)
+        props = Instances((64, 96), proposal_boxes=Boxes(torch.tensor([[4.0, 6.0, 40.0, 60.0]])), scores=torch.ones(1))
+        inst = model([{"clip": clip, "proposals": props}])[0]["instances"]
+    assert tuple(inst.action_scores.shape) == (1, 60)
+
+
+def test_real_size_vit_s_has_the_official_parameters():
+    """The untrained ViT-S entry has exactly the official checkpoint's tensors (keys.txt)."""
+    from acar_d2 import model_zoo
+
+    model = model_zoo.get("ava_videomae_vit_s_k400_mae", trained=False, device="cpu")
+    official = build_videomae_golden_state_dict(CASE)
+    mapped = convert_checkpoint_with_report(dict(official), keep_classifier=True).state
+    got = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(got[k].shape) for k in got}
+
+
+def test_zoo_file_missing_says_where_to_put_it(tmp_path, monkeypatch):
+    from acar_d2 import model_zoo
+    from acar_d2.model_zoo import WeightsNotFoundError
+
+    monkeypatch.setenv("ACAR_MODEL_ZOO", str(tmp_path))
+    for name, link in [("ava_videomae_vit_b_k400_mae_ft", "drive.google.com/file/d/1-YgaSSM9xWc4V_HjVG-FH0LMA6KV-Qdh"),
+                       ("ava_videomae_vit_h_k400_mae", "VideoMAE-Action-Detection/blob/main/MODEL_ZOO.md")]:
+        with pytest.raises(WeightsNotFoundError) as e:
+            model_zoo.get_config(name)
+        target = tmp_path / "videomae" / f"{name}.pth"
+        assert str(target) in str(e.value) and link in str(e.value), str(e.value)
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(b"x")
+    assert model_zoo.get_config("ava_videomae_vit_h_k400_mae").MODEL.WEIGHTS == str(target)
