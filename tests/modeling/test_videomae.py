@@ -63,6 +63,20 @@ def golden_model(tmp_path_factory):
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def golden_features(golden, golden_model):
+    with torch.no_grad():
+        return golden_model.backbone(golden[1])
+
+
+def small_state(num_blocks: int = 2) -> dict:
+    """The golden official-layout state with only its first ``num_blocks`` blocks (a ViT-S of that
+    depth): the loading tests need the layout, not 12 blocks of CPU time."""
+    state = build_videomae_golden_state_dict(CASE)
+    return {k: v for k, v in state.items()
+            if not k.startswith("blocks.") or int(k.split(".")[1]) < num_blocks}
+
+
 def test_golden_case_is_what_the_readme_says(golden):
     case, clip, boxes, out = golden
     assert case["model_kwargs"]["all_frames"] == 16 and case["test_ext_xy"] == [0.1, 0.05]
@@ -70,11 +84,11 @@ def test_golden_case_is_what_the_readme_says(golden):
     assert torch.allclose(out["scores"], out["logits"].sigmoid(), atol=1e-6)
 
 
-def test_backbone_and_head_reproduce_official_outputs(golden, golden_model):
+def test_backbone_and_head_reproduce_official_outputs(golden, golden_model, golden_features):
     case, clip, boxes, out = golden
     H, W = clip.shape[-2:]
     with torch.no_grad():
-        features = golden_model.backbone(clip)
+        features = golden_features
         assert tuple(features["vit"].shape) == (1, 384, 8, H // 16, W // 16)
         heads = golden_model.roi_heads
         roi = heads.roi_feature_vectors(features, [Boxes(boxes)], [(H, W)])
@@ -97,7 +111,7 @@ def test_meta_arch_inference_reproduces_official_scores(golden, golden_model):
     assert err < ATOL, err
 
 
-def test_box_extension_and_its_effect(golden, golden_model):
+def test_box_extension_and_its_effect(golden, golden_model, golden_features):
     """(0.1, 0.05) with "+1" sizes and clipping to [0, W-1] x [0, H-1]; without it the logits move."""
     got = extend_boxes(torch.tensor([[20.0, 30.0, 120.0, 210.0], [0.0, 0.0, 287.0, 223.0]]), (0.1, 0.05), (224, 288))
     want = torch.tensor([[14.95, 25.475, 125.05, 214.525], [0.0, 0.0, 287.0, 223.0]])
@@ -105,7 +119,7 @@ def test_box_extension_and_its_effect(golden, golden_model):
     _, clip, boxes, out = golden
     heads = golden_model.roi_heads
     with torch.no_grad():
-        features = golden_model.backbone(clip)
+        features = golden_features
         heads.test_box_extension = (0.0, 0.0)
         try:
             logits, _ = heads(features, [Boxes(boxes)], [(224, 288)], (224, 288))
@@ -114,23 +128,25 @@ def test_box_extension_and_its_effect(golden, golden_model):
     assert (logits - out["logits"]).abs().max().item() > 1e-2
 
 
-def test_batch_of_clips_of_one_size(golden, golden_model):
-    """Two clips in one batch give each clip's own outputs (no cross-talk), and padding to 16 works."""
-    _, clip, boxes, _ = golden
-    other = torch.randn(1, 3, 16, 224, 288, generator=torch.Generator().manual_seed(5))
+def test_batch_of_clips_of_one_size():
+    """Two clips in one batch give each clip's own outputs (no cross-talk), and H, W that are not
+    multiples of 16 are zero-padded bottom / right (official collator)."""
+    torch.manual_seed(0)
+    cfg = vit_s_cfg(**{"MODEL.VIDEOMAE.DEPTH": 2, "MODEL.VIDEOMAE.EMBED_DIM": 64, "MODEL.VIDEOMAE.NUM_HEADS": 2})
+    model = build_model(cfg).eval()
+    clips = torch.randn(2, 3, 16, 64, 96, generator=torch.Generator().manual_seed(5))
+    boxes = [Boxes(torch.tensor([[4.0, 6.0, 40.0, 60.0], [50.0, 2.0, 95.0, 50.0]])), Boxes(torch.tensor([[10.0, 10.0, 30.0, 63.0]]))]
     with torch.no_grad():
-        single = [golden_model.backbone(c)["vit"] for c in (clip, other)]
-        both = golden_model.backbone(torch.cat([clip, other]))["vit"]
-        heads = golden_model.roi_heads
-        b2 = [Boxes(boxes), Boxes(boxes[:2] + 3)]
-        logits, _ = heads({"vit": both}, b2, [(224, 288)] * 2, (224, 288))
-        one = [heads({"vit": f}, [b], [(224, 288)], (224, 288))[0] for f, b in zip(single, b2)]
-        # H, W not multiples of 16: zero-padded bottom / right to 224 x 288 (official collator)
-        cropped = golden_model.backbone(clip[..., :217, :281])["vit"]
-        padded = golden_model.backbone(torch.nn.functional.pad(clip[..., :217, :281], (0, 7, 0, 7)))["vit"]
+        both = model.backbone(clips)["vit"]
+        single = [model.backbone(c[None])["vit"] for c in clips]
+        logits, _ = model.roi_heads({"vit": both}, boxes, [(64, 96)] * 2, (64, 96))
+        one = [model.roi_heads({"vit": f}, [b], [(64, 96)], (64, 96))[0] for f, b in zip(single, boxes)]
+        cropped = model.backbone(clips[:1, ..., :57, :89])["vit"]
+        padded = model.backbone(torch.nn.functional.pad(clips[:1, ..., :57, :89], (0, 7, 0, 7)))["vit"]
+    assert tuple(both.shape) == (2, 64, 8, 4, 6)
     assert torch.allclose(both, torch.cat(single), atol=1e-5)
-    assert torch.allclose(logits, torch.cat(one), atol=1e-5)
-    assert tuple(cropped.shape[-2:]) == (14, 18) and torch.allclose(cropped, padded, atol=1e-6)
+    assert torch.allclose(logits, torch.cat(one), atol=1e-5) and tuple(logits.shape) == (3, 80)
+    assert tuple(cropped.shape[-2:]) == (4, 6) and torch.allclose(cropped, padded, atol=1e-6)
 
 
 def test_position_table_and_interpolation():
@@ -150,7 +166,7 @@ def test_position_table_and_interpolation():
 
 
 def _official_file(tmp_path, layout):
-    state = build_videomae_golden_state_dict(CASE)
+    state = small_state()
     if layout == "module":
         obj = {"module": state}
     elif layout == "flat":
@@ -166,14 +182,17 @@ def _official_file(tmp_path, layout):
     return path, state
 
 
+SMALL = {"MODEL.VIDEOMAE.DEPTH": 2}
+
+
 @pytest.mark.parametrize("layout", ["module", "flat", "backbone_prefix"])
 def test_official_layouts_load_strictly(tmp_path, layout):
     path, state = _official_file(tmp_path, layout)
     torch.manual_seed(0)
-    model = build_model(vit_s_cfg(**{"MODEL.VIDEOMAE.DEPTH": 12}))
+    model = build_model(vit_s_cfg(**SMALL))
     ACARCheckpointer(model, strict=True).load(str(path))
     got = model.state_dict()
-    assert torch.equal(got["backbone.blocks.11.attn.q_bias"], state["blocks.11.attn.q_bias"])
+    assert torch.equal(got["backbone.blocks.1.attn.q_bias"], state["blocks.1.attn.q_bias"])
     assert torch.equal(got["roi_heads.projection.weight"], state["head.weight"])
 
 
@@ -183,26 +202,30 @@ def test_pretrain_file_loads_backbone_for_training(tmp_path):
     result = convert_checkpoint_with_report(str(path))
     assert result.source == "videomae"
     assert sorted(result.dropped) == ["decoder.blocks.0.norm1.weight", "mask_token"]
-    model = build_model(vit_s_cfg())
-    cfg = vit_s_cfg()
+    cfg = vit_s_cfg(**SMALL)
+    model = build_model(cfg)
     ACARCheckpointer.from_config(model, cfg, purpose="train").load(str(path))
     assert torch.equal(model.state_dict()["backbone.patch_embed.proj.weight"], state["patch_embed.proj.weight"])
     with pytest.raises(CheckpointMismatchError, match=r"roi_heads\.projection\.weight"):
-        ACARCheckpointer.from_config(build_model(cfg), cfg, purpose="eval").load(str(path))
+        ACARCheckpointer.from_config(model, cfg, purpose="eval").load(str(path))
 
 
 def test_missing_key_is_an_error_naming_it(tmp_path):
-    state = build_videomae_golden_state_dict(CASE)
-    del state["blocks.7.mlp.fc2.bias"]
+    state = small_state()
+    del state["blocks.1.mlp.fc2.bias"]
     path = tmp_path / "cut.pth"
     torch.save({"model": state}, path)
-    model = build_model(vit_s_cfg())
-    with pytest.raises(CheckpointMismatchError, match=r"backbone\.blocks\.7\.mlp\.fc2\.bias"):
+    model = build_model(vit_s_cfg(**SMALL))
+    with pytest.raises(CheckpointMismatchError, match=r"backbone\.blocks\.1\.mlp\.fc2\.bias"):
         ACARCheckpointer(model, strict=True).load(str(path))
-    state = build_videomae_golden_state_dict(CASE)
+    state = small_state()
     state["blocks.0.attn.k_bias"] = torch.zeros(384)  # not an official key
     torch.save({"model": state}, path)
     with pytest.raises(KeyError, match=r"blocks\.0\.attn\.k_bias"):
+        ACARCheckpointer(model, strict=True).load(str(path))
+    # a deeper file than the model: the extra block is named
+    torch.save({"model": small_state(3)}, path)
+    with pytest.raises(CheckpointMismatchError, match=r"backbone\.blocks\.2\.attn\.qkv\.weight"):
         ACARCheckpointer(model, strict=True).load(str(path))
 
 
