@@ -15,7 +15,8 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
 * refusals (docs/SAFETY.md): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
   run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
-The optimizer and LR schedule are detectron2's: SGD (``SOLVER.NESTEROV``) and
+The optimizer and LR schedule are detectron2's (``SOLVER.OPTIMIZER "AdamW"``: AdamW with layer-wise
+LR decay, the VideoMAE recipe, ``engine/optimizer.py``): SGD (``SOLVER.NESTEROV``) and
 ``WarmupMultiStepLR``, which with ``WARMUP_METHOD: linear`` ramps the LR linearly from
 ``BASE_LR * WARMUP_FACTOR`` to ``BASE_LR`` exactly like the official ACAR-Net ``StepLRScheduler``
 ramps from ``base_lr`` to ``warmup_lr`` (see ``configs/Base-AVA.yaml`` for the numbers).
