@@ -95,3 +95,15 @@ def test_acar_on_vit_initialised_from_a_videomae_ava_file(tmp_path):
     for k, v in donor.items():
         assert torch.equal(model.backbone.state_dict()[k], v), k
     assert torch.equal(model.roi_heads.conv_reduce.weight, head_before)
+
+
+def test_feature_bank_records_the_vit_settings():
+    """A bank extracted with a ViT is tied to its width and the 464 px size limit; SlowFast banks
+    written before these keys existed keep their record."""
+    from acar_d2.data.feature_bank import bank_compat_keys
+
+    vit = bank_compat_keys(setup_cfg(str(CONFIG_DIR / CONFIGS[1]), ["MODEL.DEVICE", "cpu"], freeze=False), "acfb")
+    assert (vit["INPUT.CLIP.MAX_SIZE"], vit["MODEL.VIDEOMAE.EMBED_DIM"], vit["MODEL.ROI_HEADS.IN_FEATURES"]) == (464, 1024, ["vit"])
+    r50 = bank_compat_keys(setup_cfg(str(CONFIG_DIR.parent / "AVA" / "SLOWFAST_R50_ACAR_HR2O.yaml"),
+                                     ["MODEL.DEVICE", "cpu"], freeze=False), "acfb")
+    assert not {"INPUT.CLIP.MAX_SIZE", "MODEL.VIDEOMAE.EMBED_DIM"} & set(r50), r50
