@@ -58,6 +58,19 @@ def sinusoid_position_table(num_positions: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
+class TubeletEmbedding(nn.Module):
+    """``proj``: Conv3d with kernel = stride = (tubelet, patch, patch): (N, 3, T, H, W) ->
+    (N, C, T / tubelet, H / patch, W / patch)."""
+
+    def __init__(self, embed_dim: int, patch_size: int, tubelet_size: int):
+        super().__init__()
+        size = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(3, embed_dim, kernel_size=size, stride=size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
 class VideoMAE(Backbone):
     """
     VideoMAE ViT: input (N, 3, T, H, W) normalized clips with T = ``num_frames``, output
@@ -106,11 +119,7 @@ class VideoMAE(Backbone):
         self.patch_size, self.tubelet_size, self.num_frames = patch_size, tubelet_size, num_frames
         self.grid = pretrain_img_size // patch_size
         self.use_checkpoint = bool(use_checkpoint)
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv3d(
-            3, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
-            stride=(tubelet_size, patch_size, patch_size),
-        )
+        self.patch_embed = TubeletEmbedding(embed_dim, patch_size, tubelet_size)
         slices = num_frames // tubelet_size
         table = sinusoid_position_table(slices * self.grid * self.grid, embed_dim)
         # Fixed, derived from the config: not saved in checkpoints (official files have no pos_embed).
@@ -169,7 +178,7 @@ class VideoMAE(Backbone):
         pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
         if pad_h or pad_w:  # official collator: size_divisible=16, zeros at the bottom / right
             x = F.pad(x, (0, pad_w, 0, pad_h))
-        x = self.patch_embed.proj(x)
+        x = self.patch_embed(x)
         n, c, t, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)  # (N, t*h*w, C), (t, h, w) order
         tokens = tokens + self.position_embedding(h, w).reshape(1, t * h * w, c).to(tokens.dtype)
