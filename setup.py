@@ -59,6 +59,7 @@ setup(
         "tabulate",
         "matplotlib",
         "filelock>=3.12",
+        "timm==1.0.31",  # VideoMAE ViT blocks
     ],
     entry_points={
         "console_scripts": [

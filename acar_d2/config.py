@@ -53,6 +53,8 @@ def add_clip_input_config(cfg: CN) -> None:
     _C.INPUT.CLIP.FPS = 0.0
     # Resize so that the shorter side equals this (official pipeline: 256).
     _C.INPUT.CLIP.SHORT_SIDE = 256
+    # Longer side at most this (shorter side shrinks; official VideoMAE: 464); 0 = no limit.
+    _C.INPUT.CLIP.MAX_SIZE = 0
     # Zero-pad the longer side so the clip becomes square (official training recipe); the unpadded
     # size is recorded as "valid_size" so the head only uses the valid context region.
     _C.INPUT.CLIP.PAD_TO_SQUARE = True
@@ -141,6 +143,35 @@ def add_slowfast_config(cfg: CN) -> None:
     _C.MODEL.SLOWFAST.OUT_FEATURES = ["slow", "fast"]
 
 
+def add_videomae_config(cfg: CN) -> None:
+    """Keys of the VideoMAE ViT backbone (``cfg.MODEL.VIDEOMAE``) and of its AdamW recipe."""
+    _C = cfg
+    _C.MODEL.VIDEOMAE = CN()
+    # Width, blocks, heads (VideoMAE ViT-S 384/12/6, B 768/12/12, L 1024/24/16, H 1280/32/16).
+    _C.MODEL.VIDEOMAE.EMBED_DIM = 768
+    _C.MODEL.VIDEOMAE.DEPTH = 12
+    _C.MODEL.VIDEOMAE.NUM_HEADS = 12
+    _C.MODEL.VIDEOMAE.MLP_RATIO = 4.0
+    # Tubelet 2 x 16 x 16 (VideoMAE Sec. 3.3): stride 16, INPUT.CLIP.NUM_FRAMES / 2 time cells.
+    _C.MODEL.VIDEOMAE.PATCH_SIZE = 16
+    _C.MODEL.VIDEOMAE.TUBELET_SIZE = 2
+    # The fixed sine table is made for this square input (224: 14 x 14) and resized to the clip's.
+    _C.MODEL.VIDEOMAE.PRETRAIN_IMG_SIZE = 224
+    # Stochastic depth of the last block, linear from 0 (official AVA fine-tuning: 0.2).
+    _C.MODEL.VIDEOMAE.DROP_PATH_RATE = 0.0
+    # Recompute blocks in the backward pass (activation memory; official ViT-L/H: on).
+    _C.MODEL.VIDEOMAE.USE_CHECKPOINT = False
+    # Name of the returned map (what MODEL.ROI_HEADS.IN_FEATURES lists).
+    _C.MODEL.VIDEOMAE.OUT_FEATURE = "vit"
+    # "SGD" (detectron2's, the ACAR recipe) or "AdamW" (VideoMAE: no weight decay on biases and 1-D
+    # tensors, layer-wise LR decay; acar_d2/engine/optimizer.py) with these betas.
+    _C.SOLVER.OPTIMIZER = "SGD"
+    _C.SOLVER.BETAS = (0.9, 0.999)
+    # AdamW only (BEiT Sec. 2.6): block i of L gets LAYER_DECAY^(L - i) x the LR, the tubelet
+    # embedding LAYER_DECAY^(L + 1), the rest 1 (official ViT-B: 0.75). 1.0 = off.
+    _C.SOLVER.LAYER_DECAY = 1.0
+
+
 def add_action_head_config(cfg: CN) -> None:
     """Keys of the action ROI heads (``cfg.MODEL.ACTION_HEAD``)."""
     _C = cfg
@@ -191,6 +222,9 @@ def add_action_head_config(cfg: CN) -> None:
     # and the projection rows that are the NUM_CLASSES outputs, in order ([] = all rows; AVA: the 60
     # evaluated ids minus one, so scores, names and the evaluator follow the packaged 60-class list).
     _C.MODEL.ACTION_HEAD.PROJECTION_INDICES = []
+    # VideoMAEROIHeads only: test boxes widened by (x, y) fractions of their size, half on each
+    # side, and clipped before pooling (official BoxList.extend((0.1, 0.05))); [0, 0] = none.
+    _C.MODEL.ACTION_HEAD.TEST_BOX_EXTENSION = [0.0, 0.0]
     # Backbone features read by the action heads, in the channel-concatenation order of the
     # official head ([slow, fast]); their widths come from Backbone.output_shape().
     _C.MODEL.ROI_HEADS.IN_FEATURES = ["slow", "fast"]
@@ -341,6 +375,7 @@ def add_acar_config(cfg: CN) -> None:
     add_data_config(cfg)
     add_slowfast_config(cfg)
     add_action_head_config(cfg)
+    add_videomae_config(cfg)
     add_solver_config(cfg)
     add_person_detector_config(cfg)
     add_safety_config(cfg)

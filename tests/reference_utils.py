@@ -57,6 +57,33 @@ def build_golden_state_dict(case_dir: Path) -> dict:
     return state
 
 
+def videomae_case_dir(name: str = "public_vits") -> Path:
+    """``tests/golden/videomae/<name>``: official VideoMAE detection model runs (README there)."""
+    return reference_dir() / "videomae" / name
+
+
+def build_videomae_golden_state_dict(case_dir: Path) -> dict:
+    """
+    The seeded official-layout VideoMAE state dict of a golden case: recipe ``acar_golden_recipe_v1``
+    (as :func:`build_golden_state_dict`) over the ``key [shape]`` lines of ``keys.txt``, with
+    ``BASE`` from ``case.json``.
+    """
+    base = json.loads((case_dir / "case.json").read_text())["base"]
+    state = {}
+    for line in (case_dir / "keys.txt").read_text().splitlines():
+        key, shape = line.split(" ", 1)
+        shape = tuple(json.loads(shape))
+        g = torch.Generator().manual_seed(base + zlib.crc32(key.encode()))
+        if key.endswith("bias"):
+            t = torch.randn(shape, generator=g) * 0.1
+        elif len(shape) == 1:
+            t = torch.randn(shape, generator=g) * 0.1 + 1.0
+        else:
+            t = torch.randn(shape, generator=g) * math.sqrt(1.0 / math.prod(shape[1:]))
+        state[key] = t
+    return state
+
+
 def check_golden_checksums(case_dir: Path, state: dict) -> None:
     """Assert the rebuilt weights match ``weights_checksum.json`` (sum / abs-sum per key)."""
     sums = json.loads((case_dir / "weights_checksum.json").read_text())

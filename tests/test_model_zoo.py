@@ -50,8 +50,12 @@ def zoo(tmp_path, monkeypatch):
     return folder
 
 
+# VideoMAE entries (tests/modeling/test_videomae.py builds them).
+VIDEOMAE = [f"ava_videomae_vit_{s}_{t}" for s in "sblh" for t in ("k400_mae", "k400_mae_ft")]
+
+
 def test_table_and_configs():
-    assert model_zoo.list_models() == list(EXPECTED_PARAMS)
+    assert model_zoo.list_models() == list(EXPECTED_PARAMS) + VIDEOMAE
     for name in model_zoo.list_models():
         entry = model_zoo.get_entry(name)
         cfg = model_zoo.get_config(name, trained=False, demo=True)
@@ -64,7 +68,8 @@ def test_table_and_configs():
         acar = cfg.MODEL.ROI_HEADS.NAME == "ACARROIHeads"
         # the paper's test threshold for ACAR, PySlowFast's AVA.DETECTION_SCORE_THRESH otherwise
         assert cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH == (0.85 if acar else 0.8)
-        assert bool(entry.weights.url) != acar, entry.weights  # ACAR: hand-downloaded Drive files
+        # ACAR and VideoMAE: hand-downloaded Drive files
+        assert bool(entry.weights.url) != (acar or name in VIDEOMAE), entry.weights
         # demo config = the action config + the detector
         plain = model_zoo.get_config(name, trained=False)
         assert not plain.MODEL.PERSON_DETECTOR.NAME

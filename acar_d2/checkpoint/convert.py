@@ -12,11 +12,16 @@ Sources (file layouts and key mapping described in ``docs/CHECKPOINTS.md``):
   ``model_state`` / ``model``); one leading ``module.`` is stripped; ``backbone.module.<k>`` ->
   ``backbone.<acar_d2 name of k>``, ``head.module.<k>`` -> ``roi_heads.<k>`` (rest unchanged).
 * ``"acar_backbone"``: official ACAR-Net backbone pretrain files (bare SlowFast keys).
+* ``"videomae"``: official VideoMAE files (``{"model": ...}``, ``{"module": ...}`` or flat; keys
+  optionally prefixed ``backbone.`` / ``encoder.``): the ViT -> ``backbone.*`` unchanged, the
+  linear ``head`` -> ``roi_heads.projection.*`` with ``keep_classifier``.
 
 Documented droppable source keys (returned in ``ConversionResult.dropped``, never an error):
 BN ``num_batches_tracked`` (frozen BN has no use for it; ``ACARCheckpointer`` ignores it when an
 ``nn.BatchNorm3d`` model misses it), PySlowFast's Kinetics classifier ``head.projection.*``,
-Caffe2's ``pred_w`` / ``pred_b`` and its solver blobs (``*momentum*``, ``lr``, ``model_iter``).
+Caffe2's ``pred_w`` / ``pred_b`` and its solver blobs (``*momentum*``, ``lr``, ``model_iter``),
+VideoMAE's MAE decoder (``decoder.*``, ``encoder_to_decoder.*``, ``mask_token``), fixed position
+table ``pos_embed``, Kinetics ``fc_norm.*`` and, without ``keep_classifier``, its ``head.*``.
 Any other key without a mapping raises ``UnknownKeysError`` naming the file and the keys.
 With ``keep_classifier`` (a model with ``PySlowFastROIHeads``: PySlowFast's AVA models) the
 PySlowFast / Caffe2 classifier is kept as ``roi_heads.projection.*`` instead of dropped.
@@ -29,7 +34,14 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import numpy as np
 import torch
 
-from .key_mapping import acar_backbone_to_d2, caffe2_to_d2, pyslowfast_head_to_d2, pyslowfast_to_d2
+from .key_mapping import (
+    acar_backbone_to_d2,
+    caffe2_to_d2,
+    pyslowfast_head_to_d2,
+    pyslowfast_to_d2,
+    strip_videomae_prefix,
+    videomae_to_d2,
+)
 from .safe_pickle import UnsafePickleError, load_plain_or_torch
 
 __all__ = [
@@ -56,8 +68,10 @@ UNSAFE_PICKLE_HINT = (
 # ``__author__`` of the files written by ``convert_file`` / ``tools/convert_checkpoint.py``.
 AUTHOR = "acar_d2 convert_checkpoint"
 
-SOURCES = ("auto", "detectron2", "pyslowfast", "caffe2", "acar", "acar_backbone")
-_CONTAINERS = ("state_dict", "model_state", "model")
+SOURCES = ("auto", "detectron2", "pyslowfast", "caffe2", "acar", "acar_backbone", "videomae")
+# "module": the official VideoMAE files' other container (their --model_key model|module).
+_CONTAINERS = ("state_dict", "model_state", "model", "module")
+_VIDEOMAE_DROPPED = re.compile(r"(decoder\.|encoder_to_decoder\.|fc_norm\.|head\.).*|mask_token|pos_embed")
 _FUSE_BN = re.compile(r"(^|\.)fuse\.\w+\.bn\.")
 
 
@@ -144,6 +158,10 @@ def detect_source(obj: Any, where: str = "<object>") -> str:
         return "pyslowfast"
     if any(re.match(r"(slow|fast)_(conv1|bn1|res\d)|Tconv\d", k) for k in keys):
         return "acar_backbone"
+    if not any(k.startswith("roi_heads.") for k in keys) and any(
+        strip_videomae_prefix(k).startswith("patch_embed.") for k in keys
+    ):
+        return "videomae"
     if any(k.startswith(("backbone.", "roi_heads.")) for k in keys):
         return "detectron2"
     if any(re.fullmatch(r"(t_)?conv1_w|(t_)?res\d_\d+_branch\w+", k) for k in keys):
@@ -169,11 +187,15 @@ def _is_droppable(source: str, key: str) -> bool:
         return key.startswith("head.projection.")
     if source == "caffe2":
         return key in ("pred_w", "pred_b", "lr", "model_iter") or "momentum" in key
+    if source == "videomae":
+        return bool(_VIDEOMAE_DROPPED.fullmatch(strip_videomae_prefix(_strip_module(key))))
     return False
 
 
 def _map_key(source: str, key: str) -> Optional[str]:
     """One source key -> detectron2-space key, or None when unmapped."""
+    if source == "videomae":  # full keys (backbone.* and roi_heads.*), tried before the drop list
+        return videomae_to_d2(_strip_module(key))
     if source == "pyslowfast":
         new = pyslowfast_to_d2(key)
     elif source == "caffe2":
@@ -232,6 +254,13 @@ def convert_checkpoint_with_report(
         if head_key is not None:
             state["roi_heads." + head_key] = _to_tensor(value, key, where)
             continue
+        if source == "videomae":
+            new = videomae_to_d2(_strip_module(key), keep_classifier)
+            if new is not None:
+                if new in state:
+                    raise ValueError(f"checkpoint {where}: two source keys map to {new!r} (last: {key!r})")
+                state[new] = _to_tensor(value, key, where)
+                continue
         if _is_droppable(source, key):
             dropped.append(key)
             continue

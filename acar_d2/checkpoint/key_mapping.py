@@ -19,6 +19,7 @@ __all__ = [
     "pyslowfast_to_d2",
     "pyslowfast_head_to_d2",
     "caffe2_to_d2",
+    "videomae_to_d2",
     "FUSE_SOURCES",
 ]
 
@@ -170,4 +171,42 @@ def caffe2_to_d2(blob: str) -> Optional[str]:
     m = re.fullmatch(r"nonlocal_conv([2-5])_(\d+)_bn_(s|b|rm|riv)", blob)
     if m:
         return f"slow.res{m[1]}.nonlocal{m[2]}.bn.{C2_BN_SUFFIX[m[3]]}"
+    return None
+
+
+# Official VideoMAE ViT keys (MCG-NJU/VideoMAE-Action-Detection ``VisionTransformer``): the same
+# names as acar_d2's VideoMAE backbone (acar_d2/modeling/backbone/videomae.py).
+_VIDEOMAE_BACKBONE = re.compile(
+    r"patch_embed\.proj\.(weight|bias)"
+    r"|blocks\.\d+\.(norm1|norm2)\.(weight|bias)"
+    r"|blocks\.\d+\.attn\.(q_bias|v_bias|qkv\.weight|proj\.weight|proj\.bias)"
+    r"|blocks\.\d+\.mlp\.fc[12]\.(weight|bias)"
+    r"|norm\.(weight|bias)"
+)
+# Prefixes the official fine-tuning strips (``backbone.`` and the MAE pre-training ``encoder.``).
+VIDEOMAE_PREFIXES = ("backbone.", "encoder.")
+
+
+def strip_videomae_prefix(key: str) -> str:
+    """One leading ``backbone.`` or ``encoder.`` removed (official ``run_class_finetuning.py``)."""
+    for prefix in VIDEOMAE_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def videomae_to_d2(key: str, keep_classifier: bool = False) -> Optional[str]:
+    """
+    Official VideoMAE key (``module.`` already stripped) -> acar_d2 key: ``backbone.<key>`` for
+    the ViT, ``roi_heads.projection.{weight,bias}`` for the linear ``head`` when
+    ``keep_classifier`` (a model with ``VideoMAEROIHeads``).
+
+    Returns None for keys outside the vocabulary (the caller decides whether they are droppable).
+    """
+    key = strip_videomae_prefix(key)
+    if _VIDEOMAE_BACKBONE.fullmatch(key):
+        return "backbone." + key
+    m = re.fullmatch(r"head\.(weight|bias)", key)
+    if m and keep_classifier:
+        return f"roi_heads.projection.{m[1]}"
     return None

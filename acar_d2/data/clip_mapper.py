@@ -31,19 +31,25 @@ class ResizeShortSide(T.Augmentation):
     Resize so that the shorter side is ``short_side``; the longer side is
     ``int(short_side * long / short)`` (truncated, as the official ACAR-Net ``Resize``,
     the official data pipeline; detectron2's ``ResizeShortestEdge`` rounds instead, e.g. 343 vs 342 for
-    AVA's 340x455 frames).
+    AVA's 340x455 frames). With ``max_size`` > 0 the shorter side becomes
+    ``round(max_size * short / long)`` when the longer one would exceed ``max_size``
+    (maskrcnn-benchmark's ``Resize(min_size, max_size)``, the official VideoMAE pipeline).
     """
 
-    def __init__(self, short_side: int):
+    def __init__(self, short_side: int, max_size: int = 0):
         super().__init__()
         self.short_side = short_side
+        self.max_size = max_size
 
     def get_transform(self, image: np.ndarray) -> T.Transform:
         h, w = image.shape[:2]
+        short = self.short_side
+        if self.max_size > 0 and max(h, w) / min(h, w) * short > self.max_size:
+            short = int(round(self.max_size * min(h, w) / max(h, w)))
         if h <= w:
-            new_h, new_w = self.short_side, int(self.short_side * w / h)
+            new_h, new_w = short, int(short * w / h)
         else:
-            new_h, new_w = int(self.short_side * h / w), self.short_side
+            new_h, new_w = int(short * h / w), short
         return T.ResizeTransform(h, w, new_h, new_w)
 
 
@@ -105,6 +111,7 @@ class ClipDatasetMapper:
         person_class_id: int = 0,
         train_box_source: str = "file",
         proposals_from_gt: bool = False,
+        max_size: int = 0,
     ):
         """
         Args:
@@ -128,6 +135,7 @@ class ClipDatasetMapper:
                 ``person_class_id``, ``gt_actions``). None = no person detector.
             train_box_source: with a detector, "file" adds labelled proposals from the file to the
                 training ROIs; "gt" and "detector" do not (the model adds online detections).
+            max_size: longer side at most this (0 = no limit), see :class:`ResizeShortSide`.
             proposals_from_gt: test only: ``"proposals"`` = the ground-truth boxes (score 1) and
                 ``"box_source"`` = "file" (the ground-truth-box upper-bound evaluation).
         """
@@ -139,7 +147,7 @@ class ClipDatasetMapper:
         self.fps = float(fps)
         self.pad_to_square = pad_to_square
         self.box_jitter = box_jitter if is_train else 0.0
-        augs: List[T.Augmentation] = [ResizeShortSide(short_side)]
+        augs: List[T.Augmentation] = [ResizeShortSide(short_side, max_size)]
         if is_train and flip_prob > 0:
             augs.append(T.RandomFlip(prob=flip_prob, horizontal=True, vertical=False))
         self.augmentations = T.AugmentationList(augs)
@@ -175,6 +183,7 @@ class ClipDatasetMapper:
             "sampling_rate": clip.SAMPLING_RATE,
             "fps": clip.FPS,
             "short_side": clip.SHORT_SIDE,
+            "max_size": clip.get("MAX_SIZE", 0),
             "pad_to_square": clip.PAD_TO_SQUARE,
             "flip_prob": clip.FLIP_PROB,
             "box_jitter": clip.BOX_JITTER,

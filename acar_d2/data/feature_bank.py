@@ -70,6 +70,10 @@ def bank_compat_keys(cfg, kind: str) -> Dict[str, object]:
     }
     if sf.RES5_STRIDE:  # recorded only when set, so banks written before the key stay valid
         keys["MODEL.SLOWFAST.RES5_STRIDE"] = sf.RES5_STRIDE
+    if clip.get("MAX_SIZE", 0):  # likewise (VideoMAE pipeline)
+        keys["INPUT.CLIP.MAX_SIZE"] = clip.MAX_SIZE
+    if cfg.MODEL.BACKBONE.NAME == "build_videomae_backbone":
+        keys["MODEL.VIDEOMAE.EMBED_DIM"] = cfg.MODEL.VIDEOMAE.EMBED_DIM
     if kind == "acfb":
         keys.update({"MODEL.ACTION_HEAD.HIDDEN_DIM": head.HIDDEN_DIM,
                      "MODEL.ACTION_HEAD.DOWNSAMPLE": head.DOWNSAMPLE})

@@ -15,7 +15,8 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
 * refusals (docs/SAFETY.md): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
   run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
-The optimizer and LR schedule are detectron2's: SGD (``SOLVER.NESTEROV``) and
+The optimizer and LR schedule are detectron2's (``SOLVER.OPTIMIZER "AdamW"``: AdamW with layer-wise
+LR decay, the VideoMAE recipe, ``engine/optimizer.py``): SGD (``SOLVER.NESTEROV``) and
 ``WarmupMultiStepLR``, which with ``WARMUP_METHOD: linear`` ramps the LR linearly from
 ``BASE_LR * WARMUP_FACTOR`` to ``BASE_LR`` exactly like the official ACAR-Net ``StepLRScheduler``
 ramps from ``base_lr`` to ``warmup_lr`` (see ``configs/Base-AVA.yaml`` for the numbers).
@@ -43,6 +44,7 @@ from ..config import person_detector_config
 from ..data.build import build_clip_mapper, build_clip_test_loader, build_clip_train_loader
 from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
+from .optimizer import OPTIMIZERS, build_adamw_optimizer
 from .resume import (
     capture_rng_state,
     check_output_dir,
@@ -119,6 +121,16 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     # ---------------------------------------------------------------- builders
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """``SOLVER.OPTIMIZER``: "SGD" (detectron2's) or "AdamW" (layer-wise LR decay, acar_d2/engine/optimizer.py)."""
+        name = cfg.SOLVER.get("OPTIMIZER", "SGD")
+        if name not in OPTIMIZERS:
+            raise ValueError(f"SOLVER.OPTIMIZER must be one of {OPTIMIZERS}, got {name!r}")
+        if name == "AdamW":
+            return build_adamw_optimizer(cfg, model)
+        return super().build_optimizer(cfg, model)
+
     @classmethod
     def build_checkpointer(
         cls, cfg: CfgNode, model: torch.nn.Module, purpose: str = "train", **checkpointables

@@ -9,6 +9,8 @@ Three kinds of weight files:
   folder (``acar_d2.model_zoo.zoo_dir()``) and recognised there;
 * PySlowFast's AVA models: stable https URLs of PySlowFast's ``MODEL_ZOO.md`` ("AVA" table),
   downloaded once into detectron2's cache (iopath);
+* VideoMAE's AVA models (MCG-NJU/VideoMAE-Action-Detection ``MODEL_ZOO.md``): Google-Drive files,
+  downloaded by hand like ACAR-Net's (``videomae/<entry name>.pth`` in the zoo folder);
 * detectron2's COCO Faster R-CNN R50-FPN 3x, the person detector of the demo configs
   (``detectron2://`` URL; detectron2's file names carry the file's md5 prefix).
 """
@@ -147,6 +149,40 @@ _ENTRIES = [
         detector=COCO_PERSON_DETECTOR,
     ),
 ]
+
+VIDEOMAE_ZOO = "https://github.com/MCG-NJU/VideoMAE-Action-Detection/blob/main/MODEL_ZOO.md"
+# Their MODEL_ZOO.md: (ViT size, with K400 labels) -> (AVA checkpoint's Drive file or, where the
+# table links none, the table itself; published AVA v2.2 mAP).
+_VIDEOMAE_FILES = {
+    ("S", False): ("https://drive.google.com/file/d/1gFJ8NnPPinpDO_caBg4CXR6fTDPOCVw_", "22.5"),
+    ("S", True): ("https://drive.google.com/file/d/1b9Lp64IF8vjhh19mjDdyoSSiZk6cFfKb", "28.4"),
+    ("B", False): ("https://drive.google.com/file/d/19OG6aW-JKYtcgNiBLE4VXD6oAKAfklCB", "26.7"),
+    ("B", True): ("https://drive.google.com/file/d/1-YgaSSM9xWc4V_HjVG-FH0LMA6KV-Qdh", "31.8"),
+    ("L", False): (VIDEOMAE_ZOO, "34.3"),
+    ("L", True): (VIDEOMAE_ZOO, "37.0"),
+    ("H", False): (VIDEOMAE_ZOO, "36.5"),
+    ("H", True): (VIDEOMAE_ZOO, "39.5"),
+}
+
+
+def _videomae(size: str, k400_labels: bool) -> ZooEntry:
+    tag = "k400_mae_ft" if k400_labels else "k400_mae"
+    name = f"ava_videomae_vit_{size.lower()}_{tag}"
+    leaf = f"videomae_VIT_{size}_{tag}_16x4_ava_v2.2"
+    source, published = _VIDEOMAE_FILES[(size, k400_labels)]
+    return ZooEntry(
+        name=name,
+        config=f"VideoMAE/{leaf}.yaml",
+        demo_config=f"Demo/{leaf}_coco_faster_rcnn.yaml",
+        weights=WeightFile(filename=f"videomae/{name}.pth", manual_from=source),
+        backbone=f"VideoMAE ViT-{size} 16x4 (K400 MAE{' + K400 labels' if k400_labels else ''})",
+        head="VideoMAE linear", dataset="AVA v2.2",
+        published_map=f"{published}, AVA v2.2 val",
+        detector=COCO_PERSON_DETECTOR,
+    )
+
+
+_ENTRIES += [_videomae(size, labels) for size in "SBLH" for labels in (False, True)]
 
 ZOO_ENTRIES: Dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
 

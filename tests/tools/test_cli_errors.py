@@ -152,7 +152,7 @@ def test_bad_file_gives_one_line(case, bad, tmp_path, capsys, monkeypatch):
 
 
 def test_evaluator_one_line(bad, capsys):
-    from acar_ava_eval import main
+    from ava_eval.cli import main
 
     code = main(["-g", bad["gt.csv"], "-d", bad["six_columns.csv"], "-l", bad["labels.pbtxt"]])
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""SlowFast and SlowOnly video backbones (registered in detectron2's BACKBONE_REGISTRY) and its layers."""
+"""SlowFast, SlowOnly and VideoMAE ViT video backbones (registered in detectron2's BACKBONE_REGISTRY) and its layers."""
 from .norm import (
     NORMS,
     FrozenBatchNorm3d,
@@ -9,6 +9,7 @@ from .norm import (
 from .nonlocal_block import NonLocalBlock3d
 from .slowfast import SlowFast, build_slowfast_backbone, pick_slow_frame_indices
 from .slowonly import SlowOnly, build_slowonly_backbone
+from .videomae import VideoMAE, build_videomae_backbone
 
 __all__ = [
     "NORMS",
@@ -22,4 +23,6 @@ __all__ = [
     "SlowOnly",
     "build_slowonly_backbone",
     "pick_slow_frame_indices",
+    "VideoMAE",
+    "build_videomae_backbone",
 ]

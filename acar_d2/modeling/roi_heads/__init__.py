@@ -4,7 +4,7 @@ Action ROI heads (ROI_HEADS_REGISTRY; feature-bank heads ACFB / LFB included), H
 
 One pattern: a file ``<family>_heads.py`` holds the ``<Name>ROIHeads`` classes of one family
 (``action_heads.py`` their base ``ActionROIHeads``; ``baseline_heads.py``, ``relation_heads.py``,
-``acar_heads.py``, ``feature_bank_heads.py``, ``pyslowfast_heads.py`` the registered heads); the other files are operators
+``acar_heads.py``, ``feature_bank_heads.py``, ``pyslowfast_heads.py``, ``videomae_heads.py`` the registered heads); the other files are operators
 and helpers the heads use, not heads (``hr2o.py``, ``bank_attention.py``, ``layout.py``,
 ``loss.py``). tests/test_naming.py checks the registered ones.
 """
@@ -17,6 +17,7 @@ from .loss import action_probabilities, global_box_weight, pose_softmax_bce_loss
 from .relation_heads import ActorActorROIHeads, ActorContextROIHeads
 from .relation_maps import RelationRecord, record_relations
 from .pyslowfast_heads import PySlowFastROIHeads
+from .videomae_heads import VideoMAEROIHeads
 
 __all__ = [
     "ActionROIHeads",
@@ -37,4 +38,5 @@ __all__ = [
     "record_relations",
     "RelationRecord",
     "PySlowFastROIHeads",
+    "VideoMAEROIHeads",
 ]
