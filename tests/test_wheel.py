@@ -173,4 +173,5 @@ def test_installed_command_scores_the_golden_case(installed, tmp_path):
                              capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
                              env=_clean_env())
         assert bad.returncode == 2, (name, bad.returncode)
-        assert bad.stderr.strip() == "error: --groundtruth: file not found: missing.csv", bad.stderr
+        assert bad.stderr.strip() == ("acar-ava-eval: error: --groundtruth: file not found: "
+                                      "missing.csv"), bad.stderr

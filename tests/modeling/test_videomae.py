@@ -301,19 +301,23 @@ def test_real_size_vit_s_has_the_official_parameters():
 
 
 def test_zoo_file_missing_says_where_to_put_it(tmp_path, monkeypatch):
+    from detectron2.utils.file_io import PathManager
+
     from acar_d2 import model_zoo
     from acar_d2.model_zoo import WeightsNotFoundError
 
     monkeypatch.setenv("ACAR_MODEL_ZOO", str(tmp_path))
     for name, link in [("ava_videomae_vit_b_k400_mae_ft", "drive.google.com/file/d/1-YgaSSM9xWc4V_HjVG-FH0LMA6KV-Qdh"),
                        ("ava_videomae_vit_h_k400_mae", "VideoMAE-Action-Detection/blob/main/MODEL_ZOO.md")]:
+        url = model_zoo.get_config(name, trained=True).MODEL.WEIGHTS
+        assert url == f"acar_d2://videomae/{name}.pth"  # named, not read (resolved at load time)
         with pytest.raises(WeightsNotFoundError) as e:
-            model_zoo.get_config(name)
+            PathManager.get_local_path(url)
         target = tmp_path / "videomae" / f"{name}.pth"
         assert str(target) in str(e.value) and link in str(e.value), str(e.value)
     target.parent.mkdir(exist_ok=True)
     target.write_bytes(b"x")
-    assert model_zoo.get_config("ava_videomae_vit_h_k400_mae").MODEL.WEIGHTS == str(target)
+    assert PathManager.get_local_path(url) == str(target)
 
 
 def test_demo_annotates_a_video_with_a_videomae_entry(tmp_path, monkeypatch):
@@ -368,4 +372,4 @@ def test_demo_annotates_a_video_with_a_videomae_entry(tmp_path, monkeypatch):
     assert doc["complete"] is True and len(doc["key_frames"]) == 2, doc.get("error")
     actors = [a for kf in doc["key_frames"] for a in kf["actors"]]
     assert actors and all(len(a["scores"]) == 60 and a["person_score"] >= 0.8 for a in actors), actors[:1]
-    assert doc["model"]["weights"] == str(zoo / "videomae" / f"{name}.pth")
+    assert doc["model"]["weights"] == f"acar_d2://videomae/{name}.pth"
