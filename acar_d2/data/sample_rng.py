@@ -17,17 +17,35 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["derived_seeds", "seeded_rng", "PositionSeededDataset"]
+__all__ = ["derived_seeds", "seed_generators", "seeded_rng", "PositionSeededDataset"]
+
+# First key after the seed, so that per-sample and per-step seeds never coincide.
+SAMPLE_DOMAIN, STEP_DOMAIN = 0, 1
 
 
 def derived_seeds(*keys: int) -> np.ndarray:
     """
     Four uint32 words from NumPy's ``SeedSequence`` of ``keys`` (non-negative ints): well-mixed
-    seeds, distinct for distinct keys, e.g. ``derived_seeds(seed, 0, position)``.
+    seeds, distinct for distinct keys, e.g. ``derived_seeds(seed, SAMPLE_DOMAIN, position)``.
     """
     if any(int(k) < 0 for k in keys):
         raise ValueError(f"seed keys must be non-negative, got {keys}")
     return np.random.SeedSequence([int(k) for k in keys]).generate_state(4, dtype=np.uint32)
+
+
+def seed_generators(*keys: int, cuda: bool = False) -> None:
+    """
+    Seed Python's ``random``, NumPy's global generator and torch's CPU generator (with ``cuda``,
+    through ``torch.manual_seed``, every CUDA device's too) from ``keys`` (:func:`derived_seeds`).
+    """
+    words = derived_seeds(*keys)
+    random.seed(int(words[0]) << 32 | int(words[1]))
+    np.random.seed(words)
+    torch_seed = int(words[2]) << 32 | int(words[3])
+    if cuda:
+        torch.manual_seed(torch_seed)
+    else:
+        torch.random.default_generator.manual_seed(torch_seed)
 
 
 @contextlib.contextmanager
@@ -38,11 +56,8 @@ def seeded_rng(*keys: int) -> Iterator[None]:
     so code around the block (e.g. dropout in a ``NUM_WORKERS 0`` main process) keeps its own
     stream. CUDA generators are not touched.
     """
-    words = derived_seeds(*keys)
     saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(int(words[0]) << 32 | int(words[1]))
-    np.random.seed(words)
-    torch.random.default_generator.manual_seed(int(words[2]) << 32 | int(words[3]))
+    seed_generators(*keys)
     try:
         yield
     finally:
@@ -55,13 +70,10 @@ class PositionSeededDataset(Dataset):
     """
     A map-style dataset read with ``(index, position)`` keys (``ResumableTrainingSampler(...,
     with_positions=True)``): ``dataset[key]`` maps item ``index`` with ``mapper`` inside
-    ``seeded_rng(seed, 0, position)``. It replaces detectron2's ``MapDataset`` in the training
+    ``seeded_rng(seed, SAMPLE_DOMAIN, position)``. It replaces detectron2's ``MapDataset`` in the training
     loader; unlike it, a mapper returning None is an error (a random replacement would not be
     reproducible).
     """
-
-    # Domain of the seed keys: 0 = per-sample mapping; the trainer's per-step seeds use 1.
-    _DOMAIN = 0
 
     def __init__(self, dataset: Sequence[dict], mapper: Callable[[dict], dict], seed: int):
         """
@@ -80,7 +92,7 @@ class PositionSeededDataset(Dataset):
 
     def __getitem__(self, key: Tuple[int, int]) -> dict:
         index, position = key
-        with seeded_rng(self.seed, self._DOMAIN, position):
+        with seeded_rng(self.seed, SAMPLE_DOMAIN, position):
             out = self.mapper(self.dataset[index])
         if out is None:
             raise ValueError(f"training mapper returned None for dataset item {index}")

@@ -27,7 +27,7 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..data.sample_rng import derived_seeds
+from ..data.sample_rng import STEP_DOMAIN, seed_generators
 
 __all__ = [
     "StepSeeder",
@@ -128,15 +128,9 @@ class StepSeeder(HookBase):
     of a multi-process run draw exactly what the uninterrupted run drew. Register it first.
     """
 
-    # Domain of the seed keys: 1 = per-step; the per-sample mapping draws use 0 (sample_rng).
-    _DOMAIN = 1
-
     def before_step(self) -> None:
-        words = derived_seeds(self.trainer.data_seed, self._DOMAIN, self.trainer.iter,
-                              comm.get_rank())
-        random.seed(int(words[0]) << 32 | int(words[1]))
-        np.random.seed(words)
-        torch.manual_seed(int(words[2]) << 32 | int(words[3]))
+        seed_generators(self.trainer.data_seed, STEP_DOMAIN, self.trainer.iter, comm.get_rank(),
+                        cuda=True)
 
 
 # ---------------------------------------------------------------- the output folder of a run
