@@ -212,3 +212,28 @@ def test_train_loader_stream_is_independent_of_workers_and_start(tiny_world, tmp
     flipped = sum(not torch.equal(a[2], b[2]) for a, b in clips)
     assert 0 < flipped < len(clips), (flipped, len(clips))
     assert any(not torch.equal(a[3], b[3]) for a, b in clips)
+
+
+def test_step_seeder_keys_dropout_by_seed_iteration_and_rank(monkeypatch):
+    from types import SimpleNamespace
+
+    from detectron2.utils import comm
+
+    from acar_d2.engine.resume import StepSeeder
+
+    hook = StepSeeder()
+    dropout = torch.nn.Dropout(0.5)
+
+    def mask(seed, iteration, rank, history=1):
+        monkeypatch.setattr(comm, "get_rank", lambda: rank)
+        hook.trainer = SimpleNamespace(data_seed=seed, iter=iteration)
+        _scramble_generators()
+        random.random(), np.random.rand(history), torch.rand(history)  # drawn before the step
+        hook.before_step()
+        return dropout(torch.ones(64)), _draws()
+
+    m, draws = mask(3, 10, 0)
+    again, draws_again = mask(3, 10, 0, history=7)
+    assert torch.equal(m, again) and draws == draws_again
+    for other in ((3, 11, 0), (3, 10, 1), (4, 10, 0)):
+        assert not torch.equal(m, mask(*other)[0]), other
