@@ -246,7 +246,8 @@ def add_solver_config(cfg: CN) -> None:
     """
     _C = cfg
     # Save the Python / NumPy / torch (and CUDA) RNG states in every checkpoint and restore them on
-    # --resume, so that dropout and main-process augmentation continue the interrupted stream.
+    # --resume. Exactness does not rest on them: each clip's draws are seeded by its stream position
+    # (acar_d2/data/sample_rng.py) and each step's by (seed, iteration, rank) (engine StepSeeder).
     _C.SOLVER.CHECKPOINT_RNG_STATE = True
     # On --resume, start the training sampler where the interrupted run stopped (skip the
     # start_iter * batch indices already consumed) instead of replaying the stream from its start.

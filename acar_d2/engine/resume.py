@@ -4,8 +4,12 @@ same stream: the random-number-generator states and the position in the training
 
 detectron2's checkpoint holds the model, the optimizer, the scheduler and the iteration; its
 ``TrainingSampler`` restarts its stream from the beginning and the RNGs restart from the seed.
-``capture_rng_state`` / ``restore_rng_state`` and ``acar_d2.data.samplers.ResumableTrainingSampler``
-close that gap.
+``acar_d2.data.samplers.ResumableTrainingSampler`` continues the stream; the random draws are
+keyed by position, not by process history: each clip's by its place in the stream
+(``acar_d2.data.sample_rng``, in the loader workers) and each step's (dropout) by
+``StepSeeder``: (seed, iteration, rank). So a resumed run draws what the interrupted one would
+have, with any number of loader workers and on every rank. ``capture_rng_state`` /
+``restore_rng_state`` also carry the generator states across (``SOLVER.CHECKPOINT_RNG_STATE``).
 
 The output folder of a run: ``check_output_dir`` refuses to start a new run over a finished or
 interrupted one unless asked (``set_aside_previous_run`` then keeps the old metrics), and
@@ -20,8 +24,13 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+from ..data.sample_rng import STEP_DOMAIN, seed_generators
 
 __all__ = [
+    "StepSeeder",
     "capture_rng_state",
     "restore_rng_state",
     "finished_run_files",
@@ -108,6 +117,20 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         if len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StepSeeder(HookBase):
+    """
+    Before every training step, seed Python's ``random``, NumPy's global generator and torch's
+    generators (CPU and every CUDA device) from (``trainer.data_seed``, iteration, rank), as
+    fairseq seeds each update: the step's dropout masks then depend on nothing but these three
+    numbers, so a resumed run, a run whose evaluation drew numbers between steps, and each rank
+    of a multi-process run draw exactly what the uninterrupted run drew. Register it first.
+    """
+
+    def before_step(self) -> None:
+        seed_generators(self.trainer.data_seed, STEP_DOMAIN, self.trainer.iter, comm.get_rank(),
+                        cuda=True)
 
 
 # ---------------------------------------------------------------- the output folder of a run

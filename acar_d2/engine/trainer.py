@@ -8,10 +8,11 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
   ``acar_d2.data.build_clip_test_loader``) and the ``AVAEvaluator`` (frame-mAP@0.5);
 * ``ACARCheckpointer``, which also reads official ACAR-Net / PySlowFast files (``MODEL.WEIGHTS``);
 * DistributedDataParallel without ``device_ids`` on CPU (gloo), where detectron2 would pass one;
-* ``--resume`` continues the same stream: the checkpoint additionally holds the RNG states and the
-  sampler seed, and the training sampler skips the clips already consumed
-  (``SOLVER.CHECKPOINT_RNG_STATE``, ``SOLVER.RESUME_DATA_POSITION``); ``metrics.json`` keeps
-  each iteration once;
+* ``--resume`` continues the same stream exactly, with any ``DATALOADER.NUM_WORKERS`` and on every
+  rank: the checkpoint additionally holds the sampler seed (and the RNG states), the training
+  sampler skips the clips already consumed (``SOLVER.RESUME_DATA_POSITION``), each clip's random
+  draws are seeded by its position in the stream and each step's (dropout) by (seed, iteration,
+  rank) (``StepSeeder``); ``metrics.json`` keeps each iteration once;
 * refusals (docs/SAFETY.md): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
   run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
@@ -46,6 +47,7 @@ from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
 from .optimizer import OPTIMIZERS, build_adamw_optimizer
 from .resume import (
+    StepSeeder,
     capture_rng_state,
     check_output_dir,
     drop_metrics_from,
@@ -211,6 +213,7 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self) -> List[HookBase]:
         """
+        ``StepSeeder`` (each step's random draws keyed by seed, iteration and rank), then
         detectron2's default hooks minus PreciseBN: iteration timer, LR scheduler, periodic
         checkpointer (main process), evaluation every ``TEST.EVAL_PERIOD`` and at the end, and the
         console / ``metrics.json`` / TensorBoard writers every ``SOLVER.LOG_PERIOD`` iterations.
@@ -220,7 +223,7 @@ class Trainer(DefaultTrainer):
         # with frozen BN, "freeze_bn: True" in every official config), so it is refused.
         if cfg.TEST.PRECISE_BN.ENABLED:
             raise ValueError("TEST.PRECISE_BN.ENABLED is not supported: the backbone BN is frozen")
-        ret: List[HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        ret: List[HookBase] = [StepSeeder(), hooks.IterationTimer(), hooks.LRScheduler()]
         if comm.is_main_process():
             ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
 

@@ -140,3 +140,100 @@ def test_trainer_checkpoint_loads_with_plain_detectron2_and_resumes_rng_streams(
     got = _draws()
     for name, a, b in zip(("python", "numpy", "torch"), got, uninterrupted):
         assert a == b, (name, a, b)
+
+
+def test_sampler_positions_are_places_in_the_stream_of_all_ranks(monkeypatch):
+    from detectron2.utils import comm
+
+    full = list(itertools.islice(iter(ResumableTrainingSampler(7, seed=3)), 40))
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    for rank in (0, 1):
+        monkeypatch.setattr(comm, "get_rank", lambda rank=rank: rank)
+        keys = list(itertools.islice(
+            iter(ResumableTrainingSampler(7, seed=3, start_index=4, with_positions=True)), 10))
+        positions = [p for _, p in keys]
+        assert positions == [2 * i + rank for i in range(4, 14)], (rank, positions)
+        assert [index for index, _ in keys] == [full[p] for p in positions], (rank, keys)
+
+
+def test_seeded_rng_depends_on_keys_only_and_restores_outer_streams():
+    from acar_d2.data.sample_rng import seeded_rng
+
+    def inner():
+        return (random.random(), float(np.random.rand()), float(torch.rand(())))
+
+    _scramble_generators()
+    with seeded_rng(5, 0, 17):
+        first = inner()
+    after = _draws()
+    _scramble_generators()
+    np.random.rand(3), torch.rand(2)  # another history
+    with seeded_rng(5, 0, 17):
+        second = inner()
+    with seeded_rng(5, 0, 18):
+        other = inner()
+    assert first == second and all(a != b for a, b in zip(first, other)), (first, second, other)
+    _scramble_generators()
+    with seeded_rng(5, 0, 17):
+        inner()
+    assert _draws() == after  # the block left the process's generators where they were
+    with pytest.raises(ValueError, match="non-negative"):
+        seeded_rng(-1, 0, 0).__enter__()
+
+
+def _loader_batches(cfg, num_workers: int, start_iter: int, num_batches: int) -> list:
+    """(clip, gt_boxes) of the first batches of the training loader: flips and jitter show."""
+    cfg = cfg.clone()
+    cfg.DATALOADER.NUM_WORKERS = num_workers
+    loader = Trainer.build_train_loader(cfg, seed=cfg.SEED, start_iter=start_iter)
+    out = []
+    for batch in itertools.islice(iter(loader), num_batches):
+        out.append([(d["video_id"], d["timestamp"], d["clip"], d["instances"].gt_boxes.tensor)
+                    for d in batch])
+    return out
+
+
+def test_train_loader_stream_is_independent_of_workers_and_start(tiny_world, tmp_path):
+    cfg = tiny_cfg(tmp_path, ["SOLVER.IMS_PER_BATCH", "2"])
+    assert cfg.INPUT.CLIP.FLIP_PROB > 0 and cfg.INPUT.CLIP.BOX_JITTER > 0
+    reference = _loader_batches(cfg, 0, 0, 6)
+    for workers, start in ((2, 0), (2, 3), (1, 5), (0, 2)):
+        got = _loader_batches(cfg, workers, start, 6 - start)
+        for it, (a_batch, b_batch) in enumerate(zip(got, reference[start:]), start):
+            for a, b in zip(a_batch, b_batch):
+                assert a[:2] == b[:2], (workers, start, it, a[:2], b[:2])
+                assert torch.equal(a[2], b[2]) and torch.equal(a[3], b[3]), (workers, start, it)
+    # The draws vary along the stream: against the same stream without augmentation, some clips
+    # (not all) are flipped, and box jitter moved the boxes.
+    plain = tiny_cfg(tmp_path, ["SOLVER.IMS_PER_BATCH", "2", "INPUT.CLIP.FLIP_PROB", "0.0",
+                                "INPUT.CLIP.BOX_JITTER", "0.0"])
+    clips = [(a, b) for ab, bb in zip(reference, _loader_batches(plain, 0, 0, 6)) for a, b in zip(ab, bb)]
+    assert all(a[:2] == b[:2] for a, b in clips)
+    flipped = sum(not torch.equal(a[2], b[2]) for a, b in clips)
+    assert 0 < flipped < len(clips), (flipped, len(clips))
+    assert any(not torch.equal(a[3], b[3]) for a, b in clips)
+
+
+def test_step_seeder_keys_dropout_by_seed_iteration_and_rank(monkeypatch):
+    from types import SimpleNamespace
+
+    from detectron2.utils import comm
+
+    from acar_d2.engine.resume import StepSeeder
+
+    hook = StepSeeder()
+    dropout = torch.nn.Dropout(0.5)
+
+    def mask(seed, iteration, rank, history=1):
+        monkeypatch.setattr(comm, "get_rank", lambda: rank)
+        hook.trainer = SimpleNamespace(data_seed=seed, iter=iteration)
+        _scramble_generators()
+        random.random(), np.random.rand(history), torch.rand(history)  # drawn before the step
+        hook.before_step()
+        return dropout(torch.ones(64)), _draws()
+
+    m, draws = mask(3, 10, 0)
+    again, draws_again = mask(3, 10, 0, history=7)
+    assert torch.equal(m, again) and draws == draws_again
+    for other in ((3, 11, 0), (3, 10, 1), (4, 10, 0)):
+        assert not torch.equal(m, mask(*other)[0]), other
