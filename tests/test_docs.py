@@ -37,6 +37,21 @@ def test_no_package_file_over_450_lines():
     assert not long, f"split by concern: {long}"
 
 
+def test_no_package_function_over_80_lines():
+    """A function (docstring and signature included) fits on a screen and a half: longer ones
+    are cut into named steps (``StandardROIHeads.forward`` -> ``_forward_box`` ...)."""
+    import ast
+
+    long = []
+    for p in sorted((REPO / "acar_d2").rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long.append(f"{p.relative_to(REPO)}:{node.lineno} {node.name}: {n} lines")
+    assert not long, "cut into named steps:\n" + "\n".join(long)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(page):
     broken = []

@@ -171,3 +171,44 @@ def test_engine_video_modules_are_layered():
             if ENGINE_VIDEO_LAYERS.index(target) >= ENGINE_VIDEO_LAYERS.index(importer):
                 bad.append(f"{path.relative_to(REPO)}:{line}: {importer} -> {target}")
     assert not bad, "engine video modules import upward:\n" + "\n".join(bad)
+
+
+def _module_cycles(edges):
+    """The import cycles of a graph ``{module: {imported modules}}`` (each once, as a sorted list)."""
+    cycles, state = set(), {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.add(tuple(sorted(path[path.index(nxt):])))
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    return sorted(cycles)
+
+
+def test_no_import_cycle_between_modules():
+    """No two modules of acar_d2 import each other, directly or around a circle (imports inside
+    functions included: a lazy import hides a circle, it does not remove it). Package
+    ``__init__`` files, which re-export their children, are left out."""
+    edges = {}
+    for path, importer, target, _ in import_edges():
+        if path.name == "__init__.py" or not target.startswith("acar_d2."):
+            continue
+        file = REPO.joinpath(*target.split(".")).with_suffix(".py")
+        if file.is_file():
+            edges.setdefault(importer, set()).add(target)
+    cycles = _module_cycles(edges)
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _module_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b", "c")]
+    assert _module_cycles({"scene": {"relation_rows"}, "relation_rows": {"scene"}}) == [
+        ("relation_rows", "scene")]
+    assert _module_cycles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []

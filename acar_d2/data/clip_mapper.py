@@ -354,26 +354,43 @@ class ClipDatasetMapper:
             self._add_detector_inputs(out, key_frame, transforms, gt_boxes, anns, where)
 
         if self.is_train:
-            gt_t = torch.as_tensor(transforms.apply_box(gt_boxes), dtype=torch.float32)
-            rois, actions = assign_training_rois(
-                gt_t.reshape(-1, 4),
-                self._multi_hot(anns, where),
-                prop_boxes_t.tensor,
-                proposals.scores,
-                self.train_proposal_score_thresh,
-                self.train_proposal_iou_thresh,
-            )
-            if self.box_jitter > 0 and len(rois):
-                rois = torch.as_tensor(
-                    jitter_boxes(rois.numpy(), self.box_jitter, np.random), dtype=torch.float32
-                )
-            roi_boxes = Boxes(rois)
-            roi_boxes.clip((h, w))
-            # A ROI with nothing left inside the frame carries no signal (official: dropped).
-            nonempty = roi_boxes.nonempty()
-            instances = Instances(size)
-            instances.gt_boxes = roi_boxes[nonempty]
-            instances.gt_actions = actions[nonempty]
-            out["instances"] = instances
+            out["instances"] = self._training_instances(
+                transforms.apply_box(gt_boxes), anns, prop_boxes_t.tensor, proposals.scores,
+                (h, w), size, where)
         return out
+
+    def _training_instances(self, gt_boxes: np.ndarray, anns: List[dict],
+                            prop_boxes: torch.Tensor, prop_scores: torch.Tensor,
+                            valid: Tuple[int, int], size: Tuple[int, int], where: str) -> Instances:
+        """
+        The training ROIs: ground truth + labelled high-score proposals, jittered and clipped to
+        the valid (unpadded) clip.
+
+        Args:
+            gt_boxes: (G, 4) ground-truth boxes in clip px; anns: their annotations.
+            prop_boxes, prop_scores: (P, 4) proposals in clip px and their (P,) scores.
+            valid: (h, w) of the clip before padding; size: the padded clip size.
+        Returns:
+            Instances: ``gt_boxes`` (R, 4), ``gt_actions`` (R, K) multi-hot.
+        """
+        rois, actions = assign_training_rois(
+            torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4),
+            self._multi_hot(anns, where),
+            prop_boxes,
+            prop_scores,
+            self.train_proposal_score_thresh,
+            self.train_proposal_iou_thresh,
+        )
+        if self.box_jitter > 0 and len(rois):
+            rois = torch.as_tensor(
+                jitter_boxes(rois.numpy(), self.box_jitter, np.random), dtype=torch.float32
+            )
+        roi_boxes = Boxes(rois)
+        roi_boxes.clip(valid)
+        # A ROI with nothing left inside the frame carries no signal (official: dropped).
+        nonempty = roi_boxes.nonempty()
+        instances = Instances(size)
+        instances.gt_boxes = roi_boxes[nonempty]
+        instances.gt_actions = actions[nonempty]
+        return instances
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from acar_d2.data.synthetic import FPS, Person, Shot, render_frame, snapshot
-from acar_d2.data.synthetic.scene import (CLASSES, LEAVE_FRAME, LONG_RANGE_CLASS, sample_video,
-                                          world_classes)
+from acar_d2.data.synthetic.sampling import sample_video
+from acar_d2.data.synthetic.scene import CLASSES, LEAVE_FRAME, LONG_RANGE_CLASS, world_classes
 
 REPO = Path(__file__).resolve().parents[2]
 

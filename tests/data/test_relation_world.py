@@ -13,7 +13,8 @@ import numpy as np
 from acar_d2.data.synthetic import write_world
 from acar_d2.data.synthetic.render import person_box, render_frame
 from acar_d2.data.synthetic.relation_rows import ROI_RF_MARGIN, bus_seat_fracs
-from acar_d2.data.synthetic.scene import FPS, sample_video
+from acar_d2.data.synthetic.sampling import sample_video
+from acar_d2.data.synthetic.scene import FPS
 from acar_d2.data.synthetic.writer import EXCLUDE_P, snapshot, video_ids
 
 from .test_synthetic_world import _expected_labels

@@ -20,7 +20,7 @@ from acar_d2.checkpoint import load_person_detector_weights
 from acar_d2.config import load_detector_config
 from acar_d2.data.detection_utils import detector_image
 from acar_d2.data.synthetic.render import person_box, render_frame
-from acar_d2.data.synthetic.scene import sample_video
+from acar_d2.data.synthetic.sampling import sample_video
 from acar_d2.modeling.person_detector import (
     PERSON_DETECTOR_REGISTRY,
     PersonDetector,

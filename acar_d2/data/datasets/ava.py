@@ -111,13 +111,9 @@ def load_ava_instances(
     if proposals:
         # PySlowFast CSV, MMAction2 or ACAR-Net pickle (told apart by content)
         boxes_per_key = read_proposals(proposals)
-    excluded = read_exclusions(exclusions)
 
-    keys = list(persons.keys())
-    if include_proposal_only_frames:
-        seen = set(keys)
-        keys += sorted(k for k in boxes_per_key if k not in seen)
-    keys = [k for k in keys if k not in excluded]
+    keys = _key_frames(persons, boxes_per_key, read_exclusions(exclusions),
+                       include_proposal_only_frames)
 
     def frame_index(ts: int) -> int:
         return int(round((ts - first_second) * fps))
@@ -143,33 +139,48 @@ def load_ava_instances(
                 f"({src.frame_dir or src.video_file}); fix or remove the row (wrong fps or "
                 "first_second?), python tools/validate_dataset.py names its line"
             )
-        h, w = src.height, src.width
-        anns = [
-            {
-                "bbox": [p.box[0] * w, p.box[1] * h, p.box[2] * w, p.box[3] * h],
-                "bbox_mode": BoxMode.XYXY_ABS,
-                "action_ids": list(p.action_ids),
-                "person_id": p.person_id,
-            }
-            for p in persons.get((vid, ts), [])
-        ]
-        dicts.append(
-            {
-                "video_id": vid,
-                "timestamp": ts,
-                "frame_dir": src.frame_dir,
-                "frame_template": src.frame_template,
-                "video_file": src.video_file,
-                "fps": float(fps),
-                "key_frame_index": idx,
-                "num_frames": src.num_frames,
-                "height": h,
-                "width": w,
-                "annotations": anns,
-                "proposals": _proposals_abs(boxes_per_key.get((vid, ts)), h, w),
-            }
-        )
+        dicts.append(_key_frame_dict(vid, ts, src, idx, fps, persons.get((vid, ts), []),
+                                     boxes_per_key.get((vid, ts))))
     return dicts
+
+
+def _key_frames(persons: dict, boxes_per_key: dict, excluded, include_proposal_only: bool) -> list:
+    """The (video_id, timestamp) keys of a split: those with annotations, then (``include_proposal_only``)
+    those with proposals only, minus the excluded ones."""
+    keys = list(persons.keys())
+    if include_proposal_only:
+        seen = set(keys)
+        keys += sorted(k for k in boxes_per_key if k not in seen)
+    return [k for k in keys if k not in excluded]
+
+
+def _key_frame_dict(vid: str, ts: int, src, idx: int, fps: float, persons: list,
+                    boxes: Optional[np.ndarray]) -> dict:
+    """One dataset dict (docs/ARCHITECTURE.md "Dataset dicts"): boxes in key-frame px."""
+    h, w = src.height, src.width
+    anns = [
+        {
+            "bbox": [p.box[0] * w, p.box[1] * h, p.box[2] * w, p.box[3] * h],
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "action_ids": list(p.action_ids),
+            "person_id": p.person_id,
+        }
+        for p in persons
+    ]
+    return {
+        "video_id": vid,
+        "timestamp": ts,
+        "frame_dir": src.frame_dir,
+        "frame_template": src.frame_template,
+        "video_file": src.video_file,
+        "fps": float(fps),
+        "key_frame_index": idx,
+        "num_frames": src.num_frames,
+        "height": h,
+        "width": w,
+        "annotations": anns,
+        "proposals": _proposals_abs(boxes, h, w),
+    }
 
 
 class _ActionMetadata(Metadata):

@@ -8,7 +8,8 @@ with pose, person-object, person-person and two *indirect* (actor-context-actor)
 """
 from .render import person_box, render_frame
 from .rules import derive_labels, derive_relations
-from .scene import CLASSES, FPS, HEIGHT, WIDTH, Board, Person, Shot, Vehicle, sample_video
+from .sampling import sample_video
+from .scene import CLASSES, FPS, HEIGHT, WIDTH, Board, Person, Shot, Vehicle
 from .writer import format_stats, snapshot, video_ids, world_stats, write_world
 
 __all__ = [

@@ -1,5 +1,6 @@
 """
-Scene sampling and labelling rules of the synthetic "aca_world".
+The scene model of the synthetic "aca_world": persons, vehicles, boards, shots and the cell modules
+that place them (the sampling of whole shots and videos: :mod:`.sampling`).
 
 A video is a sequence of *shots*; each shot is a fixed layout of vehicles, boards and people on
 a 2 x 2 grid of cells (one *module* per cell: a vehicle with occupants, a board with audience, a
@@ -361,48 +362,3 @@ _MODULE_P = (0.32, 0.32, 0.16, 0.20)
 # Long-range option: a parting module in a quarter of the cells, the others scaled down.
 _MODULES_LR = _MODULES + (_parting_module,)
 _MODULE_P_LR = tuple(0.75 * p for p in _MODULE_P) + (0.25,)
-
-
-def sample_shot(rng: np.random.Generator, ids: _Ids, start: int, end: int,
-                long_range: bool = False, relation: bool = False) -> Shot:
-    """Sample one layout: a module per grid cell (2 rows x 2 columns); with ``relation``, each
-    row is a convoy, a board pair or two pair / solo cells (:mod:`.relation_rows`)."""
-    from .relation_rows import (REL_FACE_BOARD_DIST, board_pair_row, convoy_row,
-                                relation_row_kinds)
-
-    bg = tuple(int(c) for c in rng.integers(175, 225, size=3))
-    grounds = tuple(float(rng.integers(lo, hi + 1)) for lo, hi in ROW_GROUND)
-    shot = Shot(start, end, background=bg, grounds=grounds)
-    modules, probs = (_MODULES_LR, _MODULE_P_LR) if long_range else (_MODULES, _MODULE_P)
-    kinds = relation_row_kinds(rng) if relation else ("cells", "cells")
-    if relation:
-        shot.face_board_dist = REL_FACE_BOARD_DIST
-        # every ride / listen of the relation world is a far one: no vehicle or board cells
-        modules, probs = (_pair_module, _solo_module), (0.45, 0.55)
-    for row, kind in enumerate(kinds):
-        if kind != "cells":
-            row_fn = convoy_row if kind == "convoy" else board_pair_row
-            row_fn(rng, ids, grounds[row], shot, _new_person)
-            continue
-        for col in range(2):
-            module = modules[int(rng.choice(len(modules), p=probs))]
-            module(rng, ids, col * CELL_W, grounds[row], shot)
-    return shot
-
-
-def sample_video(seed: int, index: int, duration_s: int = 10, shot_s: int = 5,
-                 long_range: bool = False, relation: bool = False) -> list:
-    """
-    Sample the shots of one video; depends only on (seed, index), not on the world size.
-    ``long_range`` adds the parting module, ``relation`` the relation world's rows (the default
-    world is unchanged without them).
-
-    Returns:
-        list[Shot]: consecutive shots covering ``duration_s * FPS`` frames.
-    """
-    rng = np.random.default_rng([seed, index])
-    ids = _Ids()
-    n = duration_s * FPS
-    starts = list(range(0, n, shot_s * FPS))
-    return [sample_shot(rng, ids, s, min(s + shot_s * FPS, n), long_range, relation)
-            for s in starts]

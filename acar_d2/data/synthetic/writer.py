@@ -18,8 +18,9 @@ from PIL import Image
 from ..video_io import write_video
 from .render import person_box, render_frame
 from .rules import derive_labels, derive_relations
-from .scene import (CLASSES, FACE_BOARD_DIST, FPS, HEIGHT, WIDTH, Shot, person_state, sample_video, visible_persons,
-                    world_classes)
+from .sampling import sample_video
+from .scene import (CLASSES, FACE_BOARD_DIST, FPS, HEIGHT, WIDTH, Shot, person_state,
+                    visible_persons, world_classes)
 
 __all__ = ["snapshot", "write_world", "world_stats", "format_stats", "video_ids", "split_of"]
 
@@ -153,20 +154,9 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
     for index, vid in enumerate(splits["train"] + splits["val"]):
         split = split_of(vid, splits)
         shots = sample_video(seed, index, duration_s, shot_s, long_range, relation)
-        num_frames = duration_s * FPS
-        frame_dir = root / "frames" / vid
-        frame_dir.mkdir(parents=True, exist_ok=True)
-        frames = []
-        for k in range(num_frames):
-            arr = render_frame(_shot_at(shots, k), k)
-            frames.append(arr)
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, format="JPEG", quality=JPEG_QUALITY)
-            (frame_dir / f"{vid}_{k + 1:06d}.jpg").write_bytes(buf.getvalue())
-            frame_rows.setdefault(split, []).append(
-                (vid, splits[split].index(vid), k, f"{vid}/{vid}_{k + 1:06d}.jpg"))
-        if write_videos:
-            _write_mp4(root / "videos" / f"{vid}.mp4", frames)
+        rows = _write_video_frames(root, vid, shots, duration_s * FPS, write_videos)
+        frame_rows.setdefault(split, []).extend(
+            (vid, splits[split].index(vid), k, name) for k, name in rows)
         noise = np.random.default_rng([seed, index, 1])
         excluded = ([int(noise.integers(1, duration_s))] if noise.random() < EXCLUDE_P else [])
         excl.setdefault(split, []).extend((vid, t) for t in excluded)
@@ -199,6 +189,24 @@ def write_world(out: str, num_videos: int = 60, seed: int = 0, duration_s: int =
     with open(root / "world.json", "w") as f:
         json.dump(world, f, sort_keys=True, separators=(",", ":"))
     return world
+
+
+def _write_video_frames(root: Path, vid: str, shots: list, num_frames: int,
+                        write_videos: bool) -> list:
+    """Render one video: its JPEG frames (and mp4); returns ``(k, path below frames/)`` of each."""
+    frame_dir = root / "frames" / vid
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    frames, rows = [], []
+    for k in range(num_frames):
+        arr = render_frame(_shot_at(shots, k), k)
+        frames.append(arr)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=JPEG_QUALITY)
+        (frame_dir / f"{vid}_{k + 1:06d}.jpg").write_bytes(buf.getvalue())
+        rows.append((k, f"{vid}/{vid}_{k + 1:06d}.jpg"))
+    if write_videos:
+        _write_mp4(root / "videos" / f"{vid}.mp4", frames)
+    return rows
 
 
 def _write_csv(path: Path, rows: list) -> None:

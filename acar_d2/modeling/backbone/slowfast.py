@@ -93,27 +93,14 @@ class SlowFast(Backbone):
     """
 
     @configurable
-    def __init__(
-        self,
-        *,
-        depth: int = 50,
-        width: int = 64,
-        alpha: int = 4,
-        beta_inv: int = 8,
-        fusion_conv_channel_ratio: int = 2,
-        fusion_kernel_size: int = 7,
-        fusion_only_conv: bool = False,
-        slow_full_span: bool = True,
-        res5_dilation: int = 2,
-        res5_stride: int = 0,
-        nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
-        nonlocal_pool: Sequence[int] = (1, 2, 2),
-        nonlocal_instantiation: str = "softmax",
-        num_block_temp_kernel: Sequence[int] = (),
-        norm: str = "FrozenStatsBN",
-        out_features: Sequence[str] = ("slow", "fast"),
-        in_channels: int = 3,
-    ):
+    def __init__(self, *, depth: int = 50, width: int = 64, alpha: int = 4, beta_inv: int = 8,
+                 fusion_conv_channel_ratio: int = 2, fusion_kernel_size: int = 7,
+                 fusion_only_conv: bool = False, slow_full_span: bool = True,
+                 res5_dilation: int = 2, res5_stride: int = 0,
+                 nonlocal_locations: Sequence[Sequence[int]] = ((), (), (), ()),
+                 nonlocal_pool: Sequence[int] = (1, 2, 2), nonlocal_instantiation: str = "softmax",
+                 num_block_temp_kernel: Sequence[int] = (), norm: str = "FrozenStatsBN",
+                 out_features: Sequence[str] = ("slow", "fast"), in_channels: int = 3):
         """
         Args:
             depth (int): 10, 18, 50 or 101 (see ``STAGE_BLOCKS``).
@@ -144,23 +131,8 @@ class SlowFast(Backbone):
             in_channels (int): must be 3 (RGB clips).
         """
         super().__init__()
-        if depth not in STAGE_BLOCKS:
-            raise ValueError(f"SlowFast depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}")
-        if width % beta_inv != 0:
-            raise ValueError(f"width {width} must be divisible by beta_inv {beta_inv}")
-        if in_channels != 3:
-            raise ValueError(f"SlowFast expects 3 input channels (RGB), got {in_channels}")
-        if len(num_block_temp_kernel) not in (0, 4):
-            raise ValueError(
-                f"num_block_temp_kernel needs one count per stage res2..res5, got {list(num_block_temp_kernel)}"
-            )
-        if len(nonlocal_locations) != 4:
-            raise ValueError(
-                f"nonlocal_locations needs one list per stage res2..res5, got {nonlocal_locations}"
-            )
-        unknown = set(out_features) - {"slow", "fast"}
-        if unknown or not out_features:
-            raise ValueError(f"out_features must be a non-empty subset of slow/fast, got {out_features}")
+        _check_arguments(depth, width, beta_inv, in_channels, num_block_temp_kernel,
+                         nonlocal_locations, out_features)
         self.depth = depth
         self.alpha = alpha
         self.slow_full_span = slow_full_span
@@ -170,52 +142,26 @@ class SlowFast(Backbone):
         norm_layer: NormFactory = get_norm3d(norm)
         blocks = STAGE_BLOCKS[depth]
         fast_width = width // beta_inv
-        # channels entering each stage: previous output (stem or stage), plus the lateral on the
-        # slow side for res2..res5 (the lateral after res_s widens the input of res_{s+1}).
-        slow_out = [width] + [width * 4 * 2**s for s in range(4)]
-        fast_out = [fast_width] + [fast_width * 4 * 2**s for s in range(4)]
-        fuse_in = [fast_out[s] for s in range(4)]  # fast channels after stem, res2, res3, res4
-        fuse_out = [fi * fusion_conv_channel_ratio for fi in fuse_in]
+        slow_out, fast_out, fuse_in, fuse_out = _pathway_channels(width, fast_width,
+                                                                  fusion_conv_channel_ratio)
         slow_stage_in = [slow_out[s] + fuse_out[s] for s in range(4)]
 
+        shared = dict(stage_blocks=blocks, res5_dilation=res5_dilation, res5_stride=res5_stride,
+                      norm=norm_layer, num_temporal_blocks=num_block_temp_kernel)
         self.slow = Pathway(
-            stem_channels=width,
-            stage_in_channels=slow_stage_in,
-            stage_blocks=blocks,
-            stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL,
-            temporal_kernels=SLOW_TEMPORAL_KERNELS,
-            res5_dilation=res5_dilation,
-            res5_stride=res5_stride,
-            norm=norm_layer,
-            nonlocal_locations=nonlocal_locations,
-            nonlocal_pool=nonlocal_pool,
-            nonlocal_instantiation=nonlocal_instantiation,
-            num_temporal_blocks=num_block_temp_kernel,
-        )
+            stem_channels=width, stage_in_channels=slow_stage_in,
+            stem_temporal_kernel=SLOW_STEM_TEMPORAL_KERNEL, temporal_kernels=SLOW_TEMPORAL_KERNELS,
+            nonlocal_locations=nonlocal_locations, nonlocal_pool=nonlocal_pool,
+            nonlocal_instantiation=nonlocal_instantiation, **shared)
         self.fast = Pathway(
-            stem_channels=fast_width,
-            stage_in_channels=fast_out[:4],
-            stage_blocks=blocks,
-            stem_temporal_kernel=FAST_STEM_TEMPORAL_KERNEL,
-            temporal_kernels=FAST_TEMPORAL_KERNELS,
-            res5_dilation=res5_dilation,
-            res5_stride=res5_stride,
-            norm=norm_layer,
-            num_temporal_blocks=num_block_temp_kernel,
-        )
-        self.fuse = nn.ModuleDict(
-            {
-                src: LateralFusion(
-                    fuse_in[s],
-                    fuse_out[s],
-                    kernel_size=fusion_kernel_size,
-                    alpha=alpha,
-                    only_conv=fusion_only_conv,
-                    norm=norm_layer,
-                )
-                for s, src in enumerate(("stem", "res2", "res3", "res4"))
-            }
-        )
+            stem_channels=fast_width, stage_in_channels=fast_out[:4],
+            stem_temporal_kernel=FAST_STEM_TEMPORAL_KERNEL, temporal_kernels=FAST_TEMPORAL_KERNELS,
+            **shared)
+        self.fuse = nn.ModuleDict({
+            src: LateralFusion(fuse_in[s], fuse_out[s], kernel_size=fusion_kernel_size, alpha=alpha,
+                               only_conv=fusion_only_conv, norm=norm_layer)
+            for s, src in enumerate(("stem", "res2", "res3", "res4"))
+        })
         stride = res5_geometry(res5_dilation, res5_stride)[2]
         self._out_feature_channels = {"slow": slow_out[4], "fast": fast_out[4]}
         self._out_feature_strides = {"slow": stride, "fast": stride}
@@ -297,3 +243,41 @@ class SlowFast(Backbone):
 def build_slowfast_backbone(cfg, input_shape: ShapeSpec) -> SlowFast:
     """Build the SlowFast backbone from ``cfg.MODEL.SLOWFAST`` (see ``add_slowfast_config``)."""
     return SlowFast(cfg, input_shape)
+
+
+def _check_arguments(depth, width, beta_inv, in_channels, num_block_temp_kernel,
+                     nonlocal_locations, out_features) -> None:
+    """ValueError naming the argument of :class:`SlowFast` that cannot build a network."""
+    if depth not in STAGE_BLOCKS:
+        raise ValueError(f"SlowFast depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}")
+    if width % beta_inv != 0:
+        raise ValueError(f"width {width} must be divisible by beta_inv {beta_inv}")
+    if in_channels != 3:
+        raise ValueError(f"SlowFast expects 3 input channels (RGB), got {in_channels}")
+    if len(num_block_temp_kernel) not in (0, 4):
+        raise ValueError(
+            f"num_block_temp_kernel needs one count per stage res2..res5, got {list(num_block_temp_kernel)}"
+        )
+    if len(nonlocal_locations) != 4:
+        raise ValueError(
+            f"nonlocal_locations needs one list per stage res2..res5, got {nonlocal_locations}"
+        )
+    unknown = set(out_features) - {"slow", "fast"}
+    if unknown or not out_features:
+        raise ValueError(f"out_features must be a non-empty subset of slow/fast, got {out_features}")
+
+
+def _pathway_channels(width: int, fast_width: int, fusion_conv_channel_ratio: int):
+    """
+    Channels of the two pathways: outputs of the stem and res2..res5 (5 each), the fast channels
+    the laterals read after the stem, res2, res3, res4, and the channels they add to the slow
+    side (the lateral after res_s widens the input of res_{s+1}).
+
+    Returns:
+        (slow_out, fast_out, fuse_in, fuse_out): lists of 5, 5, 4, 4 ints.
+    """
+    slow_out = [width] + [width * 4 * 2**s for s in range(4)]
+    fast_out = [fast_width] + [fast_width * 4 * 2**s for s in range(4)]
+    fuse_in = [fast_out[s] for s in range(4)]
+    fuse_out = [fi * fusion_conv_channel_ratio for fi in fuse_in]
+    return slow_out, fast_out, fuse_in, fuse_out
