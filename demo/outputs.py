@@ -9,9 +9,8 @@ What the demo writes besides the annotated video.
   and scores with ``acar-ava-eval``.
 """
 import json
-import math
 import os
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 

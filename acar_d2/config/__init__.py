@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from detectron2.config import CfgNode as CN
-from detectron2.config import get_cfg
 
 __all__ = ["add_acar_config", "config_root", "load_detector_config",
            "resolve_detector_config_file", "person_detector_config"]

@@ -19,11 +19,9 @@ Coordinates are pixels of a ``WIDTH`` x ``HEIGHT`` frame, x to the right, y down
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
-
 __all__ = [
     "ClassSpec", "CLASSES", "POSES", "WIDTH", "HEIGHT", "FPS", "Person", "Vehicle", "Board",
-    "Shot", "sample_video", "person_state",
+    "Shot", "person_state",
     "LONG_RANGE_CLASS", "world_classes", "visible_persons",
 ]
 
