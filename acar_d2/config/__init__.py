@@ -244,9 +244,9 @@ def add_solver_config(cfg: CN) -> None:
     detectron2's own keys in ``configs/Base-AVA.yaml``; only what detectron2 lacks is added here.
     """
     _C = cfg
-    # Save the Python / NumPy / torch (and CUDA) RNG states in every checkpoint and restore them on
-    # --resume. Exactness does not rest on them: each clip's draws are seeded by its stream position
-    # (acar_d2/data/sample_rng.py) and each step's by (seed, iteration, rank) (engine StepSeeder).
+    # Save every rank's Python / NumPy / torch (and CUDA) RNG states in every checkpoint and restore
+    # them on --resume: the step's own draws (dropout) then continue exactly. Each clip's draws do
+    # not rest on them: they are seeded by the clip's stream position (acar_d2/data/sample_rng.py).
     _C.SOLVER.CHECKPOINT_RNG_STATE = True
     # On --resume, start the training sampler where the interrupted run stopped (skip the
     # start_iter * batch indices already consumed) instead of replaying the stream from its start.

@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 
 __all__ = ["derived_seeds", "seed_generators", "seeded_rng", "PositionSeededDataset"]
 
-# First key after the seed, so that per-sample and per-step seeds never coincide.
-SAMPLE_DOMAIN, STEP_DOMAIN = 0, 1
+# First key after the seed: the domain of per-sample seeds (another use of derived_seeds takes
+# another first key, so that its seeds never coincide with a sample's).
+SAMPLE_DOMAIN = 0
 
 
 def derived_seeds(*keys: int) -> np.ndarray:
@@ -33,19 +34,15 @@ def derived_seeds(*keys: int) -> np.ndarray:
     return np.random.SeedSequence([int(k) for k in keys]).generate_state(4, dtype=np.uint32)
 
 
-def seed_generators(*keys: int, cuda: bool = False) -> None:
+def seed_generators(*keys: int) -> None:
     """
-    Seed Python's ``random``, NumPy's global generator and torch's CPU generator (with ``cuda``,
-    through ``torch.manual_seed``, every CUDA device's too) from ``keys`` (:func:`derived_seeds`).
+    Seed Python's ``random``, NumPy's global generator and torch's CPU generator from ``keys``
+    (:func:`derived_seeds`). CUDA generators are not touched.
     """
     words = derived_seeds(*keys)
     random.seed(int(words[0]) << 32 | int(words[1]))
     np.random.seed(words)
-    torch_seed = int(words[2]) << 32 | int(words[3])
-    if cuda:
-        torch.manual_seed(torch_seed)
-    else:
-        torch.random.default_generator.manual_seed(torch_seed)
+    torch.random.default_generator.manual_seed(int(words[2]) << 32 | int(words[3]))
 
 
 @contextlib.contextmanager

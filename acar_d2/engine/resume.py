@@ -5,32 +5,35 @@ same stream: the random-number-generator states and the position in the training
 detectron2's checkpoint holds the model, the optimizer, the scheduler and the iteration; its
 ``TrainingSampler`` restarts its stream from the beginning and the RNGs restart from the seed.
 ``acar_d2.data.samplers.ResumableTrainingSampler`` continues the stream; the random draws are
-keyed by position, not by process history: each clip's by its place in the stream
-(``acar_d2.data.sample_rng``, in the loader workers) and each step's (dropout) by
-``StepSeeder``: (seed, iteration, rank). So a resumed run draws what the interrupted one would
-have, with any number of loader workers and on every rank. ``capture_rng_state`` /
-``restore_rng_state`` also carry the generator states across (``SOLVER.CHECKPOINT_RNG_STATE``).
+of a clip are keyed by its place in the stream (``acar_d2.data.sample_rng``, in the loader
+workers), not by the worker's history; the draws of the training step itself (dropout, the person
+detector's proposal sampling) continue each rank's generators, whose states every checkpoint holds
+(``RankRNGStates`` gathers them from all ranks, ``capture_rng_state`` / ``restore_rng_state``,
+``SOLVER.CHECKPOINT_RNG_STATE``), and evaluation between steps draws inside ``preserved_rng`` so
+that it takes nothing from them. So a resumed run draws what the interrupted one would have, with
+any number of loader workers and on every rank.
 
 The output folder of a run: ``check_output_dir`` refuses to start a new run over a finished or
 interrupted one unless asked (``set_aside_previous_run`` then keeps the old metrics), and
 ``drop_metrics_from`` removes from ``metrics.json`` the iterations a resumed run repeats.
 """
+import contextlib
 import json
 import os
 import random
 import shutil
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from ..data.sample_rng import STEP_DOMAIN, seed_generators
 
 __all__ = [
-    "StepSeeder",
+    "RankRNGStates",
+    "preserved_rng",
     "capture_rng_state",
     "restore_rng_state",
     "finished_run_files",
@@ -119,18 +122,46 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class StepSeeder(HookBase):
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
     """
-    Before every training step, seed Python's ``random``, NumPy's global generator and torch's
-    generators (CPU and every CUDA device) from (``trainer.data_seed``, iteration, rank), as
-    fairseq seeds each update: the step's dropout masks then depend on nothing but these three
-    numbers, so a resumed run, a run whose evaluation drew numbers between steps, and each rank
-    of a multi-process run draw exactly what the uninterrupted run drew. Register it first.
+    Within the block, code may draw from Python's ``random``, NumPy's global generator and torch's
+    (CPU and initialized CUDA) generators; on exit they are back where they were. Evaluation
+    during training runs inside it, so that it takes no numbers from the training stream (a run
+    resumed from a checkpoint written before that evaluation then draws what the uninterrupted
+    run draws).
+    """
+    saved = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(saved)
+
+
+def checkpoint_due(iteration: int, period: int, max_iter: int) -> bool:
+    """Whether detectron2's ``PeriodicCheckpointer`` saves after ``iteration`` (0-based)."""
+    return (period > 0 and (iteration + 1) % period == 0) or iteration >= max_iter - 1
+
+
+class RankRNGStates(HookBase):
+    """
+    After each step at which the periodic checkpointer saves, gather every rank's generator
+    states (:func:`capture_rng_state`; one ``all_gather``, so on every rank, registered before
+    the checkpointer) into ``states`` (a list indexed by rank) and ``iteration``; the trainer's
+    ``state_dict`` puts them into the checkpoint, and ``--resume`` gives each rank its own.
+    A single process needs no gathering: its states are read when the checkpoint is written.
     """
 
-    def before_step(self) -> None:
-        seed_generators(self.trainer.data_seed, STEP_DOMAIN, self.trainer.iter, comm.get_rank(),
-                        cuda=True)
+    def __init__(self, period: int):
+        self._period = int(period)
+        self.states: Optional[List[Dict[str, Any]]] = None
+        self.iteration = -1
+
+    def after_step(self) -> None:
+        it = self.trainer.iter
+        if comm.get_world_size() > 1 and checkpoint_due(it, self._period, self.trainer.max_iter):
+            self.states = comm.all_gather(capture_rng_state())
+            self.iteration = it
 
 
 # ---------------------------------------------------------------- the output folder of a run

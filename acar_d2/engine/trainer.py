@@ -11,8 +11,9 @@ Same loop, hooks, writers (``metrics.json``, TensorBoard, a console line with ET
 * ``--resume`` continues the same stream exactly, with any ``DATALOADER.NUM_WORKERS`` and on every
   rank: the checkpoint additionally holds the sampler seed (and the RNG states), the training
   sampler skips the clips already consumed (``SOLVER.RESUME_DATA_POSITION``), each clip's random
-  draws are seeded by its position in the stream and each step's (dropout) by (seed, iteration,
-  rank) (``StepSeeder``); ``metrics.json`` keeps each iteration once;
+  draws are seeded by its position in the stream, the step's own draws (dropout) continue each
+  rank's generators, saved per rank in the checkpoint (``RankRNGStates``), and evaluation between
+  steps leaves them untouched (``preserved_rng``); ``metrics.json`` keeps each iteration once;
 * refusals (docs/SAFETY.md): weights that do not fit the model (``MODEL.WEIGHTS_STRICT``), a new
   run over a finished one (``SOLVER.OVERWRITE_OUTPUT_DIR``).
 
@@ -47,11 +48,12 @@ from ..evaluation import AVAEvaluator
 from ..evaluation.person_ap import PersonDetectionEvaluator
 from .optimizer import OPTIMIZERS, build_adamw_optimizer
 from .resume import (
-    StepSeeder,
+    RankRNGStates,
     capture_rng_state,
     check_output_dir,
     drop_metrics_from,
     finished_run_files,
+    preserved_rng,
     restore_rng_state,
     set_aside_previous_run,
 )
@@ -119,7 +121,8 @@ class Trainer(DefaultTrainer):
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
-        self._pending_rng_state: Optional[Dict[str, Any]] = None
+        self._pending_rng_states: Optional[List[Dict[str, Any]]] = None
+        self._rank_rng_states = RankRNGStates(cfg.SOLVER.CHECKPOINT_PERIOD)
         self.register_hooks(self.build_hooks())
 
     # ---------------------------------------------------------------- builders
@@ -213,22 +216,26 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self) -> List[HookBase]:
         """
-        ``StepSeeder`` (each step's random draws keyed by seed, iteration and rank), then
         detectron2's default hooks minus PreciseBN: iteration timer, LR scheduler, periodic
-        checkpointer (main process), evaluation every ``TEST.EVAL_PERIOD`` and at the end, and the
-        console / ``metrics.json`` / TensorBoard writers every ``SOLVER.LOG_PERIOD`` iterations.
+        checkpointer (main process; preceded on every rank by ``RankRNGStates``, which gathers
+        the ranks' generator states for it), evaluation every ``TEST.EVAL_PERIOD`` and at the end
+        (drawing nothing from the training generators), and the console / ``metrics.json`` /
+        TensorBoard writers every ``SOLVER.LOG_PERIOD`` iterations.
         """
         cfg = self.cfg
         # PreciseBN would recompute BN statistics that the recipe keeps frozen (ACAR-Net trains
         # with frozen BN, "freeze_bn: True" in every official config), so it is refused.
         if cfg.TEST.PRECISE_BN.ENABLED:
             raise ValueError("TEST.PRECISE_BN.ENABLED is not supported: the backbone BN is frozen")
-        ret: List[HookBase] = [StepSeeder(), hooks.IterationTimer(), hooks.LRScheduler()]
+        ret: List[HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if cfg.SOLVER.CHECKPOINT_RNG_STATE:
+            ret.append(self._rank_rng_states)
         if comm.is_main_process():
             ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
 
         def test_and_save_results():
-            self._last_eval_results = self.test(self.cfg, self.model)
+            with preserved_rng():
+                self._last_eval_results = self.test(self.cfg, self.model)
             return self._last_eval_results
 
         # After the checkpointer, so that a failing evaluation leaves the weights on disk.
@@ -258,15 +265,27 @@ class Trainer(DefaultTrainer):
         ret = super().state_dict()
         ret["data_seed"] = self.data_seed
         if self.cfg.SOLVER.CHECKPOINT_RNG_STATE:
-            ret["rng_state"] = capture_rng_state()
+            ret["rng_states"] = self._rng_states_to_save()
         return ret
+
+    def _rng_states_to_save(self) -> List[Dict[str, Any]]:
+        """Every rank's generator states (index = rank): gathered after this step by
+        ``RankRNGStates`` in a multi-process run, read now in a single process. A checkpoint saved
+        at another moment of a multi-process run holds this rank's states only."""
+        gathered = self._rank_rng_states
+        if comm.get_world_size() > 1 and gathered.iteration == self.iter and gathered.states:
+            return list(gathered.states)
+        return [capture_rng_state()]
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.data_seed = state_dict.get("data_seed", self.data_seed)
         # Applied at the end of resume_or_load: rebuilding the loader and creating its iterator
         # draw from the torch RNG, and the restored stream must start after those draws.
-        self._pending_rng_state = state_dict.get("rng_state")
+        states = state_dict.get("rng_states")
+        if states is None and state_dict.get("rng_state") is not None:
+            states = [state_dict["rng_state"]]  # checkpoints holding rank 0's states only
+        self._pending_rng_states = states
 
     def resume_or_load(self, resume: bool = True) -> None:
         """
@@ -300,11 +319,20 @@ class Trainer(DefaultTrainer):
             )
         # Create the iterator now so that its seed draw happens before the RNG restore.
         self._trainer._data_loader_iter
-        if self._pending_rng_state is not None and self.cfg.SOLVER.CHECKPOINT_RNG_STATE:
-            restore_rng_state(self._pending_rng_state)
-            if comm.get_world_size() > 1:
-                # Only rank 0's generators are saved; the other ranks fork a distinct stream from
-                # it so that their dropout / augmentation stay decorrelated after a resume.
-                seed_all_rng(int(np.random.randint(2**31 - 1)) + comm.get_rank())
-            logger.info("Restored RNG states of iteration %d", self.start_iter - 1)
-        self._pending_rng_state = None
+        if self._pending_rng_states and self.cfg.SOLVER.CHECKPOINT_RNG_STATE:
+            self._restore_rank_rng_states(self._pending_rng_states)
+        self._pending_rng_states = None
+
+    def _restore_rank_rng_states(self, states: List[Dict[str, Any]]) -> None:
+        """Give this rank its own saved generator states; where the checkpoint holds another
+        number of ranks, every rank starts from rank 0's and forks a distinct stream from it."""
+        rank, world = comm.get_rank(), comm.get_world_size()
+        if len(states) == world:
+            restore_rng_state(states[rank])
+            logger.info("Restored RNG states of iteration %d (rank %d)", self.start_iter - 1, rank)
+            return
+        restore_rng_state(states[0])
+        if world > 1:
+            seed_all_rng(int(np.random.randint(2**31 - 1)) + rank)
+        logger.warning("The checkpoint holds the RNG states of %d rank(s), this run has %d: the step "
+                       "draws (dropout) continue from rank 0's, not exactly", len(states), world)

@@ -118,7 +118,8 @@ def test_trainer_checkpoint_loads_with_plain_detectron2_and_resumes_rng_streams(
     # torch's safe loader accepts the whole file; the RNG entry is plain types only.
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["iteration"] == 2
-    rng = ckpt["trainer"]["rng_state"]
+    assert len(ckpt["trainer"]["rng_states"]) == 1  # one per rank
+    rng = ckpt["trainer"]["rng_states"][0]
     _assert_plain(rng)
     assert {"python", "numpy", "torch"} <= set(rng), sorted(rng)
 
@@ -214,26 +215,45 @@ def test_train_loader_stream_is_independent_of_workers_and_start(tiny_world, tmp
     assert any(not torch.equal(a[3], b[3]) for a, b in clips)
 
 
-def test_step_seeder_keys_dropout_by_seed_iteration_and_rank(monkeypatch):
+def test_each_rank_resumes_its_own_generator_states(monkeypatch):
     from types import SimpleNamespace
 
     from detectron2.utils import comm
 
-    from acar_d2.engine.resume import StepSeeder
-
-    hook = StepSeeder()
-    dropout = torch.nn.Dropout(0.5)
-
-    def mask(seed, iteration, rank, history=1):
-        monkeypatch.setattr(comm, "get_rank", lambda: rank)
-        hook.trainer = SimpleNamespace(data_seed=seed, iter=iteration)
+    trainer = SimpleNamespace(start_iter=30)
+    restore = Trainer._restore_rank_rng_states.__get__(trainer)
+    states, expected = [], []
+    for rank in (0, 1):
+        random.seed(20 + rank), np.random.seed(20 + rank), torch.manual_seed(20 + rank)
+        states.append(capture_rng_state())
+        expected.append(_draws())
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    for rank in (0, 1):
+        monkeypatch.setattr(comm, "get_rank", lambda rank=rank: rank)
         _scramble_generators()
-        random.random(), np.random.rand(history), torch.rand(history)  # drawn before the step
-        hook.before_step()
-        return dropout(torch.ones(64)), _draws()
+        restore(states)
+        assert _draws() == expected[rank], rank
+    # A checkpoint of one rank resumed on two: rank 1 forks a stream of its own from rank 0's.
+    _scramble_generators()
+    restore(states[:1])
+    forked = _draws()
+    assert forked != expected[0] and forked != expected[1]
 
-    m, draws = mask(3, 10, 0)
-    again, draws_again = mask(3, 10, 0, history=7)
-    assert torch.equal(m, again) and draws == draws_again
-    for other in ((3, 11, 0), (3, 10, 1), (4, 10, 0)):
-        assert not torch.equal(m, mask(*other)[0]), other
+
+def test_evaluation_inside_preserved_rng_takes_no_training_draws():
+    from acar_d2.engine.resume import preserved_rng
+
+    _scramble_generators()
+    expected = _draws()
+    _scramble_generators()
+    with preserved_rng():
+        random.random(), np.random.randn(5), torch.rand(9)  # what an evaluation may draw
+    assert _draws() == expected
+
+
+def test_rank_states_are_gathered_when_the_checkpointer_saves():
+    from acar_d2.engine.resume import checkpoint_due
+
+    saved = [it for it in range(25) if checkpoint_due(it, 10, 25)]
+    assert saved == [9, 19, 24]  # model_0000009, model_0000019, model_final
+    assert [it for it in range(5) if checkpoint_due(it, 0, 5)] == [4]

@@ -4,7 +4,7 @@ two-process gloo run: training is killed (SIGKILL to the launcher, its ranks and
 workers, ``sigkill_train.py``) two steps after a checkpoint, resumed with ``tools/train_net.py
 --resume``, and its final weights equal those of an uninterrupted run bit for bit. Flips, box
 jitter and the HR2O dropout are on (the instant-test config's defaults), so any random draw that
-depends on the worker or on where the run stopped changes the weights.
+depends on the worker, on the rank or on where the run stopped changes the weights.
 """
 import json
 import os
@@ -79,7 +79,13 @@ def kill_resume_and_compare(world: Path, tmp_path: Path, flags=(), opts=()) -> N
 
 
 def test_sigkill_resume_with_workers_is_exact(tiny_world, tmp_path):
-    kill_resume_and_compare(tiny_world, tmp_path)
+    # An evaluation after each checkpoint (iterations 2 and 5): the uninterrupted run evaluates
+    # between the checkpoint and the next step, the resumed one does not; evaluation draws
+    # nothing from the training generators (``preserved_rng``), so the streams stay the same.
+    from .conftest import VAL
+
+    kill_resume_and_compare(tiny_world, tmp_path, opts=[
+        "TEST.EVAL_PERIOD", str(CHECKPOINT_PERIOD), "DATASETS.TEST", f"('{VAL}',)"])
 
 
 def test_sigkill_resume_two_process_gloo_is_exact(tiny_world, tmp_path):
