@@ -28,6 +28,7 @@ __all__ = [
     "resolve_classes",
     "subset_class_table",
     "filter_dataset_dicts",
+    "reset_class_subsets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,12 @@ def set_split_classes(name: str, classes: Sequence) -> Optional[List[int]]:
     MetadataCatalog.remove(name)
     MetadataCatalog[name] = meta
     return keep
+
+
+def reset_class_subsets() -> None:
+    """Restore every split made a subset by :func:`set_split_classes` (tests, notebooks)."""
+    for name in list(_FULL_SPLITS):
+        set_split_classes(name, [])
 
 
 def apply_class_subset(cfg) -> None:

@@ -138,11 +138,14 @@ class AVAEvaluator(DatasetEvaluator):
         """(BoxTable, label map dict, excluded key frames): the CSV files if there is a ground-truth
         CSV, else the registered dataset dicts (with a label map from ``action_ids``)."""
         if self._gt_csv:
-            label_map = (self._scored_classes(read_label_map(self._label_map_file,
-                                                             require_groups=False))
-                         if self._label_map_file else dict(zip(self._action_ids, self._class_names)))
-            return (read_box_csv(self._gt_csv, groundtruth=True), label_map,
-                    read_exclusions(self._exclusions))
+            gt = read_box_csv(self._gt_csv, groundtruth=True)
+            label_map = dict(zip(self._action_ids, self._class_names))
+            if self._label_map_file:
+                full = read_label_map(self._label_map_file, require_groups=False)
+                label_map = self._scored_classes(full)
+                if len(label_map) < len(full):  # a class subset: its rows only, without a warning
+                    gt = gt.select(np.isin(gt.labels, list(label_map.ids)))
+            return gt, label_map, read_exclusions(self._exclusions)
         label_map = dict(zip(self._action_ids, self._class_names))
         dicts = DatasetCatalog.get(self._dataset_name)
         return table_from_dataset_dicts(dicts, source=self._dataset_name), label_map, set()
