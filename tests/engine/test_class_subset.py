@@ -135,6 +135,23 @@ def test_narrowed_logits_are_the_full_models_columns(full_run, tmp_path):
     torch.testing.assert_close(b.action_scores[:, :2], a.action_logits[:, :2].softmax(1))
 
 
+def test_a_file_without_its_class_list_narrows_by_the_datasets_full_label_map(full_run, tmp_path):
+    full_dir, _ = full_run
+    state = torch.load(full_dir / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    save_detectron2_checkpoint(state, tmp_path / "no_classes.pth")  # as an official file
+    cfg = tiny_cfg(tmp_path, SUBSET_OPTS)
+    model = build_model(cfg)
+    ACARCheckpointer.from_config(model, cfg, purpose="eval").load(str(tmp_path / "no_classes.pth"))
+    assert torch.equal(model.roi_heads.fc2.weight,
+                       state["roi_heads.fc2.weight"][[i - 1 for i in SUBSET_IDS]])
+    # rows the dataset's label map cannot describe: the error names the key to set
+    cut = dict(state, **{"roi_heads.fc2.weight": state["roi_heads.fc2.weight"][:7]})
+    save_detectron2_checkpoint(cut, tmp_path / "seven.pth")
+    with pytest.raises(ClassRowError, match=r"\(7, 64\), expected 10 class rows .* set "
+                                            r"MODEL.WEIGHTS_LABEL_MAP"):
+        ACARCheckpointer.from_config(model, cfg, purpose="eval").load(str(tmp_path / "seven.pth"))
+
+
 class _Lines(logging.Handler):
     def __init__(self):
         super().__init__()
