@@ -30,6 +30,7 @@ from acar_d2.checkpoint import (
 )
 from acar_d2.data.class_subset import reset_class_subsets
 from acar_d2.engine import Trainer
+from acar_d2.engine.video_predictor import action_class_ids, action_class_names
 
 from .conftest import INSTANT_CONFIG, TRAIN, VAL, load_train_net, tiny_cfg, tiny_cfg_opts
 
@@ -81,6 +82,11 @@ def test_subset_run_trains_and_scores_exactly_the_kept_classes(tiny_world, tmp_p
     saved = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
     assert saved["classes"] == {"ids": SUBSET_IDS, "names": SUBSET}, saved["classes"]
     assert saved["model"]["roi_heads.fc2.weight"].shape[0] == 4
+
+
+def test_demo_class_table_keeps_the_original_ids(tiny_world, tmp_path):
+    cfg = tiny_cfg(tmp_path, SUBSET_OPTS)
+    assert action_class_ids(cfg) == SUBSET_IDS and action_class_names(cfg) == SUBSET
 
 
 def test_num_classes_of_another_size_is_an_error_naming_the_key(tiny_world, tmp_path):
