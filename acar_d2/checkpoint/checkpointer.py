@@ -267,7 +267,12 @@ class ACARCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: Dict[str, Any]):
         self._seed_person_detector(file_keys=checkpoint["model"].keys())
         self._expand_trailing_dims(checkpoint["model"])
-        self._match_class_rows(checkpoint)
+        try:
+            self._match_class_rows(checkpoint)
+        except ClassRowError as e:
+            if self.strict:
+                raise
+            logger.warning(f"{e} (MODEL.WEIGHTS_STRICT False: the class rows load as they are)")
         file_modules = {k.split(".", 1)[0] for k in checkpoint["model"]}
         incompatible = super()._load_model(checkpoint)
         # nn.BatchNorm3d step counters are never converted (see convert.py); not worth a warning

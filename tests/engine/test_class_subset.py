@@ -197,6 +197,13 @@ def test_fine_tune_by_name_loads_shared_tensors_and_reports_new_rows(subset_run,
     # by label-map id (the default) the file's ids 11..14 name none of the model's classes
     with pytest.raises(ClassRowError, match="set MODEL.WEIGHTS_CLASS_MAP by_name"):
         ACARCheckpointer.from_config(model, cfg, purpose="train").load(str(path))
+    # MODEL.WEIGHTS_STRICT False ("load what fits") still loads, leaving the classifier as built
+    cfg.MODEL.WEIGHTS_STRICT = False
+    ACARCheckpointer.from_config(model, cfg, purpose="train").load(str(path))
+    assert torch.equal(model.roi_heads.fc2.weight, initial["roi_heads.fc2.weight"])
+    assert torch.equal(model.roi_heads.fc1.weight, state["roi_heads.fc1.weight"])
+    cfg.MODEL.WEIGHTS_STRICT = True
+    model.load_state_dict(initial)
     cfg.MODEL.WEIGHTS_CLASS_MAP = "by_name"
     # evaluation never invents rows
     with pytest.raises(ClassRowError, match=r"lacks the classes \['walk', 'lie', 'present'"):
