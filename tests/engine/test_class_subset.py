@@ -32,7 +32,7 @@ from acar_d2.data.class_subset import reset_class_subsets
 from acar_d2.engine import Trainer
 from acar_d2.engine.video_predictor import action_class_ids, action_class_names
 
-from .conftest import INSTANT_CONFIG, TRAIN, VAL, load_train_net, tiny_cfg, tiny_cfg_opts
+from .conftest import INSTANT_CONFIG, VAL, load_train_net, tiny_cfg, tiny_cfg_opts
 
 SUBSET = ["stand", "sit", "carry", "drive"]  # 2 pose (softmax) + 2 sigmoid classes
 SUBSET_IDS = [1, 2, 5, 6]
