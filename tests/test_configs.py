@@ -10,6 +10,7 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
+from acar_d2.data.class_subset import reset_class_subsets
 from acar_d2.data.synthetic.scene import CLASSES as SYNTHETIC_CLASSES
 from acar_d2.engine import setup_cfg
 
@@ -21,6 +22,13 @@ LEAF_CONFIGS = [p for p in ALL_CONFIGS if not p.name.startswith("Base-")]
 # The 60 evaluated AVA classes in ascending id order have the pose classes first,
 # ids 1, 3..14 = indices 0..12.
 AVA_POSE_INDICES = list(range(13))
+
+
+@pytest.fixture(autouse=True)
+def _restore_class_subsets():
+    """A config with DATASETS.CLASSES makes its splits subsets; the next test sees them whole."""
+    yield
+    reset_class_subsets()
 
 
 def load_config(path: Path):
@@ -154,6 +162,11 @@ def test_config_builds(path: Path, offline):
     if cfg.DATASETS.TRAIN[0].startswith("aca_world"):
         assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == len(SYNTHETIC_CLASSES), len(SYNTHETIC_CLASSES)
         assert pose == [i for i, c in enumerate(SYNTHETIC_CLASSES) if c.group == "pose"], pose
+    elif cfg.DATASETS.CLASSES:  # a class subset: its own count and pose classes
+        meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        assert list(meta.action_ids) == sorted(cfg.DATASETS.CLASSES), meta.action_ids
+        assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == len(cfg.DATASETS.CLASSES)
+        assert pose == list(meta.pose_class_indices), (pose, meta.pose_class_indices)
     elif cfg.DATASETS.TRAIN[0].startswith("ava"):
         assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == 60, cfg.MODEL.ACTION_HEAD.NUM_CLASSES
         # PySlowFast's AVA models: a sigmoid on every class (no pose softmax)

@@ -8,6 +8,7 @@ file into the person detector). Formats and key mapping: ``docs/CHECKPOINTS.md``
 from .checkpointer import (
     ACARCheckpointer,
     CheckpointMismatchError,
+    ClassRowError,
     ResumeCheckpointError,
     save_detectron2_checkpoint,
 )
@@ -28,6 +29,7 @@ from .safe_pickle import ALLOW_UNSAFE_ENV, UnsafePickleError, read_pickle_safely
 __all__ = [
     "ACARCheckpointer",
     "CheckpointMismatchError",
+    "ClassRowError",
     "ResumeCheckpointError",
     "UnsafePickleError",
     "ALLOW_UNSAFE_ENV",

@@ -24,12 +24,20 @@ from .convert import (
     save_detectron2_checkpoint,
 )
 
+from .class_rows import (
+    CLASS_MAPS,
+    ClassRowError,
+    config_class_tables,
+    match_class_rows,
+    select_class_rows,
+)
 from .detector_weights import load_person_detector_weights
 from .safe_pickle import UnsafePickleError
 
 __all__ = [
     "ACARCheckpointer",
     "CheckpointMismatchError",
+    "ClassRowError",
     "ResumeCheckpointError",
     "save_detectron2_checkpoint",
 ]
@@ -66,6 +74,14 @@ class ACARCheckpointer(DetectionCheckpointer):
     (also ``load("")``), so that the file's own ``person_detector.*`` tensors win; it is not read
     when that file holds all of them (e.g. resuming a run) or the model has no detector.
 
+    Class rows (docs/CHECKPOINTS.md "Class rows"): with ``classes`` (the model's class table,
+    ``{"ids", "names"}``), a file's classifier rows (the head's ``class_row_tensors``) are matched
+    to the model's classes through the file's own ``"classes"`` entry, else ``file_classes``:
+    ``class_map`` "by_id" (label-map ids, checked by name) narrows an N-class file to a K-class
+    subset; "by_name" also fine-tunes to another label map, the classes the file lacks keeping
+    the model's initial rows (only with ``allow_new_classes``: training). ``save`` writes
+    ``classes`` into every checkpoint.
+
     Example::
 
         ACARCheckpointer(model, strict=True).load("AVA_SLOWFAST_R50_ACAR_HR2O.pth.tar")
@@ -84,10 +100,17 @@ class ACARCheckpointer(DetectionCheckpointer):
         source: str = "auto",
         person_detector_weights: str = "",
         save_to_disk: Optional[bool] = None,
+        classes: Optional[dict] = None,
+        file_classes: Optional[dict] = None,
+        file_classes_source: str = "",
+        class_map: str = "by_id",
+        allow_new_classes: bool = False,
         **checkpointables: Any,
     ):
         if source not in SOURCES:
             raise ValueError(f"unknown checkpoint source {source!r}; expected one of {SOURCES}")
+        if class_map not in CLASS_MAPS:
+            raise ValueError(f"MODEL.WEIGHTS_CLASS_MAP must be one of {CLASS_MAPS}, got {class_map!r}")
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict = strict
         self.new_modules = dict(new_modules or {})
@@ -95,6 +118,11 @@ class ACARCheckpointer(DetectionCheckpointer):
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.source = source
         self.person_detector_weights = person_detector_weights
+        self.classes = classes
+        self.file_classes = file_classes
+        self.file_classes_source = file_classes_source or "MODEL.WEIGHTS_LABEL_MAP"
+        self.class_map = class_map
+        self.allow_new_classes = allow_new_classes
         self._loading = ""
 
     @classmethod
@@ -111,7 +139,13 @@ class ACARCheckpointer(DetectionCheckpointer):
                 detector first (see the class docstring). "train": also accepts
                 a file without any ``roi_heads.*`` (backbone-only pre-train: the head is new) or
                 without any ``person_detector.*`` keys (detector seeded by its own weights or
-                trained from scratch); ``MODEL.WEIGHTS`` "" trains from scratch.
+                trained from scratch); ``MODEL.WEIGHTS`` "" trains from scratch. "train" with
+                ``MODEL.WEIGHTS_CLASS_MAP`` "by_name" also accepts classes the file lacks (new
+                classifier rows).
+
+        The model's classes are the metadata of ``DATASETS.TRAIN[0]`` ("train") or
+        ``DATASETS.TEST[0]`` ("eval"); a file without its own class list has the classes of
+        ``MODEL.WEIGHTS_LABEL_MAP``, else (a ``DATASETS.CLASSES`` subset) the dataset's full ones.
         """
         if purpose not in ("eval", "train"):
             raise ValueError(f"purpose must be 'eval' or 'train', got {purpose!r}")
@@ -125,13 +159,24 @@ class ACARCheckpointer(DetectionCheckpointer):
         if purpose == "train":
             new["roi_heads"] = "new, initialized randomly (backbone-only pre-train)"
             new.setdefault("person_detector", "new, initialized randomly (trained jointly)")
+        classes, file_classes, file_source = config_class_tables(cfg, purpose)
         return cls(
             model, save_dir, strict=strict, new_modules=new,
             require_weights=strict and purpose == "eval",
             allow_unsafe_pickle=bool(cfg.MODEL.get("ALLOW_UNSAFE_PICKLE", False)),
             person_detector_weights=pd.WEIGHTS if seeded else "",
+            classes=classes, file_classes=file_classes, file_classes_source=file_source,
+            class_map=cfg.MODEL.get("WEIGHTS_CLASS_MAP", "by_id"),
+            allow_new_classes=purpose == "train",
             **checkpointables,
         )
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """detectron2's ``save``, with the model's class table as ``"classes"`` (when known)."""
+        if self.classes is not None:
+            kwargs.setdefault("classes", {"ids": list(self.classes["ids"]),
+                                          "names": list(self.classes["names"])})
+        super().save(name, **kwargs)
 
     def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
         if not path and self.require_weights:
@@ -222,6 +267,12 @@ class ACARCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: Dict[str, Any]):
         self._seed_person_detector(file_keys=checkpoint["model"].keys())
         self._expand_trailing_dims(checkpoint["model"])
+        try:
+            self._match_class_rows(checkpoint)
+        except ClassRowError as e:
+            if self.strict:
+                raise
+            logger.warning(f"{e} (MODEL.WEIGHTS_STRICT False: the class rows load as they are)")
         file_modules = {k.split(".", 1)[0] for k in checkpoint["model"]}
         incompatible = super()._load_model(checkpoint)
         # nn.BatchNorm3d step counters are never converted (see convert.py); not worth a warning
@@ -236,6 +287,37 @@ class ACARCheckpointer(DetectionCheckpointer):
                 for k in keys:  # said in that one line; no per-key warning from detectron2
                     incompatible.missing_keys.remove(k)
         return incompatible
+
+    def _match_class_rows(self, checkpoint: Dict[str, Any]) -> None:
+        """Rewrite the file's classifier rows to the model's classes (class docstring)."""
+        heads = getattr(self.model, "roi_heads", None)
+        file_classes, source = checkpoint.get("classes"), "its own class list"
+        if not file_classes:
+            file_classes, source = self.file_classes, self.file_classes_source
+        if self.classes is None or heads is None or not file_classes:
+            return
+        where = f"{self._loading or 'the checkpoint'} (classes: {source})"
+        rows = match_class_rows(self.classes, file_classes, self.class_map, where)
+        if rows == list(range(len(file_classes["ids"]))):
+            return  # the same classes in the same order
+        keys = [f"roi_heads.{k}" for k in getattr(heads, "class_row_tensors", ())]
+        if not keys:
+            raise ClassRowError(
+                f"{where}: the model's classes are not the file's but its head "
+                f"({type(heads).__name__}) names no class rows to select (PySlowFast heads: set "
+                "MODEL.ACTION_HEAD.PROJECTION_INDICES to the kept rows)")
+        new = [n for n, r in zip(self.classes["names"], rows) if r is None]
+        if new and not self.allow_new_classes:
+            raise ClassRowError(
+                f"{where} lacks the classes {new}: their classifier rows would be random; "
+                "fine-tune them first (training with MODEL.WEIGHTS_CLASS_MAP by_name)")
+        select_class_rows(checkpoint["model"], self.model.state_dict(), keys, rows,
+                          len(file_classes["ids"]), where)
+        kept = len(rows) - len(new)
+        logger.info(f"Class rows of {', '.join(keys)}: {kept} of the {len(file_classes['ids'])} "
+                    f"classes of {where} selected {self.class_map.replace('_', ' ')}"
+                    + (f"; {len(new)} new class(es) {new} keep the head's initial rows (as built: "
+                       "nn.Linear's default init, uniform in +-1/sqrt(in_features))" if new else ""))
 
     def _new_module_keys(self, incompatible, file_modules) -> Dict[str, list]:
         """Missing keys of the ``new_modules`` the file holds nothing of, per module."""

@@ -87,6 +87,11 @@ def add_data_config(cfg: CN) -> None:
     # Threads used by one clip reader to decode the JPEG frames of a clip (0 = decode serially);
     # decoding releases the GIL, so threads help inside each DataLoader worker.
     _C.DATASETS.ACTION.READER_THREADS = 0
+    # Class subset of the splits of DATASETS.TRAIN / TEST: label-map names or ids (e.g. ["stand",
+    # "sit"] or [3, 6]); the kept classes, in label-map order, are the model's K classes
+    # (MODEL.ACTION_HEAD.NUM_CLASSES K) with their original ids in the metadata and the outputs
+    # (acar_d2/data/class_subset.py, docs/CUSTOM_DATA.md "Class subsets"). [] = every class.
+    _C.DATASETS.CLASSES = []
 
 
 def add_slowfast_config(cfg: CN) -> None:
@@ -363,6 +368,17 @@ def add_safety_config(cfg: CN) -> None:
     # file without any roi_heads.* / person_detector.* tensors (those are new, said in one line).
     # False: load what fits and log the rest (experts only).
     _C.MODEL.WEIGHTS_STRICT = True
+    # The classifier rows of MODEL.WEIGHTS and the model's classes (docs/CHECKPOINTS.md "Class
+    # rows"): "by_id" matches them by label-map id, checked by name (a checkpoint of the whole
+    # dataset narrows to a DATASETS.CLASSES subset; other names are an error); "by_name" matches by
+    # name, for fine-tuning a published model to your own label map: classes the checkpoint lacks
+    # start from new rows (training only, said in the log). Every other tensor still loads
+    # strictly (a checkpoint of another backbone is an error).
+    _C.MODEL.WEIGHTS_CLASS_MAP = "by_id"
+    # Label map (.pbtxt) of the classifier rows of a MODEL.WEIGHTS file that does not list its
+    # classes (official ACAR-Net / PySlowFast files; acar_d2 checkpoints carry theirs). "" = the
+    # file's own list, else with DATASETS.CLASSES the dataset's full label map, else rows as they are.
+    _C.MODEL.WEIGHTS_LABEL_MAP = ""
     # Allow full unpickling of checkpoints holding objects other than tensors / arrays / plain
     # values. Unpickling runs code named by the file: only for files from a trusted source.
     _C.MODEL.ALLOW_UNSAFE_PICKLE = False

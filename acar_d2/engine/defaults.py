@@ -15,6 +15,7 @@ from detectron2.structures import Instances
 from ..checkpoint import ACARCheckpointer
 from ..config import add_acar_config
 from ..data.build import build_clip_mapper
+from ..data.class_subset import apply_class_subset
 from ..data.layouts import apply_dataset_config
 
 __all__ = ["setup_cfg", "ActionPredictor"]
@@ -56,6 +57,9 @@ def setup_cfg(
     # Per-split dataset files given in the config (DATASETS.PROPOSAL_FILES_*, DATASETS.AVA_FILES)
     # replace the registered ones for the splits this config uses.
     apply_dataset_config(cfg)
+    # DATASETS.CLASSES: the splits become the class subset (metadata and labels), checked
+    # against MODEL.ACTION_HEAD.NUM_CLASSES / POSE_CLASS_INDICES.
+    apply_class_subset(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but CUDA is not available on this machine; "

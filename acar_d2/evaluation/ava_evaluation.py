@@ -17,7 +17,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ava_eval.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ava_eval.ava_format import (LabelMap, parse_box_csv, read_box_csv, read_exclusions,
+                                 read_label_map)
 from ..data.layouts import resolve_label_map
 from .ava_io import format_submission_rows, table_from_dataset_dicts
 from ava_eval.frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
@@ -137,13 +138,30 @@ class AVAEvaluator(DatasetEvaluator):
         """(BoxTable, label map dict, excluded key frames): the CSV files if there is a ground-truth
         CSV, else the registered dataset dicts (with a label map from ``action_ids``)."""
         if self._gt_csv:
-            label_map = (read_label_map(self._label_map_file, require_groups=False)
-                         if self._label_map_file else dict(zip(self._action_ids, self._class_names)))
-            return (read_box_csv(self._gt_csv, groundtruth=True), label_map,
-                    read_exclusions(self._exclusions))
+            gt = read_box_csv(self._gt_csv, groundtruth=True)
+            label_map = dict(zip(self._action_ids, self._class_names))
+            if self._label_map_file:
+                full = read_label_map(self._label_map_file, require_groups=False)
+                label_map = self._scored_classes(full)
+                if len(label_map) < len(full):  # a class subset: its rows only, without a warning
+                    gt = gt.select(np.isin(gt.labels, list(label_map.ids)))
+            return gt, label_map, read_exclusions(self._exclusions)
         label_map = dict(zip(self._action_ids, self._class_names))
         dicts = DatasetCatalog.get(self._dataset_name)
         return table_from_dataset_dicts(dicts, source=self._dataset_name), label_map, set()
+
+    def _scored_classes(self, label_map: LabelMap) -> LabelMap:
+        """The classes of the label-map file that the metadata's ``action_ids`` name: all of them,
+        or a class subset (``DATASETS.CLASSES``): the evaluation scores exactly those."""
+        if list(label_map.ids) == self._action_ids:
+            return label_map
+        missing = [a for a in self._action_ids if a not in label_map]
+        if missing:
+            raise ValueError(f"{self._dataset_name}: action ids {missing} of the dataset's classes "
+                             f"are not in the label map {self._label_map_file}")
+        rows = [label_map.ids.index(a) for a in self._action_ids]
+        return LabelMap([label_map.ids[i] for i in rows], [label_map.names[i] for i in rows],
+                        [label_map.groups[i] for i in rows])
 
     def evaluate(self):
         if self._distributed:

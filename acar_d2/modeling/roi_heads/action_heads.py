@@ -67,8 +67,14 @@ class ActionROIHeads(nn.Module):
     Base class of the action heads: temporal pooling, valid context region, RoIAlign + max pool,
     pose-softmax loss and scores.
 
-    Subclasses implement :meth:`predict_logits`.
+    Subclasses implement :meth:`predict_logits` and name their classifier in
+    ``class_row_tensors``.
     """
+
+    # Names (in this module's state_dict) of the tensors with one row per class along dim 0, in
+    # class order: the rows ACARCheckpointer selects when a checkpoint has other classes
+    # (narrowing to DATASETS.CLASSES, fine-tuning to another label map).
+    class_row_tensors: Tuple[str, ...] = ()
 
     @configurable
     def __init__(

@@ -17,6 +17,8 @@ __all__ = ["BaselineROIHeads"]
 class BaselineROIHeads(ActionROIHeads):
     """Actor features only: ``fc(dropout([roi(slow), roi(fast)]))`` -> (R, K) logits."""
 
+    class_row_tensors = ("fc.weight",)
+
     @configurable
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

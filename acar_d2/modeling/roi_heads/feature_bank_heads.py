@@ -195,6 +195,7 @@ class LFBROIHeads(_BankHeadMixin, ActionROIHeads):
     """
 
     bank_kind = "lfb"
+    class_row_tensors = ("fc.weight",)
 
     @configurable
     def __init__(self, *, hidden_dim: int = 512, bank_layers: int = 2, bank_dropout: float = 0.2,

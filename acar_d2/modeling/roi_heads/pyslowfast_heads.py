@@ -80,6 +80,8 @@ class PySlowFastROIHeads(ActionROIHeads):
         # Not a checkpoint tensor: the file holds the P-row projection only.
         self.register_buffer("projection_indices", torch.tensor(indices, dtype=torch.long), persistent=False)
         self._all_rows = indices == list(range(rows))
+        # One projection row per class only without PROJECTION_INDICES (else those pick the rows).
+        self.class_row_tensors = ("projection.weight", "projection.bias") if self._all_rows else ()
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):

@@ -33,6 +33,8 @@ DOWNSAMPLE_MODES = ("none", "2x2", "4x4", "global")
 class _ReducedContextROIHeads(ActionROIHeads):
     """Shared part of the relation heads: ``conv_reduce`` of the [slow, fast] context."""
 
+    class_row_tensors = ("fc2.weight",)
+
     @configurable
     def __init__(self, *, reduce_dim: int = 1024, hidden_dim: int = 512, **kwargs):
         """
