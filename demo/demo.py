@@ -50,7 +50,7 @@ from acar_d2.data.clip_mapper import key_time  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredictor,  # noqa: E402
                                             action_class_names)
-from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads  # noqa: E402
+from acar_d2.modeling import RelationRecorder  # noqa: E402
 from acar_d2.utils.thresholds import read_thresholds  # noqa: E402
 from demo.resume import ResumeError, leftover_files  # noqa: E402
 from demo.predictor import annotate_source  # noqa: E402
@@ -303,7 +303,7 @@ def annotate(args) -> int:
                                          bank_extractor=bank_extractor_cfg(cfg, args),
                                          bank_dir=args.bank_dir)
         if args.relations:
-            check_relation_heads(predictor.model)
+            RelationRecorder(predictor.model)  # refuses a model without relation maps
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         sys.exit(str(e))
     try:

@@ -115,7 +115,7 @@ def _heat_colors(t: np.ndarray) -> np.ndarray:
 def draw_relation_map(frame: np.ndarray, relation_map, boxes: np.ndarray,
                       alpha: float = 0.6) -> np.ndarray:
     """
-    Overlay one actor's relation map (``acar_d2.utils.relations.RelationMap``, in the frame's px):
+    Overlay one actor's relation map (``acar_d2.modeling.RelationMap``, in the frame's px):
     the heat map in a "hot" colour scale blended in proportion to its value (cells the actor does
     not draw on keep the frame), a cross on the peak, and a line from the actor's box centre to
     every other actor's, as wide as its actor weight (``w=0.42`` written at the other end).
