@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from acar_d2.data.datasets.ava_format import read_predicted_boxes_csv  # noqa: E402
+from ava_eval.csv_io import read_predicted_boxes_csv  # noqa: E402
 from acar_d2.data.video_io import (FrameFolderSource, VideoSourceError,  # noqa: E402
                                    is_live_source, open_video_source)
 from acar_d2.data.clip_mapper import key_time  # noqa: E402

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from acar_d2.evaluation.ava_io import format_submission_rows
+from ava_eval.csv_io import format_submission_rows
 
 __all__ = [
     "DEMO_JSON_FORMAT",

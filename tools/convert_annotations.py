@@ -44,7 +44,7 @@ def main(argv=None):
         add_debug_flag(s)
     args = p.parse_args(argv)
 
-    from acar_d2.data.formats.ava_csv import acar_pickle_to_csv, csv_to_acar_pickle
+    from acar_d2.data.formats.acar_pickle import acar_pickle_to_csv, csv_to_acar_pickle
 
     if args.cmd == "acar-to-csv":
         n = acar_pickle_to_csv(args.pkl, args.out, args.overwrite)
