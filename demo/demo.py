@@ -326,6 +326,6 @@ def annotate(args) -> int:
 
 
 if __name__ == "__main__":
-    from acar_d2.utils.cli import run_cli
+    from acar_d2.engine.cli import run_cli
 
     run_cli(main, prog="demo/demo.py")  # one-line errors, exit status 2 (--debug: traceback)
