@@ -214,3 +214,27 @@ def test_the_cycle_finder_finds_a_circle():
     assert _module_cycles({"scene": {"relation_rows"}, "relation_rows": {"scene"}}) == [
         ("relation_rows", "scene")]
     assert _module_cycles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_utils_is_the_lowest_floor():
+    """``acar_d2.utils`` imports nothing of acar_d2 (as ``detectron2.utils``, every other
+    subpackage may use it), and its ``__init__`` docstring lists each of its modules."""
+    bad = [f"{path.relative_to(REPO)}:{line}: {target}"
+           for path, importer, target, line in import_edges()
+           if _subpackage(importer) == "utils" and target.split(".")[0] == "acar_d2"
+           and _subpackage(target) != "utils"]
+    assert not bad, "acar_d2.utils imports the project:\n" + "\n".join(bad)
+    assert min(FLOORS.values()) == FLOORS["utils"] and list(FLOORS.values()).count(0) == 1
+    doc = ast.get_docstring(ast.parse((PACKAGE / "utils" / "__init__.py").read_text())) or ""
+    modules = sorted(p.name for p in (PACKAGE / "utils").glob("*.py") if p.name != "__init__.py")
+    undocumented = [m for m in modules if f"``{m}``" not in doc]
+    assert not undocumented, f"acar_d2/utils/__init__.py does not describe {undocumented}"
+
+
+def test_relation_maps_sit_beside_the_model():
+    """The relation-map recorder is modeling code (it hooks the model), not a utility: one module,
+    ``acar_d2/modeling/relation_maps.py``, importing only the model's own parts."""
+    targets = {target for path, importer, target, _ in import_edges()
+               if importer == "acar_d2.modeling.relation_maps" and target.startswith("acar_d2")}
+    assert targets and all(t.startswith("acar_d2.modeling.") for t in targets), targets
+    assert not (PACKAGE / "utils" / "relations.py").exists()
