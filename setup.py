@@ -41,7 +41,7 @@ setup(
     # scripts of the repository, not installed packages (nothing in acar_d2 imports them).
     packages=find_packages(include=("acar_d2", "acar_d2.*", "ava_eval", "ava_eval.*")),
     package_data={
-        # The 60 evaluated AVA v2.1/v2.2 classes (ava_eval.ava_format.ava_class_list()).
+        # The 60 evaluated AVA v2.1/v2.2 classes (ava_eval.label_map.ava_class_list()).
         "ava_eval": ["ava_labelmap_v2.2.pbtxt"],
         "acar_d2.model_zoo": get_model_zoo_configs(),
     },

@@ -4,8 +4,9 @@ library only (no torch, no detectron2, no acar_d2), so that the command line ``a
 (``python -m ava_eval``, ``cli.py``) starts at once. acar_d2's dataset loaders and
 ``AVAEvaluator`` use it too.
 
-* ``ava_format.py``, ``label_map.py``: box CSVs, exclusions, label maps (+ the packaged 60-class
-  AVA list);
+* ``csv_io.py``: every AVA CSV read or written (box CSVs, exclusions, annotations, person boxes,
+  submission rows);
+* ``label_map.py``: label maps (+ the packaged 60-class AVA list);
 * ``frame_map.py``: the frame-mAP (official protocol, vectorized);
 * ``evaluate.py``: ``evaluate_files`` (the files of the official evaluation -> result), ``summarize``;
 * ``reporting.py``: tables, per-class plots, summaries;

@@ -18,7 +18,8 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional
 
-from .ava_format import read_box_csv, read_exclusions, read_label_map
+from .csv_io import read_box_csv, read_exclusions
+from .label_map import read_label_map
 from .evaluate import class_keys, summarize
 from .frame_map import frame_map
 from .reporting import per_class_table, plot_per_class_ap

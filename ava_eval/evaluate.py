@@ -16,7 +16,8 @@ import math
 from collections import Counter
 from typing import Dict, List, Optional
 
-from .ava_format import read_box_csv, read_exclusions, read_label_map
+from .csv_io import read_box_csv, read_exclusions
+from .label_map import read_label_map
 from .frame_map import FrameMAPResult, frame_map
 from .reporting import group_means
 

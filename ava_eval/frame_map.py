@@ -30,7 +30,7 @@ from typing import Dict, Optional, Set, Tuple
 
 import numpy as np
 
-from .ava_format import BoxTable
+from .csv_io import BoxTable
 
 __all__ = ["FrameMAPResult", "frame_map", "check_boxes_and_scores", "DETECTIONS_PER_KEYFRAME",
            "IOU_THRESHOLD", "BOX_MARGIN"]

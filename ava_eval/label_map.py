@@ -2,7 +2,16 @@
 The AVA label map (``.pbtxt``): class ids, names and groups (pose / person-object / person-person),
 and the 60 classes AVA v2.1 / v2.2 evaluate, shipped with the package.
 
-detectron2-free and torch-free, like :mod:`ava_eval.ava_format`, which re-exports these names.
+detectron2-free and torch-free, like :mod:`ava_eval.csv_io` (the CSV files).
+
+- Label map ``.pbtxt``: ``item { name: "..." id: N }`` blocks (v2.1 layout) or ``label { name:
+  "..." label_id: N label_type: ... }`` (v2.2 layout), one field per line or all on one line.
+  Its ids are the evaluated classes; classes are ordered by ascending id (the order of the
+  official 60-class models). ``label_type: PERSON_MOVEMENT`` marks the mutually exclusive pose
+  classes; without label types AVA's id ranges apply (1-14 pose, 15-63 object manipulation,
+  64-80 person interaction), so the 60 evaluated classes have 13 pose classes (id 2 is not
+  evaluated). The AVA v2.1 / v2.2 evaluated list ships as ``ava_labelmap_v2.2.pbtxt``.
+  Label maps are parsed per block, so the one-line layout works too.
 """
 import logging
 import os

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acar_d2.data.datasets.ava_kinetics import write_combined_groundtruth  # noqa: E402
-from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
+from acar_d2.engine.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

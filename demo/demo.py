@@ -43,14 +43,14 @@ import numpy as np  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from acar_d2.data.datasets.ava_format import read_predicted_boxes_csv  # noqa: E402
+from ava_eval.csv_io import read_predicted_boxes_csv  # noqa: E402
 from acar_d2.data.video_io import (FrameFolderSource, VideoSourceError,  # noqa: E402
                                    is_live_source, open_video_source)
 from acar_d2.data.clip_mapper import key_time  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.video_predictor import (KeyFrameRequest, VideoActionPredictor,  # noqa: E402
                                             action_class_names)
-from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads  # noqa: E402
+from acar_d2.modeling import RelationRecorder  # noqa: E402
 from acar_d2.utils.thresholds import read_thresholds  # noqa: E402
 from demo.resume import ResumeError, leftover_files  # noqa: E402
 from demo.predictor import annotate_source  # noqa: E402
@@ -303,7 +303,7 @@ def annotate(args) -> int:
                                          bank_extractor=bank_extractor_cfg(cfg, args),
                                          bank_dir=args.bank_dir)
         if args.relations:
-            check_relation_heads(predictor.model)
+            RelationRecorder(predictor.model)  # refuses a model without relation maps
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         sys.exit(str(e))
     try:
@@ -326,6 +326,6 @@ def annotate(args) -> int:
 
 
 if __name__ == "__main__":
-    from acar_d2.utils.cli import run_cli
+    from acar_d2.engine.cli import run_cli
 
     run_cli(main, prog="demo/demo.py")  # one-line errors, exit status 2 (--debug: traceback)

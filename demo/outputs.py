@@ -14,8 +14,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from acar_d2.evaluation.ava_io import format_submission_rows
-from acar_d2.utils.relations import relation_document
+from ava_eval.csv_io import format_submission_rows
 
 __all__ = [
     "DEMO_JSON_FORMAT",
@@ -28,7 +27,7 @@ DEMO_JSON_FORMAT = "acar_d2.demo.v1"
 
 _NUMBER_01 = {"type": "number", "minimum": 0, "maximum": 1}
 _PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-# With --relations (acar_d2/utils/relations.py relation_document; docs/DEMO.md "Relation maps").
+# With --relations (acar_d2/modeling/relation_maps.py RelationMap.to_json; docs/DEMO.md "Relation maps").
 _RELATION = {
     "type": "object",
     "required": ["context_map", "grid_size", "grid_origin_xy", "grid_step_xy", "actor_weights",
@@ -169,8 +168,8 @@ class PredictionJSONWriter:
                 "scores": [round(float(s), 6) for s in scores[r]],
                 "labels": [self.names[k] for k in order if scores[r, k] >= self.thresholds[k]],
             })
-            if inst.has("relation_context_maps"):  # recorded (demo --relations)
-                actors[-1]["relation"] = relation_document(inst, r)
+            if key_frame.relation_maps is not None:  # recorded (demo --relations)
+                actors[-1]["relation"] = key_frame.relation_maps[r].to_json()
         item = {"time": round(float(key_frame.time), 6), "frame_index": int(key_frame.frame_index),
                 "timestamp": key_frame.timestamp, "actors": actors}
         text = ("\n  " if self.count == 0 else ",\n  ") + json.dumps(item)

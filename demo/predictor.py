@@ -32,8 +32,7 @@ from acar_d2.data.video_io import (ClipReader, VideoSource, VideoSourceError, as
                                    video_frame_count_and_size, write_video)
 from acar_d2.data.video_io.timing import TIME_EPS
 from acar_d2.engine.key_frame_stream import key_frame_schedule
-from acar_d2.modeling.roi_heads.relation_maps import check_relation_heads, record_relations
-from acar_d2.utils.relations import interaction_actor, relation_map
+from acar_d2.modeling.relation_maps import RelationRecorder, interaction_actor
 from acar_d2.utils.visualizer import ActionVisualizer, draw_relation_map
 from demo.resume import DemoOutputs, ResumeError, settings_fingerprint, source_fingerprint
 
@@ -225,9 +224,9 @@ def annotate_source(
         resume: continue the interrupted run recorded in ``<output_file>.progress.json``.
         checkpoint_every: key frames between checkpoints (what a killed run redoes at most).
         on_key_frame: called with each :class:`KeyFramePrediction` once it is fully written.
-        relations: record the relation maps (``record_relations``): each actor's in the JSON
-            (``"relation"``), and on the video the map of the actor with the highest interaction
-            score (:func:`~acar_d2.utils.relations.interaction_actor`).
+        relations: record the relation maps (:class:`~acar_d2.modeling.RelationRecorder`): each
+            actor's in the JSON (``"relation"``), and on the video the map of the actor with the
+            highest interaction score (:func:`~acar_d2.modeling.relation_maps.interaction_actor`).
     Returns:
         DemoResult (``frames`` and ``key_frames`` include an interrupted run's).
     Raises:
@@ -235,7 +234,8 @@ def annotate_source(
         ResumeError: ``resume`` refused (no progress file, another source or other settings, a
             live source).
     """
-    pose = check_relation_heads(predictor.model).pose_class_indices if relations else None
+    recorder = RelationRecorder(predictor.model) if relations else None
+    pose = recorder.heads.pose_class_indices if relations else None
     src = FrameTap(predictor.open(source))
     name = src.name.rstrip("/")
     video_id = video_id or os.path.splitext(os.path.basename(name))[0] or "video"
@@ -263,11 +263,13 @@ def annotate_source(
                     disable=not progress)
     writer = _KeyFrameWriter(outputs, vis, src, video_id, len(names), pose)
     complete, error = False, None
-    recording = record_relations(predictor.model) if relations else contextlib.nullcontext()
+    recording = recorder if relations else contextlib.nullcontext()
     recording.__enter__()
     try:
         for kf in predictor(src, requests, video_id=video_id, tracker=tracker):
             kf.index += start
+            if recorder is not None:  # one model call per key frame, in the order they come out
+                kf.relation_maps = recorder.maps.pop(0)
             for done in writer.add(kf):
                 _key_frame_written(done, outputs, bar, total, checkpoint_every, progress,
                                    on_key_frame)
@@ -400,7 +402,7 @@ def _write_key_frame(outputs: DemoOutputs, vis: ActionVisualizer, kf, frames: li
     if relation_pose is not None:
         actor = interaction_actor(scores, relation_pose)
         if actor is not None:
-            shown = relation_map(inst, actor, inst.image_size)
+            shown = kf.relation_maps[actor]
     for i, t, frame in frames:
         if i < outputs.num_frames:  # written before an interruption
             continue

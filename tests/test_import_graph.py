@@ -4,10 +4,10 @@ The package's import graph runs one way: no module imports a module of a higher 
 Floors (low to high), read from every ``import`` statement of ``acar_d2/`` (including the ones
 inside functions), without importing anything:
 
-    0  acar_d2.config, acar_d2.structures, acar_d2.checkpoint
-    1  acar_d2.data, acar_d2.modeling      (siblings: neither imports the other)
-    2  acar_d2.evaluation
-    3  acar_d2.utils
+    0  acar_d2.utils                       (helpers importing no other part of acar_d2)
+    1  acar_d2.config, acar_d2.structures, acar_d2.checkpoint
+    2  acar_d2.data, acar_d2.modeling      (siblings: neither imports the other)
+    3  acar_d2.evaluation
     4  acar_d2.engine
     5  acar_d2.model_zoo (configs + weights -> built models), acar_d2 (the package root, which
        imports everything to register it)
@@ -25,13 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "acar_d2"
 
 FLOORS = {
-    "config": 0,
-    "structures": 0,
-    "checkpoint": 0,
-    "data": 1,
-    "modeling": 1,
-    "evaluation": 2,
-    "utils": 3,
+    "utils": 0,
+    "config": 1,
+    "structures": 1,
+    "checkpoint": 1,
+    "data": 2,
+    "modeling": 2,
+    "evaluation": 3,
     "engine": 4,
     "model_zoo": 5,
 }
@@ -115,7 +115,9 @@ def test_imports_run_downward_only():
     [
         ("acar_d2.modeling.meta_arch.acar_net", "acar_d2.data.clip_mapper", False),
         ("acar_d2.data.clip_mapper", "acar_d2.modeling.person_detector", False),
-        ("acar_d2.data.synthetic.writer", "acar_d2.utils.visualizer", False),
+        ("acar_d2.data.synthetic.writer", "acar_d2.utils.visualizer", True),
+        ("acar_d2.utils.visualizer", "acar_d2.modeling.relation_maps", False),
+        ("acar_d2.utils.cli", "acar_d2.checkpoint", False),
         ("acar_d2.data.validate", "acar_d2", False),
         ("acar_d2.engine.video_predictor", "acar_d2.data.clip_mapper", True),
         ("acar_d2.modeling.meta_arch.acar_net", "acar_d2.structures", True),
@@ -212,3 +214,27 @@ def test_the_cycle_finder_finds_a_circle():
     assert _module_cycles({"scene": {"relation_rows"}, "relation_rows": {"scene"}}) == [
         ("relation_rows", "scene")]
     assert _module_cycles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_utils_is_the_lowest_floor():
+    """``acar_d2.utils`` imports nothing of acar_d2 (as ``detectron2.utils``, every other
+    subpackage may use it), and its ``__init__`` docstring lists each of its modules."""
+    bad = [f"{path.relative_to(REPO)}:{line}: {target}"
+           for path, importer, target, line in import_edges()
+           if _subpackage(importer) == "utils" and target.split(".")[0] == "acar_d2"
+           and _subpackage(target) != "utils"]
+    assert not bad, "acar_d2.utils imports the project:\n" + "\n".join(bad)
+    assert min(FLOORS.values()) == FLOORS["utils"] and list(FLOORS.values()).count(0) == 1
+    doc = ast.get_docstring(ast.parse((PACKAGE / "utils" / "__init__.py").read_text())) or ""
+    modules = sorted(p.name for p in (PACKAGE / "utils").glob("*.py") if p.name != "__init__.py")
+    undocumented = [m for m in modules if f"``{m}``" not in doc]
+    assert not undocumented, f"acar_d2/utils/__init__.py does not describe {undocumented}"
+
+
+def test_relation_maps_sit_beside_the_model():
+    """The relation-map recorder is modeling code (it hooks the model), not a utility: one module,
+    ``acar_d2/modeling/relation_maps.py``, importing only the model's own parts."""
+    targets = {target for path, importer, target, _ in import_edges()
+               if importer == "acar_d2.modeling.relation_maps" and target.startswith("acar_d2")}
+    assert targets and all(t.startswith("acar_d2.modeling.") for t in targets), targets
+    assert not (PACKAGE / "utils" / "relations.py").exists()

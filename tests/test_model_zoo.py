@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
-from ava_eval.ava_format import ava_class_list
+from ava_eval.label_map import ava_class_list
 
 from acar_d2 import model_zoo
 from acar_d2.model_zoo import DownloadError, WeightFile, WeightsNotFoundError

@@ -205,10 +205,8 @@ def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path]
 
     from acar_d2.checkpoint import ACARCheckpointer
     from acar_d2.engine import Trainer
-    from acar_d2.modeling.roi_heads import record_relations
+    from acar_d2.modeling import RelationRecorder
     from PIL import Image
-
-    from acar_d2.utils.relations import attention_peak_in_box, relation_map
 
     world = json.loads((world_dir / "world.json").read_text())
     model = build_model(cfg)
@@ -216,13 +214,15 @@ def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path]
     model.eval()
     loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
     hits, chance, panels, partner_hits, partner_chance = {}, {}, [], {}, {}
-    with torch.no_grad(), record_relations(model):
+    with torch.no_grad(), RelationRecorder(model) as recorder:
         for i, batch in enumerate(loader):
             if max_frames and i >= max_frames:
                 break
             (inputs,) = batch
             snap = world["scenes"][inputs["video_id"]][str(int(inputs["timestamp"]))]
             inst = model(batch)[0]["instances"].to("cpu")
+            (maps,) = recorder.maps
+            recorder.maps.clear()
             boxes = inst.pred_boxes.tensor.numpy()
             for actor in snap["actors"]:
                 link = linking_object(actor, snap)
@@ -232,9 +232,9 @@ def relation_map_rate(cfg, weights: str, world_dir: Path, figure: Optional[Path]
                 k = int(np.argmax(ious))
                 if ious[k] < 0.5:
                     continue
-                rm = relation_map(inst, k)
+                rm = maps[k]
                 cls, box = link
-                hits.setdefault(cls, []).append(attention_peak_in_box(rm, box))
+                hits.setdefault(cls, []).append(rm.peak_in_box(box))
                 x0, y0, sx, sy = rm.grid
                 h, w = rm.context_map.shape
                 xs, ys = x0 + sx * np.arange(w), y0 + sy * np.arange(h)

@@ -27,8 +27,9 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ava_eval.ava_format import BoxTable, read_box_csv, read_exclusions, read_label_map
-from acar_d2.utils.cli import add_debug_flag, one_line, run_cli
+from ava_eval.csv_io import BoxTable, read_box_csv, read_exclusions
+from ava_eval.label_map import read_label_map
+from acar_d2.engine.cli import add_debug_flag, one_line, run_cli
 from acar_d2.utils.thresholds import thresholds_document
 
 IOU = 0.5

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
+from acar_d2.engine.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None):
@@ -44,7 +44,7 @@ def main(argv=None):
         add_debug_flag(s)
     args = p.parse_args(argv)
 
-    from acar_d2.data.formats.ava_csv import acar_pickle_to_csv, csv_to_acar_pickle
+    from acar_d2.data.formats.acar_pickle import acar_pickle_to_csv, csv_to_acar_pickle
 
     if args.cmd == "acar-to-csv":
         n = acar_pickle_to_csv(args.pkl, args.out, args.overwrite)

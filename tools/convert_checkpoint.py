@@ -28,7 +28,7 @@ from acar_d2.checkpoint import (
     check_output_path,
     convert_file,
 )
-from acar_d2.utils.cli import add_debug_flag, run_cli
+from acar_d2.engine.cli import add_debug_flag, run_cli
 
 
 def _check_with_model(config_file: str, opts: List[str], output_path: str) -> None:

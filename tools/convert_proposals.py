@@ -12,7 +12,7 @@ status 2 (--debug: the traceback).
 import argparse
 
 from acar_d2.data.formats.proposals import PROPOSAL_FORMATS, convert_proposals
-from acar_d2.utils.cli import add_debug_flag, run_cli
+from acar_d2.engine.cli import add_debug_flag, run_cli
 
 
 def main(argv=None):

@@ -9,6 +9,6 @@ from demo.demo import *  # noqa: F401, F403, E402  (the command's functions, for
 from demo.demo import main  # noqa: E402
 
 if __name__ == "__main__":
-    from acar_d2.utils.cli import run_cli
+    from acar_d2.engine.cli import run_cli
 
     run_cli(main, prog="tools/demo.py")

@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs, or CPU processes)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    from acar_d2.utils.cli import add_debug_flag
+    from acar_d2.engine.cli import add_debug_flag
 
     add_debug_flag(p)
     args = p.parse_args(argv)
@@ -235,6 +235,6 @@ def _worker(args):
 
 
 if __name__ == "__main__":
-    from acar_d2.utils.cli import run_cli
+    from acar_d2.engine.cli import run_cli
 
     run_cli(main, prog="tools/dump_proposals.py")

@@ -45,7 +45,7 @@ from acar_d2.data.feature_bank import RECORD_FILE, write_video_bank  # noqa: E40
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.bank_extraction import (BankEntryExtractor, make_bank_record,  # noqa: E402
                                             write_or_check_record)
-from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
+from acar_d2.engine.cli import add_debug_flag, run_cli  # noqa: E402
 from acar_d2.utils.output_lock import hold_output_folder  # noqa: E402
 
 logger = logging.getLogger("acar_d2.extract_feature_bank")

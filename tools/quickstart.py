@@ -197,6 +197,6 @@ if __name__ == "__main__":
     _pre = argparse.ArgumentParser(add_help=False)
     _pre.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"))
     os.environ["ACAR_DATASETS"] = str(Path(_pre.parse_known_args()[0].datasets).expanduser().resolve())
-    from acar_d2.utils.cli import run_cli
+    from acar_d2.engine.cli import run_cli
 
     run_cli(main, prog="tools/quickstart.py")

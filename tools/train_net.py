@@ -35,7 +35,7 @@ from detectron2.utils.logger import setup_logger
 from acar_d2.checkpoint import ALLOW_UNSAFE_ENV
 from acar_d2.engine import Trainer, setup_cfg
 from acar_d2.engine.resume import check_output_dir
-from acar_d2.utils.cli import add_debug_flag, run_cli
+from acar_d2.engine.cli import add_debug_flag, run_cli
 from acar_d2.utils.output_lock import hold_output_folder
 
 logger = logging.getLogger("acar_d2")

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import acar_d2  # noqa: F401, E402  (registers the builtin splits)
 from acar_d2.data import validate  # noqa: E402
 from acar_d2.data.validate import files_of_dataset, validate_ava_dataset  # noqa: E402
-from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
-from ava_eval.ava_format import read_label_map  # noqa: E402
+from acar_d2.engine.cli import add_debug_flag, run_cli  # noqa: E402
+from ava_eval.label_map import read_label_map  # noqa: E402
 
 
 def main(argv=None) -> int:

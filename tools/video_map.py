@@ -18,7 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 import acar_d2  # noqa: F401, E402  (registers the builtin splits)
 from acar_d2.evaluation.video_map import video_map_of_predictions  # noqa: E402
-from acar_d2.utils.cli import add_debug_flag, run_cli  # noqa: E402
+from acar_d2.engine.cli import add_debug_flag, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

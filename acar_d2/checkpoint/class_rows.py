@@ -107,7 +107,7 @@ def config_class_tables(cfg, purpose: str) -> Tuple[Optional[dict], Optional[dic
     ("eval"); ``MODEL.WEIGHTS_LABEL_MAP``, else with a class subset the dataset's full label map.
     None where unknown (then rows are loaded as they are).
     """
-    from ava_eval.ava_format import read_label_map
+    from ava_eval.label_map import read_label_map
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     names = list(cfg.DATASETS.TRAIN if purpose == "train" else cfg.DATASETS.TEST)

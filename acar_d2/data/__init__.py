@@ -1,6 +1,6 @@
 """Video data: dataset registration, clip reading, the clip mapper and loaders."""
 from . import datasets  # noqa: F401  (registers the builtin splits)
-from ava_eval.ava_format import ava_class_list
+from ava_eval.label_map import ava_class_list
 from .build import build_clip_test_loader, build_clip_train_loader
 from .clip_mapper import ClipDatasetMapper
 from .video_io import (

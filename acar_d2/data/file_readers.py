@@ -1,7 +1,7 @@
 """
 AVA-format files that need more than the evaluator package ``ava_eval`` offers: guarded pickles
 (proposals, UCF101-24 annotations; ``acar_d2.checkpoint.safe_pickle``) and frame sizes (Pillow).
-The CSV / label-map readers are :mod:`ava_eval.ava_format`.
+The CSV / label-map readers are :mod:`ava_eval.csv_io` / :mod:`ava_eval.label_map`.
 """
 import os
 from pathlib import Path
@@ -9,7 +9,7 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
-from ava_eval.ava_format import AVAKey
+from ava_eval.csv_io import AVAKey
 
 from ..checkpoint.safe_pickle import UnsafePickleError, read_pickle_safely
 

@@ -47,7 +47,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ava_eval.ava_format import read_exclusions, read_label_map
+from ava_eval.csv_io import read_exclusions
+from ava_eval.label_map import read_label_map
 
 from .validate_sources import check_frame_sources
 

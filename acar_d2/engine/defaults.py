@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import torch
 import yaml
 from detectron2.config import CfgNode, get_cfg
+from fvcore.common.config import BASE_KEY
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
@@ -75,11 +76,26 @@ def _message(error: Exception) -> str:
 
 
 def _merge_file(cfg: CfgNode, config_file: str) -> None:
-    """``cfg.merge_from_file`` whose errors name the file (and the yaml line)."""
+    """
+    ``cfg.merge_from_file`` whose errors name the file (and the yaml line). ``_BASE_`` may also be a
+    list of files (relative to this one), merged in order before the file's own keys: a demo
+    config is ``_BASE_: ["../AVA/<action config>.yaml", "Base-COCO-Person-Detector.yaml"]``, so the
+    detector block is written once (detectron2 reads one base per file).
+    """
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config file not found: {config_file}")
     try:
-        cfg.merge_from_file(config_file)
+        with open(config_file) as f:
+            own = yaml.safe_load(f) or {}
+        bases = own.pop(BASE_KEY, None) if isinstance(own, dict) else None
+        if not isinstance(bases, list):
+            cfg.merge_from_file(config_file)
+            return
+        for base in bases:
+            _merge_file(cfg, os.path.join(os.path.dirname(config_file), str(base)))
+        if own.get("VERSION", cfg.VERSION) != cfg.VERSION:
+            raise ValueError(f"VERSION {own['VERSION']} (this acar_d2 reads {cfg.VERSION})")
+        cfg.merge_from_other_cfg(type(cfg)(own))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{getattr(mark, 'name', config_file)}:{mark.line + 1}" if mark else config_file

@@ -75,6 +75,8 @@ class KeyFramePrediction:
         instances (Instances): source px, on the CPU: ``pred_boxes`` (R, 4), ``scores`` (R,)
             person scores, ``action_scores`` (R, K), ``action_logits`` (R, K), ``track_ids`` (R,)
             int64 (-1 without tracking).
+        relation_maps (list[RelationMap] or None): one per row of ``instances``, set by a caller
+            that records them (``acar_d2.modeling.RelationRecorder``, the demo's ``--relations``).
     """
 
     index: int
@@ -82,6 +84,7 @@ class KeyFramePrediction:
     timestamp: Optional[int]
     frame_index: int
     instances: Instances
+    relation_maps: Optional[list] = None
 
 
 def key_frame_schedule(stride_s: float = 1.0, offset_s: float = 0.0,

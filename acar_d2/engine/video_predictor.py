@@ -69,7 +69,7 @@ def action_class_names(cfg: CfgNode) -> List[str]:
     if names is not None:
         return [str(n) for n in names]
     if k == 60:
-        from ava_eval.ava_format import ava_class_list
+        from ava_eval.label_map import ava_class_list
 
         return list(ava_class_list().names)
     return [f"class_{i}" for i in range(k)]
@@ -83,7 +83,7 @@ def action_class_ids(cfg: CfgNode) -> List[int]:
     if ids is not None:
         return [int(i) for i in ids]
     if k == 60:
-        from ava_eval.ava_format import ava_class_list
+        from ava_eval.label_map import ava_class_list
 
         return list(ava_class_list().ids)
     return list(range(1, k + 1))

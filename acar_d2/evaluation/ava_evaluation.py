@@ -7,9 +7,10 @@ and scores it with :func:`frame_map.frame_map` (the official AVA v2.2 protocol).
 """
 import itertools
 import logging
+import math
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
@@ -17,14 +18,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ava_eval.ava_format import (LabelMap, parse_box_csv, read_box_csv, read_exclusions,
-                                 read_label_map)
-from ..data.layouts import resolve_label_map
-from .ava_io import format_submission_rows, table_from_dataset_dicts
+from ava_eval.csv_io import (BoxTable, format_submission_rows, parse_box_csv, read_box_csv,
+                             read_exclusions)
 from ava_eval.frame_map import DETECTIONS_PER_KEYFRAME, FrameMAPResult, frame_map
+from ava_eval.label_map import LabelMap, read_label_map
+from ..data.layouts import resolve_label_map
 from ava_eval.reporting import per_class_table as _format_table
 
-__all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table"]
+__all__ = ["AVAEvaluator", "UCF24Evaluator", "per_class_table", "table_from_dataset_dicts"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,55 @@ def per_class_table(result: FrameMAPResult, label_map: Dict[int, str]) -> str:
     return _format_table([(cid, name, group_of.get(cid), result.num_gt[cid],
                            result.num_detections[cid], 100.0 * result.per_class_AP[cid])
                           for cid, name in sorted(label_map.items())])
+
+
+def table_from_dataset_dicts(
+    dataset_dicts: Iterable[dict], source: str = "dataset dicts"
+) -> BoxTable:
+    """
+    Ground truth from acar_d2 dataset dicts (docs/ARCHITECTURE.md), as a :class:`BoxTable`.
+
+    Every annotation contributes one row per entry of its ``action_ids``, with its ``bbox``
+    (XYXY_ABS pixels) divided by the dict's width / height, so it compares with predictions
+    written in the normalized submission format. The person id (if any) fills ``scores``.
+
+    Raises:
+        KeyError / ValueError: naming the video, timestamp and missing key or bad box.
+    """
+    from detectron2.structures import BoxMode
+
+    index = {}
+    keyframe, boxes, labels, person = [], [], [], []
+    for d in dataset_dicts:
+        where = f"{source}: {d.get('video_id')!r} @ {d.get('timestamp')!r}"
+        for key in ("video_id", "timestamp", "height", "width", "annotations"):
+            if key not in d:
+                raise KeyError(f"{where}: dataset dict has no {key!r}")
+        kf = index.setdefault((str(d["video_id"]), int(d["timestamp"])), len(index))
+        w, h = float(d["width"]), float(d["height"])
+        for ann in d["annotations"]:
+            if "bbox" not in ann or "action_ids" not in ann:
+                raise KeyError(f"{where}: annotation without 'bbox' or 'action_ids': {ann}")
+            box = BoxMode.convert(list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYXY_ABS),
+                                  BoxMode.XYXY_ABS)
+            norm = [box[0] / w, box[1] / h, box[2] / w, box[3] / h]
+            if not (all(map(math.isfinite, norm)) and norm[0] <= norm[2] and norm[1] <= norm[3]):
+                raise ValueError(f"{where}: invalid ground-truth box {list(ann['bbox'])}")
+            for a in ann["action_ids"]:
+                keyframe.append(kf)
+                boxes.append(norm)
+                labels.append(int(a))
+                person.append(float(ann.get("person_id", 1.0)))
+    n = len(labels)
+    return BoxTable(
+        source=source,
+        keyframes=list(index),
+        keyframe=np.asarray(keyframe, dtype=np.int64),
+        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+        labels=np.asarray(labels, dtype=np.int64),
+        scores=np.asarray(person, dtype=np.float64),
+        lines=np.arange(1, n + 1, dtype=np.int64),
+    )
 
 
 class AVAEvaluator(DatasetEvaluator):

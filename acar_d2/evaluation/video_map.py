@@ -252,7 +252,7 @@ def frame_detections_from_csv(path: str, action_ids: Sequence[int]) -> Dict[str,
     Returns:
         {video: {frame: (boxes (R, 4) normalized, scores (R, K))}}, K = len(action_ids).
     """
-    from ava_eval.ava_format import read_box_csv
+    from ava_eval.csv_io import read_box_csv
 
     table = read_box_csv(path)
     col = {a: i for i, a in enumerate(action_ids)}

@@ -112,23 +112,23 @@ def _heat_colors(t: np.ndarray) -> np.ndarray:
     return np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
 
 
-def draw_relation_map(frame: np.ndarray, relation_map, boxes: np.ndarray,
+def draw_relation_map(frame: np.ndarray, relation, boxes: np.ndarray,
                       alpha: float = 0.6) -> np.ndarray:
     """
-    Overlay one actor's relation map (``acar_d2.utils.relations.RelationMap``, in the frame's px):
+    Overlay one actor's relation map (``acar_d2.modeling.RelationMap``, in the frame's px):
     the heat map in a "hot" colour scale blended in proportion to its value (cells the actor does
     not draw on keep the frame), a cross on the peak, and a line from the actor's box centre to
     every other actor's, as wide as its actor weight (``w=0.42`` written at the other end).
 
     Args:
         frame (ndarray): (H, W, 3) uint8 RGB.
-        relation_map (RelationMap): ``heatmap`` (H, W), ``actor_weights`` (R,), ``peak_xy``.
+        relation (RelationMap): ``heatmap`` (H, W), ``actor_weights`` (R,), ``peak_xy``.
         boxes (ndarray): (R, 4) XYXY frame px of the prediction's actors.
         alpha (float): opacity at the map's maximum.
     Returns:
         ndarray: (H, W, 3) uint8, a new array.
     """
-    heat = np.asarray(relation_map.heatmap, np.float64)
+    heat = np.asarray(relation.heatmap, np.float64)
     if heat.shape != frame.shape[:2]:
         raise ValueError(f"relation heat map {heat.shape} for a frame {frame.shape[:2]}")
     t = heat / heat.max() if heat.max() > 0 else heat
@@ -139,14 +139,14 @@ def draw_relation_map(frame: np.ndarray, relation_map, boxes: np.ndarray,
     font = ImageFont.load_default()
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    i = relation_map.actor_index
-    for j, weight in enumerate(relation_map.actor_weights):
+    i = relation.actor_index
+    for j, weight in enumerate(relation.actor_weights):
         if j == i:
             continue
         (x1, y1), (x2, y2) = centres[i], centres[j]
         draw.line([x1, y1, x2, y2], fill=(70, 240, 240), width=1 + int(round(6 * weight)))
         draw.text((x2 + 2, y2 + 2), f"w={weight:.2f}", fill=(70, 240, 240), font=font)
-    x, y = relation_map.peak_xy
+    x, y = relation.peak_xy
     draw.line([x - 5, y, x + 5, y], fill=(255, 255, 255), width=2)
     draw.line([x, y - 5, x, y + 5], fill=(255, 255, 255), width=2)
     return np.asarray(img)

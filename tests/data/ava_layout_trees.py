@@ -10,7 +10,7 @@ from typing import Dict
 import numpy as np
 from PIL import Image
 
-from ava_eval.ava_format import AVA_LABEL_MAP_FILE
+from ava_eval.label_map import AVA_LABEL_MAP_FILE
 
 FPS, FIRST_SECOND, NUM_FRAMES = 30, 900, 100
 VIDEOS = {"-FaXLcSFjUI": (12, 16), "_145Aa_xkuE": (16, 12)}
@@ -80,7 +80,7 @@ def make_pyslowfast_tree(root: Path) -> Dict[str, str]:
 
 def make_acar_tree(root: Path) -> Dict[str, str]:
     """``ava/data/<vid>/image_%06d.jpg``, ACAR-Net's annotation and detection pickles."""
-    from ava_eval.ava_format import ava_class_list
+    from ava_eval.label_map import ava_class_list
     from acar_d2.data.formats import idx_to_class_from_label_map, make_acar_records
 
     ava = root / "ava"

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ava_eval.ava_format import read_box_csv
-from acar_d2.data.formats.ava_csv import acar_pickle_to_csv, csv_to_acar_pickle, write_ava_csv
+from ava_eval.csv_io import read_box_csv, write_ava_csv
+from acar_d2.data.formats.acar_pickle import acar_pickle_to_csv, csv_to_acar_pickle
 from acar_d2.data.formats.cvat import read_cvat_video, write_cvat_video
 
 from . import ava_fixtures as fx

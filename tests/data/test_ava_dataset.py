@@ -11,7 +11,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ava_eval.ava_format import AVA_LABEL_MAP_FILE, ava_class_list
+from ava_eval.label_map import AVA_LABEL_MAP_FILE, ava_class_list
 from acar_d2.data.datasets.ava import (
     load_ava_instances,
     read_label_map,

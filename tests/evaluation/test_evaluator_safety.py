@@ -10,7 +10,8 @@ import random
 import numpy as np
 import pytest
 
-from ava_eval.ava_format import parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ava_eval.csv_io import parse_box_csv, read_box_csv, read_exclusions
+from ava_eval.label_map import read_label_map
 from ava_eval.cli import main
 from ava_eval.frame_map import _heap_top, _select_detections, frame_map
 from tests.reference_utils import reference_dir

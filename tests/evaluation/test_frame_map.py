@@ -9,7 +9,8 @@ import pytest
 
 from ava_eval.cli import main
 from ava_eval.evaluate import evaluate_files
-from ava_eval.ava_format import parse_box_csv, read_label_map
+from ava_eval.csv_io import parse_box_csv
+from ava_eval.label_map import read_label_map
 from ava_eval.frame_map import frame_map
 from tests.reference_utils import reference_dir
 

@@ -6,7 +6,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from acar_d2.evaluation import AVAEvaluator, UCF24Evaluator
-from ava_eval.ava_format import parse_box_csv
+from ava_eval.csv_io import parse_box_csv
 from ava_eval.frame_map import frame_map
 from tests.testing_utils import action_output
 

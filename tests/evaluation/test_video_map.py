@@ -110,7 +110,7 @@ def test_gt_tubes_from_dataset_dicts():
 
 def test_video_map_of_a_predictions_csv(tmp_path):
     """Perfect frame detections written as the evaluator writes them link into the GT tubes."""
-    from acar_d2.evaluation.ava_io import format_submission_rows
+    from ava_eval.csv_io import format_submission_rows
     from acar_d2.evaluation.video_map import video_map_of_predictions
 
     ids = [1, 2, 3]

@@ -1,8 +1,9 @@
 """
-Relation maps (ACAR Fig. 6; ``roi_heads/relation_maps.py``, ``utils/relations.py``): a hand-built
-attention pattern lands its peak on the known cell and pixel and picks the known actor; maps sum
-to 1 on each clip's valid cells (padded batch = one by one); nothing is recorded and the outputs
-are identical when recording is off; unsupported operators are refused by name. CPU, tiny, seeded.
+Relation maps (ACAR Fig. 6; ``acar_d2/modeling/relation_maps.py``): a hand-built attention pattern
+lands its peak on the known cell and pixel and picks the known actor; maps sum to 1 on each clip's
+valid cells (padded batch = one by one); nothing is recorded and the outputs are identical when
+recording is off; the JSON form round-trips; unsupported operators are refused by name. CPU, tiny,
+seeded.
 """
 import math
 
@@ -12,12 +13,12 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from acar_d2.modeling.roi_heads import ACARROIHeads, record_relations
+from acar_d2.modeling import RelationMap, RelationRecorder
+from acar_d2.modeling.relation_maps import (_clip_relations, chance_rate, interaction_actor,
+                                            relation_grid)
+from acar_d2.modeling.roi_heads import ACARROIHeads
 from acar_d2.modeling.roi_heads.hr2o import HR2ONonLocal
 from acar_d2.modeling.roi_heads.layout import ClipActorLayout, ValidRegion
-from acar_d2.modeling.roi_heads.relation_maps import add_relation_fields, relation_records
-from acar_d2.utils.relations import (attention_peak_in_box, chance_rate, interaction_actor,
-                                     relation_map)
 from tests.modeling.test_roi_heads import COMMON, SMALL, make_boxes, make_features
 from tests.testing_utils import tiny_acar_cfg
 
@@ -47,23 +48,22 @@ def test_hand_built_nl_attention_peaks_at_the_known_cell_and_actor():
     # a_01 at the peak: exp(12 / 2) / (exp(6) + 2)
     assert attn[0, 0, 1, 2, 4].item() == pytest.approx(math.exp(6) / (math.exp(6) + 2), rel=1e-5)
 
-    region = ValidRegion(torch.tensor([[6, 6]] * 3), (6, 6))
-    (rec,) = relation_records(attn, layout, region, "none")
-    assert rec.context_maps.shape == (3, 6, 6) and rec.actor_weights.shape == (3, 3)
-    assert torch.allclose(rec.context_maps.sum(dim=(1, 2)), torch.ones(3))
-    assert torch.allclose(rec.actor_weights.sum(dim=1), torch.ones(3))
-    assert int(rec.context_maps[0].argmax()) == 2 * 6 + 4
-    assert int(rec.actor_weights[0].argmax()) == 1
+    mask = ValidRegion(torch.tensor([[6, 6]] * 3), (6, 6)).mask()
+    ((context_maps, actor_weights),) = _clip_relations(attn, layout, mask)
+    assert context_maps.shape == (3, 6, 6) and actor_weights.shape == (3, 3)
+    assert torch.allclose(context_maps.sum(dim=(1, 2)), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(actor_weights.sum(dim=1), torch.ones(3, dtype=torch.float64))
+    assert int(context_maps[0].argmax()) == 2 * 6 + 4
+    assert int(actor_weights[0].argmax()) == 1
     # actor 2 has a zero query: uniform over actors at every cell -> a flat map, weights 1/3
-    assert torch.allclose(rec.context_maps[2], torch.full((6, 6), 1 / 36))
-    assert torch.allclose(rec.actor_weights[2], torch.full((3,), 1 / 3))
+    assert torch.allclose(context_maps[2], torch.full((6, 6), 1 / 36, dtype=torch.float64))
+    assert torch.allclose(actor_weights[2], torch.full((3,), 1 / 3, dtype=torch.float64))
 
     # On a 96x128 clip whose 8x8 context cells are 12x16 px, downsample "none": relation cell
-    # (r, c) is centred on context cell (r + 1, c + 1); the output frame is twice the clip.
-    inst = Instances((192, 256))
-    inst.pred_boxes = Boxes(torch.tensor([[0, 0, 10, 10]] * 3, dtype=torch.float32))
-    add_relation_fields(inst, rec.in_pixels((16.0, 12.0)), (2.0, 2.0))
-    rm = relation_map(inst, 0)
+    # (r, c) is centred on context cell (r + 1, c + 1); the output frame is twice the clip, so a
+    # context cell is 32x24 output px.
+    grid = relation_grid("none", (32.0, 24.0))
+    rm = RelationMap(0, context_maps[0].numpy(), actor_weights[0].numpy(), grid, (192, 256))
     # cell (2, 4): x = (4 + 1.5) * 16 * 2 = 176, y = (2 + 1.5) * 12 * 2 = 84
     assert rm.peak_cell == (2, 4) and rm.peak_xy == pytest.approx((176.0, 84.0))
     assert rm.heatmap.shape == (192, 256) and rm.heatmap.sum() == pytest.approx(1.0)
@@ -71,10 +71,19 @@ def test_hand_built_nl_attention_peaks_at_the_known_cell_and_actor():
     row, col = np.unravel_index(rm.heatmap.argmax(), rm.heatmap.shape)
     assert abs(col + 0.5 - 176) <= 0.5 and abs(row + 0.5 - 84) <= 0.5, (row, col)
     assert int(np.argmax(rm.actor_weights)) == 1
-    assert attention_peak_in_box(rm, (170, 80, 180, 90))
-    assert not attention_peak_in_box(rm, (0, 0, 170, 192))
-    # a half-size image: same cell, half the pixels
-    assert relation_map(inst, 0, (96, 128)).peak_xy == pytest.approx((88.0, 42.0))
+    assert rm.peak_in_box((170, 80, 180, 90))
+    assert not rm.peak_in_box((0, 0, 170, 192))
+
+    # the JSON form (the demo's "relation") and back
+    doc = rm.to_json()
+    assert doc["grid_size"] == [6, 6] and doc["grid_origin_xy"] == [48.0, 36.0]
+    assert doc["grid_step_xy"] == [32.0, 24.0] and doc["peak_xy"] == [176.0, 84.0]
+    back = RelationMap.from_json(doc, 0, (192, 256))
+    assert back.peak_xy == rm.peak_xy and back.grid == rm.grid
+    assert np.allclose(back.context_map, rm.context_map, atol=1e-6)
+    assert np.allclose(back.actor_weights, rm.actor_weights, atol=1e-6)
+    with pytest.raises(ValueError, match="actor 3: context_map is \\[6, 6\\], grid_size says \\[5, 6\\]"):
+        RelationMap.from_json(dict(doc, grid_size=[5, 6]), 3, (192, 256))
 
 
 def padded_heads(**kw):
@@ -87,26 +96,28 @@ def test_padded_batch_maps_live_on_each_valid_region_and_equal_one_by_one():
     feats = make_features(2)
     boxes = make_boxes([3, 2], limit=(64, 96))
     valid = [(128, 128), (64, 96)]  # second clip: 4x6 context cells -> 2x4 relation cells
-    with torch.no_grad(), record_relations(heads):
+    with torch.no_grad(), RelationRecorder(heads) as rec:
         logits, _ = heads(feats, boxes, valid, (128, 128))
-        batch = list(heads.relation_records)
-        heads.relation_records.clear()
-        alone = []
+        batch = list(rec.maps)
+        rec.maps.clear()
         for n in range(2):
             one = {k: v[n:n + 1] for k, v in feats.items()}
             heads(one, boxes[n:n + 1], valid[n:n + 1], (128, 128))
-            alone += list(heads.relation_records)
-            heads.relation_records.clear()
-    assert [tuple(r.context_maps.shape) for r in batch] == [(3, 6, 6), (2, 2, 4)]
-    assert [tuple(r.actor_weights.shape) for r in batch] == [(3, 3), (2, 2)]
-    for rec, one in zip(batch, alone):
-        # every map sums to 1 on its valid cells: no mass outside the valid region
-        assert torch.allclose(rec.context_maps.sum(dim=(1, 2)), torch.ones(len(rec.context_maps)))
-        assert torch.allclose(rec.actor_weights.sum(dim=1), torch.ones(len(rec.actor_weights)))
-        assert (rec.context_maps >= 0).all()
-        assert torch.allclose(rec.context_maps, one.context_maps, atol=1e-6)
-        assert torch.allclose(rec.actor_weights, one.actor_weights, atol=1e-6)
-    assert heads.relation_records is None  # off again after the block
+        alone = rec.maps
+    assert [[m.context_map.shape for m in clip] for clip in batch] == [[(6, 6)] * 3, [(2, 4)] * 2]
+    assert [[m.actor_weights.shape for m in clip] for clip in batch] == [[(3,)] * 3, [(2,)] * 2]
+    for clip_maps, one in zip(batch, alone):
+        for m, m1 in zip(clip_maps, one):
+            # every map sums to 1 on its valid cells: no mass outside the valid region
+            assert m.context_map.sum() == pytest.approx(1.0) and m.actor_weights.sum() == pytest.approx(1.0)
+            assert (m.context_map >= 0).all()
+            assert np.allclose(m.context_map, m1.context_map, atol=1e-6)
+            assert np.allclose(m.actor_weights, m1.actor_weights, atol=1e-6)
+            # bare heads: clip px; 16 px context cells, cell (0, 0) at 1.5 cells
+            assert m.grid == (24.0, 24.0, 16.0, 16.0) and m.image_size == (128, 128)
+    heads(feats, boxes, valid, (128, 128))
+    assert len(alone) == 2  # off again after the block: nothing more recorded
+    assert not heads._forward_hooks and not heads._forward_pre_hooks
 
 
 def recorded_model(downsample="2x2"):
@@ -139,57 +150,54 @@ def test_model_records_only_when_asked_and_outputs_do_not_change():
     with torch.no_grad():
         plain = model(batch)
         assert len(calls) == 2  # the forward's own, once per size group: nothing extra when off
-        with record_relations(model):
+        with RelationRecorder(model) as rec:
             recorded = model(batch)
         assert len(calls) == 2 + 4  # + one recording per size group
         again = model(batch)
         assert len(calls) == 6 + 2
     del last.attention
     base = {"pred_boxes", "scores", "action_logits", "action_scores"}
-    extra = {"relation_context_maps", "relation_actor_weights", "relation_grid"}
     for p, r, a in zip(plain, recorded, again):
         p, r, a = p["instances"], r["instances"], a["instances"]
-        assert set(p.get_fields()) == set(a.get_fields()) == base
-        assert set(r.get_fields()) == base | extra
+        assert set(p.get_fields()) == set(r.get_fields()) == set(a.get_fields()) == base
         assert torch.equal(p.action_logits, r.action_logits)
         assert torch.equal(p.action_logits, a.action_logits)
-    r0 = recorded[0]["instances"]
+    # one list per output, in input order (the 96x128 clip ran in a group of its own, after)
+    assert [len(m) for m in rec.maps] == [2, 0, 3]
     # 128x96 valid -> 8x6 context cells -> 6x4 relation cells; 3x4 in the 96x128 clip
-    assert r0.relation_context_maps.shape == (2, 6, 4)
-    assert recorded[2]["instances"].relation_context_maps.shape == (3, 4, 6)
-    assert len(recorded[1]["instances"]) == 0
+    assert [m.context_map.shape for m in rec.maps[0]] == [(6, 4)] * 2
+    assert [m.context_map.shape for m in rec.maps[2]] == [(4, 6)] * 3
     # grid: 16 px context cells, x2 output scale: centre of cell (0, 0) at 1.5 * 32 = 48 px
-    assert torch.allclose(r0.relation_grid, torch.tensor([[48.0, 48.0, 32.0, 32.0]] * 2))
-    rm = relation_map(r0, 1)
+    assert rec.maps[0][1].grid == (48.0, 48.0, 32.0, 32.0)
+    assert rec.maps[2][0].grid == (24.0, 24.0, 16.0, 16.0)
+    rm = rec.maps[0][1]
+    assert rm.actor_index == 1 and rm.image_size == (256, 192)
     assert rm.heatmap.shape == (256, 192) and rm.actor_weights.shape == (2,)
 
 
 def test_unsupported_heads_are_refused_by_name():
     with pytest.raises(NotImplementedError, match="HR2ORelationNetwork"):
-        with record_relations(padded_heads(hr2o_name="rn")):
-            pass
+        RelationRecorder(padded_heads(hr2o_name="rn"))
     with pytest.raises(NotImplementedError, match="global"):
-        with record_relations(padded_heads(downsample="global")):
-            pass
+        RelationRecorder(padded_heads(downsample="global"))
     with pytest.raises(ValueError, match="HR2O_DEPTH"):
-        with record_relations(padded_heads(hr2o_depth=0)):
-            pass
+        RelationRecorder(padded_heads(hr2o_depth=0))
     # avg: uniform weights, a flat map (its natural analogue)
     heads = padded_heads(hr2o_name="avg", downsample="none")
-    with torch.no_grad(), record_relations(heads):
+    with torch.no_grad(), RelationRecorder(heads) as rec:
         heads(make_features(1), make_boxes([3]), [(128, 128)], (128, 128))
-        (rec,) = heads.relation_records
-    assert torch.allclose(rec.actor_weights, torch.full((3, 3), 1 / 3))
-    assert torch.allclose(rec.context_maps, torch.full((3, 6, 6), 1 / 36))
+    ((a, b, c),) = rec.maps
+    for m in (a, b, c):
+        assert np.allclose(m.actor_weights, 1 / 3) and np.allclose(m.context_map, 1 / 36)
 
 
 def test_a_lone_actor_gets_a_uniform_map():
     heads = padded_heads(downsample="none")
-    with torch.no_grad(), record_relations(heads):
+    with torch.no_grad(), RelationRecorder(heads) as rec:
         heads(make_features(1), make_boxes([1]), [(128, 128)], (128, 128))
-        (rec,) = heads.relation_records
-    assert torch.allclose(rec.actor_weights, torch.ones(1, 1))
-    assert torch.allclose(rec.context_maps, torch.full((1, 6, 6), 1 / 36))
+    ((m,),) = rec.maps
+    assert np.array_equal(m.actor_weights, [1.0])
+    assert m.context_map.shape == (6, 6) and np.allclose(m.context_map, 1 / 36)
 
 
 def test_chance_rate_and_interaction_actor():

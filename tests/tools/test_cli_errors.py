@@ -1,7 +1,7 @@
 """
 A command-line tool answers a bad input file with one line naming the file (and the line where the
 input has lines) and exit status 2, never a traceback; ``--debug`` or ``ACAR_DEBUG=1`` shows the
-traceback, and a bug (an exception of an unexpected type) still shows it (``acar_d2/utils/cli.py``,
+traceback, and a bug (an exception of an unexpected type) still shows it (``acar_d2/engine/cli.py``,
 docs/SAFETY.md).
 
 Each tool runs in-process through the wrapper its ``__main__`` uses (``run_cli``), and fails before
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from acar_d2.utils.cli import USER_ERROR_STATUS, run_cli
+from acar_d2.engine.cli import USER_ERROR_STATUS, run_cli
 
 from ..utils.demo_helpers import BOXES_CONFIG, load_tool
 

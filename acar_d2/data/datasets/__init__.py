@@ -1,5 +1,5 @@
 """AVA-format and UCF101-24 dataset loaders; importing registers the builtin splits."""
-from ava_eval.ava_format import ava_class_list
+from ava_eval.label_map import ava_class_list
 from .ava import (
     LabelMap,
     load_ava_instances,

@@ -2,7 +2,7 @@
 AVA-format action datasets: ``load_ava_instances`` (dataset dicts) and ``register_ava_instances``.
 
 The file formats (label map, annotation / person-box CSVs, exclusions, proposal pickles) are read by
-:mod:`ava_eval.ava_format`, which documents them, with the training rules in :mod:`.ava_format`;
+:mod:`ava_eval.csv_io` and :mod:`ava_eval.label_map`, which document them (with the training rules);
 the frames or videos are found by :func:`acar_d2.data.layouts.index_video_sources`; this module
 builds one dataset dict per key frame (docs/ARCHITECTURE.md, "Dataset dicts"). Pixels are never
 read here except the header of one key frame per video, to know its size.
@@ -17,12 +17,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.structures import BoxMode
 
-from ava_eval.ava_format import (  # noqa: F401  (several re-exported: public names of this module)
+from ava_eval.csv_io import (  # noqa: F401  (several re-exported: public names of this module)
     AVAKey,
-    LabelMap,
+    PersonBox,
+    read_ava_annotations,
     read_exclusions,
-    read_label_map,
+    read_predicted_boxes_csv,
 )
+from ava_eval.label_map import LabelMap, read_label_map  # noqa: F401  (re-exported)
 
 from ..file_readers import read_dense_proposals  # noqa: F401  (re-exported)
 from ..formats.proposals import read_proposals
@@ -35,7 +37,6 @@ from ..layouts import (  # noqa: F401  (frame discovery re-exported)
     split_file_metadata,
     split_file_overrides,
 )
-from .ava_format import PersonBox, read_ava_annotations, read_predicted_boxes_csv  # noqa: F401
 
 __all__ = [
     "LabelMap",
@@ -243,7 +244,7 @@ def register_ava_instances(
 
     Args: as :func:`load_ava_instances`, plus
         label_map_fallback (str or None): label map used (metadata and loading) when
-            ``label_map`` is not on disk, e.g. ``ava_format.AVA_LABEL_MAP_FILE``.
+            ``label_map`` is not on disk, e.g. ``ava_eval.label_map.AVA_LABEL_MAP_FILE``.
     """
     files = dict(frames=frames, frame_list=frame_list, videos=videos, exclusions=exclusions,
                  proposals=proposals)

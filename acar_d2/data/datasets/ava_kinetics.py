@@ -31,7 +31,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ava_eval.ava_format import AVA_LABEL_MAP_FILE, read_label_map
+from ava_eval.label_map import AVA_LABEL_MAP_FILE, read_label_map
 from ..file_readers import frame_size
 from ..formats.proposals import read_proposals
 from ..layouts import (

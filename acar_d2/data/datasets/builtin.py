@@ -11,7 +11,7 @@ Kinetics side alone), ``aca_world_{train,val}`` (the synthetic AVA-format world 
 """
 import os
 
-from ava_eval.ava_format import AVA_LABEL_MAP_FILE
+from ava_eval.label_map import AVA_LABEL_MAP_FILE
 from ..layouts import FirstExisting, ava_frame_lists, ava_frame_roots, ava_proposal_candidates
 from .aca_world import register_aca_world
 from .ava_kinetics import register_ava_kinetics

@@ -26,19 +26,25 @@ time (acar_d2's convention equals ACAR-Net's on AVA: key frame of second t = 0-b
 ``(t - 900) * 30``); ``start_frame`` / ``n_frames`` / ``mid_frame`` are written (for ACAR-Net)
 as ``mid = (t - 900) * fps + 1``, a window of ``n_frames`` frames centred on it.
 
-No detectron2 import.
+:func:`acar_pickle_to_csv` / :func:`csv_to_acar_pickle` convert between these pickles and AVA
+annotation CSVs (read and written by :mod:`ava_eval.csv_io`). No detectron2 import.
 """
 from __future__ import annotations
 
+import os
+import pickle
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ava_eval.ava_format import AVAKey, LabelMap
+from ava_eval.csv_io import AVAKey, read_box_csv, write_ava_csv
+from ava_eval.label_map import LabelMap, read_label_map
 from ..file_readers import load_pickle
 
 __all__ = ["ACARRecords", "read_acar_pickle", "is_acar_pickle_object", "acar_records_to_rows",
-           "acar_records_to_proposals", "make_acar_records", "idx_to_class_from_label_map"]
+           "acar_records_to_proposals", "make_acar_records", "idx_to_class_from_label_map",
+           "acar_pickle_to_csv", "csv_to_acar_pickle"]
 
 # (records, idx_to_class) as loaded
 ACARRecords = Tuple[List[dict], object]
@@ -162,3 +168,36 @@ def make_acar_records(
                         "mid_frame": mid, "format_str": format_str, "frame_rate": float(fps),
                         "labels": list(labels)})
     return records
+
+
+def acar_pickle_to_csv(pkl, csv_out, overwrite: bool = False) -> int:
+    """ACAR-Net annotation pickle -> AVA annotation CSV (AVA ids via its ``idx_to_class``)."""
+    records, idx_to_class = read_acar_pickle(pkl)
+    return write_ava_csv(acar_records_to_rows(pkl, records, idx_to_class), csv_out, overwrite)
+
+
+def csv_to_acar_pickle(csv_in, label_map, pkl_out, *, fps: float = 30.0, first_second: int = 900,
+                       overwrite: bool = False) -> int:
+    """
+    AVA annotation CSV -> ACAR-Net annotation pickle ``(records, idx_to_class)``; class indices
+    follow the label map (ascending ids). Rows with ids outside the label map are dropped (the
+    box is kept). Returns the number of key frames.
+    """
+    if os.path.exists(pkl_out) and not overwrite:
+        raise FileExistsError(f"{pkl_out} exists; choose another output or pass overwrite=True")
+    lmap = read_label_map(label_map, require_groups=False)
+    index = {c: i for i, c in enumerate(lmap.ids)}
+    table = read_box_csv(csv_in, groundtruth=True, num_columns=8)
+    frames: "OrderedDict[tuple, OrderedDict]" = OrderedDict()
+    for kf, box, action, pid in zip(table.keyframe.tolist(), table.boxes.tolist(),
+                                    table.labels.tolist(), table.scores.tolist()):
+        per_box = frames.setdefault(table.keyframes[kf], OrderedDict())
+        lab = per_box.setdefault((tuple(box), int(pid)), {"bounding_box": list(box), "label": [],
+                                                          "person_id": [int(pid)]})
+        if action in index and index[action] not in lab["label"]:
+            lab["label"].append(index[action])
+    records = make_acar_records({k: list(v.values()) for k, v in frames.items()}, fps=fps,
+                                first_second=first_second)
+    with open(pkl_out, "wb") as f:
+        pickle.dump((records, idx_to_class_from_label_map(lmap)), f)
+    return len(records)

@@ -22,8 +22,8 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Dict, Iterable, List, Optional
 
-from ava_eval.ava_format import read_label_map
-from .ava_csv import write_ava_csv
+from ava_eval.csv_io import write_ava_csv
+from ava_eval.label_map import read_label_map
 
 __all__ = ["read_cvat_video", "cvat_video_to_ava_csv", "write_cvat_video"]
 

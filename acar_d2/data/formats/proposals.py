@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ava_eval.ava_format import AVAKey, check_unit_boxes, read_box_csv
+from ava_eval.csv_io import AVAKey, read_predicted_boxes_csv
 from ..file_readers import load_pickle, read_dense_proposals
 from .acar_pickle import (
     acar_records_to_proposals,
@@ -34,7 +34,7 @@ from .acar_pickle import (
 )
 
 __all__ = ["PROPOSAL_FORMATS", "detect_proposal_format", "read_proposals", "write_proposals",
-           "convert_proposals", "read_pyslowfast_boxes_csv"]
+           "convert_proposals"]
 
 PROPOSAL_FORMATS = ("pyslowfast_csv", "mmaction_pkl", "acar_pkl")
 Proposals = Dict[AVAKey, np.ndarray]
@@ -56,18 +56,6 @@ def detect_proposal_format(path) -> str:
                      "dict 'video_id,%04d' -> (R, 5) or ACAR-Net's (list of dicts, idx_to_class)")
 
 
-def read_pyslowfast_boxes_csv(path) -> Proposals:
-    """PySlowFast person boxes; repeated boxes of a key frame are kept once, highest score."""
-    table = read_box_csv(path, num_columns=8, allow_empty_action=True)
-    check_unit_boxes(table)
-    per_key: Dict[AVAKey, Dict[tuple, float]] = {}
-    for kf, box, score in zip(table.keyframe.tolist(), table.boxes.tolist(), table.scores.tolist()):
-        d = per_key.setdefault(table.keyframes[kf], {})
-        d[tuple(box)] = max(score, d.get(tuple(box), -np.inf))
-    return {k: np.array([list(b) + [s] for b, s in v.items()], dtype=np.float32).reshape(-1, 5)
-            for k, v in per_key.items()}
-
-
 def read_proposals(path, fmt: Optional[str] = None) -> Proposals:
     """
     Read a proposal file of any of :data:`PROPOSAL_FORMATS` (``fmt`` None: detected).
@@ -77,7 +65,7 @@ def read_proposals(path, fmt: Optional[str] = None) -> Proposals:
     """
     fmt = fmt or detect_proposal_format(path)
     if fmt == "pyslowfast_csv":
-        out = read_pyslowfast_boxes_csv(path)
+        out = read_predicted_boxes_csv(path)
     elif fmt == "mmaction_pkl":
         out = read_dense_proposals(path)
     elif fmt == "acar_pkl":

@@ -23,7 +23,6 @@ from ...config import person_detector_config
 from ...structures import assign_training_rois
 from ..person_detector import TEST_BOX_SOURCES, TRAIN_BOX_SOURCES, build_person_detector
 from ..roi_heads.action_heads import ActionROIHeads, reads_feature_bank
-from ..roi_heads.relation_maps import add_relation_fields, relations_recording, take_relation_records
 
 __all__ = ["ACARNet"]
 
@@ -54,8 +53,8 @@ class ACARNet(nn.Module):
     Output: training ``{"loss_action"}`` plus, with a trainable detector, ``loss_cls``,
     ``loss_box_reg``, ``loss_rpn_cls``, ``loss_rpn_loc``; inference
     ``[{"instances": Instances((height, width))}]`` with ``pred_boxes`` (original key-frame px),
-    ``scores`` (person scores), ``action_logits``, ``action_scores``; inside
-    ``record_relations(model)`` also the relation maps (``roi_heads/relation_maps.py``).
+    ``scores`` (person scores), ``action_logits``, ``action_scores``. Relation maps are recorded
+    from outside, by ``acar_d2.modeling.RelationRecorder(model)``.
     """
 
     @configurable
@@ -200,12 +199,9 @@ class ACARNet(nn.Module):
         """Score the proposals of each clip; boxes are returned in original key-frame px."""
         proposals = self.get_proposals(batched_inputs)
         boxes = [p.proposal_boxes for p in proposals]
-        relations = {} if relations_recording(self.roi_heads) else None
-        logits = self.predict_logits(batched_inputs, boxes, relations)
-        return [
-            {"instances": self.postprocess(x, p, lg, None if relations is None else relations[i])}
-            for i, (x, p, lg) in enumerate(zip(batched_inputs, proposals, logits))
-        ]
+        logits = self.predict_logits(batched_inputs, boxes)
+        return [{"instances": self.postprocess(x, p, lg)}
+                for x, p, lg in zip(batched_inputs, proposals, logits)]
 
     def get_proposals(self, batched_inputs: List[dict]) -> List[Instances]:
         """
@@ -240,19 +236,14 @@ class ACARNet(nn.Module):
             out.append(p)
         return out
 
-    def predict_logits(self, batched_inputs: List[dict], boxes: List[Boxes],
-                       relations: Optional[dict] = None) -> List[torch.Tensor]:
+    @staticmethod
+    def group_by_clip_size(batched_inputs: List[dict]) -> List[List[int]]:
         """
-        Run backbone + head on clips grouped by size.
+        The input indices of each group of same-size clips, groups in order of first appearance:
+        the order in which :meth:`predict_logits` runs backbone and heads.
 
-        Args:
-            batched_inputs: N inputs with "clip" (3, T, H, W).
-            boxes: N ``Boxes`` (R_i, 4) in clip px, on the model device.
-            relations: while recording relation maps, a dict receiving input index ->
-                ``RelationRecord`` (grid in clip px).
-
-        Returns:
-            list[Tensor]: N tensors (R_i, K) of action logits, in input order.
+        Raises:
+            KeyError / ValueError: an input without a (3, T, H, W) "clip", naming it.
         """
         groups: "OrderedDict[Tuple[int, ...], List[int]]" = OrderedDict()
         for i, x in enumerate(batched_inputs):
@@ -262,8 +253,22 @@ class ACARNet(nn.Module):
             if clip.dim() != 4 or clip.shape[0] != 3:
                 raise ValueError(f"input {i}: 'clip' must be (3, T, H, W), got {tuple(clip.shape)}")
             groups.setdefault(tuple(clip.shape[1:]), []).append(i)
+        return list(groups.values())
+
+    def predict_logits(self, batched_inputs: List[dict], boxes: List[Boxes]) -> List[torch.Tensor]:
+        """
+        Run backbone + head on clips grouped by size (:meth:`group_by_clip_size`).
+
+        Args:
+            batched_inputs: N inputs with "clip" (3, T, H, W).
+            boxes: N ``Boxes`` (R_i, 4) in clip px, on the model device.
+
+        Returns:
+            list[Tensor]: N tensors (R_i, K) of action logits, in input order.
+        """
         logits: List[Optional[torch.Tensor]] = [None] * len(batched_inputs)
-        for (_, H, W), idx in groups.items():
+        for idx in self.group_by_clip_size(batched_inputs):
+            H, W = batched_inputs[idx[0]]["clip"].shape[-2:]
             clips = torch.stack([batched_inputs[i]["clip"] for i in idx]).to(self.device)
             features = self.backbone(clips.float())
             valid = [tuple(batched_inputs[i].get("valid_size", (H, W))) for i in idx]
@@ -274,9 +279,6 @@ class ACARNet(nn.Module):
                                              **extra)
             for i, lg in zip(idx, group_logits.split([len(boxes[i]) for i in idx])):
                 logits[i] = lg
-            if relations is not None:
-                relations.update(zip(idx, take_relation_records(self.roi_heads, features, (H, W),
-                                                                len(idx))))
         return logits
 
     @staticmethod
@@ -292,10 +294,8 @@ class ACARNet(nn.Module):
                            "'feature_bank' while others of the batch have one")
         return [x["feature_bank"] for x in inputs]
 
-    def postprocess(self, x: dict, proposals: Instances, logits: torch.Tensor,
-                    relation=None) -> Instances:
-        """Clip-px boxes (and the ``relation`` record's grid) -> original key-frame px (scale by
-        width/W_valid, height/H_valid)."""
+    def postprocess(self, x: dict, proposals: Instances, logits: torch.Tensor) -> Instances:
+        """Clip-px boxes -> original key-frame px (scale by width/W_valid, height/H_valid)."""
         valid_h, valid_w = tuple(x.get("valid_size", x["clip"].shape[-2:]))
         height, width = int(x.get("height", valid_h)), int(x.get("width", valid_w))
         boxes = proposals.proposal_boxes.clone()
@@ -307,4 +307,4 @@ class ACARNet(nn.Module):
         )
         result.action_logits = logits
         result.action_scores = self.roi_heads.inference(logits)
-        return add_relation_fields(result, relation, (width / valid_w, height / valid_h))
+        return result

@@ -15,7 +15,6 @@ from .feature_bank_heads import ACFBROIHeads, LFBROIHeads, compute_bank_entries
 from .hr2o import HR2O_REGISTRY, build_hr2o
 from .loss import action_probabilities, global_box_weight, pose_softmax_bce_loss
 from .relation_heads import ActorActorROIHeads, ActorContextROIHeads
-from .relation_maps import RelationRecord, record_relations
 from .pyslowfast_heads import PySlowFastROIHeads
 from .videomae_heads import VideoMAEROIHeads
 
@@ -35,8 +34,6 @@ __all__ = [
     "pose_softmax_bce_loss",
     "pose_class_indices_from_config",
     "reads_feature_bank",
-    "record_relations",
-    "RelationRecord",
     "PySlowFastROIHeads",
     "VideoMAEROIHeads",
 ]

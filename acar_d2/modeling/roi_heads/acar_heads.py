@@ -19,7 +19,6 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from .hr2o import build_hr2o
 from .layout import ClipActorLayout, ValidRegion
 from .relation_heads import ActorContextROIHeads
-from .relation_maps import relation_records
 
 __all__ = ["ACARROIHeads"]
 
@@ -70,16 +69,9 @@ class ACARROIHeads(ActorContextROIHeads):
         )
         return ret
 
-    # A list while ``relation_maps.record_relations`` is on: inference appends one RelationRecord per
-    # clip (the last block's weights); None otherwise, so nothing extra is computed.
-    relation_records = None
-
     def high_order(self, maps: torch.Tensor, layout: ClipActorLayout, region: ValidRegion) -> torch.Tensor:
         """(R, hidden, h', w') first-order maps -> refined maps, zero outside the valid cells."""
         mask = region.mask()
-        for d, block in enumerate(self.hr2o):
-            if self.relation_records is not None and not self.training and d == len(self.hr2o) - 1:
-                self.relation_records.extend(
-                    relation_records(block.attention(maps, layout), layout, region, self.downsample))
+        for block in self.hr2o:  # the last one's weights are the relation maps (relation_maps.py)
             maps = block(maps, layout, mask)
         return maps

@@ -1,4 +1,4 @@
-"""ava_eval.ava_format as the evaluation uses it: both label-map layouts, the label map as an
+"""ava_eval.csv_io and ava_eval.label_map as the evaluation uses them: both label-map layouts, the label map as an
 id -> name mapping, the packaged class list on the official case, exclusions and bad rows."""
 import json
 import math
@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from ava_eval.ava_format import AVA_LABEL_MAP_FILE, LabelMap, parse_box_csv, read_box_csv, read_exclusions, read_label_map
+from ava_eval.csv_io import parse_box_csv, read_box_csv, read_exclusions
+from ava_eval.label_map import AVA_LABEL_MAP_FILE, LabelMap, read_label_map
 from ava_eval.evaluate import evaluate_files
 from tests.reference_utils import reference_dir
 

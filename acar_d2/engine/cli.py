@@ -19,9 +19,8 @@ import os
 import sys
 from typing import Callable, List, Optional, Tuple, Type
 
-from acar_d2.checkpoint import CheckpointMismatchError, ResumeCheckpointError, UnknownKeysError
-
-from .output_lock import OutputLockedError
+from ..checkpoint import CheckpointMismatchError, ResumeCheckpointError, UnknownKeysError
+from ..utils.output_lock import OutputLockedError
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "ACAR_DEBUG"

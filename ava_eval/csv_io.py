@@ -1,32 +1,30 @@
 """
-The AVA file formats, read in one place for the dataset loaders and the evaluation.
+AVA CSV files, read and written in one place: the evaluation, the dataset loaders, the demo and
+the converters all use this module.
 
 Part of ``ava_eval``, the evaluator package that imports neither torch nor detectron2 (nor
-acar_d2): NumPy and the standard library only. The guarded pickles and frame probing that the
-dataset loaders also need are in ``acar_d2/data/file_readers.py``. The evaluation rules that rely on these readers
-are described in ``docs/EVALUATION_PROTOCOL.md``; what this module relies on:
+acar_d2): NumPy and the standard library only. The label map (``.pbtxt``) is
+:mod:`ava_eval.label_map`; the guarded pickles and frame probing that the dataset loaders also
+need are in ``acar_d2/data/file_readers.py``. The evaluation rules that rely on these readers are
+described in ``docs/EVALUATION_PROTOCOL.md``; what this module relies on:
 
-- Label map ``.pbtxt``: ``item { name: "..." id: N }`` blocks (v2.1 layout) or ``label { name:
-  "..." label_id: N label_type: ... }`` (v2.2 layout), one field per line or all on one line.
-  Its ids are the evaluated classes; classes are ordered by ascending id (the order of the
-  official 60-class models). ``label_type: PERSON_MOVEMENT`` marks the mutually exclusive pose
-  classes; without label types AVA's id ranges apply (1-14 pose, 15-63 object manipulation,
-  64-80 person interaction), so the 60 evaluated classes have 13 pose classes (id 2 is not
-  evaluated). The AVA v2.1 / v2.2 evaluated list ships as ``ava_labelmap_v2.2.pbtxt``. (The
-  label-map reader lives in :mod:`ava_eval.label_map`; its names are re-exported here.)
 - Box CSV, no header: ``video_id,timestamp,x1,y1,x2,y2,action_id[,c8]``; boxes normalized to
   [0, 1]; ``c8`` is the person id in ground truth and the score in detections (7-column rows
   score 1.0). A key frame is ``(video_id verbatim, int(timestamp))`` (``0902`` == ``902``), key
   frames are numbered in order of first appearance. Rows of classes outside the label map are
   kept by :func:`read_box_csv`; the evaluation drops them (the official filter).
 - Excluded timestamps CSV: ``video_id,timestamp`` rows; those key frames are not evaluated.
+- Training readers on top of :func:`read_box_csv`: :func:`read_ava_annotations` (8 columns,
+  boxes inside [0, 1], integer person ids, one :class:`PersonBox` per annotated person) and
+  :func:`read_predicted_boxes_csv` (PySlowFast's person boxes, empty action column allowed).
+- Writers: :func:`write_ava_csv` (annotation rows ``...,action_id,person_id``) and
+  :func:`format_submission_rows` (the official submission rows ``...,action_id,score``).
 
 Malformed input (header line, wrong column count, unparsable number) raises ``ValueError``
 (``FileNotFoundError`` for a missing file) naming the file and the line, where the official reader
 crashes with an unhelpful message. Deliberate differences, which only turn a crash into a result or
 a late error into an early one: blank lines are skipped; a ground-truth box that is not finite with
-``x1 <= x2`` and ``y1 <= y2`` is an error at read time; label maps are parsed per block, so the
-one-line layout works too.
+``x1 <= x2`` and ``y1 <= y2`` is an error at read time.
 """
 from __future__ import annotations
 
@@ -35,15 +33,17 @@ import io
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Set, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 __all__ = [
-    "AVA_LABEL_MAP_FILE", "LabelMap", "read_label_map", "ava_class_list", "BoxTable",
-    "read_box_csv", "parse_box_csv", "check_unit_boxes", "read_exclusions", "AVAKey",
+    "AVAKey", "BoxTable", "read_box_csv", "parse_box_csv", "check_unit_boxes", "read_exclusions",
+    "PersonBox", "read_ava_annotations", "read_predicted_boxes_csv", "write_ava_csv",
+    "format_submission_rows",
 ]
 
 PathLike = Union[str, Path]
@@ -53,9 +53,7 @@ logger = logging.getLogger(__name__)
 _BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark (Excel / Notepad "UTF-8 with BOM")
 
 
-from .label_map import (  # noqa: F401  (re-exported: one module for every AVA-format file)
-    AVA_LABEL_MAP_FILE, GROUP_ORDER, LabelMap, _require_file, ava_class_list, read_label_map,
-)
+from .label_map import _require_file
 
 
 # ---- Box CSVs ------------------------------------------------------------------------------
@@ -404,3 +402,127 @@ def read_exclusions(path: Optional[PathLike]) -> Set[AVAKey]:
                              f"got {len(row)}: {row}")
         excluded.add((row[0], _parse_int(row[1], str(path), line, "timestamp")))
     return excluded
+
+
+# ---- Training readers ----------------------------------------------------------------------
+@dataclass
+class PersonBox:
+    """One annotated person on a key frame: normalized box, dataset action ids, person id."""
+
+    box: List[float]
+    action_ids: List[int] = field(default_factory=list)
+    person_id: int = -1
+
+
+def read_ava_annotations(
+    path: PathLike, label_ids: Sequence[int], known_action_ids: Optional[Set[int]] = None
+) -> "OrderedDict[AVAKey, List[PersonBox]]":
+    """
+    Read an AVA annotation CSV ``video_id,timestamp,x1,y1,x2,y2,action_id,person_id`` for
+    training: 8 columns, boxes inside [0, 1], integer person ids. Rows of the same key frame, box
+    and person are merged into one :class:`PersonBox` with all its action ids (AVA lists one row
+    per action).
+
+    Args:
+        label_ids (list[int]): ids of the trained classes (the label map).
+        known_action_ids (set[int] or None): ids that may appear but are not trained (e.g. AVA's
+            80 ids vs the 60 evaluated classes); their rows are dropped (the person is kept), as
+            the official evaluation's label-map filter does. Any other id is an error.
+    Returns:
+        OrderedDict[(video_id, timestamp), list[PersonBox]] in order of first appearance.
+    """
+    table = read_box_csv(path, groundtruth=True, num_columns=8)
+    check_unit_boxes(table)
+    person_ids = table.scores
+    not_int = person_ids != np.floor(person_ids)
+    if not_int.any():
+        i = int(np.flatnonzero(not_int)[0])
+        raise ValueError(f"{path}, line {int(table.lines[i])}: person_id {person_ids[i]} is not "
+                         "an integer")
+    label_ids, known = set(label_ids), set(known_action_ids or ())
+    unknown = ~np.isin(table.labels, list(label_ids | known))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise ValueError(f"{path}, line {int(table.lines[i])}: action_id {int(table.labels[i])} "
+                         f"is not in the label map ({len(label_ids)} ids)")
+    out: "OrderedDict[AVAKey, Dict[tuple, PersonBox]]" = OrderedDict(
+        (k, OrderedDict()) for k in table.keyframes
+    )
+    for kf, box, action_id, pid in zip(table.keyframe.tolist(), table.boxes.tolist(),
+                                       table.labels.tolist(), person_ids.astype(np.int64).tolist()):
+        persons = out[table.keyframes[kf]]
+        person = persons.setdefault((tuple(box), pid), PersonBox(box, [], pid))
+        if action_id in label_ids and action_id not in person.action_ids:
+            person.action_ids.append(action_id)
+    num_dropped = int((~np.isin(table.labels, list(label_ids))).sum())
+    if num_dropped:
+        logger.info(f"{path}: dropped {num_dropped} rows of action ids outside the label map")
+    return OrderedDict((k, list(v.values())) for k, v in out.items())
+
+
+def read_predicted_boxes_csv(path: PathLike) -> Dict[AVAKey, np.ndarray]:
+    """
+    Read PySlowFast's person-detection CSV ``video_id,timestamp,x1,y1,x2,y2,[action],score``.
+
+    The action column is empty or ignored; repeated boxes of a key frame (one row per action in
+    some files) are kept once, with their highest score.
+
+    Returns:
+        dict[(video_id, timestamp), float32 ndarray (R, 5)]: normalized x1, y1, x2, y2, score.
+    """
+    table = read_box_csv(path, num_columns=8, allow_empty_action=True)
+    check_unit_boxes(table)
+    per_key: Dict[AVAKey, Dict[tuple, float]] = {}
+    for kf, box, score in zip(table.keyframe.tolist(), table.boxes.tolist(), table.scores.tolist()):
+        d = per_key.setdefault(table.keyframes[kf], {})
+        d[tuple(box)] = max(score, d.get(tuple(box), -np.inf))
+    return {k: np.array([list(b) + [s] for b, s in v.items()], dtype=np.float32).reshape(-1, 5)
+            for k, v in per_key.items()}
+
+
+# ---- Writers -------------------------------------------------------------------------------
+def write_ava_csv(rows: Iterable[tuple], path: PathLike, overwrite: bool = False) -> int:
+    """
+    Write annotation rows ``(video_id, timestamp, x1, y1, x2, y2, action_id, person_id)``
+    (normalized boxes; timestamps as 4 digits, coordinates ``%.6g``); returns the row count.
+    Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
+    """
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True")
+    n = 0
+    with open(path, "w") as f:
+        for vid, ts, x1, y1, x2, y2, action, pid in rows:
+            f.write(f"{vid},{int(ts):04d},{x1:.6g},{y1:.6g},{x2:.6g},{y2:.6g},{int(action)},{int(pid)}\n")
+            n += 1
+    return n
+
+
+def format_submission_rows(
+    video_id: str,
+    timestamp: int,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    action_ids: Sequence[int],
+    score_format: str = "%.6f",
+) -> list:
+    """
+    Lines of the official submission CSV (``docs/EVALUATION_PROTOCOL.md``) for the boxes of one
+    key frame: ``video_id,timestamp,x1,y1,x2,y2,action_id,score``, the timestamp written with 4
+    digits, boxes with 3 decimals, one row per (box, class).
+
+    Args:
+        boxes (ndarray): (R, 4) x1, y1, x2, y2 normalized to [0, 1]; written with ``%.3f``.
+        scores (ndarray): (R, K) action scores; row r, column k becomes the line
+            ``video_id,timestamp,x1,y1,x2,y2,action_ids[k],score``.
+        action_ids: K dataset action ids (metadata ``action_ids``).
+        score_format (str): printf format of the score.
+
+    Returns:
+        list[str]: R * K lines without line ends, box-major.
+    """
+    lines = []
+    id_texts = [f"{int(a)}," for a in action_ids]
+    for box, row in zip(np.asarray(boxes, dtype=np.float64).tolist(), np.asarray(scores).tolist()):
+        prefix = "%s,%04d,%.3f,%.3f,%.3f,%.3f," % (video_id, timestamp, *box)
+        lines.extend(prefix + a + score_format % s for a, s in zip(id_texts, row))
+    return lines
