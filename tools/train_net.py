@@ -87,6 +87,10 @@ def setup(args, cfg=None):
                          overwrite=cfg.SOLVER.OVERWRITE_OUTPUT_DIR)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="acar_d2", abbrev_name="acar")
+    split = (list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST) or ["no dataset"])[0]
+    logger.info(f"MODEL.ACTION_HEAD.NUM_CLASSES {cfg.MODEL.ACTION_HEAD.NUM_CLASSES}, "
+                f"POSE_CLASS_INDICES {list(cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES)}, "
+                f"INPUT.CLIP.SOURCE {cfg.INPUT.CLIP.SOURCE!r} (those left to the dataset: {split}'s)")
     if comm.is_main_process():
         # the DATASETS.CUSTOM splits the run uses pass tools/validate_dataset.py's checks first
         validate_config_datasets(cfg)
