@@ -301,7 +301,7 @@ class ClipReader:
                     f"clip source 'frames' (INPUT.CLIP.SOURCE) needs 'frame_dir' and "
                     f"'frame_template' in the dataset dict of {dataset_dict.get('video_id')},"
                     f"{dataset_dict.get('timestamp')}: its split has no frame folder"
-                    + ("; it has a video file: set INPUT.CLIP.SOURCE 'video' (or \"\" to follow "
+                    + ("; it has a video file: set INPUT.CLIP.SOURCE 'video' (or '' to follow "
                        "the dataset)" if dataset_dict.get("video_file") else
                        "; register its frames (frames= / FRAMES) or its videos (videos= / VIDEOS)")
                 )
@@ -313,7 +313,7 @@ class ClipReader:
                 f"clip source 'video' (INPUT.CLIP.SOURCE) needs 'video_file' in the dataset dict "
                 f"of {dataset_dict.get('video_id')},{dataset_dict.get('timestamp')}: its split has "
                 "no video file"
-                + ("; it has frame folders: set INPUT.CLIP.SOURCE 'frames' (or \"\" to follow "
+                + ("; it has frame folders: set INPUT.CLIP.SOURCE 'frames' (or '' to follow "
                    "the dataset)" if dataset_dict.get("frame_dir") else
                    "; register its videos (videos= / VIDEOS) or its frames (frames= / FRAMES)")
             )
