@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 def deciding_split(cfg) -> Optional[str]:
-    """The split whose metadata decides: ``DATASETS.TRAIN[0]``, else ``DATASETS.TEST[0]``, else None."""
+    """The split whose metadata decides: ``DATASETS.TRAIN[0]``, else ``DATASETS.TEST[0]``, else
+    None."""
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
     return names[0] if names else None
 

@@ -43,7 +43,8 @@ def test_keys_follow_the_training_split(split, tmp_path):
     cfg = cfg_with([split])
     assert "keys_bikes" in DatasetCatalog.list()
     head = cfg.MODEL.ACTION_HEAD
-    assert (head.NUM_CLASSES, list(head.POSE_CLASS_INDICES), cfg.INPUT.CLIP.SOURCE) == (2, [0, 1], "video")
+    assert (head.NUM_CLASSES, list(head.POSE_CLASS_INDICES), cfg.INPUT.CLIP.SOURCE) == (
+        2, [0, 1], "video")
     # another label map: ride interacts with an object (sigmoid), walk is the only pose class
     lmap = tmp_path / "lm.pbtxt"
     lmap.write_text((EXAMPLE / "label_map.pbtxt").read_text().replace(
@@ -135,6 +136,7 @@ def _bikes_video() -> str:
 
 def test_validation_runs_first_and_names_file_and_line(split, tmp_path):
     shutil.copy(_bikes_video(), tmp_path / "videos" / "bikes.mp4")
+    split = dict(split, PROPOSALS=str(EXAMPLE / "person_boxes.csv"))
     reports = validate_config_datasets(cfg_with([split]))
     assert reports["keys_bikes"].errors == [] and reports["keys_bikes"].stats["rows"] == 2
     bad = tmp_path / "bad.csv"
@@ -153,6 +155,12 @@ def test_validation_runs_first_and_names_file_and_line(split, tmp_path):
     with pytest.raises(ValueError, match=r"bad.csv:3: error \[unknown_action\]"):
         load_train_net().main(args)
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_an_evaluated_split_without_person_boxes_is_refused(split):
+    with pytest.raises(ValueError, match=r"DATASETS.CUSTOM\[0\] \(keys_bikes\) is evaluated "
+                                         r"\(DATASETS.TEST\) but has no PROPOSALS"):
+        validate_config_datasets(cfg_with([split]))
 
 
 def test_validator_prints_class_names(split):

@@ -114,17 +114,27 @@ def validate_config_datasets(cfg, max_errors: int = 5) -> Dict[str, object]:
         dict[str, ValidationReport]: per split checked.
     Raises:
         ValueError: a split with error-level problems, its first ``max_errors`` as
-            ``file:line: error [check] message``.
+            ``file:line: error [check] message``; a test split without ``PROPOSALS`` for a
+            model without a person detector (nothing would be scored).
     """
     from ..validate import files_of_dataset, validate_ava_dataset
 
     used = set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST)
     clip = cfg.INPUT.CLIP
     reports = {}
-    for spec in custom_dataset_specs(cfg):
+    for i, spec in enumerate(custom_dataset_specs(cfg)):
         name = spec["name"]
         if name not in used:
             continue
+        no_boxes = "proposals" not in spec and not cfg.MODEL.PERSON_DETECTOR.NAME
+        if name in cfg.DATASETS.TEST and no_boxes:
+            # evaluation would score no box at all: every AP 0, a silent wrong answer
+            raise ValueError(
+                f"DATASETS.CUSTOM[{i}] ({name}) is evaluated (DATASETS.TEST) but has no PROPOSALS "
+                "and the model has no person detector (MODEL.PERSON_DETECTOR.NAME): no person box to "
+                "label; give PROPOSALS (a person-box file, docs/CUSTOM_DATA.md) or use a config "
+                "with a person detector"
+            )
         files = files_of_dataset(name)
         rate = files["fps"] / clip.FPS if clip.FPS > 0 else 1.0
         files["half_span"] = int(round(clip.NUM_FRAMES * clip.SAMPLING_RATE / 2 * rate))
