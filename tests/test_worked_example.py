@@ -102,6 +102,10 @@ def test_the_run_took_its_keys_from_the_split(run):
     assert saved["MODEL"]["ACTION_HEAD"]["NUM_CLASSES"] == 2
     assert saved["MODEL"]["ACTION_HEAD"]["POSE_CLASS_INDICES"] == [0, 1]
     assert saved["INPUT"]["CLIP"]["SOURCE"] == "video"
+    log = open("output/bikes/log.txt").read()
+    assert "MODEL.ACTION_HEAD.NUM_CLASSES 2, POSE_CLASS_INDICES [0, 1], INPUT.CLIP.SOURCE 'video' " \
+        "(where the config says 0 / [] / '': from bikes)" in log
+    assert "bikes: validated, 2 rows, 2 key frames, 0 warning(s)" in log
 
 
 def test_loss_decreases(run):

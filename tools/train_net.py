@@ -90,8 +90,8 @@ def setup(args, cfg=None):
     split = (list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST) or ["no dataset"])[0]
     logger.info(f"MODEL.ACTION_HEAD.NUM_CLASSES {cfg.MODEL.ACTION_HEAD.NUM_CLASSES}, "
                 f"POSE_CLASS_INDICES {list(cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES)}, "
-                f"INPUT.CLIP.SOURCE {cfg.INPUT.CLIP.SOURCE!r} (those left to the dataset: "
-                f"{split}'s)")
+                f"INPUT.CLIP.SOURCE {cfg.INPUT.CLIP.SOURCE!r} (where the config says 0 / [] / '': "
+                f"from {split})")
     if comm.is_main_process():
         # the DATASETS.CUSTOM splits the run uses pass tools/validate_dataset.py's checks first
         validate_config_datasets(cfg)
