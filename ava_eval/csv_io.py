@@ -485,10 +485,11 @@ def write_ava_csv(rows: Iterable[tuple], path: PathLike, overwrite: bool = False
     """
     Write annotation rows ``(video_id, timestamp, x1, y1, x2, y2, action_id, person_id)``
     (normalized boxes; timestamps as 4 digits, coordinates ``%.6g``); returns the row count.
-    Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
+    Raises FileExistsError when ``path`` exists and ``overwrite`` is False. Its folder is created.
     """
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; choose another output or pass overwrite=True")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     n = 0
     with open(path, "w") as f:
         for vid, ts, x1, y1, x2, y2, action, pid in rows:

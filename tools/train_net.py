@@ -33,6 +33,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from acar_d2.checkpoint import ALLOW_UNSAFE_ENV
+from acar_d2.data.datasets import validate_config_datasets
 from acar_d2.engine import Trainer, setup_cfg
 from acar_d2.engine.resume import check_output_dir
 from acar_d2.engine.cli import add_debug_flag, run_cli
@@ -77,7 +78,8 @@ def setup(args, cfg=None):
     does not replace another one in ``OUTPUT_DIR`` (before anything is written there), then
     detectron2's ``default_setup`` (OUTPUT_DIR, ``config.yaml`` beside the outputs, the
     detectron2 logger) and the ``acar_d2`` logger (per-class AP tables, rows written / dropped)
-    into the same ``log.txt``.
+    into the same ``log.txt``; then the ``DATASETS.CUSTOM`` splits the run uses are validated
+    (an error-level problem stops it, naming file and line).
     """
     cfg = cfg if cfg is not None else config_from_args(args)
     if not args.eval_only:
@@ -85,6 +87,14 @@ def setup(args, cfg=None):
                          overwrite=cfg.SOLVER.OVERWRITE_OUTPUT_DIR)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="acar_d2", abbrev_name="acar")
+    split = (list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST) or ["no dataset"])[0]
+    logger.info(f"MODEL.ACTION_HEAD.NUM_CLASSES {cfg.MODEL.ACTION_HEAD.NUM_CLASSES}, "
+                f"POSE_CLASS_INDICES {list(cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES)}, "
+                f"INPUT.CLIP.SOURCE {cfg.INPUT.CLIP.SOURCE!r} (where the config says 0 / [] / '': "
+                f"from {split})")
+    if comm.is_main_process():
+        # the DATASETS.CUSTOM splits the run uses pass tools/validate_dataset.py's checks first
+        validate_config_datasets(cfg)
     return cfg
 
 

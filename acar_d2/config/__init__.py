@@ -76,8 +76,10 @@ def add_clip_input_config(cfg: CN) -> None:
     _C.INPUT.CLIP.PIXEL_MEAN = [0.45, 0.45, 0.45]
     _C.INPUT.CLIP.PIXEL_STD = [0.225, 0.225, 0.225]
     # Where clips are read from: "frames" (folders of JPEG frames) or "video" (decode the video file
-    # with PyAV, seeking to the needed span).
-    _C.INPUT.CLIP.SOURCE = "frames"
+    # with PyAV, seeking to the needed span). "" = what the training split has: "frames" when it
+    # has frame folders (or no registered split tells), else "video" (resolved by setup_cfg,
+    # acar_d2/data/dataset_keys.py; a split lacking the source set here is an error naming this key).
+    _C.INPUT.CLIP.SOURCE = ""
 
 
 def add_data_config(cfg: CN) -> None:
@@ -187,8 +189,11 @@ def add_action_head_config(cfg: CN) -> None:
     """Keys of the action ROI heads (``cfg.MODEL.ACTION_HEAD``)."""
     _C = cfg
     _C.MODEL.ACTION_HEAD = CN()
-    # Number of action classes K (AVA: 60 evaluated classes).
-    _C.MODEL.ACTION_HEAD.NUM_CLASSES = 60
+    # Number of action classes K (AVA: 60 evaluated classes). 0 = the number of classes in the label
+    # map of the training split (DATASETS.TRAIN[0], else DATASETS.TEST[0]), resolved by setup_cfg
+    # (acar_d2/data/dataset_keys.py) and written to the run's config.yaml; a value that differs
+    # from the split's label map is an error naming this key.
+    _C.MODEL.ACTION_HEAD.NUM_CLASSES = 0
     # RoIAlign output size on the temporally averaged res5 maps, then spatial max pool (ACAR
     # Sec. 3.2: 7x7).
     _C.MODEL.ACTION_HEAD.POOLER_RESOLUTION = 7
@@ -210,7 +215,8 @@ def add_action_head_config(cfg: CN) -> None:
     _C.MODEL.ACTION_HEAD.DROPOUT = 0.0
     # Indices (into the K classes) that are mutually exclusive pose classes and get a softmax
     # instead of a sigmoid. Empty = take "pose_class_indices" from the MetadataCatalog of the
-    # first training (or test) dataset.
+    # first training (or test) dataset (label map "label_type: PERSON_MOVEMENT"), resolved by
+    # setup_cfg like NUM_CLASSES; indices that differ from the split's are an error naming this key.
     _C.MODEL.ACTION_HEAD.POSE_CLASS_INDICES = []
     # Use the pose softmax at all (official: pose_softmax True).
     _C.MODEL.ACTION_HEAD.POSE_SOFTMAX = True
@@ -355,6 +361,13 @@ def add_dataset_files_config(cfg: CN) -> None:
     _C.DATASETS.AVA_FILES.FRAME_ROOT = ""
     # Use PySlowFast frame lists where the split has one on disk; False = list the frame folders.
     _C.DATASETS.AVA_FILES.FRAME_LISTS = True
+    # Your own AVA-format splits, registered from the config (no Python needed;
+    # acar_d2/data/datasets/from_config.py, docs/CUSTOM_DATA.md): a list of
+    # {NAME, ANNOTATIONS, LABEL_MAP, FRAMES and/or VIDEOS, FRAME_LIST, EXCLUSIONS, PROPOSALS, FPS,
+    # FIRST_SECOND}, the arguments of register_ava_format_dataset. Relative paths are relative to
+    # the working folder, as detectron2's MODEL.WEIGHTS. tools/train_net.py validates the ones
+    # DATASETS.TRAIN / TEST use before training (tools/validate_dataset.py's checks).
+    _C.DATASETS.CUSTOM = []
 
 
 def add_safety_config(cfg: CN) -> None:

@@ -202,7 +202,7 @@ def _check_model_keys(cfg, meta) -> None:
     head = cfg.MODEL.ACTION_HEAD
     k = len(meta.action_ids)
     shown = ", ".join(f"{i}:{n}" for i, n in zip(meta.action_ids, meta.action_classes))
-    if head.NUM_CLASSES != k:
+    if head.NUM_CLASSES not in (0, k):  # 0: taken from the subset (data/dataset_keys.py)
         raise ValueError(f"DATASETS.CLASSES keeps {k} classes ({shown[:300]}) but "
                          f"MODEL.ACTION_HEAD.NUM_CLASSES is {head.NUM_CLASSES}; set "
                          f"MODEL.ACTION_HEAD.NUM_CLASSES {k}")

@@ -18,6 +18,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from ..structures import assign_training_rois, jitter_boxes
+from .dataset_keys import clip_source_from_config
 from .video_io import ClipReader, clip_times, frame_folder_indices
 from .detection_utils import detector_image, detector_mapper_args
 
@@ -190,7 +191,7 @@ class ClipDatasetMapper:
             "value_scale": clip.VALUE_SCALE,
             "pixel_mean": clip.PIXEL_MEAN,
             "pixel_std": clip.PIXEL_STD,
-            "reader": ClipReader(clip.SOURCE, cfg.DATASETS.ACTION.READER_THREADS),
+            "reader": ClipReader(clip_source_from_config(cfg), cfg.DATASETS.ACTION.READER_THREADS),
             "train_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_SCORE_THRESH,
             "train_proposal_iou_thresh": cfg.MODEL.ACTION_HEAD.TRAIN_PROPOSAL_IOU_THRESH,
             "proposals_from_gt": proposals_from_gt,

@@ -77,6 +77,8 @@ class ValidationReport:
     problems: List[Problem] = field(default_factory=list)
     class_counts: Dict[int, int] = field(default_factory=dict)
     stats: Dict[str, float] = field(default_factory=dict)
+    # label-map id -> class name (validate_ava_dataset fills it from the label map)
+    class_names: Dict[int, str] = field(default_factory=dict)
 
     def add(self, level, check, file, line, message):
         self.problems.append(Problem(level, check, str(file), line, message))
@@ -89,6 +91,8 @@ class ValidationReport:
         return [p for p in self.problems if p.check == check]
 
     def format(self, names: Optional[Dict[int, str]] = None, max_per_check: int = 20) -> str:
+        """The report as text; ``names``: id -> class name (default: the label map's)."""
+        names = names or self.class_names
         out, shown = [], Counter()
         for p in self.problems:
             shown[p.check] += 1
@@ -100,7 +104,7 @@ class ValidationReport:
         out.append("")
         out.append("class frequency (id, name, instances):")
         for cid, n in sorted(self.class_counts.items()):
-            out.append(f"  {cid:>4}  {(names or {}).get(cid, '?'):<40} {n}")
+            out.append(f"  {cid:>4}  {names.get(cid, '?'):<40} {n}")
         out.append("")
         out.append("summary: " + ", ".join(f"{k} {v:g}" for k, v in self.stats.items()))
         counts = Counter((p.check, p.level) for p in self.problems)
@@ -285,6 +289,7 @@ def validate_ava_dataset(annotations: str, label_map: str, *, frames: Optional[s
     """
     report = ValidationReport()
     lmap = read_label_map(label_map, require_groups=False)
+    report.class_names = dict(zip(lmap.ids, lmap.names))
     if not os.path.isfile(annotations):
         report.add("error", "schema", annotations, None, "annotation CSV not found")
         return report

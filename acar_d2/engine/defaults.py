@@ -17,6 +17,8 @@ from ..checkpoint import ACARCheckpointer
 from ..config import add_acar_config
 from ..data.build import build_clip_mapper
 from ..data.class_subset import apply_class_subset
+from ..data.dataset_keys import resolve_dataset_keys
+from ..data.datasets.from_config import register_config_datasets
 from ..data.layouts import apply_dataset_config
 
 __all__ = ["setup_cfg", "ActionPredictor"]
@@ -31,6 +33,9 @@ def setup_cfg(
     The acar_d2 config: detectron2's ``get_cfg()`` + ``add_acar_config``, then ``config_file``
     (``_BASE_`` chains resolved) and the ``KEY VALUE`` overrides of ``opts``.
 
+    The splits of ``DATASETS.CUSTOM`` are registered, and the keys a dataset decides
+    (``MODEL.ACTION_HEAD.NUM_CLASSES`` 0, ``POSE_CLASS_INDICES`` [], ``INPUT.CLIP.SOURCE`` "")
+    take the training split's values (:mod:`acar_d2.data.dataset_keys`).
     ``MODEL.DEVICE`` defaults to "cuda" where CUDA is available and "cpu" elsewhere; asking for
     "cuda" explicitly on a machine without it is an error (not a silent switch to the CPU).
     Pair it with detectron2's ``default_setup(cfg, args)`` in a training tool (output folder,
@@ -44,7 +49,8 @@ def setup_cfg(
     Raises:
         FileNotFoundError: no ``config_file``.
         ValueError: a yaml syntax error (file and line), an unknown key or a value of the wrong
-            type (the file, or the override).
+            type (the file, or the override), a ``DATASETS.CUSTOM`` entry or a value that
+            contradicts the training split (naming the key).
     """
     cfg = get_cfg()
     add_acar_config(cfg)
@@ -55,12 +61,17 @@ def setup_cfg(
             cfg.merge_from_list(list(opts))
         except (KeyError, ValueError, AssertionError) as e:  # unknown key, type, odd length
             raise ValueError(f"config overrides {' '.join(map(str, opts))}: {_message(e)}") from None
-    # Per-split dataset files given in the config (DATASETS.PROPOSAL_FILES_*, DATASETS.AVA_FILES)
-    # replace the registered ones for the splits this config uses.
+    # Splits named in the config (DATASETS.CUSTOM) are registered; per-split dataset files given
+    # in the config (DATASETS.PROPOSAL_FILES_*, DATASETS.AVA_FILES) replace the registered ones for
+    # the splits this config uses; the keys left to the dataset (NUM_CLASSES 0, POSE_CLASS_INDICES
+    # [], INPUT.CLIP.SOURCE "") take the training split's values (data/dataset_keys.py).
+    register_config_datasets(cfg)
     apply_dataset_config(cfg)
     # DATASETS.CLASSES: the splits become the class subset (metadata and labels), checked
-    # against MODEL.ACTION_HEAD.NUM_CLASSES / POSE_CLASS_INDICES.
+    # against MODEL.ACTION_HEAD.NUM_CLASSES / POSE_CLASS_INDICES; the keys left to the dataset
+    # are then resolved from the (subset's) metadata.
     apply_class_subset(cfg)
+    resolve_dataset_keys(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but CUDA is not available on this machine; "

@@ -13,5 +13,6 @@ from .ava import (
 )
 from .aca_world import load_aca_world, register_aca_world
 from .custom import register_ava_format_dataset
+from .from_config import register_config_datasets, validate_config_datasets
 from .ucf101_24 import load_ucf24_instances, register_ucf24_instances, ucf24_pickle_to_csv
 from . import builtin  # noqa: F401  (registers the builtin splits)

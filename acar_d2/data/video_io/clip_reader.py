@@ -298,16 +298,24 @@ class ClipReader:
         if self.source == "frames":
             if not dataset_dict.get("frame_dir") or not dataset_dict.get("frame_template"):
                 raise KeyError(
-                    f"clip source 'frames' needs 'frame_dir' and 'frame_template' in the dataset "
-                    f"dict of {dataset_dict.get('video_id')},{dataset_dict.get('timestamp')}"
+                    f"clip source 'frames' (INPUT.CLIP.SOURCE) needs 'frame_dir' and "
+                    f"'frame_template' in the dataset dict of {dataset_dict.get('video_id')},"
+                    f"{dataset_dict.get('timestamp')}: its split has no frame folder"
+                    + ("; it has a video file: set INPUT.CLIP.SOURCE 'video' (or '' to follow "
+                       "the dataset)" if dataset_dict.get("video_file") else
+                       "; register its frames (frames= / FRAMES) or its videos (videos= / VIDEOS)")
                 )
             return read_frame_folder_clip(
                 dataset_dict["frame_dir"], dataset_dict["frame_template"], indices, self.num_threads
             )
         if not dataset_dict.get("video_file"):
             raise KeyError(
-                f"clip source 'video' needs 'video_file' in the dataset dict of "
-                f"{dataset_dict.get('video_id')},{dataset_dict.get('timestamp')}"
+                f"clip source 'video' (INPUT.CLIP.SOURCE) needs 'video_file' in the dataset dict "
+                f"of {dataset_dict.get('video_id')},{dataset_dict.get('timestamp')}: its split has "
+                "no video file"
+                + ("; it has frame folders: set INPUT.CLIP.SOURCE 'frames' (or '' to follow "
+                   "the dataset)" if dataset_dict.get("frame_dir") else
+                   "; register its videos (videos= / VIDEOS) or its frames (frames= / FRAMES)")
             )
         return read_video_clip(dataset_dict["video_file"], indices, dataset_dict["fps"])
 

@@ -8,7 +8,12 @@ One pattern: a file ``<family>_heads.py`` holds the ``<Name>ROIHeads`` classes o
 and helpers the heads use, not heads (``hr2o.py``, ``bank_attention.py``, ``layout.py``,
 ``loss.py``). tests/test_naming.py checks the registered ones.
 """
-from .action_heads import ActionROIHeads, pose_class_indices_from_config, reads_feature_bank
+from .action_heads import (
+    ActionROIHeads,
+    num_classes_from_config,
+    pose_class_indices_from_config,
+    reads_feature_bank,
+)
 from .acar_heads import ACARROIHeads
 from .baseline_heads import BaselineROIHeads
 from .feature_bank_heads import ACFBROIHeads, LFBROIHeads, compute_bank_entries
@@ -32,6 +37,7 @@ __all__ = [
     "action_probabilities",
     "global_box_weight",
     "pose_softmax_bce_loss",
+    "num_classes_from_config",
     "pose_class_indices_from_config",
     "reads_feature_bank",
     "PySlowFastROIHeads",

@@ -23,9 +23,29 @@ from detectron2.structures import Boxes
 from .layout import valid_feature_size
 from .loss import action_probabilities, global_box_weight, pose_softmax_bce_loss
 
-__all__ = ["ActionROIHeads", "pose_class_indices_from_config"]
+__all__ = ["ActionROIHeads", "num_classes_from_config", "pose_class_indices_from_config"]
 
 logger = logging.getLogger(__name__)
+
+
+def num_classes_from_config(cfg) -> int:
+    """
+    The number of action classes K: ``MODEL.ACTION_HEAD.NUM_CLASSES`` if set, else (0) the classes
+    of the training split's label map (``acar_d2.engine.setup_cfg`` has usually written it already;
+    acar_d2/data/dataset_keys.py).
+    """
+    k = int(cfg.MODEL.ACTION_HEAD.NUM_CLASSES)
+    if k > 0:
+        return k
+    names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
+    reason = "DATASETS.TRAIN and DATASETS.TEST are empty"
+    if names:
+        try:
+            return len(MetadataCatalog.get(names[0]).action_classes)
+        except (AttributeError, KeyError, OSError, ValueError) as e:
+            reason = f"the classes of {names[0]} are not known ({e})"
+    raise ValueError(f"MODEL.ACTION_HEAD.NUM_CLASSES is 0 (= the classes of the training split) "
+                     f"but {reason}; set MODEL.ACTION_HEAD.NUM_CLASSES")
 
 
 def pose_class_indices_from_config(cfg) -> List[int]:
@@ -123,7 +143,7 @@ class ActionROIHeads(nn.Module):
         return {
             "in_features": in_features,
             "in_channels": [input_shape[f].channels for f in in_features],
-            "num_classes": head_cfg.NUM_CLASSES,
+            "num_classes": num_classes_from_config(cfg),
             "pose_class_indices": pose_class_indices_from_config(cfg),
             "pooler_resolution": head_cfg.POOLER_RESOLUTION,
             "dropout": head_cfg.DROPOUT,
