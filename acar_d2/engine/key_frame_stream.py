@@ -126,10 +126,15 @@ class KeyFrameStream:
         key_frame_stride (float): seconds between key frames (default one per second, as AVA).
         fps (float or None): frame rate of frame folders and of live streams without timestamps.
         allow_random_weights (bool): run without ``MODEL.WEIGHTS`` (random scores; benchmarks).
+        onnx_dir (str or None): a folder of ``tools/export_model.py``: the action model (and the
+            person detector) run from its ONNX files in onnxruntime
+            (:class:`~acar_d2.export.ONNXRuntimeACARNet`); ``MODEL.WEIGHTS`` is then not needed.
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
-                 allow_random_weights: bool = False):
+                 allow_random_weights: bool = False, onnx_dir: Optional[str] = None):
+        if onnx_dir is not None:
+            allow_random_weights = True  # the weights are those of the exported files
         if not cfg.MODEL.WEIGHTS and not allow_random_weights:
             raise ValueError(
                 "MODEL.WEIGHTS is empty: the model would predict with random weights; give a "
@@ -143,6 +148,10 @@ class KeyFrameStream:
         self.cfg.INPUT.CLIP.FPS = clip_fps(cfg)  # the model's seconds, fixed once
         self.cfg.freeze()
         self.model = ActionPredictor(self.cfg).model
+        if onnx_dir is not None:
+            from ..export import ONNXRuntimeACARNet
+
+            self.model = ONNXRuntimeACARNet.from_folder(self.model, onnx_dir)
         self.has_detector = getattr(self.model, "person_detector", None) is not None
         self._reader = _BufferReader()
         mapper_cfg = self.cfg.clone()
