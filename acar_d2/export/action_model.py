@@ -10,8 +10,10 @@ its unpadded part (``valid_size``, < the clip with ``INPUT.CLIP.PAD_TO_SQUARE``)
 (the head derives its context crop from them), so a model is exported for the frame size of the
 videos it will see (``tools/export_model.py --input`` / ``--frame-size``).
 """
+import contextlib
 import logging
 import os
+import warnings
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -19,13 +21,25 @@ from torch import nn
 
 from ..modeling.roi_heads import reads_feature_bank
 
-__all__ = ["ActionLogitsModel", "export_action_model_onnx", "ONNX_OPSET"]
+__all__ = ["ActionLogitsModel", "export_action_model_onnx", "ONNX_OPSET", "quiet_onnx_tracing"]
 
 logger = logging.getLogger(__name__)
 
 # RoiAlign with coordinate_transformation_mode (aligned=False as the official head: "output_half_pixel")
 # exists from opset 16 on; 17 is the newest the TorchScript-based exporter writes for every op used.
 ONNX_OPSET = 17
+
+
+@contextlib.contextmanager
+def quiet_onnx_tracing():
+    """Silence the warnings every trace of these models prints and that the parity checks make
+    moot: Python ints / bools read from tensors (the shapes fixed at export, R dynamic by
+    construction) and the TorchScript-based exporter's deprecation notice."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
+        yield
 
 
 class ActionLogitsModel(nn.Module):
@@ -106,11 +120,12 @@ def export_action_model_onnx(
     device = next(model.parameters()).device
     clip = torch.zeros((1,) + tuple(int(s) for s in clip_shape), device=device)
     boxes = _example_boxes(valid, 2).to(device)
-    torch.onnx.export(
-        adapter, (clip, boxes), path, dynamo=False, opset_version=opset,
-        input_names=["clip", "boxes"], output_names=["logits"],
-        dynamic_axes={"boxes": {0: "num_boxes"}, "logits": {0: "num_boxes"}},
-    )
+    with quiet_onnx_tracing():
+        torch.onnx.export(
+            adapter, (clip, boxes), path, dynamo=False, opset_version=opset,
+            input_names=["clip", "boxes"], output_names=["logits"],
+            dynamic_axes={"boxes": {0: "num_boxes"}, "logits": {0: "num_boxes"}},
+        )
     proto = onnx.load(path)
     entries = {"acar_d2.kind": "action_model", "acar_d2.num_classes": str(adapter.num_classes),
                "acar_d2.clip_shape": ",".join(str(int(s)) for s in clip_shape),

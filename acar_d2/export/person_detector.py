@@ -18,7 +18,7 @@ import torch
 from detectron2.export import TracingAdapter
 from detectron2.modeling import GeneralizedRCNN
 
-from .action_model import ONNX_OPSET
+from .action_model import ONNX_OPSET, quiet_onnx_tracing
 
 __all__ = ["export_person_detector_onnx", "DETECTOR_OUTPUT_NAMES"]
 
@@ -53,12 +53,13 @@ def export_person_detector_onnx(detector: GeneralizedRCNN, image: torch.Tensor, 
     detector.eval()
     adapter = TracingAdapter(detector, [{"image": image}], inference_func=_inference)
     adapter.eval()
-    torch.onnx.export(
-        adapter, adapter.flattened_inputs, path, dynamo=False, opset_version=opset,
-        input_names=["image"], output_names=list(DETECTOR_OUTPUT_NAMES),
-        dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "num_detections"},
-                      "classes": {0: "num_detections"}, "scores": {0: "num_detections"}},
-    )
+    with quiet_onnx_tracing():
+        torch.onnx.export(
+            adapter, adapter.flattened_inputs, path, dynamo=False, opset_version=opset,
+            input_names=["image"], output_names=list(DETECTOR_OUTPUT_NAMES),
+            dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "num_detections"},
+                          "classes": {0: "num_detections"}, "scores": {0: "num_detections"}},
+        )
     # torch.onnx.export restores the adapter's (training) mode on the way out; the detector is
     # shared with the caller's model.
     detector.eval()
