@@ -112,3 +112,23 @@ def test_single_clip_layout_equals_general_layout():
     x = torch.randn(4, 2, 3, 3)
     assert torch.equal(general.to_padded(x), single.to_padded(x))
     assert torch.equal(general.to_flat(general.to_padded(x)), single.to_flat(single.to_padded(x)))
+
+
+@pytest.mark.parametrize("head", ["ACARROIHeads", "ActorContextROIHeads", "ActorActorROIHeads",
+                                  "BaselineROIHeads"])
+def test_every_clip_head_exports_with_dynamic_boxes(tmp_path, head):
+    """Tiny seeded models of each head without a feature bank, exported with 2 boxes, on 1, 3 and
+    7 boxes in onnxruntime = PyTorch (a frozen box count would fail or differ)."""
+    cfg = tiny_acar_cfg(num_classes=5)
+    cfg.MODEL.ROI_HEADS.NAME = head
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    clip = torch.randn(3, 8, 64, 80)
+    runner = ONNXActionRunner(export_action_model_onnx(model, clip.shape, str(tmp_path / "m.onnx")))
+    g = torch.Generator().manual_seed(1)
+    for num in (1, 3, 7):
+        xy = torch.rand(num, 2, generator=g) * torch.tensor([50.0, 40.0])
+        boxes = torch.cat([xy, xy + 10 + torch.rand(num, 2, generator=g) * 20], dim=1)
+        with torch.no_grad():
+            ref = model.roi_heads.predict_clip_logits(model.backbone(clip[None]), boxes, (64, 80))
+        _check(f"{head} {num} boxes", runner(clip, boxes), ref)

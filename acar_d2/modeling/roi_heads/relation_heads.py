@@ -230,7 +230,17 @@ class ActorActorROIHeads(_ReducedContextROIHeads):
         actor = self.roi_features(context, boxes, image_size)
         if actor.shape[0] == 0:
             return actor.new_zeros((0, self.num_classes)) + 0.0 * context.sum()
-        layout = ClipActorLayout([len(b) for b in boxes], actor.device)
+        return self.relate_actors(actor, ClipActorLayout([len(b) for b in boxes], actor.device))
+
+    def predict_clip_logits(self, features, boxes, image_size, valid_size=None) -> torch.Tensor:
+        """:meth:`predict_logits` of one clip, R dynamic when traced (see the base class)."""
+        valid = tuple(image_size) if valid_size is None else tuple(valid_size)
+        context, _ = self.reduce_context(features, image_size, [valid])
+        actor = self.roi_features(context, [Boxes(boxes)], image_size)
+        return self.relate_actors(actor, SingleClipLayout(actor))
+
+    def relate_actors(self, actor: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+        """(R, reduce_dim) actor features of the clips of ``layout`` -> (R, K) logits."""
         x = F.relu(self.fc1(actor))[:, :, None, None]  # (R, hidden, 1, 1)
         relation = self.actor_relation(x, layout, torch.ones_like(x[:, :1]))[:, :, 0, 0]
         return self.fc2(self.dropout(torch.cat([x[:, :, 0, 0], relation], dim=1)))
