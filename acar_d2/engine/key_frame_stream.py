@@ -147,11 +147,15 @@ class KeyFrameStream:
             self.cfg.MODEL.WEIGHTS_STRICT = False  # random weights asked for explicitly
         self.cfg.INPUT.CLIP.FPS = clip_fps(cfg)  # the model's seconds, fixed once
         self.cfg.freeze()
-        self.model = ActionPredictor(self.cfg).model
-        if onnx_dir is not None:
+        if onnx_dir is None:
+            self.model = ActionPredictor(self.cfg).model
+        else:
             from ..export import ONNXRuntimeACARNet
 
-            self.model = ONNXRuntimeACARNet.from_folder(self.model, onnx_dir)
+            # The PyTorch model only gives the proposal rules and the post-processing: no weight
+            # file is read (or fetched) for it.
+            self.model = ONNXRuntimeACARNet.from_folder(
+                ActionPredictor(_without_weights(self.cfg)).model, onnx_dir)
         self.has_detector = getattr(self.model, "person_detector", None) is not None
         self._reader = _BufferReader()
         mapper_cfg = self.cfg.clone()
@@ -263,6 +267,19 @@ class KeyFrameStream:
                            f"end of the video ({end:.3f} s) and were not predicted")
         if error is not None:
             raise error
+
+
+def _without_weights(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with no weight file for the model nor for its person detector."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""
+    if "WEIGHTS_STRICT" in cfg.MODEL:
+        cfg.MODEL.WEIGHTS_STRICT = False
+    if "PERSON_DETECTOR" in cfg.MODEL:
+        cfg.MODEL.PERSON_DETECTOR.WEIGHTS = ""
+    cfg.freeze()
+    return cfg
 
 
 def _end_time(src: VideoSource, buffer: TimedFrameBuffer, broken: bool) -> float:

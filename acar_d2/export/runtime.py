@@ -212,6 +212,9 @@ class ONNXRuntimeACARNet(nn.Module):
                                   num_threads)
         det = manifest.get("person_detector") or {}
         detector = None
+        if model.person_detector is not None and not det.get("file"):
+            raise ValueError(f"{folder}: the config has a person detector but the export has "
+                             "none (exported from another config?)")
         if det.get("file"):
             detector = ONNXPersonDetector.from_detector(
                 os.path.join(folder, det["file"]), model.person_detector, num_threads)
