@@ -94,6 +94,10 @@ def parse_args(argv=None):
                         "(<output>.progress.json) after its last key frame written")
     parser.add_argument("--random-weights", action="store_true",
                         help="run without MODEL.WEIGHTS (random scores, for testing the pipeline)")
+    parser.add_argument("--engine", choices=["pytorch", "onnxruntime"], default="pytorch",
+                        help="what runs the model: PyTorch, or the files of --onnx in onnxruntime")
+    parser.add_argument("--onnx", metavar="DIR", help="--engine onnxruntime: the folder written by "
+                        "tools/export_model.py for this config and frame size (docs/EXPORT.md)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser.parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
@@ -241,6 +245,29 @@ def load_config(args):
     return cfg
 
 
+def model_info(args, cfg) -> dict:
+    """The JSON's ``"model"``: config and weights; with --engine onnxruntime, also the folder."""
+    info = {"config": args.config_file or f"model zoo: {args.model}", "weights": cfg.MODEL.WEIGHTS}
+    if args.engine == "onnxruntime":
+        info.update(engine="onnxruntime", onnx=args.onnx)
+    return info
+
+
+def check_engine(args) -> None:
+    """``--engine onnxruntime`` needs ``--onnx DIR`` (an export folder) and runs no relation maps."""
+    if args.engine == "onnxruntime":
+        if not args.onnx:
+            sys.exit("--engine onnxruntime needs --onnx DIR, a folder written by "
+                     "tools/export_model.py")
+        if not os.path.isdir(args.onnx):
+            sys.exit(f"--onnx: folder not found: {args.onnx}")
+        if args.relations:
+            sys.exit("--relations reads the attention inside the PyTorch head: not available "
+                     "with --engine onnxruntime")
+    elif args.onnx:
+        sys.exit("--onnx is read by --engine onnxruntime: add it (or leave --onnx out)")
+
+
 def main(argv=None) -> int:
     """The demo command; one demo per ``--output`` (``<output>.lock``, docs/SAFETY.md): a second
     one on the same file is refused at once, naming the first one's pid and command line."""
@@ -271,8 +298,9 @@ def annotate(args) -> int:
                  f"--key-frame-stride is {args.key_frame_stride}")
     if os.path.isdir(args.input or "") and not args.fps:
         sys.exit(f"--input {args.input} is a frame folder: give its frame rate with --fps")
+    check_engine(args)
     cfg = load_config(args)
-    if not cfg.MODEL.WEIGHTS and not args.random_weights:
+    if not cfg.MODEL.WEIGHTS and not args.random_weights and not args.onnx:
         sys.exit("MODEL.WEIGHTS is not set: the demo would draw the labels of an untrained model. "
                  "Add `MODEL.WEIGHTS path/to/model_final.pth` (or --random-weights to test the "
                  "pipeline on purpose)")
@@ -301,7 +329,7 @@ def annotate(args) -> int:
                                          track=not args.no_track,
                                          allow_random_weights=args.random_weights,
                                          bank_extractor=bank_extractor_cfg(cfg, args),
-                                         bank_dir=args.bank_dir)
+                                         bank_dir=args.bank_dir, onnx_dir=args.onnx)
         if args.relations:
             RelationRecorder(predictor.model)  # refuses a model without relation maps
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
@@ -311,8 +339,7 @@ def annotate(args) -> int:
             predictor, source, args.output, json_file=args.json, csv_file=args.csv,
             thresholds=thresholds, top_k=args.top_k, key_frames=requests, video_id=video_id,
             progress=not args.no_progress, resume=args.resume,
-            model_info={"config": args.config_file or f"model zoo: {args.model}",
-                        "weights": cfg.MODEL.WEIGHTS},
+            model_info=model_info(args, cfg),
             relations=args.relations,
         )
     except ResumeError as e:

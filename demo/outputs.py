@@ -64,7 +64,9 @@ DEMO_JSON_SCHEMA: dict = {
         "action_ids": {"type": "array", "items": {"type": "integer"}},
         "thresholds": {"type": "array", "items": _NUMBER_01},
         "model": {"type": "object", "properties": {"config": {"type": "string"},
-                                                   "weights": {"type": "string"}}},
+                                                   "weights": {"type": "string"},
+                                                   "engine": {"enum": ["onnxruntime"]},
+                                                   "onnx": {"type": "string"}}},
         "complete": {"type": "boolean"},
         "error": {"type": ["string", "null"]},
         "key_frames": {

@@ -7,7 +7,7 @@ inside functions), without importing anything:
     0  acar_d2.utils                       (helpers importing no other part of acar_d2)
     1  acar_d2.config, acar_d2.structures, acar_d2.checkpoint
     2  acar_d2.data, acar_d2.modeling      (siblings: neither imports the other)
-    3  acar_d2.evaluation
+    3  acar_d2.evaluation, acar_d2.export
     4  acar_d2.engine
     5  acar_d2.model_zoo (configs + weights -> built models), acar_d2 (the package root, which
        imports everything to register it)
@@ -32,6 +32,7 @@ FLOORS = {
     "data": 2,
     "modeling": 2,
     "evaluation": 3,
+    "export": 3,
     "engine": 4,
     "model_zoo": 5,
 }

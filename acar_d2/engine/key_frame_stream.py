@@ -129,10 +129,15 @@ class KeyFrameStream:
         key_frame_stride (float): seconds between key frames (default one per second, as AVA).
         fps (float or None): frame rate of frame folders and of live streams without timestamps.
         allow_random_weights (bool): run without ``MODEL.WEIGHTS`` (random scores; benchmarks).
+        onnx_dir (str or None): a folder of ``tools/export_model.py``: the action model (and the
+            person detector) run from its ONNX files in onnxruntime
+            (:class:`~acar_d2.export.ONNXRuntimeACARNet`); ``MODEL.WEIGHTS`` is then not needed.
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
-                 allow_random_weights: bool = False):
+                 allow_random_weights: bool = False, onnx_dir: Optional[str] = None):
+        if onnx_dir is not None:
+            allow_random_weights = True  # the weights are those of the exported files
         if not cfg.MODEL.WEIGHTS and not allow_random_weights:
             raise ValueError(
                 "MODEL.WEIGHTS is empty: the model would predict with random weights; give a "
@@ -145,7 +150,15 @@ class KeyFrameStream:
             self.cfg.MODEL.WEIGHTS_STRICT = False  # random weights asked for explicitly
         self.cfg.INPUT.CLIP.FPS = clip_fps(cfg)  # the model's seconds, fixed once
         self.cfg.freeze()
-        self.model = ActionPredictor(self.cfg).model
+        if onnx_dir is None:
+            self.model = ActionPredictor(self.cfg).model
+        else:
+            from ..export import ONNXRuntimeACARNet
+
+            # The PyTorch model only gives the proposal rules and the post-processing: no weight
+            # file is read (or fetched) for it.
+            self.model = ONNXRuntimeACARNet.from_folder(
+                ActionPredictor(_without_weights(self.cfg)).model, onnx_dir)
         self.has_detector = getattr(self.model, "person_detector", None) is not None
         self._reader = _BufferReader()
         mapper_cfg = self.cfg.clone()
@@ -257,6 +270,19 @@ class KeyFrameStream:
                            f"end of the video ({end:.3f} s) and were not predicted")
         if error is not None:
             raise error
+
+
+def _without_weights(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with no weight file for the model nor for its person detector."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""
+    if "WEIGHTS_STRICT" in cfg.MODEL:
+        cfg.MODEL.WEIGHTS_STRICT = False
+    if "PERSON_DETECTOR" in cfg.MODEL:
+        cfg.MODEL.PERSON_DETECTOR.WEIGHTS = ""
+    cfg.freeze()
+    return cfg
 
 
 def _end_time(src: VideoSource, buffer: TimedFrameBuffer, broken: bool) -> float:

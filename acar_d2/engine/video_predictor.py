@@ -114,13 +114,16 @@ class VideoActionPredictor(KeyFrameStream):
         bank_dir (str or None): bank models only: folder for the videos' banks (kept, and reused
             when the same video is predicted again with the same extractor); default a temporary
             folder removed with the predictor.
+        onnx_dir (str or None): run the exported model of this folder in onnxruntime
+            (``tools/export_model.py``; :class:`~acar_d2.engine.key_frame_stream.KeyFrameStream`).
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
                  track: bool = True, allow_random_weights: bool = False,
-                 bank_extractor: Optional[CfgNode] = None, bank_dir: Optional[str] = None):
+                 bank_extractor: Optional[CfgNode] = None, bank_dir: Optional[str] = None,
+                 onnx_dir: Optional[str] = None):
         super().__init__(cfg, key_frame_stride=key_frame_stride, fps=fps,
-                         allow_random_weights=allow_random_weights)
+                         allow_random_weights=allow_random_weights, onnx_dir=onnx_dir)
         self.class_names = action_class_names(self.cfg)
         self.action_ids = action_class_ids(self.cfg)
         self.track = track

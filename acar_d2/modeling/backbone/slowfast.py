@@ -36,7 +36,8 @@ Parameter names (a complete mapping to the official ACAR-Net / PySlowFast / Caff
     slow.res{s}.nonlocal{i}.*                 PySlowFast s{s}.pathway0_nonlocal{i}.*
     fuse.{stem,res2,res3,res4}.conv / .bn     ACAR Tconv{1..4}(.0 / .1)
 """
-from typing import Dict, Optional, Sequence
+import functools
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -76,11 +77,20 @@ def pick_slow_frame_indices(
     Returns:
         Tensor: (T/alpha,) int64.
     """
+    return torch.tensor(_slow_frame_index_list(int(num_frames), int(alpha), bool(full_span)),
+                        dtype=torch.long, device=device)
+
+
+@functools.lru_cache(maxsize=None)
+def _slow_frame_index_list(num_frames: int, alpha: int, full_span: bool) -> Tuple[int, ...]:
+    """The indices of :func:`pick_slow_frame_indices` as Python ints: a traced / exported graph
+    holds them as a constant (a traced ``linspace`` is recomputed by the runtime in its own float
+    arithmetic, whose truncation can pick another frame)."""
     num_slow = num_frames // alpha
     if full_span:
         # float32 linspace then truncation, exactly the official rule.
-        return torch.linspace(0, num_frames - 1, num_slow, device=device).long()
-    return torch.arange(0, num_slow * alpha, alpha, device=device)
+        return tuple(torch.linspace(0, num_frames - 1, num_slow).long().tolist())
+    return tuple(range(0, num_slow * alpha, alpha))
 
 
 

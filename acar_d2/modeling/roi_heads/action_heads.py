@@ -260,6 +260,19 @@ class ActionROIHeads(nn.Module):
         """Return (R, K) logits; R = R_1 + ... + R_N in clip-major order."""
         raise NotImplementedError
 
+    def predict_clip_logits(
+        self, features: Dict[str, torch.Tensor], boxes: torch.Tensor, image_size: Tuple[int, int],
+        valid_size: Optional[Tuple[int, int]] = None,
+    ) -> torch.Tensor:
+        """
+        (R, K) logits of one clip (``features`` name -> (1, C_i, T_i, h, w)) with (R, 4)
+        ``boxes`` (clip px, R >= 1) and unpadded size ``valid_size`` (default ``image_size``):
+        the entry point of an exported model (``acar_d2.export``). Heads that batch actors of
+        several clips override it with a form whose traced graph keeps R dynamic.
+        """
+        valid = tuple(image_size) if valid_size is None else tuple(valid_size)
+        return self.predict_logits(features, [Boxes(boxes)], [valid], image_size)
+
     def forward(
         self,
         features: Dict[str, torch.Tensor],

@@ -15,7 +15,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-__all__ = ["ClipActorLayout", "ValidRegion", "valid_feature_size"]
+__all__ = ["ClipActorLayout", "SingleClipLayout", "ValidRegion", "valid_feature_size"]
 
 
 def valid_feature_size(
@@ -66,6 +66,36 @@ class ClipActorLayout:
     def to_flat(self, x: torch.Tensor) -> torch.Tensor:
         """(N, R_max, *S) -> (R, *S) in the flat region order."""
         return x[self.clip_index, self.slot]
+
+
+class SingleClipLayout:
+    """
+    :class:`ClipActorLayout` of one clip whose R actors fill the padded layout: (N, R_max) =
+    (1, R), every slot real. Its tensors are computed from the actor features with tensor
+    operations only, so a traced or exported graph keeps R as a dynamic dimension (the general
+    layout reads the counts as Python ints, which an exporter would freeze). ``to_padded`` /
+    ``to_flat`` add / drop the clip axis, the same values as the general layout's scatter/gather.
+
+    Args:
+        actor (Tensor): (R, C) features of the clip's actors (only its length and device are used).
+    """
+
+    num_clips = 1
+
+    def __init__(self, actor: torch.Tensor):
+        num = actor.shape[0]
+        self.max_regions = num
+        self.slot = torch.arange(num, device=actor.device)
+        self.clip_index = torch.zeros_like(self.slot)
+        self.actor_mask = torch.ones_like(self.slot, dtype=torch.bool)[None]
+
+    def to_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, *S) -> (1, R, *S)."""
+        return x[None]
+
+    def to_flat(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, R, *S) -> (R, *S)."""
+        return x[0]
 
 
 class ValidRegion:

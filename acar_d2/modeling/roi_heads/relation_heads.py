@@ -9,7 +9,7 @@ First-order relation heads (ACAR Table 1a): actor-actor and actor-context.
 
 Both reduce the [slow, fast] context with a 1x1 ``conv_reduce`` first (official ACAR head).
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from detectron2.structures import Boxes
 
 from .action_heads import ActionROIHeads
 from .hr2o import build_hr2o
-from .layout import ClipActorLayout, ValidRegion, masked_mean, sizes_tensor
+from .layout import ClipActorLayout, SingleClipLayout, ValidRegion, masked_mean, sizes_tensor
 
 __all__ = ["ActorContextROIHeads", "ActorActorROIHeads", "DOWNSAMPLE_MODES"]
 
@@ -162,10 +162,12 @@ class ActorContextROIHeads(_ReducedContextROIHeads):
 
     def relation_features(
         self, context: torch.Tensor, actor: torch.Tensor, boxes: List[Boxes],
-        crop: List[Tuple[int, int]],
+        crop: List[Tuple[int, int]], layout: Optional[ClipActorLayout] = None,
     ) -> torch.Tensor:
-        """(R, hidden_dim) relation features: maps -> (HR2O) -> average over the valid cells."""
-        layout = ClipActorLayout([len(b) for b in boxes], context.device)
+        """(R, hidden_dim) relation features: maps -> (HR2O) -> average over the valid cells.
+        ``layout``: the clip of each actor (default: from the box counts)."""
+        if layout is None:
+            layout = ClipActorLayout([len(b) for b in boxes], context.device)
         maps, region = self.first_order_maps(context, actor, layout, crop)
         mask = region.mask()
         maps = self.high_order(maps, layout, region)
@@ -178,6 +180,30 @@ class ActorContextROIHeads(_ReducedContextROIHeads):
             # No actor in any clip: nothing to relate; keep the graph connected for DDP-style use.
             return actor.new_zeros((0, self.num_classes)) + 0.0 * reduced.sum()
         relation = self.relation_features(self.mask_to_valid(reduced, crop), actor, boxes, crop)
+        return self.classify(actor, relation)
+
+    def predict_clip_logits(
+        self, features: Dict[str, torch.Tensor], boxes: torch.Tensor, image_size: Tuple[int, int],
+        valid_size: Optional[Tuple[int, int]] = None,
+    ) -> torch.Tensor:
+        """
+        :meth:`predict_logits` of one clip with R >= 1 actors, written so that a traced /
+        exported graph keeps R dynamic (:class:`SingleClipLayout`); same values.
+
+        Args:
+            features: name -> (1, C_i, T_i, h, w).
+            boxes: (R, 4) clip px.
+            image_size: (H, W) of the clip tensor.
+            valid_size: its unpadded (H_valid, W_valid) (default: all of it).
+        Returns:
+            Tensor: (R, K) logits.
+        """
+        valid = tuple(image_size) if valid_size is None else tuple(valid_size)
+        reduced, crop = self.reduce_context(features, image_size, [valid])
+        boxes = [Boxes(boxes)]
+        actor = self.roi_features(reduced, boxes, image_size)
+        relation = self.relation_features(self.mask_to_valid(reduced, crop), actor, boxes, crop,
+                                          layout=SingleClipLayout(actor))
         return self.classify(actor, relation)
 
 
@@ -206,7 +232,17 @@ class ActorActorROIHeads(_ReducedContextROIHeads):
         actor = self.roi_features(context, boxes, image_size)
         if actor.shape[0] == 0:
             return actor.new_zeros((0, self.num_classes)) + 0.0 * context.sum()
-        layout = ClipActorLayout([len(b) for b in boxes], actor.device)
+        return self.relate_actors(actor, ClipActorLayout([len(b) for b in boxes], actor.device))
+
+    def predict_clip_logits(self, features, boxes, image_size, valid_size=None) -> torch.Tensor:
+        """:meth:`predict_logits` of one clip, R dynamic when traced (see the base class)."""
+        valid = tuple(image_size) if valid_size is None else tuple(valid_size)
+        context, _ = self.reduce_context(features, image_size, [valid])
+        actor = self.roi_features(context, [Boxes(boxes)], image_size)
+        return self.relate_actors(actor, SingleClipLayout(actor))
+
+    def relate_actors(self, actor: torch.Tensor, layout: ClipActorLayout) -> torch.Tensor:
+        """(R, reduce_dim) actor features of the clips of ``layout`` -> (R, K) logits."""
         x = F.relu(self.fc1(actor))[:, :, None, None]  # (R, hidden, 1, 1)
         relation = self.actor_relation(x, layout, torch.ones_like(x[:, :1]))[:, :, 0, 0]
         return self.fc2(self.dropout(torch.cat([x[:, :, 0, 0], relation], dim=1)))

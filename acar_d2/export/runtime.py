@@ -1,0 +1,238 @@
+"""
+Running an exported model with onnxruntime, behind the interfaces the PyTorch model offers:
+
+* :class:`ONNXActionRunner`: ``(clip, boxes) -> logits`` of ``action_model.onnx``;
+* :class:`ONNXPersonDetector`: ``detect(images, target_sizes)`` of ``person_detector.onnx``,
+  the same contract as :meth:`acar_d2.modeling.person_detector.PersonDetector.detect`;
+* :class:`ONNXRuntimeACARNet`: ``model(batched_inputs) -> [{"instances"}]`` as ``ACARNet`` at
+  inference, so the key-frame loop (``KeyFrameStream``) and the demo call it unchanged
+  (``tools/demo.py --engine onnxruntime --onnx DIR``). Actor boxes come from the exported
+  detector, or from the PyTorch one when the folder has none, or from the inputs' proposals.
+
+onnxruntime is an optional dependency (``requirements.txt``): only this module needs it.
+"""
+import json
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances
+
+from ..modeling.roi_heads import reads_feature_bank
+
+__all__ = ["MANIFEST_NAME", "ONNXActionRunner", "ONNXPersonDetector", "ONNXRuntimeACARNet",
+           "read_manifest"]
+
+# The file tools/export_model.py writes beside the .onnx files, naming them and their shapes.
+MANIFEST_NAME = "export.json"
+
+
+def _session(path: str, num_threads: int, kind: str):
+    """An onnxruntime CPU session of ``path``, checked to hold an acar_d2 export of ``kind``."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("the onnxruntime engine needs the onnxruntime package: "
+                          "pip install -r requirements.txt (or pip install onnxruntime)") from None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"exported model not found: {path}")
+    options = ort.SessionOptions()
+    if num_threads > 0:
+        options.intra_op_num_threads = num_threads
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("acar_d2.kind") != kind:
+        raise ValueError(f"{path} is not an acar_d2 {kind} export (metadata acar_d2.kind = "
+                         f"{meta.get('acar_d2.kind')!r}); write it with tools/export_model.py")
+    return session, meta
+
+
+class ONNXActionRunner:
+    """
+    ``action_model.onnx`` (:func:`~acar_d2.export.export_action_model_onnx`) in onnxruntime.
+
+    Args:
+        path (str): the ``.onnx`` file.
+        num_threads (int): onnxruntime intra-op threads (0: its default, one per core).
+    Attributes:
+        clip_shape (tuple): (3, T, H, W) the file was exported for.
+        valid_size (tuple): (H_valid, W_valid), the clips' unpadded part it was exported for.
+        num_classes (int): K.
+    """
+
+    def __init__(self, path: str, num_threads: int = 0):
+        self.path = path
+        self.session, meta = _session(path, num_threads, "action_model")
+        self.clip_shape = tuple(int(s) for s in meta["acar_d2.clip_shape"].split(","))
+        self.valid_size = tuple(int(s) for s in meta["acar_d2.valid_size"].split(","))
+        self.num_classes = int(meta["acar_d2.num_classes"])
+
+    def __call__(self, clip: torch.Tensor, boxes: torch.Tensor,
+                 valid_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """
+        Args:
+            clip (Tensor): (3, T, H, W) or (1, 3, T, H, W) normalized.
+            boxes (Tensor): (R, 4) XYXY clip px; R may be 0.
+            valid_size: the clip's unpadded (H_valid, W_valid) (default (H, W)).
+        Returns:
+            Tensor: (R, K) float32 logits on the CPU.
+        """
+        if clip.dim() == 4:
+            clip = clip[None]
+        valid = tuple(clip.shape[-2:]) if valid_size is None else tuple(int(s) for s in valid_size)
+        if tuple(clip.shape[1:]) != self.clip_shape or valid != self.valid_size:
+            raise ValueError(
+                f"clip {tuple(clip.shape[1:])} (valid {valid}) but {self.path} was exported for "
+                f"clips {self.clip_shape} (valid {self.valid_size}), i.e. another frame size: "
+                "export it again for this video (tools/export_model.py --input VIDEO or "
+                "--frame-size HEIGHT WIDTH)")
+        if boxes.dim() != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must be (R, 4), got {tuple(boxes.shape)}")
+        if boxes.shape[0] == 0:
+            return torch.zeros((0, self.num_classes))
+        logits = self.session.run(["logits"], {
+            "clip": clip.detach().to("cpu", torch.float32).contiguous().numpy(),
+            "boxes": boxes.detach().to("cpu", torch.float32).contiguous().numpy()})[0]
+        return torch.from_numpy(logits)
+
+
+class ONNXPersonDetector(nn.Module):
+    """
+    ``person_detector.onnx`` (:func:`~acar_d2.export.export_person_detector_onnx`) with the
+    ``detect`` contract of :class:`~acar_d2.modeling.person_detector.PersonDetector` (person
+    class, score threshold, boxes rescaled to the target size by detectron2's
+    ``detector_postprocess``, as ``GeneralizedRCNN`` does).
+
+    Args:
+        path (str): the ``.onnx`` file.
+        person_class_id (int), test_proposal_score_thresh (float), input_format (str): as the
+            PyTorch detector's (:meth:`from_detector` copies them).
+        num_threads (int): onnxruntime intra-op threads (0: default).
+    """
+
+    frozen = True
+
+    def __init__(self, path: str, *, person_class_id: int, test_proposal_score_thresh: float,
+                 input_format: str, num_threads: int = 0):
+        super().__init__()
+        self.path = path
+        self.session, meta = _session(path, num_threads, "person_detector")
+        if meta.get("acar_d2.input_format", input_format) != input_format:
+            raise ValueError(f"{path} was exported for {meta['acar_d2.input_format']} images, "
+                             f"the config's detector reads {input_format}")
+        self.person_class_id = int(person_class_id)
+        self.test_proposal_score_thresh = float(test_proposal_score_thresh)
+        self.input_format = input_format
+
+    @classmethod
+    def from_detector(cls, path: str, detector: nn.Module, num_threads: int = 0):
+        """The ONNX detector taking the settings of the PyTorch ``detector`` it was exported from."""
+        return cls(path, person_class_id=detector.person_class_id,
+                   test_proposal_score_thresh=detector.test_proposal_score_thresh,
+                   input_format=detector.input_format, num_threads=num_threads)
+
+    def _run(self, image: torch.Tensor) -> Instances:
+        boxes, classes, scores, size = self.session.run(
+            None, {"image": image.detach().to("cpu", torch.uint8).contiguous().numpy()})
+        inst = Instances((int(size[0]), int(size[1])))
+        inst.pred_boxes = Boxes(torch.from_numpy(boxes))
+        inst.pred_classes = torch.from_numpy(classes).long()
+        inst.scores = torch.from_numpy(scores)
+        return inst
+
+    @torch.no_grad()
+    def detect(self, images: List[torch.Tensor], target_sizes: List[Tuple[int, int]],
+               score_thresh: Optional[float] = None) -> List[Instances]:
+        """See :meth:`acar_d2.modeling.person_detector.PersonDetector.detect`."""
+        if len(images) != len(target_sizes):
+            raise ValueError(f"detect: {len(images)} images but {len(target_sizes)} target sizes")
+        thresh = self.test_proposal_score_thresh if score_thresh is None else float(score_thresh)
+        out = []
+        for i, (img, (h, w)) in enumerate(zip(images, target_sizes)):
+            if img.dim() != 3 or img.shape[0] != 3:
+                raise ValueError(f"detect: image {i} must be (3, H, W), got {tuple(img.shape)}")
+            det = detector_postprocess(self._run(img), int(h), int(w))
+            keep = (det.pred_classes == self.person_class_id) & (det.scores >= thresh)
+            inst = Instances((int(h), int(w)))
+            inst.proposal_boxes = Boxes(det.pred_boxes.tensor[keep])
+            inst.scores = det.scores[keep]
+            out.append(inst)
+        return out
+
+
+def read_manifest(folder: str) -> dict:
+    """The ``export.json`` of an export folder (``tools/export_model.py``)."""
+    path = os.path.join(folder, MANIFEST_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder}: no {MANIFEST_NAME}; is it a folder written by "
+                                "tools/export_model.py?")
+    with open(path) as f:
+        return json.load(f)
+
+
+class ONNXRuntimeACARNet(nn.Module):
+    """
+    ``ACARNet`` inference with the action model (and the person detector, when exported) in
+    onnxruntime: called like the model at inference, ``model(batched_inputs)`` -> N
+    ``{"instances": Instances}`` with ``pred_boxes``, ``scores``, ``action_logits``,
+    ``action_scores``; the PyTorch ``model`` supplies the proposal rules and the
+    post-processing (no weights of it are used, except a detector that was not exported).
+
+    Args:
+        model: the ``ACARNet`` of the config the files were exported from (eval mode).
+        action_runner (ONNXActionRunner): the exported backbone + head.
+        person_detector (ONNXPersonDetector or None): replaces ``model.person_detector``.
+    """
+
+    def __init__(self, model: nn.Module, action_runner: ONNXActionRunner,
+                 person_detector: Optional[ONNXPersonDetector] = None):
+        super().__init__()
+        if reads_feature_bank(model.roi_heads):
+            raise ValueError(f"{type(model.roi_heads).__name__} reads a feature bank: not "
+                             "available with --engine onnxruntime")
+        if action_runner.num_classes != model.roi_heads.num_classes:
+            raise ValueError(f"{action_runner.path} predicts {action_runner.num_classes} classes, "
+                             f"the config's model {model.roi_heads.num_classes}")
+        if person_detector is not None:
+            if model.person_detector is None:
+                raise ValueError(f"{person_detector.path}: the config has no person detector "
+                                 "(MODEL.PERSON_DETECTOR.NAME is empty)")
+            model.person_detector = person_detector
+        self.model = model.eval()
+        self.action_runner = action_runner
+
+    @classmethod
+    def from_folder(cls, model: nn.Module, folder: str, num_threads: int = 0):
+        """The engine of an export folder (``export.json`` + ``.onnx`` files)."""
+        manifest = read_manifest(folder)
+        runner = ONNXActionRunner(os.path.join(folder, manifest["action_model"]["file"]),
+                                  num_threads)
+        det = manifest.get("person_detector") or {}
+        detector = None
+        if model.person_detector is not None and not det.get("file"):
+            raise ValueError(f"{folder}: the config has a person detector but the export has "
+                             "none (exported from another config?)")
+        if det.get("file"):
+            detector = ONNXPersonDetector.from_detector(
+                os.path.join(folder, det["file"]), model.person_detector, num_threads)
+        return cls(model, runner, detector)
+
+    @property
+    def roi_heads(self) -> nn.Module:
+        return self.model.roi_heads
+
+    @property
+    def person_detector(self) -> Optional[nn.Module]:
+        return self.model.person_detector
+
+    def forward(self, batched_inputs: Sequence[dict]) -> List[dict]:
+        """See the class docstring; inputs are ``ClipDatasetMapper`` outputs."""
+        proposals = self.model.get_proposals(list(batched_inputs))
+        out = []
+        for x, p in zip(batched_inputs, proposals):
+            logits = self.action_runner(x["clip"], p.proposal_boxes.tensor, x.get("valid_size"))
+            out.append({"instances": self.model.postprocess(x, p.to("cpu"), logits)})
+        return out
