@@ -92,7 +92,10 @@ def test_demo_class_table_keeps_the_original_ids(tiny_world, tmp_path):
 def test_num_classes_of_another_size_is_an_error_naming_the_key(tiny_world, tmp_path):
     with pytest.raises(ValueError, match=r"keeps 4 classes .* MODEL.ACTION_HEAD.NUM_CLASSES is 10; "
                                          r"set MODEL.ACTION_HEAD.NUM_CLASSES 4"):
-        tiny_cfg(tmp_path, ["DATASETS.CLASSES", str(SUBSET)])
+        tiny_cfg(tmp_path, ["DATASETS.CLASSES", str(SUBSET), "MODEL.ACTION_HEAD.NUM_CLASSES", "10"])
+    # Left to the dataset (NUM_CLASSES 0, the synthetic configs' value), it is the subset's size.
+    cfg = tiny_cfg(tmp_path, ["DATASETS.CLASSES", str(SUBSET)])
+    assert cfg.MODEL.ACTION_HEAD.NUM_CLASSES == 4 and list(cfg.MODEL.ACTION_HEAD.POSE_CLASS_INDICES) == [0, 1]
     with pytest.raises(ValueError, match=r"POSE_CLASS_INDICES \[0, 1, 2, 3\] are not the pose "
                                          r"classes \[0, 1\]"):
         tiny_cfg(tmp_path, SUBSET_OPTS[:4] + ["MODEL.ACTION_HEAD.POSE_CLASS_INDICES", "[0,1,2,3]"])
