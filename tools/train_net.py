@@ -35,6 +35,7 @@ from detectron2.utils.logger import setup_logger
 from acar_d2.checkpoint import ALLOW_UNSAFE_ENV
 from acar_d2.engine import Trainer, setup_cfg
 from acar_d2.engine.resume import check_output_dir
+from acar_d2.modeling.inference import inference_options, prepare_for_inference
 from acar_d2.utils.cli import add_debug_flag, run_cli
 from acar_d2.utils.output_lock import hold_output_folder
 
@@ -108,6 +109,10 @@ def run(args, cfg):
         Trainer.build_checkpointer(cfg, model, purpose="eval").resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
+        # The inference path's model, as ActionPredictor's (MODEL.INFERENCE: BN folded,
+        # channels-last convolutions, precision); the periodic evaluation while training keeps
+        # the training model.
+        prepare_for_inference(model, **inference_options(cfg))
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
