@@ -234,7 +234,6 @@ def autocast_model(model: nn.Module, precision: str, device: str) -> nn.Module:
     hooks = _AutocastHooks(torch.device(device).type, _DTYPES[precision])
     model.register_forward_pre_hook(hooks.enter)
     model.register_forward_hook(hooks.exit, always_call=True)
-    model.inference_precision = precision
     return model
 
 

@@ -3,8 +3,9 @@
 logits and scores of the golden case (``tests/golden/acar_official/public_r50_depth2``).
 
 The test runs the functions ``tools/train_net.py`` runs for ``--eval-only`` (``Trainer.build_model``,
-``Trainer.build_checkpointer(...).resume_or_load``, ``prepare_for_inference``, ``Trainer.test``) on a one-clip "dataset" made
-from the golden ``inputs.pt``; only the loader is swapped (the clip is already normalized).
+``Trainer.build_checkpointer(...).resume_or_load``, ``prepare_for_inference``, ``Trainer.test``)
+on a one-clip "dataset" made from the golden ``inputs.pt``; only the loader is swapped (the clip
+is already normalized).
 """
 from pathlib import Path
 
