@@ -69,7 +69,8 @@ _FOLDABLE_NORMS = (FrozenBatchNorm3d, FrozenStatsBatchNorm3d, nn.BatchNorm3d, Fr
 
 def _norm_scale_shift(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
     """(C,) scale and shift of a stored-statistics norm: ``norm(x) = x * scale + shift``."""
-    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and not isinstance(
+            norm, FrozenStatsBatchNorm3d):  # the latter uses its statistics in train mode too
         if norm.training or not norm.track_running_stats:
             raise ValueError(f"{type(norm).__name__} normalises with batch statistics here "
                              "(train mode or no running statistics): it cannot be folded")
