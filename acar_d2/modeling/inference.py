@@ -22,8 +22,9 @@ computes beyond float rounding (fp32), or with a bounded drift (bf16 / fp16).
   native instructions (AVX512-BF16 or AMX; without them oneDNN emulates bf16 and it is slower than
   fp32), checked by :func:`check_precision`; fp16 is for CUDA only.
 
-Each was measured on its own (tools/benchmark_inference.py, docs/DEMO.md "Speed") and is kept
-because it pays; ``torch.compile`` is not applied (see the benchmark).
+Each was measured on its own and together (tools/benchmark_inference.py, docs/DEMO.md "Speed of
+the inference paths"): channels-last pays only once the norms are folded, so ``TRANSFORMS`` applies
+both; ``torch.compile`` is not applied (not measured yet).
 """
 import logging
 from typing import Any, Optional, Tuple
