@@ -99,8 +99,15 @@ def parse_args(argv=None):
     parser.add_argument("--onnx", metavar="DIR", help="--engine onnxruntime: the folder written by "
                         "tools/export_model.py for this config and frame size (docs/EXPORT.md)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                        help="arithmetic of the action model and the person detector "
+                             "(MODEL.INFERENCE.PRECISION; default the config's, fp32): bf16 on CPUs "
+                             "with native bf16 (refused elsewhere), fp16 on CUDA")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    return parser.parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    args = parser.parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.precision:
+        args.opts = list(args.opts) + ["MODEL.INFERENCE.PRECISION", args.precision]
+    return args
 
 
 def _join_dash_values(argv):

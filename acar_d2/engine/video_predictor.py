@@ -92,7 +92,8 @@ def action_class_ids(cfg: CfgNode) -> List[int]:
 
 class VideoActionPredictor(KeyFrameStream):
     """
-    Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` (as :class:`ActionPredictor`) and
+    Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and applies the inference transforms
+    of ``cfg.MODEL.INFERENCE`` (as :class:`ActionPredictor`: ``self.model`` is that model) and
     predicts every key frame of a video source.
 
     Example::

@@ -3,8 +3,9 @@
 logits and scores of the golden case (``tests/golden/acar_official/public_r50_depth2``).
 
 The test runs the functions ``tools/train_net.py`` runs for ``--eval-only`` (``Trainer.build_model``,
-``Trainer.build_checkpointer(...).resume_or_load``, ``Trainer.test``) on a one-clip "dataset" made
-from the golden ``inputs.pt``; only the loader is swapped (the clip is already normalized).
+``Trainer.build_checkpointer(...).resume_or_load``, ``prepare_for_inference``, ``Trainer.test``)
+on a one-clip "dataset" made from the golden ``inputs.pt``; only the loader is swapped (the clip
+is already normalized).
 """
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Boxes, Instances
 
 from acar_d2.engine import Trainer, setup_cfg
+from acar_d2.modeling.backbone.norm import FrozenStatsBatchNorm3d
+from acar_d2.modeling.inference import inference_options, prepare_for_inference
 from tests.reference_utils import build_golden_state_dict, check_golden_checksums, golden_case_dir
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "AVA" / "SLOWFAST_R50_ACAR_HR2O.yaml"
@@ -81,6 +84,9 @@ def test_eval_only_reproduces_official_logits(tmp_path):
     # What tools/train_net.py main() does for --eval-only:
     model = _GoldenTrainer.build_model(cfg)
     _GoldenTrainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    prepare_for_inference(model, **inference_options(cfg))
+    # the inference transforms (MODEL.INFERENCE.TRANSFORMS, default True): BN folded
+    assert not any(isinstance(m, FrozenStatsBatchNorm3d) for m in model.modules())
     _GoldenTrainer.case_dir = case_dir
     recorder = _OutputRecorder()
     results = _GoldenTrainer.test(cfg, model, evaluators=[recorder])
