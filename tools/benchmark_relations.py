@@ -452,6 +452,22 @@ def format_table(rows: dict, indirect: list, groups: list) -> str:
     return "\n".join(lines)
 
 
+def format_indirect_std(rows: dict, indirect: list) -> str:
+    """rows: head -> per-seed summaries. One line per head: the indirect AP's mean ± sample standard
+    deviation over the seeds, and each indirect class's mean and per-seed values."""
+    import statistics
+
+    lines = []
+    for head, runs in rows.items():
+        ind = [sum(r["per_class"][n] for n in indirect) / len(indirect) for r in runs]
+        std = statistics.stdev(ind) if len(ind) > 1 else 0.0
+        per_class = "; ".join(
+            f"{n} {statistics.mean(r['per_class'][n] for r in runs):.1f} ("
+            + " / ".join(f"{r['per_class'][n]:.1f}" for r in runs) + ")" for n in indirect)
+        lines.append(f"{head}: indirect {statistics.mean(ind):.2f} ± {std:.2f} (std, {len(ind)} seeds); {per_class}")
+    return "\n".join(lines)
+
+
 def _cached(path: Path, compute) -> dict:
     """``compute()`` once per run folder: kept in ``path`` and read back by a later call (the
     measurements of a trained model do not change; a resumed benchmark does not redo them)."""
@@ -511,7 +527,7 @@ def benchmark(args) -> dict:
             print(f"[benchmark_relations] {head} seed {seed}: frame-mAP "
                   f"{rows[head][-1]['frame_mAP']:.2f}, indirect {sum(ind) / len(ind):.2f}")
             (output / "partial_results.json").write_text(json.dumps(rows, indent=2))
-    table = format_table(rows, indirect, groups)
+    table = format_table(rows, indirect, groups) + "\n\n" + format_indirect_std(rows, indirect)
     ids = {c["name"]: c["id"] for c in classes}
     world_info = json.loads((world / "world.json").read_text())
     if world_info.get("relation"):

@@ -90,6 +90,9 @@ def test_table_lists_every_seed():
     row = table.splitlines()[2]
     assert "55.00 ± 5.00 (50.0 / 60.0)" in row, row
     assert json.loads(json.dumps(runs))  # summaries stay JSON (results.json)
+    std = tool.format_indirect_std({"acar": runs}, ["ride", "listen"])
+    # indirect 50 and 60: mean 55, sample std 7.07; ride 40 / 50, listen 60 / 70
+    assert std == "acar: indirect 55.00 ± 7.07 (std, 2 seeds); ride 45.0 (40.0 / 50.0); listen 65.0 (60.0 / 70.0)", std
 
 
 def test_hard_negative_separation(tmp_path):
