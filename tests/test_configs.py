@@ -52,7 +52,7 @@ def test_config_tree_is_complete():
     ]:
         assert required in names, (required, sorted(names))
     synthetic = [n for n in names if n.startswith("Synthetic/") and "quick_schedules" not in n]
-    for head in ["baseline", "actor_actor", "actor_context", "acar"]:
+    for head in ["baseline", "actor_actor", "actor_context", "acar", "vit_linear", "vit_acar"]:
         assert any(Path(n).name.startswith(head + "_") for n in synthetic), (head, synthetic)
 
 

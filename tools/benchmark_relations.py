@@ -10,7 +10,8 @@ from the direct interaction classes, which is where actor-context-actor reasonin
 Usage::
 
     python tools/benchmark_relations.py [--world default|relation] [--output DIR] [--max-iter N]
-        [--seeds 0 1 2 3 4] [--heads baseline actor_actor actor_context acar] [KEY VALUE ...]
+        [--seeds 0 1 2 3 4] [--heads baseline actor_actor actor_context acar] [--jobs N]
+        [KEY VALUE ...]
 
 ``--world relation`` trains and evaluates on the relation world (``aca_world_rel``, generated
 with ``--relation --videos 300`` when missing; datasets/SYNTHETIC.md), where the indirect classes'
@@ -20,7 +21,14 @@ stride 16 (75 px; ``WORLDS``, put before the command line's overrides). Every he
 initialization and data order); the table gives mean +- half the range over the seeds with the
 per-seed values. It is printed as markdown and written with the raw numbers (``results.json``)
 into ``--output``. The tool resumes: a finished (head, seed) keeps its ``summary.json`` and is
-not retrained; an interrupted one restarts from its last checkpoint.
+not retrained; an interrupted one restarts from its last checkpoint. ``--jobs N`` trains up to N
+unfinished runs at a time, each in its own process, seed by seed (both heads of a seed before the
+next seed), then reads every summary back into the table.
+
+Heads ``vit_linear`` and ``vit_acar`` put the official VideoMAE linear head and the ACAR head on
+the same CPU-sized VideoMAE ViT (``configs/Synthetic/vit_*_VIT_T_*``, whose every token attends to
+the whole clip); the relation world's SlowFast overrides do not touch them (docs/BENCHMARKS.md,
+"Relation heads on a ViT").
 """
 import argparse
 import json
@@ -30,7 +38,7 @@ from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
-HEADS = ("baseline", "actor_actor", "actor_context", "acar")
+HEADS = ("baseline", "actor_actor", "actor_context", "acar", "vit_linear", "vit_acar")
 # world -> (folder under --datasets, dataset prefix, make_synthetic_ava.py options, config
 # overrides put before the command line's). The relation world is measured with the smallest
 # backbone of the family, SlowFast R10 with res5 undilated at stride 16: a 75 px receptive field,
@@ -52,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="dataset root holding aca_world/ (generated if missing)")
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="unfinished (head, seed) runs trained at a time, one process each")
     parser.add_argument("--max-iter", type=int, default=0,
                         help="shorten the schedule (steps scale along); 0 = the configs' own")
     parser.add_argument("--maps", action="store_true",
@@ -66,7 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def head_config(head: str) -> Path:
-    (path,) = sorted((REPO / "configs" / "Synthetic").glob(f"{head}_SLOWFAST_R18_*_aca_world.yaml"))
+    """The head's config under configs/Synthetic/: ``{head}_SLOWFAST_R18_*`` (``vit_*``: ``{head}_VIT_T_*``)."""
+    backbone = "VIT_T" if head.startswith("vit_") else "SLOWFAST_R18"
+    (path,) = sorted((REPO / "configs" / "Synthetic").glob(f"{head}_{backbone}_*_aca_world.yaml"))
     return path
 
 
@@ -116,6 +128,34 @@ def run_head(cfg) -> dict:
     summary.update(minutes=(time.time() - start) / 60, head_params=head_params)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def train_parallel(cfgs: list, jobs: int) -> None:
+    """
+    Train the unfinished runs of ``cfgs`` (:func:`run_head`, no ``summary.json`` yet), up to ``jobs``
+    at a time, each in a forked process (its DataLoader may start its own workers), started in the
+    given order. Raises RuntimeError naming the run folders whose process failed.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("fork")
+    pending = [c for c in cfgs if not (Path(c.OUTPUT_DIR) / "summary.json").is_file()]
+    running, failed = [], []
+    while pending or running:
+        while pending and len(running) < jobs:
+            cfg = pending.pop(0)
+            proc = ctx.Process(target=run_head, args=(cfg,))
+            proc.start()
+            running.append((proc, cfg.OUTPUT_DIR))
+        wait([proc.sentinel for proc, _ in running])
+        for proc, folder in [r for r in running if not r[0].is_alive()]:
+            running.remove((proc, folder))
+            proc.join()
+            if proc.exitcode != 0:
+                failed.append(f"{folder} (exit code {proc.exitcode}; its traceback is in the output above)")
+    if failed:
+        raise RuntimeError("benchmark_relations: runs failed: " + ", ".join(failed))
 
 
 def effective_receptive_field(cfg, weights: str, clips: int = 8, radii=(0, 1, 2, 3, 4)) -> dict:
@@ -412,6 +452,22 @@ def format_table(rows: dict, indirect: list, groups: list) -> str:
     return "\n".join(lines)
 
 
+def format_indirect_std(rows: dict, indirect: list) -> str:
+    """rows: head -> per-seed summaries. One line per head: the indirect AP's mean ± sample standard
+    deviation over the seeds, and each indirect class's mean and per-seed values."""
+    import statistics
+
+    lines = []
+    for head, runs in rows.items():
+        ind = [sum(r["per_class"][n] for n in indirect) / len(indirect) for r in runs]
+        std = statistics.stdev(ind) if len(ind) > 1 else 0.0
+        per_class = "; ".join(
+            f"{n} {statistics.mean(r['per_class'][n] for r in runs):.1f} ("
+            + " / ".join(f"{r['per_class'][n]:.1f}" for r in runs) + ")" for n in indirect)
+        lines.append(f"{head}: indirect {statistics.mean(ind):.2f} ± {std:.2f} (std, {len(ind)} seeds); {per_class}")
+    return "\n".join(lines)
+
+
 def _cached(path: Path, compute) -> dict:
     """``compute()`` once per run folder: kept in ``path`` and read back by a later call (the
     measurements of a trained model do not change; a resumed benchmark does not redo them)."""
@@ -457,18 +513,21 @@ def benchmark(args) -> dict:
 
     output = Path(args.output or f"output/benchmark_relations_{args.world}").resolve()
     output.mkdir(parents=True, exist_ok=True)
+    cfgs = {(head, seed): build_cfg(head_config(head), output / f"{head}_seed{seed}",
+                                    args.max_iter, opts, seed, prefix)
+            for seed in args.seeds for head in args.heads}
+    if args.jobs > 1:
+        train_parallel(list(cfgs.values()), args.jobs)
     rows = {}
     for head in args.heads:
         rows[head] = []
         for seed in args.seeds:
-            cfg = build_cfg(head_config(head), output / f"{head}_seed{seed}", args.max_iter,
-                            opts, seed, prefix)
-            rows[head].append(run_head(cfg))
+            rows[head].append(run_head(cfgs[head, seed]))
             ind = [rows[head][-1]["per_class"][n] for n in indirect]
             print(f"[benchmark_relations] {head} seed {seed}: frame-mAP "
                   f"{rows[head][-1]['frame_mAP']:.2f}, indirect {sum(ind) / len(ind):.2f}")
             (output / "partial_results.json").write_text(json.dumps(rows, indent=2))
-    table = format_table(rows, indirect, groups)
+    table = format_table(rows, indirect, groups) + "\n\n" + format_indirect_std(rows, indirect)
     ids = {c["name"]: c["id"] for c in classes}
     world_info = json.loads((world / "world.json").read_text())
     if world_info.get("relation"):
