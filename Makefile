@@ -40,10 +40,10 @@ quickstart: setup
 	$(PY) tools/quickstart.py --output output/quickstart
 
 benchmarks: setup
-	$(PY) tools/benchmark_backbone.py
-	$(PY) tools/benchmark_heads.py
-	$(PY) tools/benchmark_data.py
-	$(PY) tools/benchmark_eval.py
+	$(PY) tools/benchmarks/benchmark_backbone.py
+	$(PY) tools/benchmarks/benchmark_heads.py
+	$(PY) tools/benchmarks/benchmark_data.py
+	$(PY) tools/benchmarks/benchmark_eval.py
 
 clean-venv:
 	rm -rf $(VENV)

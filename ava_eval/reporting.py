@@ -1,5 +1,5 @@
 """
-Summaries of evaluation results for people (``tools/quickstart.py``, ``tools/benchmark_relations.py``,
+Summaries of evaluation results for people (``tools/quickstart.py``, ``tools/benchmarks/benchmark_relations.py``,
 the frame-mAP CLI, ``AVAEvaluator``'s log): the overall frame-mAP, per-class AP and the class-group
 means as the evaluator reports them, the frame-mAP input-blind scores would reach (chance level), a
 per-class table and a per-class AP plot.

@@ -22,7 +22,7 @@ computes beyond float rounding (fp32), or with a bounded drift (bf16 / fp16).
   native instructions (AVX512-BF16 or AMX; without them oneDNN emulates bf16 and it is slower than
   fp32), checked by :func:`check_precision`; fp16 is for CUDA only.
 
-Each was measured on its own and together (tools/benchmark_inference.py, docs/DEMO.md "Speed of
+Each was measured on its own and together (tools/benchmarks/benchmark_inference.py, docs/DEMO.md "Speed of
 the inference paths"): channels-last pays only once the norms are folded, so ``TRANSFORMS`` applies
 both; ``torch.compile`` is not applied (not measured yet).
 """
@@ -126,7 +126,7 @@ def to_channels_last_3d(model: nn.Module) -> int:
     """
     Store every ``Conv3d`` weight in ``torch.channels_last_3d`` (N, T, H, W, C order), in place:
     oneDNN then runs the 3D convolutions channels-last and their outputs stay channels-last from
-    the first convolution on (same values; measured in tools/benchmark_inference.py).
+    the first convolution on (same values; measured in tools/benchmarks/benchmark_inference.py).
 
     Returns:
         int: the number of convolutions converted.

@@ -104,9 +104,9 @@ def test_option_world_files_and_rule(lr_world):
 
 
 def test_benchmark_verdicts():
-    """tools/benchmark_feature_bank.py: mean +- half-range per head and the two verdicts."""
+    """tools/benchmarks/benchmark_feature_bank.py: mean +- half-range per head and the two verdicts."""
     spec = importlib.util.spec_from_file_location("benchmark_feature_bank",
-                                                  REPO / "tools" / "benchmark_feature_bank.py")
+                                                  REPO / "tools" / "benchmarks" / "benchmark_feature_bank.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
 
@@ -130,7 +130,7 @@ def test_bank_ablation_zeroes_the_window_only():
     import torch
 
     spec = importlib.util.spec_from_file_location("benchmark_feature_bank",
-                                                  REPO / "tools" / "benchmark_feature_bank.py")
+                                                  REPO / "tools" / "benchmarks" / "benchmark_feature_bank.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     feats = torch.ones(3, 4, 2, 2, dtype=torch.float16)

@@ -23,7 +23,7 @@ from .test_synthetic_world import _expected_labels
 # write_videos=False), computed with the code before the relation option existed (commit
 # 61310c8): the default world of the quickstart and the tests must stay byte-identical.
 DEFAULT_WORLD_SHA256 = "81c6226618b945e3bf3507eb152dd98537b8be8b5186de8495c81da30be42935"
-BENCHMARK_VIDEOS = 300  # tools/benchmark_relations.py --world relation (its --videos default)
+BENCHMARK_VIDEOS = 300  # tools/benchmarks/benchmark_relations.py --world relation (its --videos default)
 
 
 def _tree_sha256(root: Path) -> str:

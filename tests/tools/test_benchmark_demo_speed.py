@@ -1,4 +1,4 @@
-"""tools/benchmark_demo_speed.py ``--interleaved``: the side-by-side table's medians and ratios to the
+"""tools/benchmarks/benchmark_demo_speed.py ``--interleaved``: the side-by-side table's medians and ratios to the
 first model (the timing itself is a benchmark, not a test)."""
 import importlib.util
 from pathlib import Path
@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("benchmark_demo_speed", REPO / "tools" / "benchmark_demo_speed.py")
+    spec = importlib.util.spec_from_file_location("benchmark_demo_speed", REPO / "tools" / "benchmarks" / "benchmark_demo_speed.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,4 @@
-"""tools/benchmark_relations.py: the linking objects, the relation-map rate against chance, the
+"""tools/benchmarks/benchmark_relations.py: the linking objects, the relation-map rate against chance, the
 effective receptive field and the per-seed table, on a tiny relation world; the ViT heads'
 configs (build, a few training steps) and ``--jobs`` (finished runs skipped, failed ones named)."""
 import importlib.util
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _tool():
     spec = importlib.util.spec_from_file_location("benchmark_relations",
-                                                  REPO / "tools" / "benchmark_relations.py")
+                                                  REPO / "tools" / "benchmarks" / "benchmark_relations.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -56,8 +56,10 @@ def saved_model(cfg_file: str, opts, folder) -> str:
 
 
 def load_tool(name: str):
-    """tools/<name>.py as a module (its ``main(argv)`` runs in-process)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    """tools/<name>.py (a benchmark: tools/benchmarks/<name>.py) as a module (its ``main(argv)``
+    runs in-process)."""
+    folder = REPO / "tools" / ("benchmarks" if name.startswith("benchmark_") else "")
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -2,7 +2,7 @@
 # Origin: copied unchanged (apart from this comment block) from the reference material of the AVA
 # evaluation study (make_cases.py beside PROTOCOL.md), which wrote the golden case
 # tests/golden/ava_eval/public_small/ with `--profile public_small --seed 11`.
-# tools/benchmark_eval.py uses it to write the perf-size case (`--profile perf --seed 4242`:
+# tools/benchmarks/benchmark_eval.py uses it to write the perf-size case (`--profile perf --seed 4242`:
 # 53,665 ground-truth rows, 745,893 detection rows, 10,517 ground-truth key frames), the case on
 # which the official evaluator was timed at 45.0 s.
 """Synthetic AVA v2.2-style inputs for checking a frame-level AVA evaluator.

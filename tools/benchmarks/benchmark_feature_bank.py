@@ -20,8 +20,8 @@ holds no evidence at all) as mean +- half-range over the seeds, per-seed numbers
 beats ACAR by more than the seed spread and LFB sits between them or below. Every run keeps its
 summary in its folder: a stopped benchmark run again continues where it stopped.
 
-    python tools/benchmark_feature_bank.py --part loader
-    python tools/benchmark_feature_bank.py --part synthetic --seeds 0 1 2 --max-iter 400 --finetune-iter 200
+    python tools/benchmarks/benchmark_feature_bank.py --part loader
+    python tools/benchmarks/benchmark_feature_bank.py --part synthetic --seeds 0 1 2 --max-iter 400 --finetune-iter 200
 
 ``--bank-ablation`` evaluates every trained ACFB / LFB model a second time with the features of
 its bank window set to zero (same boxes, same key frames): if ``left_behind`` AP does not move, the
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 LR_CLASS = "left_behind"
 LR_WINDOW = 19

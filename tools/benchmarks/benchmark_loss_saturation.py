@@ -10,7 +10,7 @@ logits lie far beyond +-17, where float32 probabilities round to exactly 0 or 1.
 per-iteration action loss and the share of (box, class) elements stuck at the official cap of 100
 are reported.
 
-    python tools/benchmark_loss_saturation.py --weights output/quickstart_action/model_final.pth \\
+    python tools/benchmarks/benchmark_loss_saturation.py --weights output/quickstart_action/model_final.pth \\
         --config configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml [--scale 30] [--iters 100]
 
 Results: a markdown table on stdout and ``results.json`` in ``--output``.
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 

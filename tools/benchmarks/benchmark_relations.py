@@ -9,7 +9,7 @@ from the direct interaction classes, which is where actor-context-actor reasonin
 
 Usage::
 
-    python tools/benchmark_relations.py [--world default|relation] [--output DIR] [--max-iter N]
+    python tools/benchmarks/benchmark_relations.py [--world default|relation] [--output DIR] [--max-iter N]
         [--seeds 0 1 2 3 4] [--heads baseline actor_actor actor_context acar] [--jobs N]
         [KEY VALUE ...]
 
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEADS = ("baseline", "actor_actor", "actor_context", "acar", "vit_linear", "vit_acar")
 # world -> (folder under --datasets, dataset prefix, make_synthetic_ava.py options, config
 # overrides put before the command line's). The relation world is measured with the smallest

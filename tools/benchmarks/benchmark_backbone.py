@@ -2,7 +2,7 @@
 """
 Forward time, peak memory, parameters and GFLOPs of the SlowFast backbone.
 
-    python tools/benchmark_backbone.py --device cpu [--cases cpu,ava,k400] [--repeats 3]
+    python tools/benchmarks/benchmark_backbone.py --device cpu [--cases cpu,ava,k400] [--repeats 3]
 
 Cases:
     cpu   R18 (bottleneck, 2 blocks/stage) width 8, 1 clip x 8 frames x 128x128 (CPU-sized)

@@ -4,8 +4,8 @@ Training stability and the backbone norm on the synthetic world: several seeds o
 each trained by ``tools/train_net.py`` with every iteration's loss logged, then checked for loss
 spikes and evaluated (frame-mAP@0.5 on the validation split).
 
-    python tools/benchmark_training_stability.py --seeds 0 1 2 3 4 --norms FrozenStatsBN FrozenBN
-    python tools/benchmark_training_stability.py --device cuda --jobs 10 ...   # runs side by side
+    python tools/benchmarks/benchmark_training_stability.py --seeds 0 1 2 3 4 --norms FrozenStatsBN FrozenBN
+    python tools/benchmarks/benchmark_training_stability.py --device cuda --jobs 10 ...   # runs side by side
 
 A spike is a jump of the loss after the warm-up: a 20-iteration median of the action loss against
 the lowest 20-iteration median before it; a run whose worst jump is above ``--spike-ratio``
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
 DEFAULT_CONFIG = "configs/Synthetic/acar_SLOWFAST_R18_1.5k_aca_world.yaml"
 WINDOW = 20

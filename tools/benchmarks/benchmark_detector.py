@@ -10,7 +10,7 @@ Benchmark of the person detector inside ACARNet (CPU by default):
 
 Usage::
 
-    python tools/benchmark_detector.py [--repeats 3] [--device cpu]
+    python tools/benchmarks/benchmark_detector.py [--repeats 3] [--device cpu]
 """
 import argparse
 import os
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = "configs/Synthetic/person_detector/faster_rcnn_R18_tiny_person.yaml"
 COCO = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 JOINT = "configs/Synthetic/acar_detector_SLOWFAST_R18_1.5k_aca_world.yaml"
@@ -100,7 +100,7 @@ def _peak_child(joint: bool, device: str) -> float:
         "r0=b._status_kib('VmRSS'); open('/proc/self/clear_refs', 'w').write('5');"
         "b.step_seconds(cfg, %r, 0, batch);"
         "print(json.dumps(max(0, b._status_kib('VmHWM') - r0) / 1024))"
-    ) % (str(REPO / "tools"), device, joint)
+    ) % (str(REPO / "tools" / "benchmarks"), device, joint)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env=dict(os.environ, ACAR_DATASETS=os.environ.get("ACAR_DATASETS", "datasets")))
     if out.returncode:

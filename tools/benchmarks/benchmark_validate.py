@@ -3,7 +3,7 @@
 Run time of ``python tools/validate_dataset.py`` on an AVA-size dataset, and what it finds on a
 deliberately broken copy of the synthetic world.
 
-    python tools/benchmark_validate.py [--world datasets/aca_world] [--rows 210000] [--out DIR]
+    python tools/benchmarks/benchmark_validate.py [--world datasets/aca_world] [--rows 210000] [--out DIR]
 
 The AVA-size dataset repeats the world's train CSV under renamed video ids (frame folders are
 symlinks to the world's, proposals copied under the new ids) until it has ``--rows`` rows. The
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from acar_d2.data.validate import validate_ava_dataset  # noqa: E402
 

@@ -2,7 +2,7 @@
 """
 Eval-forward speed of the inference path against the plain model, side by side in one run.
 
-    python tools/benchmark_inference.py [--runs 3] [--compile]
+    python tools/benchmarks/benchmark_inference.py [--runs 3] [--compile]
 
 The R50 ACAR HR2O model (configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml) with seeded weights (random
 BatchNorm statistics, so that folding them changes the weights), one clip 1x3x32x256x256 with 5
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from detectron2.modeling import build_model  # noqa: E402

@@ -3,7 +3,7 @@
 Demo speed: where a key frame's time goes, how fast video is processed, and the decode-once reader
 against the seek-per-key-frame reader.
 
-    python tools/benchmark_demo.py [--quickstart output/quickstart] [--r50-key-frames 4]
+    python tools/benchmarks/benchmark_demo.py [--quickstart output/quickstart] [--r50-key-frames 4]
 
 1. Per key frame (ms, mean over the key frames of one run, CPU): decode (the source iterator),
    clip (buffer -> resized, normalised clip + detector image), detector, backbone, head, total
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from detectron2.structures import Boxes, Instances  # noqa: E402
 
@@ -42,7 +42,7 @@ from acar_d2.data.video_io import (TimedFrameBuffer, VideoSource, clip_times,  #
                                    open_video_source)
 from acar_d2.data.video_io import VideoWriter  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGES = ("decode", "clip", "detector", "backbone", "head")
 # Normalized boxes used where the detector's own boxes are replaced (its time is still measured).
 FIVE_ACTORS = np.array([[0.1, 0.2, 0.25, 0.9], [0.3, 0.1, 0.45, 0.95], [0.5, 0.2, 0.6, 0.9],

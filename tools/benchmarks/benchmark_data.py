@@ -7,7 +7,7 @@ Generates its own data in a temp dir: videos of 340x455 JPEG frames (AVA's usual
 same frames as mp4, with moving content so the codecs do real work. Clips are 32 frames at
 stride 2 (ACAR-Net 32x2), resized to a 256 short side in the mapper rows.
 
-    python tools/benchmark_data.py --clips 24 --videos 2
+    python tools/benchmarks/benchmark_data.py --clips 24 --videos 2
 """
 import argparse
 import os
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from acar_d2.data.clip_mapper import ClipDatasetMapper  # noqa: E402
 from acar_d2.data.video_io import ClipReader, clip_frame_indices  # noqa: E402
