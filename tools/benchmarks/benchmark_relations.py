@@ -33,11 +33,13 @@ the whole clip); the relation world's SlowFast overrides do not touch them (docs
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
 HEADS = ("baseline", "actor_actor", "actor_context", "acar", "vit_linear", "vit_acar")
 # world -> (folder under --datasets, dataset prefix, make_synthetic_ava.py options, config
 # overrides put before the command line's). The relation world is measured with the smallest
@@ -60,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="dataset root holding aca_world/ (generated if missing)")
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--train-one", metavar="CONFIG", default="",
+                        help=argparse.SUPPRESS)  # one run of --jobs, in its own process
     parser.add_argument("--jobs", type=int, default=1,
                         help="unfinished (head, seed) runs trained at a time, one process each")
     parser.add_argument("--max-iter", type=int, default=0,
@@ -133,29 +137,42 @@ def run_head(cfg) -> dict:
 def train_parallel(cfgs: list, jobs: int) -> None:
     """
     Train the unfinished runs of ``cfgs`` (:func:`run_head`, no ``summary.json`` yet), up to ``jobs``
-    at a time, each in a forked process (its DataLoader may start its own workers), started in the
-    given order. Raises RuntimeError naming the run folders whose process failed.
+    at a time, each in a fresh Python process (``--train-one``: this tool on the run's
+    ``run_config.yaml``; a fresh process, not a fork, so that no thread pool of this one is
+    copied half-locked), started in the given order. Raises RuntimeError naming the run folders
+    whose process failed.
     """
-    import multiprocessing
-    from multiprocessing.connection import wait
+    import subprocess
+    import sys
 
-    ctx = multiprocessing.get_context("fork")
     pending = [c for c in cfgs if not (Path(c.OUTPUT_DIR) / "summary.json").is_file()]
     running, failed = [], []
     while pending or running:
         while pending and len(running) < jobs:
             cfg = pending.pop(0)
-            proc = ctx.Process(target=run_head, args=(cfg,))
-            proc.start()
-            running.append((proc, cfg.OUTPUT_DIR))
-        wait([proc.sentinel for proc, _ in running])
-        for proc, folder in [r for r in running if not r[0].is_alive()]:
+            folder = Path(cfg.OUTPUT_DIR)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "run_config.yaml").write_text(cfg.dump())
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--train-one",
+                   str(folder / "run_config.yaml")]
+            running.append((subprocess.Popen(cmd), cfg.OUTPUT_DIR))
+        time.sleep(0.2)
+        for proc, folder in [r for r in running if r[0].poll() is not None]:
             running.remove((proc, folder))
-            proc.join()
-            if proc.exitcode != 0:
-                failed.append(f"{folder} (exit code {proc.exitcode}; its traceback is in the output above)")
+            if proc.returncode != 0:
+                failed.append(f"{folder} (exit code {proc.returncode}; its traceback is in the output above)")
     if failed:
         raise RuntimeError("benchmark_relations: runs failed: " + ", ".join(failed))
+
+
+def train_one(config_file: str) -> None:
+    """``--train-one``: :func:`run_head` on a full config written by :func:`train_parallel`."""
+    from detectron2.utils.logger import setup_logger
+
+    from acar_d2.engine import setup_cfg
+
+    setup_logger(name="detectron2")
+    run_head(setup_cfg(config_file, []))
 
 
 def effective_receptive_field(cfg, weights: str, clips: int = 8, radii=(0, 1, 2, 3, 4)) -> dict:
@@ -483,6 +500,9 @@ def main(argv=None) -> dict:
     """One benchmark per output folder: a second one on it is refused at once (its
     ``.acar_d2.lock``, docs/SAFETY.md); a stopped one is resumed by running it again."""
     args = parse_args(argv)
+    if args.train_one:  # a run of --jobs: the parent holds the output folder's lock
+        train_one(args.train_one)
+        return {}
     root = Path(args.datasets).expanduser().resolve()
     os.environ["ACAR_DATASETS"] = str(root)  # read by acar_d2's builtin registration at import
     from acar_d2.utils.output_lock import hold_output_folder
