@@ -7,6 +7,7 @@ docs/SAFETY.md).
 Each tool runs in-process through the wrapper its ``__main__`` uses (``run_cli``), and fails before
 a model is built; two real processes check the same from the shell.
 """
+import logging
 import os
 import subprocess
 import sys
@@ -138,6 +139,9 @@ def test_bad_file_gives_one_line(case, bad, tmp_path, capsys, monkeypatch):
     tool, entry, argv, expected = CASES[case]
     monkeypatch.setenv("ACAR_DATASETS", os.environ.get("ACAR_DATASETS", "datasets"))  # quickstart sets it
     monkeypatch.delenv("ACAR_DEBUG", raising=False)
+    # In-process only: a log handler that an earlier test bound to its (now closed) captured stream
+    # would print "--- Logging error --- Traceback ..."; a real command has its own streams.
+    monkeypatch.setattr(logging, "raiseExceptions", False)
     main = getattr(load_tool(tool), entry)
     prog = f"tools/{tool}.py"
     with pytest.raises(SystemExit) as e:
