@@ -43,6 +43,8 @@ __all__ = [
     "PRECISIONS",
     "fold_batchnorm",
     "to_channels_last_3d",
+    "OneDNNConv3d",
+    "use_onednn_conv3d",
     "cpu_has_native_bf16",
     "check_precision",
     "autocast_model",
@@ -135,6 +137,47 @@ def to_channels_last_3d(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, nn.Conv3d):
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
+            count += 1
+    return count
+
+
+class OneDNNConv3d(nn.Conv3d):
+    """
+    ``nn.Conv3d`` that runs every float32 CPU convolution through oneDNN.
+
+    PyTorch picks oneDNN for a CPU ``Conv3d`` only above a size heuristic (batch x channels x T x H
+    of the input > 20480 or a kernel wider than 3); below it, e.g. SlowFast's fast pathway (8-32
+    channels, 1 x 3 x 3 kernels), it falls back to its reference ``slow_conv3d`` (an unfold + GEMM,
+    contiguous layout only, so channels-last activations are copied in and out): 4-40x slower
+    there than oneDNN on the same shapes (tools/benchmarks/benchmark_inference.py). Same
+    parameters and outputs (float rounding); anything else (another device or dtype, autocast
+    active, string padding) takes ``nn.Conv3d``'s own path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.padding_mode == "zeros"
+                and not isinstance(self.padding, str)
+                and not torch.is_autocast_enabled("cpu")):
+            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding,
+                                                     self.stride, self.dilation, self.groups)
+        return super().forward(x)
+
+
+def use_onednn_conv3d(model: nn.Module) -> int:
+    """
+    Make every plain ``nn.Conv3d`` of ``model`` an :class:`OneDNNConv3d`, in place (the class of
+    each module is swapped: parameters, names and hooks stay). A no-op where PyTorch has no
+    oneDNN (``torch.backends.mkldnn.is_available()`` False).
+
+    Returns:
+        int: the number of convolutions changed.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return 0
+    count = 0
+    for module in model.modules():
+        if type(module) is nn.Conv3d:
+            module.__class__ = OneDNNConv3d
             count += 1
     return count
 
@@ -261,8 +304,9 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
     if fold_bn:
         n = fold_batchnorm(model)
         c = to_channels_last_3d(model) if channels_last else 0
+        o = use_onednn_conv3d(model)
         logger.info("Inference transforms: %d norms folded into their convolutions, %d 3D "
-                    "convolutions channels-last", n, c)
+                    "convolutions channels-last, %d on oneDNN for every shape", n, c, o)
     return autocast_model(model, precision, device)
 
 

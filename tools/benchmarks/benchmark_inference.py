@@ -13,6 +13,8 @@ model holding the same weights:
   speed, 0.98-1.02x);
 * ``fold``: the plain model with its BatchNorms folded into the convolutions, alone;
 * ``channels-last``: the plain model with its 3D convolutions channels-last, alone;
+* ``onednn``: the plain model with every 3D convolution on oneDNN (``OneDNNConv3d``; PyTorch's
+  own heuristic sends the fast pathway's small convolutions to its slow reference kernel), alone;
 * ``fp32``: ``ActionPredictor(cfg).model`` (``MODEL.INFERENCE`` defaults: both of the above);
 * ``bf16``: ``ActionPredictor(cfg).model`` with ``MODEL.INFERENCE.PRECISION bf16`` (only on a CPU
   with native bf16);
@@ -43,7 +45,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 
 from acar_d2.engine import ActionPredictor, setup_cfg  # noqa: E402
 from acar_d2.modeling.inference import (cpu_has_native_bf16, fold_batchnorm,  # noqa: E402
-                                        to_channels_last_3d)
+                                        to_channels_last_3d, use_onednn_conv3d)
 
 CONFIG = "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"
 # Five actors (x1, y1, x2, y2 in clip px of the 256 x 256 clip).
@@ -84,6 +86,8 @@ def build_models(args) -> dict:
     fold_batchnorm(models["fold"])
     models["channels-last"] = copy.deepcopy(plain)
     to_channels_last_3d(models["channels-last"])
+    models["onednn"] = copy.deepcopy(plain)
+    use_onednn_conv3d(models["onednn"])
     with tempfile.TemporaryDirectory() as tmp:
         weights = str(Path(tmp) / "seeded.pth")
         torch.save({"model": plain.state_dict()}, weights)
