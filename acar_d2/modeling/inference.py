@@ -15,8 +15,11 @@ computes beyond float rounding (fp32), or with a bounded drift (bf16 / fp16).
   ``nn.BatchNorm3d`` in eval mode) and the person detector's (detectron2 ``FrozenBatchNorm2d`` /
   ``BatchNorm2d`` inside ``detectron2.layers.Conv2d``). A folded model cannot train (its norms
   are gone).
-* **channels-last 3D convolutions** (with ``TRANSFORMS``): the ``Conv3d`` weights stored
-  ``channels_last_3d``, which oneDNN runs faster on CPUs; activations follow.
+* **channels-last convolutions** (with ``TRANSFORMS``): the ``Conv3d`` weights stored
+  ``channels_last_3d`` and the person detector's ``Conv2d`` weights ``channels_last``, which
+  oneDNN runs faster on CPUs; activations follow.
+* **oneDNN for every 3D convolution** (with ``TRANSFORMS``): PyTorch sends small CPU ``Conv3d``
+  calls (SlowFast's fast pathway) to a slow reference kernel; :class:`OneDNNConv3d` does not.
 * **precision** (``PRECISION "fp32" | "bf16" | "fp16"``): autocast around the whole model (action
   model and person detector together); the outputs come back in float32. bf16 on a CPU needs the
   native instructions (AVX512-BF16 or AMX; without them oneDNN emulates bf16 and it is slower than
@@ -24,7 +27,7 @@ computes beyond float rounding (fp32), or with a bounded drift (bf16 / fp16).
 
 Each was measured on its own and together (tools/benchmarks/benchmark_inference.py, docs/DEMO.md "Speed of
 the inference paths"): channels-last pays only once the norms are folded, so ``TRANSFORMS`` applies
-both; ``torch.compile`` is not applied (not measured yet).
+all three; ``torch.compile`` is an option of the benchmark only (see docs/DEMO.md).
 """
 import logging
 from typing import Any, Optional, Tuple
@@ -32,6 +35,7 @@ from typing import Any, Optional, Tuple
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.layers import Conv2d as D2Conv2d
+from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
@@ -42,7 +46,7 @@ from .backbone.resnet3d import Bottleneck3d, LateralFusion, Stem3d
 __all__ = [
     "PRECISIONS",
     "fold_batchnorm",
-    "to_channels_last_3d",
+    "to_channels_last",
     "OneDNNConv3d",
     "use_onednn_conv3d",
     "cpu_has_native_bf16",
@@ -124,11 +128,16 @@ def fold_batchnorm(model: nn.Module) -> int:
     return count
 
 
-def to_channels_last_3d(model: nn.Module) -> int:
+def to_channels_last(model: nn.Module) -> int:
     """
-    Store every ``Conv3d`` weight in ``torch.channels_last_3d`` (N, T, H, W, C order), in place:
-    oneDNN then runs the 3D convolutions channels-last and their outputs stay channels-last from
-    the first convolution on (same values; measured in tools/benchmarks/benchmark_inference.py).
+    Store the convolution weights channels-last, in place: every ``Conv3d`` in
+    ``torch.channels_last_3d`` (N, T, H, W, C order) and every ``Conv2d`` of a detectron2
+    detector (a ``GeneralizedRCNN``: the person detector) in ``torch.channels_last``. oneDNN then
+    runs them channels-last and their outputs stay channels-last from the first convolution on
+    (same values; measured in tools/benchmarks/benchmark_inference.py and
+    benchmark_demo_speed.py). The 2D convolutions of the action heads are left alone: their
+    inputs are RoI features, and what follows them (attention over actors) wants the standard
+    layout.
 
     Returns:
         int: the number of convolutions converted.
@@ -138,7 +147,19 @@ def to_channels_last_3d(model: nn.Module) -> int:
         if isinstance(module, nn.Conv3d):
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last_3d)
             count += 1
+    for detector in [m for m in model.modules() if isinstance(m, GeneralizedRCNN)]:
+        for module in detector.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+                count += 1
     return count
+
+
+def _capturing() -> bool:
+    """Whether the forward is being traced or compiled (``torch.compile``, ``torch.jit.trace``,
+    ONNX export): those see ``aten::conv3d``, which they know how to handle."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export())
 
 
 class OneDNNConv3d(nn.Conv3d):
@@ -151,13 +172,13 @@ class OneDNNConv3d(nn.Conv3d):
     contiguous layout only, so channels-last activations are copied in and out): 4-40x slower
     there than oneDNN on the same shapes (tools/benchmarks/benchmark_inference.py). Same
     parameters and outputs (float rounding); anything else (another device or dtype, autocast
-    active, string padding) takes ``nn.Conv3d``'s own path.
+    active, string padding, tracing / compiling / ONNX export) takes ``nn.Conv3d``'s own path.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and x.dtype == torch.float32 and self.padding_mode == "zeros"
                 and not isinstance(self.padding, str)
-                and not torch.is_autocast_enabled("cpu")):
+                and not torch.is_autocast_enabled("cpu") and not _capturing()):
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, self.padding,
                                                      self.stride, self.dilation, self.groups)
         return super().forward(x)
@@ -291,8 +312,9 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
     Args:
         model (nn.Module): a plain model from ``build_model``, weights loaded.
         fold_bn (bool): fold stored-statistics norms into the convolutions (:func:`fold_batchnorm`).
-        channels_last (bool): with ``fold_bn``, the 3D convolutions channels-last
-            (:func:`to_channels_last_3d`).
+        channels_last (bool): with ``fold_bn``, the 3D convolutions and the detector's 2D
+            convolutions channels-last (:func:`to_channels_last`), and every 3D convolution on
+            oneDNN (:func:`use_onednn_conv3d`).
         precision (str): "fp32", "bf16" or "fp16" (:func:`autocast_model`).
         device (str): the model's device (``MODEL.DEVICE``), for the precision check.
     Returns:
@@ -303,10 +325,11 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
     model.requires_grad_(False)
     if fold_bn:
         n = fold_batchnorm(model)
-        c = to_channels_last_3d(model) if channels_last else 0
+        c = to_channels_last(model) if channels_last else 0
         o = use_onednn_conv3d(model)
-        logger.info("Inference transforms: %d norms folded into their convolutions, %d 3D "
-                    "convolutions channels-last, %d on oneDNN for every shape", n, c, o)
+        logger.info("Inference transforms: %d norms folded into their convolutions, %d "
+                    "convolutions channels-last, %d 3D convolutions on oneDNN for every shape",
+                    n, c, o)
     return autocast_model(model, precision, device)
 
 

@@ -66,6 +66,7 @@ def test_predictor_model_is_folded_and_matches_official(golden):
     stem = model.backbone.slow.stem
     assert isinstance(stem.bn, nn.Identity) and stem.conv.bias is not None
     assert stem.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert _count(model, nn.Conv3d) == _count(model, inference.OneDNNConv3d) > 100
     got = _logits(model, inputs)
     err = (got - outputs["logits"]).abs().max().item()
     assert torch.allclose(got, outputs["logits"], atol=ATOL, rtol=RTOL), err
@@ -172,6 +173,8 @@ def test_person_detector_folds():
         got = det.backbone(image)
     assert _count(det, FrozenBatchNorm2d) == 0
     assert all(m.norm is None for m in det.modules() if isinstance(m, D2Conv2d))
+    convs = [m for m in det.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     _assert_float_noise(got, ref)
 
 
@@ -181,3 +184,36 @@ def test_build_model_stays_trainable():
     model = build_model(cfg)
     assert model.training and _count(model, FrozenStatsBatchNorm3d) > 0
     assert not model._forward_pre_hooks and model.backbone.slow.stem.conv.bias is None
+
+
+@pytest.mark.parametrize("channels, kernel, stride", [(8, (1, 3, 3), 1), (16, (3, 1, 1), 1),
+                                                      (3, (5, 7, 7), (1, 2, 2))])
+def test_onednn_conv3d_equals_conv3d(channels, kernel, stride):
+    # Fast-pathway sizes: PyTorch's own heuristic sends these to slow_conv3d; OneDNNConv3d runs
+    # oneDNN and must give the same numbers, in both layouts.
+    torch.manual_seed(0)
+    conv = nn.Conv3d(channels, 8, kernel, stride=stride, padding=tuple(k // 2 for k in kernel))
+    x = torch.randn(1, channels, 8, 20, 20)
+    with torch.no_grad():
+        ref = conv(x)
+        assert inference.use_onednn_conv3d(conv) == 1 and type(conv) is inference.OneDNNConv3d
+        for layout in (torch.contiguous_format, torch.channels_last_3d):
+            conv.weight.data = conv.weight.data.contiguous(memory_format=layout)
+            got = conv(x.contiguous(memory_format=layout))
+            _assert_float_noise({"y": got}, {"y": ref})
+
+
+def test_onednn_conv3d_leaves_autocast_to_conv3d(monkeypatch):
+    # under autocast (bf16) the convolution must go through aten::conv3d, where autocast casts
+    calls = []
+    monkeypatch.setattr(torch.ops.aten, "mkldnn_convolution",
+                        lambda *a: calls.append(1) or torch.zeros(1), raising=False)
+    conv = nn.Conv3d(4, 4, 1)
+    inference.use_onednn_conv3d(conv)
+    x = torch.randn(1, 4, 2, 4, 4)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    assert out.dtype == torch.bfloat16 and out.shape == (1, 4, 2, 4, 4) and not calls
+    with torch.no_grad():
+        conv(x)
+    assert calls == [1]

@@ -45,7 +45,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 
 from acar_d2.engine import ActionPredictor, setup_cfg  # noqa: E402
 from acar_d2.modeling.inference import (cpu_has_native_bf16, fold_batchnorm,  # noqa: E402
-                                        to_channels_last_3d, use_onednn_conv3d)
+                                        to_channels_last, use_onednn_conv3d)
 
 CONFIG = "configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml"
 # Five actors (x1, y1, x2, y2 in clip px of the 256 x 256 clip).
@@ -85,7 +85,7 @@ def build_models(args) -> dict:
     models["fold"] = copy.deepcopy(plain)
     fold_batchnorm(models["fold"])
     models["channels-last"] = copy.deepcopy(plain)
-    to_channels_last_3d(models["channels-last"])
+    to_channels_last(models["channels-last"])
     models["onednn"] = copy.deepcopy(plain)
     use_onednn_conv3d(models["onednn"])
     with tempfile.TemporaryDirectory() as tmp:
