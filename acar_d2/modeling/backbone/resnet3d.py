@@ -107,7 +107,8 @@ class Bottleneck3d(nn.Module):
         out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         out = self.bn3(self.conv3(out))
         identity = x if self.shortcut is None else self.shortcut_bn(self.shortcut(x))
-        return F.relu(out + identity, inplace=True)
+        out += identity  # in place: no new activation-sized tensor (autograd needs neither value)
+        return F.relu(out, inplace=True)
 
 
 class ResStage(nn.Module):
