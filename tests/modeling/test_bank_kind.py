@@ -76,3 +76,14 @@ def test_an_empty_kind_is_the_heads_without_setup_cfg():
     cfg.MODEL.ROI_HEADS.NAME = "NotRegisteredROIHeads"
     cfg.MODEL.FEATURE_BANK.KIND = "lfb"
     assert bank_kind_from_config(cfg) == "lfb"
+
+
+def test_export_asks_the_same_declaration():
+    """The exporter refuses a bank head (its input per key frame comes from a first pass), by the
+    head's kind; a head without a bank exports."""
+    from acar_d2.export.action_model import ActionLogitsModel
+
+    with pytest.raises(ValueError, match="ACFBROIHeads reads a long-term feature bank"):
+        ActionLogitsModel(build_model(setup_cfg(_config("acfb"), ["MODEL.DEVICE", "cpu"])).eval())
+    plain = ActionLogitsModel(build_model(setup_cfg(_config("acar"), ["MODEL.DEVICE", "cpu"])).eval())
+    assert plain.num_classes == 10
