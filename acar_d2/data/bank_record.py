@@ -133,6 +133,7 @@ class BankRecord:
     def of_extraction(cls, cfg, kind: str, datasets=(), entry_shape=None) -> "BankRecord":
         """The record of an extraction by the model of ``cfg`` (with its ``MODEL.WEIGHTS``)."""
         weights = cfg.MODEL.WEIGHTS
+        sha = file_sha256(weights) if weights and os.path.isfile(weights) else ""
         return cls(
             kind=kind,
             entry_shape=None if entry_shape is None else tuple(int(s) for s in entry_shape),
@@ -140,7 +141,7 @@ class BankRecord:
             extractor={
                 "head": cfg.MODEL.ROI_HEADS.NAME,
                 "weights": weights,
-                "weights_sha256": file_sha256(weights) if weights and os.path.isfile(weights) else "",
+                "weights_sha256": sha,
                 "config": cfg.dump(),
             },
             datasets=sorted(datasets),

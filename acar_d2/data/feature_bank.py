@@ -28,7 +28,7 @@ that the location-wise attention compares the same places.
 import json
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch

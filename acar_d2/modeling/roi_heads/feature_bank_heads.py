@@ -36,8 +36,8 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.structures import Boxes
 from detectron2.utils.logger import log_first_n
 
-from .acar_heads import ACARROIHeads
 from ...config import bank_kind_of
+from .acar_heads import ACARROIHeads
 from .action_heads import ActionROIHeads
 from .bank_attention import BankAttentionBlock
 from .layout import ClipActorLayout, masked_mean
