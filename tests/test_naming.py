@@ -221,3 +221,25 @@ def test_a_list_of_bases_names_the_missing_file(tmp_path):
     leaf.write_text('_BASE_: ["a.yaml", "gone.yaml"]\n')
     with pytest.raises(FileNotFoundError, match=f"config file not found: {tmp_path}/gone.yaml"):
         setup_cfg(str(leaf))
+
+
+# ---- Issue 34: one declaration of which feature bank a model reads, one bank record ---------
+# The names the bank kind and the bank record went by before ``bank_kind`` / ``bank_kind_of`` and
+# ``BankRecord`` (acar_d2/config/bank_kind.py, acar_d2/data/bank_record.py).
+OLD_BANK_NAMES = {"reads_feature_bank", "uses_feature_bank", "uses_bank", "check_bank_record",
+                  "make_bank_record", "write_or_check_record", "_same_extractor", "RECORD_KEYS"}
+
+
+def test_one_bank_kind_declaration_and_one_bank_record():
+    """Each registered head declares the bank it reads in ``bank_kind`` (read by
+    ``bank_kind_of`` only); the bank record is ``BankRecord``; no earlier name is used."""
+    from acar_d2.config import bank_kind_of
+    from acar_d2.data.bank_record import BankRecord
+
+    kinds = {name: bank_kind_of(cls) for name, cls in _acar_d2_heads().items()}
+    assert {k for k in kinds.values()} == {"", "acfb", "lfb"}, kinds
+    assert (kinds["ACFBROIHeads"], kinds["LFBROIHeads"], kinds["ACARROIHeads"]) == ("acfb", "lfb", "")
+    assert callable(BankRecord.load) and callable(BankRecord.check_fits)
+    old = [f"{p.relative_to(REPO)}:{line}: {name}" for p in SOURCES
+           for name, line in _names_used(p) if name in OLD_BANK_NAMES]
+    assert not old, "old feature-bank names:\n" + "\n".join(old)

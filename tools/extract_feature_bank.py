@@ -18,12 +18,11 @@ key time of registered datasets (train and val), one file pair per video (layout
   done when its ``.json`` index exists (written last, atomically), so a killed run started again
   with the same command skips finished videos and writes the same bytes for the others.
 * Prints the number of videos / key times / actors and the size estimate (fp16) before starting.
-* Writes ``bank_record.json`` (kind, entry shape, the settings a reader must share, config,
-  weights path and sha256); an output folder holding a bank of another model or config is
-  refused (nothing is overwritten), and so is a second extraction into a folder while one runs
+* Writes ``bank_record.json`` (``BankRecord``: kind, entry shape, the settings a reader must
+  share, config, weights path and sha256); an output folder holding a bank of another kind, model
+  or config is refused by the rule the bank's readers apply (nothing is overwritten), and so is a second extraction into a folder while one runs
   there (the main process holds ``<output>/.acar_d2.lock``).
 """
-import json
 import logging
 import os
 import sys
@@ -41,10 +40,10 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from acar_d2.data.clip_mapper import ClipDatasetMapper  # noqa: E402
+from acar_d2.data.bank_record import BankRecord  # noqa: E402
 from acar_d2.data.feature_bank import RECORD_FILE, write_video_bank  # noqa: E402
 from acar_d2.engine import setup_cfg  # noqa: E402
-from acar_d2.engine.bank_extraction import (BankEntryExtractor, make_bank_record,  # noqa: E402
-                                            write_or_check_record)
+from acar_d2.engine.bank_extraction import BankEntryExtractor  # noqa: E402
 from acar_d2.engine.cli import add_debug_flag, run_cli  # noqa: E402
 from acar_d2.utils.output_lock import hold_output_folder  # noqa: E402
 
@@ -124,10 +123,10 @@ def extract(args, cfg) -> dict:
     ex = Extractor(cfg, args.kind, first_name)
     probe = ex(next(d for ds in videos.values() for d in ds))
     entry_shape = probe["features"].shape[1:]
-    record = make_bank_record(cfg, args.kind, datasets, entry_shape)
+    record = BankRecord.of_extraction(cfg, args.kind, datasets, entry_shape)
     record_path = os.path.join(args.output, RECORD_FILE)
     if comm.is_main_process():
-        write_or_check_record(args.output, record)
+        record.write(args.output)  # or, resuming, check that the folder holds this extraction
         os.makedirs(folder, exist_ok=True)
         times, actors, size = estimate(videos, cfg, entry_shape)
         done = sum(os.path.isfile(os.path.join(folder, f"{v}.json")) for v in videos)
@@ -136,9 +135,7 @@ def extract(args, cfg) -> dict:
               f"-> {args.output}", flush=True)
     comm.synchronize()
     if comm.get_rank() > 0:  # every process checks the record the main one wrote
-        with open(record_path) as f:
-            if json.load(f).get("extractor") != record["extractor"]:
-                raise ValueError(f"{record_path} was written by another extraction")
+        BankRecord.load(args.output).check_fits(record, args.output)
     mine = list(videos)[comm.get_rank()::comm.get_world_size()]
     todo = [v for v in mine if not os.path.isfile(os.path.join(folder, f"{v}.json"))]
     from tqdm import tqdm

@@ -6,7 +6,8 @@ config.py). Every key carries a comment; constants taken from the ACAR-Net paper
 (Pan et al., CVPR 2021, arXiv:2006.07976) or the SlowFast paper (Feichtenhofer et al., ICCV 2019)
 cite the section they come from. Derived numbers (channel widths of the backbone outputs) are
 never config keys: they come from ``Backbone.output_shape()``. The person detector's own detectron2
-config is read by :mod:`acar_d2.config.detector`.
+config is read by :mod:`acar_d2.config.detector`; which feature bank a model reads (its head's
+kind against ``MODEL.FEATURE_BANK.KIND``) by :mod:`acar_d2.config.bank_kind`.
 """
 import logging
 from pathlib import Path
@@ -15,7 +16,10 @@ import torch
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_acar_config", "config_root", "load_detector_config",
-           "resolve_detector_config_file", "person_detector_config"]
+           "resolve_detector_config_file", "person_detector_config", "bank_kind_of",
+           "bank_kind_from_config", "resolve_bank_kind"]
+
+from .bank_kind import bank_kind_from_config, bank_kind_of, resolve_bank_kind  # noqa: E402
 
 from .detector import (  # noqa: E402  (the person detector's own config: detector.py)
     load_detector_config,
@@ -321,7 +325,9 @@ def add_feature_bank_config(cfg: CN) -> None:
     _C.MODEL.FEATURE_BANK = CN()
     # What a bank entry is: "acfb" (per actor, the first-order actor-context relation map after the
     # head's down-sampling, (HIDDEN_DIM, h', w')) or "lfb" (per actor, the RoI feature vector).
-    # "" = no bank (ACFBROIHeads / LFBROIHeads need one).
+    # The head decides (ACFBROIHeads "acfb", LFBROIHeads "lfb", others none): "" takes its kind
+    # (setup_cfg writes it here), another value than the head's is an error
+    # (acar_d2/config/bank_kind.py).
     _C.MODEL.FEATURE_BANK.KIND = ""
     # Folder of the bank: bank_record.json + videos/<video_id>.{npy,json} per video.
     _C.MODEL.FEATURE_BANK.DIR = ""

@@ -19,6 +19,7 @@ from detectron2.data import (
 )
 from detectron2.utils import comm
 
+from ..config import bank_kind_from_config
 from .clip_mapper import ClipDatasetMapper
 from .sample_rng import PositionSeededDataset
 from .samplers import ResumableTrainingSampler
@@ -30,11 +31,15 @@ logger = logging.getLogger(__name__)
 
 def build_clip_mapper(cfg, is_train: bool, dataset_name: Optional[str] = None, **kwargs):
     """
-    The mapper of ``cfg``: ``ClipDatasetMapper``, or with ``MODEL.FEATURE_BANK.KIND`` set the
+    The mapper of ``cfg``: ``ClipDatasetMapper``, or for a head that reads a feature bank the
     ``FeatureBankDatasetMapper`` wrapping it (adds the key frame's bank window, "feature_bank").
     ``kwargs`` go to ``ClipDatasetMapper`` (e.g. ``proposals_from_gt``).
+
+    Raises:
+        ValueError: ``MODEL.FEATURE_BANK.KIND`` is not the head's kind
+            (:func:`acar_d2.config.bank_kind_from_config`).
     """
-    if cfg.MODEL.FEATURE_BANK.KIND:
+    if bank_kind_from_config(cfg):
         from .feature_bank import FeatureBankDatasetMapper
 
         return FeatureBankDatasetMapper(cfg, is_train, dataset_name=dataset_name, **kwargs)

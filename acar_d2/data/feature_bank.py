@@ -4,7 +4,8 @@ Long-term feature banks on disk (ACFB / LFB) and the data path that reads a key 
 Layout of a bank folder (``MODEL.FEATURE_BANK.DIR``, written by ``tools/extract_feature_bank.py``)::
 
     bank_record.json           what produced it: kind, entry shape, extraction config keys,
-                               weights path + sha256, datasets, dtype
+                               weights path + sha256, datasets, dtype (``BankRecord``,
+                               acar_d2/data/bank_record.py, with the rule a reader applies)
     videos/<video_id>.npy      float16 (A, C, h, w): every actor at every bank time of the video,
                                time-major (np.load(mmap_mode="r"): a window reads only its rows)
     videos/<video_id>.json     index: "timestamps" (T,) seconds, "offsets" (T + 1,) rows of each
@@ -24,90 +25,24 @@ blocks are the identity for that clip. ``MAX_ENTRIES`` keeps the entries nearest
 When the clip is flipped (training augmentation), each entry's valid region is flipped too, so
 that the location-wise attention compares the same places.
 """
-import hashlib
 import json
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.data import transforms as T
 
+from .bank_record import RECORD_FILE, BankRecord, bank_compat_keys
 from .clip_mapper import ClipDatasetMapper
 
+# RECORD_FILE and bank_compat_keys are defined in bank_record.py (re-exported for tools).
 __all__ = [
-    "RECORD_FILE", "FeatureBank", "FeatureBankDatasetMapper", "bank_compat_keys",
-    "check_bank_record", "file_sha256", "window_times", "write_video_bank",
+    "RECORD_FILE", "FeatureBank", "FeatureBankDatasetMapper", "bank_compat_keys", "window_times",
+    "write_video_bank",
 ]
-
-RECORD_FILE = "bank_record.json"
-FORMAT_VERSION = 1
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file (the extraction model's weights), read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def bank_compat_keys(cfg, kind: str) -> Dict[str, object]:
-    """
-    The config values a bank's entries depend on and a model reading it must share: clip sampling
-    and size, backbone widths, and for ACFB the relation-map widths and down-sampling.
-    """
-    clip, sf, head = cfg.INPUT.CLIP, cfg.MODEL.SLOWFAST, cfg.MODEL.ACTION_HEAD
-    keys = {
-        "INPUT.CLIP.NUM_FRAMES": clip.NUM_FRAMES, "INPUT.CLIP.SAMPLING_RATE": clip.SAMPLING_RATE,
-        "INPUT.CLIP.SHORT_SIDE": clip.SHORT_SIDE, "INPUT.CLIP.PAD_TO_SQUARE": clip.PAD_TO_SQUARE,
-        "MODEL.SLOWFAST.WIDTH": sf.WIDTH, "MODEL.SLOWFAST.BETA_INV": sf.BETA_INV,
-        "MODEL.SLOWFAST.RES5_DILATION": sf.RES5_DILATION,
-        "MODEL.ROI_HEADS.IN_FEATURES": list(cfg.MODEL.ROI_HEADS.IN_FEATURES),
-    }
-    if sf.RES5_STRIDE:  # recorded only when set, so banks written before the key stay valid
-        keys["MODEL.SLOWFAST.RES5_STRIDE"] = sf.RES5_STRIDE
-    if clip.get("MAX_SIZE", 0):  # likewise (VideoMAE pipeline)
-        keys["INPUT.CLIP.MAX_SIZE"] = clip.MAX_SIZE
-    if cfg.MODEL.BACKBONE.NAME == "build_videomae_backbone":
-        keys["MODEL.VIDEOMAE.EMBED_DIM"] = cfg.MODEL.VIDEOMAE.EMBED_DIM
-    if kind == "acfb":
-        keys.update({"MODEL.ACTION_HEAD.HIDDEN_DIM": head.HIDDEN_DIM,
-                     "MODEL.ACTION_HEAD.DOWNSAMPLE": head.DOWNSAMPLE})
-    return keys
-
-
-def check_bank_record(record: dict, cfg, where: str) -> None:
-    """
-    Refuse a bank that does not fit the model of ``cfg`` (clear ``ValueError`` naming ``where``):
-    another kind, other clip/backbone/head settings, or another extraction model than
-    ``MODEL.FEATURE_BANK.EXTRACTOR_SHA256``.
-    """
-    fb = cfg.MODEL.FEATURE_BANK
-    if record.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{where}: bank format {record.get('format')!r}, expected {FORMAT_VERSION}")
-    if record.get("kind") != fb.KIND:
-        raise ValueError(f"{where}: a bank of kind {record.get('kind')!r}, but "
-                         f"MODEL.FEATURE_BANK.KIND is {fb.KIND!r}")
-    expected = json.loads(json.dumps(bank_compat_keys(cfg, fb.KIND)))
-    stored = record.get("compat", {})
-    bad = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
-    if bad:
-        lines = ", ".join(f"{k}: bank {a!r} vs config {b!r}" for k, (a, b) in sorted(bad.items()))
-        raise ValueError(f"{where}: the bank was extracted with other settings than this config "
-                         f"({lines}); re-extract it with tools/extract_feature_bank.py")
-    want = fb.EXTRACTOR_SHA256
-    got = record.get("extractor", {}).get("weights_sha256", "")
-    if want and want != got:
-        raise ValueError(
-            f"{where}: the bank comes from another model (weights "
-            f"{record.get('extractor', {}).get('weights')!r}, sha256 {got[:12]}...) than "
-            f"MODEL.FEATURE_BANK.EXTRACTOR_SHA256 {want[:12]}..."
-        )
-
 
 def window_times(t: int, window_size: int, stride: int = 1, include_current: bool = True) -> List[int]:
     """Bank times of the window around key time ``t`` (module docstring)."""
@@ -176,7 +111,7 @@ class _VideoBank:
 
 class FeatureBank:
     """
-    Reader of a bank folder: checks ``bank_record.json`` against the config once, opens per-video
+    Reader of a bank folder: checks its ``BankRecord`` against the config once, opens per-video
     files lazily (memory-mapped, at most ``cache_size`` open per process) and returns windows.
     """
 
@@ -184,21 +119,14 @@ class FeatureBank:
         """
         Args:
             root: the bank folder (``MODEL.FEATURE_BANK.DIR``).
-            cfg: the config of the model that reads the bank; its record must match
-                (:func:`check_bank_record`). None = no check (tools).
+            cfg: the config of the model that reads the bank; its record must fit it
+                (:meth:`BankRecord.check_readable_by`). None = no check (tools).
         """
-        record_path = os.path.join(root, RECORD_FILE)
-        if not os.path.isfile(record_path):
-            raise FileNotFoundError(
-                f"{record_path} not found: MODEL.FEATURE_BANK.DIR {root!r} is not a feature bank "
-                "(write one with tools/extract_feature_bank.py)"
-            )
-        with open(record_path) as f:
-            self.record = json.load(f)
+        self.record = BankRecord.load(root)
         if cfg is not None:
-            check_bank_record(self.record, cfg, record_path)
+            self.record.check_readable_by(cfg, root)
         self.root = root
-        self.entry_shape = tuple(self.record["entry_shape"])
+        self.entry_shape = tuple(self.record.entry_shape or ())
         self.cache_size = int(cache_size)
         self._open: "OrderedDict[str, _VideoBank]" = OrderedDict()
 
@@ -302,8 +230,9 @@ class FeatureBankDatasetMapper:
     def from_config(cls, cfg, is_train: bool = True, dataset_name: Optional[str] = None, **kwargs):
         fb = cfg.MODEL.FEATURE_BANK
         if not fb.DIR:
-            raise ValueError(f"MODEL.FEATURE_BANK.KIND is {fb.KIND!r} but MODEL.FEATURE_BANK.DIR "
-                             "is empty: write a bank with tools/extract_feature_bank.py")
+            raise ValueError(f"MODEL.ROI_HEADS.NAME={cfg.MODEL.ROI_HEADS.NAME} reads a feature bank "
+                             "but MODEL.FEATURE_BANK.DIR is empty: write a bank with "
+                             "tools/extract_feature_bank.py")
         return {
             "clip_mapper": ClipDatasetMapper(cfg, is_train, dataset_name=dataset_name, **kwargs),
             "bank": FeatureBank(fb.DIR, cfg),

@@ -7,11 +7,13 @@ Writing long-term feature-bank entries with a trained model (ACFB / LFB, docs/FE
   ``tools/extract_feature_bank.py`` over datasets, and by :class:`BankPassPredictor` /
   :func:`write_source_bank` to write the bank of a raw video before a bank model predicts it
   (pass 1 of :class:`~acar_d2.engine.video_predictor.VideoActionPredictor`'s two passes).
-* :func:`make_bank_record`: the ``bank_record.json`` of an extraction.
+* The ``bank_record.json`` of an extraction, and the rule that a folder holding another
+  extractor's bank is refused: :class:`~acar_d2.data.bank_record.BankRecord` (the same rule the
+  bank's readers apply).
 * :func:`extractor_cfg_from_record`: the extraction config + weights stored in a bank's record, so
   that a bank model knows which model writes the entries it was trained on.
 """
-import json
+import dataclasses
 import logging
 import os
 import tempfile
@@ -23,97 +25,17 @@ from detectron2.structures import Boxes, Instances
 from detectron2.modeling import build_model
 
 from ..checkpoint import ACARCheckpointer
-from ..data.feature_bank import (FORMAT_VERSION, RECORD_FILE, bank_compat_keys, file_sha256,
-                                 write_video_bank)
+from ..config import bank_kind_of
+from ..data.bank_record import RECORD_FILE, BankRecord, file_sha256
+from ..data.feature_bank import write_video_bank
 from ..data.video_io import TimedFrameBuffer, VideoSource
-from ..modeling.roi_heads import compute_bank_entries, reads_feature_bank
+from ..modeling.roi_heads import compute_bank_entries
 from .key_frame_stream import KeyFrameRequest, KeyFrameStream, bank_time
 
-__all__ = ["BankEntryExtractor", "BankPassPredictor", "make_bank_record", "write_or_check_record",
-           "extractor_cfg_from_record", "write_source_bank"]
+__all__ = ["BankEntryExtractor", "BankPassPredictor", "extractor_cfg_from_record",
+           "write_source_bank"]
 
 logger = logging.getLogger(__name__)
-
-RECORD_KEYS = ("format", "kind", "entry_shape", "compat", "extractor")
-
-
-def make_bank_record(cfg: CfgNode, kind: str, datasets, entry_shape) -> dict:
-    """``bank_record.json`` content: kind, entry shape, the settings a reader must share, and the
-    extraction config, weights path and sha256."""
-    weights = cfg.MODEL.WEIGHTS
-    return {
-        "format": FORMAT_VERSION,
-        "kind": kind,
-        "dtype": "float16",
-        "entry_shape": [int(s) for s in entry_shape],
-        "stride_s": 1,
-        "datasets": sorted(datasets),
-        "compat": json.loads(json.dumps(bank_compat_keys(cfg, kind))),
-        "extractor": {
-            "head": cfg.MODEL.ROI_HEADS.NAME,
-            "weights": weights,
-            "weights_sha256": file_sha256(weights) if weights and os.path.isfile(weights) else "",
-            "config": cfg.dump(),
-        },
-    }
-
-
-def _flat(node, prefix: str = "") -> dict:
-    out = {}
-    for k, v in (node or {}).items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _same_extractor(old: Optional[dict], new: Optional[dict]) -> bool:
-    """
-    Whether two records' "extractor" describe the same extraction: the same head and weights, and
-    configs that differ only in keys a later acar_d2 added, at their defaults (a bank written
-    before such a key existed is still resumable by the same model).
-    """
-    import yaml
-
-    from ..engine.defaults import setup_cfg
-
-    if not old or not new or {k: v for k, v in old.items() if k != "config"} != {
-            k: v for k, v in new.items() if k != "config"}:
-        return False
-    a, b = _flat(yaml.safe_load(old.get("config", ""))), _flat(yaml.safe_load(new.get("config", "")))
-    if a == b:
-        return True
-    defaults = _flat(yaml.safe_load(setup_cfg(None, [], freeze=False).dump()))
-    return (all(b.get(k) == v for k, v in a.items())
-            and all(k in a or (k in defaults and defaults[k] == v) for k, v in b.items()))
-
-
-def write_or_check_record(root: str, record: dict, keys=RECORD_KEYS, write: bool = True) -> None:
-    """
-    A bank folder holds one extraction: write ``record`` as ``root/bank_record.json`` (atomically)
-    when there is none, else refuse a record that differs in ``keys`` (a resumed or repeated run
-    must be the same extraction; another one is never written over the first).
-
-    Raises:
-        ValueError: naming the file, the keys that differ and the recorded weights.
-    """
-    path = os.path.join(root, RECORD_FILE)
-    if os.path.isfile(path):
-        with open(path) as f:
-            old = json.load(f)
-        diff = [k for k in keys if old.get(k) != record.get(k)
-                and not (k == "extractor" and _same_extractor(old.get(k), record.get(k)))]
-        if diff:
-            raise ValueError(
-                f"{path} records another extraction (differs in {diff}: e.g. weights "
-                f"{old.get('extractor', {}).get('weights')!r}); choose another bank folder, or "
-                "delete that folder yourself to replace it")
-    elif write:
-        os.makedirs(root, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        os.replace(path + ".tmp", path)
 
 
 def extractor_cfg_from_record(bank_dir: str, weights: Optional[str] = None,
@@ -125,17 +47,14 @@ def extractor_cfg_from_record(bank_dir: str, weights: Optional[str] = None,
 
     Raises:
         FileNotFoundError: no record, or the weights file is gone (naming both paths).
-        ValueError: the weights differ from the recorded sha256 (another model).
+        ValueError: the weights differ from the recorded sha256 (another model;
+            :meth:`BankRecord.check_fits`).
     """
     from .defaults import setup_cfg
 
+    record = BankRecord.load(bank_dir)
     record_path = os.path.join(bank_dir, RECORD_FILE)
-    if not os.path.isfile(record_path):
-        raise FileNotFoundError(f"{record_path} not found: MODEL.FEATURE_BANK.DIR {bank_dir!r} holds "
-                                "no feature bank to take the extraction model from")
-    with open(record_path) as f:
-        record = json.load(f)
-    ex = record.get("extractor", {})
+    ex = record.extractor
     if not ex.get("config"):
         raise ValueError(f"{record_path} does not record the extraction config")
     weights = weights or ex.get("weights", "")
@@ -143,10 +62,9 @@ def extractor_cfg_from_record(bank_dir: str, weights: Optional[str] = None,
         raise FileNotFoundError(
             f"the bank's extraction weights {weights!r} (recorded in {record_path}) are not there; "
             "give the file that wrote the bank (tools/demo.py --bank-extractor-weights)")
-    want = ex.get("weights_sha256", "")
-    if want and file_sha256(weights) != want:
-        raise ValueError(f"{weights} is not the model that wrote {bank_dir} (sha256 differs from "
-                         f"{want[:12]}... in {record_path})")
+    # the bank's own rule: its extraction weights are these (sha256)
+    record.check_fits(dataclasses.replace(record, extractor={"weights_sha256": file_sha256(weights)}),
+                      bank_dir)
     # setup_cfg reads a file: the recorded config goes through the same checks as any other
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "extractor.yaml")
@@ -173,7 +91,7 @@ class BankEntryExtractor:
             model = build_model(cfg).eval()
             ACARCheckpointer.from_config(model, cfg, purpose="eval").load(cfg.MODEL.WEIGHTS)
         self.model = model
-        if reads_feature_bank(self.model.roi_heads):
+        if bank_kind_of(self.model.roi_heads):
             raise ValueError(f"the extraction model ({cfg.MODEL.ROI_HEADS.NAME}) reads a bank "
                              "itself; a bank is made by a model trained without one")
 
@@ -243,9 +161,10 @@ def write_source_bank(extractor_cfg: CfgNode, kind: str, bank_dir: str, source: 
     already holds this video from the same extractor (the record is checked either way).
     """
     index = os.path.join(bank_dir, "videos", f"{video_id}.json")
-    keys = ("kind", "compat", "extractor")  # the entry shape is known after pass 1
-    record = make_bank_record(extractor_cfg, kind, [], ())
-    write_or_check_record(bank_dir, record, keys, write=False)
+    # the entry shape is known after pass 1: before it, the folder's record (if any) is checked
+    # without it
+    record = BankRecord.of_extraction(extractor_cfg, kind)
+    record.check_folder(bank_dir)
     if not os.path.isfile(index):
         passer = BankPassPredictor(extractor_cfg, kind, fps=fps)
         logger.info("%s: pass 1 of 2, writing its %s bank with %s", video_id, kind,
@@ -259,9 +178,9 @@ def write_source_bank(extractor_cfg: CfgNode, kind: str, bank_dir: str, source: 
             entries.append({"timestamp": kf.timestamp, "features": inst.bank_features.numpy(),
                             "valid_sizes": inst.bank_valid_sizes.numpy(),
                             "boxes": inst.pred_boxes.tensor.numpy(), "scores": inst.scores.numpy()})
-        record["entry_shape"] = list(passer.entry_shape())
-        record["datasets"] = [f"video:{video_id}"]
-        write_or_check_record(bank_dir, record, keys)
+        if not record.check_folder(bank_dir):  # the folder's first video writes the record
+            dataclasses.replace(record, entry_shape=passer.entry_shape(),
+                                datasets=[f"video:{video_id}"]).write(bank_dir)
         write_video_bank(os.path.join(bank_dir, "videos"), video_id, entries)
         logger.info("%s: bank of %d seconds, %d actors written to %s", video_id, len(entries),
                     sum(len(e["features"]) for e in entries), bank_dir)

@@ -14,7 +14,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
 from ..checkpoint import ACARCheckpointer
-from ..config import add_acar_config
+from ..config import add_acar_config, resolve_bank_kind
 from ..data.build import build_clip_mapper
 from ..data.class_subset import apply_class_subset
 from ..data.dataset_keys import resolve_dataset_keys
@@ -36,7 +36,8 @@ def setup_cfg(
 
     The splits of ``DATASETS.CUSTOM`` are registered, and the keys a dataset decides
     (``MODEL.ACTION_HEAD.NUM_CLASSES`` 0, ``POSE_CLASS_INDICES`` [], ``INPUT.CLIP.SOURCE`` "")
-    take the training split's values (:mod:`acar_d2.data.dataset_keys`).
+    take the training split's values (:mod:`acar_d2.data.dataset_keys`);
+    ``MODEL.FEATURE_BANK.KIND`` "" takes the ROI head's bank kind (:mod:`acar_d2.config.bank_kind`).
     ``MODEL.DEVICE`` defaults to "cuda" where CUDA is available and "cpu" elsewhere; asking for
     "cuda" explicitly on a machine without it is an error (not a silent switch to the CPU).
     Pair it with detectron2's ``default_setup(cfg, args)`` in a training tool (output folder,
@@ -51,7 +52,8 @@ def setup_cfg(
         FileNotFoundError: no ``config_file``.
         ValueError: a yaml syntax error (file and line), an unknown key or a value of the wrong
             type (the file, or the override), a ``DATASETS.CUSTOM`` entry or a value that
-            contradicts the training split (naming the key).
+            contradicts the training split (naming the key), a ``MODEL.FEATURE_BANK.KIND`` that
+            is not the head's.
     """
     cfg = get_cfg()
     add_acar_config(cfg)
@@ -73,6 +75,9 @@ def setup_cfg(
     # are then resolved from the (subset's) metadata.
     apply_class_subset(cfg)
     resolve_dataset_keys(cfg)
+    # MODEL.FEATURE_BANK.KIND "" takes the head's kind; another one than the head's is an error
+    # (config/bank_kind.py).
+    resolve_bank_kind(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but CUDA is not available on this machine; "

@@ -26,9 +26,9 @@ from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
+from ..config import bank_kind_of
 from ..data.feature_bank import FeatureBank
 from ..data.video_io import TimedFrameBuffer, VideoSource
-from ..modeling.roi_heads import reads_feature_bank
 from .bank_extraction import extractor_cfg_from_record, write_source_bank
 from .key_frame_stream import (  # noqa: F401  (re-exported: public names of this module)
     KeyFramePrediction,
@@ -128,10 +128,10 @@ class VideoActionPredictor(KeyFrameStream):
         self.class_names = action_class_names(self.cfg)
         self.action_ids = action_class_ids(self.cfg)
         self.track = track
-        self.uses_bank = reads_feature_bank(self.model.roi_heads)
+        self.bank_kind = bank_kind_of(self.model.roi_heads)  # "" = the model reads no bank
         self._bank: Optional[FeatureBank] = None  # the bank of the video being predicted
         self._tmp_bank = None
-        if self.uses_bank:
+        if self.bank_kind:
             fb = self.cfg.MODEL.FEATURE_BANK
             if bank_extractor is None and not fb.DIR:
                 raise ValueError(
@@ -162,7 +162,7 @@ class VideoActionPredictor(KeyFrameStream):
         """The model input of one key frame (``ClipDatasetMapper`` output; with a bank model
         also its ``"feature_bank"`` window, read from the video's bank of pass 1)."""
         inputs = super().map_key_frame(buffer, request, video_id)
-        if self.uses_bank:
+        if self.bank_kind:
             if self._bank is None:
                 raise RuntimeError("a bank model predicts through __call__ (which writes the "
                                    "video's bank first)")
@@ -183,7 +183,7 @@ class VideoActionPredictor(KeyFrameStream):
         Returns:
             FeatureBank: checked against this model's config (kind, settings, extractor sha256).
         """
-        write_source_bank(self.bank_extractor, self.cfg.MODEL.FEATURE_BANK.KIND, self.bank_dir,
+        write_source_bank(self.bank_extractor, self.bank_kind, self.bank_dir,
                           source, key_frames, video_id=video_id, fps=self.fps)
         return FeatureBank(self.bank_dir, self.cfg)
 
@@ -213,7 +213,7 @@ class VideoActionPredictor(KeyFrameStream):
                 latter case after every key frame whose frame was decoded has been yielded.
         """
         src = self.open(source)
-        if self.uses_bank:
+        if self.bank_kind:
             if src.is_live:
                 src.close()
                 raise ValueError(f"{src.name}: a feature-bank model needs the seconds after each "

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..modeling.roi_heads import reads_feature_bank
+from ..config import bank_kind_of
 
 __all__ = ["ActionLogitsModel", "export_action_model_onnx", "ONNX_OPSET", "quiet_onnx_tracing"]
 
@@ -54,7 +54,7 @@ class ActionLogitsModel(nn.Module):
 
     def __init__(self, model: nn.Module, valid_size: Optional[Tuple[int, int]] = None):
         super().__init__()
-        if reads_feature_bank(model.roi_heads):
+        if bank_kind_of(model.roi_heads):
             raise ValueError(
                 f"{type(model.roi_heads).__name__} reads a long-term feature bank (an input per "
                 "key frame from a first pass over the video): it cannot be exported as one "

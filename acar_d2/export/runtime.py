@@ -21,7 +21,7 @@ from torch import nn
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
-from ..modeling.roi_heads import reads_feature_bank
+from ..config import bank_kind_of
 
 __all__ = ["MANIFEST_NAME", "ONNXActionRunner", "ONNXPersonDetector", "ONNXRuntimeACARNet",
            "read_manifest"]
@@ -190,7 +190,7 @@ class ONNXRuntimeACARNet(nn.Module):
     def __init__(self, model: nn.Module, action_runner: ONNXActionRunner,
                  person_detector: Optional[ONNXPersonDetector] = None):
         super().__init__()
-        if reads_feature_bank(model.roi_heads):
+        if bank_kind_of(model.roi_heads):
             raise ValueError(f"{type(model.roi_heads).__name__} reads a feature bank: not "
                              "available with --engine onnxruntime")
         if action_runner.num_classes != model.roi_heads.num_classes:

@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,9 @@ import torch
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from acar_d2.data.bank_record import RECORD_FILE, BankRecord, bank_compat_keys
 from acar_d2.data.clip_mapper import ClipDatasetMapper
-from acar_d2.data.feature_bank import (RECORD_FILE, FeatureBank, FeatureBankDatasetMapper,
-                                       bank_compat_keys, check_bank_record, window_times,
+from acar_d2.data.feature_bank import (FeatureBank, FeatureBankDatasetMapper, window_times,
                                        write_video_bank)
 from acar_d2.engine import setup_cfg
 
@@ -34,9 +35,10 @@ def _entries(counts, t0=1, seed=0):
              "scores": np.ones(n)} for i, n in enumerate(counts)]
 
 
-def _cfg(kind="acfb", opts=()):
-    return setup_cfg(str(REPO / "configs/Synthetic/acfb_SLOWFAST_R18_1.5k_aca_world.yaml"),
-                     ["MODEL.DEVICE", "cpu", "MODEL.FEATURE_BANK.KIND", kind, *opts])
+def _cfg(head="acfb", opts=()):
+    """The synthetic world's ACFB (or LFB) config: MODEL.FEATURE_BANK.KIND is the head's."""
+    return setup_cfg(str(REPO / f"configs/Synthetic/{head}_SLOWFAST_R18_1.5k_aca_world.yaml"),
+                     ["MODEL.DEVICE", "cpu", *opts])
 
 
 def _bank(tmp_path, counts=(2, 0, 1, 3, 1), cfg=None):
@@ -100,15 +102,21 @@ def test_bad_inputs(tmp_path):
         bank.window("other", 3, 5)
     with pytest.raises(FileNotFoundError, match="is not a feature bank"):
         FeatureBank(str(tmp_path / "nowhere"), _cfg())
-    record = json.loads((root / RECORD_FILE).read_text())
-    with pytest.raises(ValueError, match="a bank of kind 'acfb'.*KIND is 'lfb'"):
-        check_bank_record(record, _cfg("lfb"), "rec")
-    with pytest.raises(ValueError, match="MODEL.ACTION_HEAD.HIDDEN_DIM: bank 32 vs config 16"):
-        check_bank_record(record, _cfg(opts=["MODEL.ACTION_HEAD.HIDDEN_DIM", "16"]), "rec")
-    with pytest.raises(ValueError, match="comes from another model"):
-        check_bank_record(record, _cfg(opts=["MODEL.FEATURE_BANK.EXTRACTOR_SHA256", "cd" * 32]),
-                          "rec")
-    check_bank_record(record, _cfg(opts=["MODEL.FEATURE_BANK.EXTRACTOR_SHA256", "ab" * 32]), "rec")
+    record = BankRecord.load(str(root))
+    where = re.escape(f"{root}/{RECORD_FILE} does not fit this model: ")
+    with pytest.raises(ValueError, match=f"^{where}kind: bank 'acfb' vs this model 'lfb'; "):
+        record.check_readable_by(_cfg("lfb"), str(root))
+    with pytest.raises(ValueError, match="settings MODEL.ACTION_HEAD.HIDDEN_DIM: bank 32 vs this "
+                                         "model 16;"):
+        record.check_readable_by(_cfg(opts=["MODEL.ACTION_HEAD.HIDDEN_DIM", "16"]), str(root))
+    with pytest.raises(ValueError, match="extractor.weights_sha256: bank 'abababababab' "
+                                         r"\(weights 'w.pth'\) vs this model 'cdcdcdcdcdcd'"):
+        record.check_readable_by(_cfg(opts=["MODEL.FEATURE_BANK.EXTRACTOR_SHA256", "cd" * 32]),
+                                 str(root))
+    record.check_readable_by(_cfg(opts=["MODEL.FEATURE_BANK.EXTRACTOR_SHA256", "ab" * 32]), str(root))
+    # the reader applies it when it opens the folder
+    with pytest.raises(ValueError, match=f"^{where}kind: bank 'acfb' vs this model 'lfb'"):
+        FeatureBank(str(root), _cfg("lfb"))
     # a truncated .npy (killed while copying by hand) is named
     np.save(root / "videos" / "vid.npy", np.zeros((2, *SHAPE), np.float16))
     with pytest.raises(ValueError, match="2 rows but its index"):
@@ -191,7 +199,7 @@ def test_extract_resume_and_read(tiny_world, tmp_path, capsys):
     # another model's extraction into the same folder is refused, the files stay
     w1 = _weights(tmp_path / "w1.pth", 1)
     argv2 = argv[:argv.index(w0)] + [w1] + argv[argv.index(w0) + 1:]
-    with pytest.raises(ValueError, match="records another extraction"):
+    with pytest.raises(ValueError, match="does not fit this model: extractor.weights_sha256"):
         tool.main(tool.argument_parser().parse_args(argv2))
     assert _digest(out / "videos") == full
 
@@ -212,7 +220,7 @@ def test_extract_resume_and_read(tiny_world, tmp_path, capsys):
     bad = cfg.clone()
     bad.defrost()
     bad.MODEL.FEATURE_BANK.EXTRACTOR_SHA256 = "0" * 64
-    with pytest.raises(ValueError, match="comes from another model"):
+    with pytest.raises(ValueError, match="does not fit this model: extractor.weights_sha256"):
         FeatureBankDatasetMapper(bad, False, dataset_name="test_fb_val")
     # and the bank model runs on the mapper output
     from detectron2.modeling import build_model
@@ -306,20 +314,19 @@ def test_bank_record_from_an_older_config_is_the_same_extraction(tmp_path):
     """A bank written before a config key existed (its recorded config lacks the key) is resumable
     by the same model when the key sits at its default; not when it is set to something else,
     nor when the weights differ."""
-    from acar_d2.engine.bank_extraction import write_or_check_record
-
     def record(cfg_text, weights="w.pth"):
-        return {"format": 1, "kind": "acfb", "entry_shape": [1], "compat": {},
-                "extractor": {"head": "ACFBROIHeads", "weights": weights, "weights_sha256": "x",
-                              "config": cfg_text}}
+        return BankRecord(kind="acfb", entry_shape=(1,), extractor={
+            "head": "ACARROIHeads", "weights": weights, "weights_sha256": "x", "config": cfg_text})
 
     new = setup_cfg(None, ["MODEL.DEVICE", "cpu"]).dump()
     old = "\n".join(line for line in new.splitlines() if "RES5_STRIDE" not in line) + "\n"
     assert old != new
-    write_or_check_record(str(tmp_path), record(old))
-    write_or_check_record(str(tmp_path), record(new))  # accepted: the added key is at its default
+    record(old).write(str(tmp_path))
+    record(new).write(str(tmp_path))  # accepted: the added key is at its default
+    assert BankRecord.load(str(tmp_path)).extractor["config"] == old  # not written over
     changed = setup_cfg(None, ["MODEL.DEVICE", "cpu", "MODEL.SLOWFAST.RES5_STRIDE", "1"]).dump()
-    with pytest.raises(ValueError, match="records another extraction"):
-        write_or_check_record(str(tmp_path), record(changed))
-    with pytest.raises(ValueError, match="records another extraction"):
-        write_or_check_record(str(tmp_path), record(new, weights="other.pth"))
+    with pytest.raises(ValueError, match="extractor.config MODEL.SLOWFAST.RES5_STRIDE: bank "
+                                         "\\(unset\\) vs this model 1;"):
+        record(changed).write(str(tmp_path))
+    with pytest.raises(ValueError, match="extractor.weights: bank 'w.pth' vs this model 'other.pth'"):
+        record(new, weights="other.pth").write(str(tmp_path))

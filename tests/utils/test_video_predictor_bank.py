@@ -5,13 +5,15 @@ frames), pass 2 predicts with the windows read from it (equal to ActionPredictor
 bank); a second call reuses the bank; a live source, a missing extractor and a bank folder of
 another extractor are refused.
 """
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from acar_d2.data.feature_bank import RECORD_FILE, FeatureBank
+from acar_d2.data.bank_record import RECORD_FILE, BankRecord
+from acar_d2.data.feature_bank import FeatureBank
 from acar_d2.engine import ActionPredictor, VideoActionPredictor, setup_cfg
 from acar_d2.engine.bank_extraction import BankEntryExtractor, extractor_cfg_from_record
 from acar_d2.engine import bank_extraction
@@ -115,10 +117,11 @@ def test_refusals(models, tmp_path):
     with pytest.raises(ValueError, match="no person detector"):
         list(video(path))
     # a bank folder written by another extractor is not overwritten
-    (tmp_path / "b").mkdir(exist_ok=True)
-    (tmp_path / "b" / RECORD_FILE).write_text(json.dumps(
-        {"kind": "acfb", "entry_shape": [8, 2, 2], "extractor": {"weights": "other.pth"}}))
-    with pytest.raises(ValueError, match="records another extraction"):
+    other = BankRecord.of_extraction(ex_cfg, "acfb", entry_shape=(8, 2, 2))
+    dataclasses.replace(other, extractor=dict(other.extractor, weights="other.pth",
+                                              weights_sha256="0" * 64)).write(str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="does not fit this model: extractor.weights_sha256: bank "
+                                         "'000000000000' \\(weights 'other.pth'\\)"):
         list(video(path, _requests(path)[1]))
     assert "other.pth" in (tmp_path / "b" / RECORD_FILE).read_text()
     # nobody above the threshold anywhere: an empty bank of the right entry shape, empty windows
@@ -139,17 +142,14 @@ def test_refusals(models, tmp_path):
 
 def test_extractor_from_the_training_bank_record(models, tmp_path):
     ex_cfg, bank_cfg, path = models
-    from acar_d2.engine.bank_extraction import make_bank_record
-
     root = tmp_path / "train_bank"
-    root.mkdir()
-    (root / RECORD_FILE).write_text(json.dumps(make_bank_record(ex_cfg, "acfb", ["x"], (8, 2, 2))))
+    BankRecord.of_extraction(ex_cfg, "acfb", ["x"], (8, 2, 2)).write(str(root))
     cfg = extractor_cfg_from_record(str(root), device="cpu")
     assert cfg.MODEL.WEIGHTS == ex_cfg.MODEL.WEIGHTS and cfg.MODEL.ROI_HEADS.NAME == "ACARROIHeads"
     assert cfg.INPUT.CLIP.NUM_FRAMES == 4
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not the extractor")
-    with pytest.raises(ValueError, match="is not the model that wrote"):
+    with pytest.raises(ValueError, match="does not fit this model: extractor.weights_sha256"):
         extractor_cfg_from_record(str(root), weights=str(bad))
     with pytest.raises(FileNotFoundError, match="are not there"):
         extractor_cfg_from_record(str(root), weights=str(tmp_path / "gone.pth"))

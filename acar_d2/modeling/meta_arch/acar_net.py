@@ -19,10 +19,10 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 
-from ...config import person_detector_config
+from ...config import bank_kind_from_config, bank_kind_of, person_detector_config
 from ...structures import assign_training_rois
 from ..person_detector import TEST_BOX_SOURCES, TRAIN_BOX_SOURCES, build_person_detector
-from ..roi_heads.action_heads import ActionROIHeads, reads_feature_bank
+from ..roi_heads.action_heads import ActionROIHeads
 
 __all__ = ["ACARNet"]
 
@@ -102,9 +102,11 @@ class ACARNet(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
+        roi_heads = build_roi_heads(cfg, backbone.output_shape())
+        bank_kind_from_config(cfg, roi_heads)  # MODEL.FEATURE_BANK.KIND says what the head reads
         ret = {
             "backbone": backbone,
-            "roi_heads": build_roi_heads(cfg, backbone.output_shape()),
+            "roi_heads": roi_heads,
             "test_proposal_score_thresh": cfg.MODEL.ACTION_HEAD.TEST_PROPOSAL_SCORE_THRESH,
         }
         pd = person_detector_config(cfg)
@@ -273,7 +275,7 @@ class ACARNet(nn.Module):
             features = self.backbone(clips.float())
             valid = [tuple(batched_inputs[i].get("valid_size", (H, W))) for i in idx]
             extra = {}
-            if reads_feature_bank(self.roi_heads):
+            if bank_kind_of(self.roi_heads):
                 extra["feature_bank"] = self._feature_banks([batched_inputs[i] for i in idx])
             group_logits, _ = self.roi_heads(features, [boxes[i] for i in idx], valid, (H, W),
                                              **extra)

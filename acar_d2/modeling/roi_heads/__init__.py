@@ -12,7 +12,6 @@ from .action_heads import (
     ActionROIHeads,
     num_classes_from_config,
     pose_class_indices_from_config,
-    reads_feature_bank,
 )
 from .acar_heads import ACARROIHeads
 from .baseline_heads import BaselineROIHeads
@@ -39,7 +38,6 @@ __all__ = [
     "pose_softmax_bce_loss",
     "num_classes_from_config",
     "pose_class_indices_from_config",
-    "reads_feature_bank",
     "PySlowFastROIHeads",
     "VideoMAEROIHeads",
 ]

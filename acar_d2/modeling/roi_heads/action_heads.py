@@ -74,14 +74,6 @@ def pose_class_indices_from_config(cfg) -> List[int]:
     return [int(i) for i in meta.pose_class_indices]
 
 
-def reads_feature_bank(roi_heads: nn.Module) -> bool:
-    """
-    Whether ``roi_heads`` reads a long-term feature bank (ACFB / LFB heads: their ``forward`` takes
-    ``feature_bank``), i.e. the model's inputs need ``"feature_bank"``.
-    """
-    return bool(getattr(roi_heads, "uses_feature_bank", False))
-
-
 class ActionROIHeads(nn.Module):
     """
     Base class of the action heads: temporal pooling, valid context region, RoIAlign + max pool,
@@ -95,6 +87,10 @@ class ActionROIHeads(nn.Module):
     # class order: the rows ACARCheckpointer selects when a checkpoint has other classes
     # (narrowing to DATASETS.CLASSES, fine-tuning to another label map).
     class_row_tensors: Tuple[str, ...] = ()
+    # The long-term feature bank this head reads ("acfb", "lfb"; "" = none): the one declaration
+    # of it. A head with a kind takes ``feature_bank`` in ``forward``; the config's
+    # MODEL.FEATURE_BANK.KIND is checked against it (acar_d2.config.bank_kind_of / _from_config).
+    bank_kind: str = ""
 
     @configurable
     def __init__(

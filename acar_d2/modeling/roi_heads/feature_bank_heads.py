@@ -36,8 +36,9 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.structures import Boxes
 from detectron2.utils.logger import log_first_n
 
+from ...config import bank_kind_of
 from .acar_heads import ACARROIHeads
-from .action_heads import ActionROIHeads, reads_feature_bank
+from .action_heads import ActionROIHeads
 from .bank_attention import BankAttentionBlock
 from .layout import ClipActorLayout, masked_mean
 from .relation_heads import ActorContextROIHeads
@@ -94,10 +95,8 @@ def _bank_args(cfg) -> dict:
 
 
 class _BankHeadMixin:
-    """``forward`` with the ``feature_bank`` argument; subclasses implement ``predict_logits``."""
-
-    uses_feature_bank = True
-    bank_kind = ""
+    """``forward`` with the ``feature_bank`` argument; subclasses implement ``predict_logits`` and
+    set ``bank_kind``."""
 
     def empty_bank(self) -> dict:
         """A window without entries (shape (0, C, 1, 1); any spatial size is accepted empty)."""
@@ -283,7 +282,7 @@ def compute_bank_entries(
         pooled, _ = head.pooled_context(features, image_size, valid_sizes)
         actor = torch.cat([head.roi_features(p, boxes, image_size) for p in pooled], dim=1)
         return actor[:, :, None, None], torch.ones((num, 2), dtype=torch.long, device=actor.device)
-    if not isinstance(head, ActorContextROIHeads) or reads_feature_bank(head):
+    if not isinstance(head, ActorContextROIHeads) or bank_kind_of(head):
         raise TypeError(
             f"an ACFB bank is made by an ACAR / actor-context model without a bank, not by "
             f"{type(head).__name__} (MODEL.ROI_HEADS.NAME of the extraction config)"
