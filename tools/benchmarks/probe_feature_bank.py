@@ -1,0 +1,482 @@
+#!/usr/bin/env python
+"""
+Where does the long-range evidence go? Probes of one finished seed of
+``benchmark_feature_bank.py --part synthetic`` (its ``seed<N>/`` folder: ``bank_acfb/`` written by
+the seed's ACAR, ``ft_acfb/`` the ACFB model trained on it).
+
+Targets: the ``left_behind`` key frames of the ``--long-range`` world at t >= 3 s (the benchmark's
+"t >= 3" AP), i.e. every person of a parting scene at those key frames: positives were left by a
+talk partner (evidence only at t = 1), negatives were always alone. The world's ground truth
+(``world.json``: person ids and boxes per second) tells which bank entry is whose.
+
+1. **Is the evidence in the bank?** The bank entry of key time 1 *at the actor's place* (the entry
+   whose box matches the same person's t = 1 box): a logistic-regression probe trained on the
+   train split's targets, AUC on val; the same with the entry of the current key time (the clip
+   holds no evidence: about 0.5). Identity: AUC of "same person vs another person of the video"
+   from the cosine similarity of the actor's current entry with the t = 1 entries.
+2. **Does the head read it?** The ACFB model's bank attention (softmax over the window's entries,
+   per location, averaged over the actor's valid cells) on the actor's own t = 1 entry, against
+   the mean weight of the other entries, for positives and negatives; the cosine similarity of
+   positive and negative queries; the gradient of the actor's ``left_behind`` logit reaching the
+   own t = 1 entry against the other entries; the AUC of the model's own ``left_behind`` logit.
+
+    python tools/benchmarks/probe_feature_bank.py --run output/benchmark_feature_bank/seed0 \
+        --datasets datasets
+
+Results: a markdown table on stdout and ``probe.json`` in ``--run`` (``--output`` to write it
+elsewhere).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark_feature_bank
+LR_CLASS = "left_behind"
+EVIDENCE_T = 1  # the key time at which the stayer and its partner talk (datasets/SYNTHETIC.md)
+
+
+# ------------------------------------------------------------------------------- ground truth
+def parting_targets(world: dict, split: str, min_t: int = 3) -> List[dict]:
+    """
+    The ``left_behind`` positives and the always-alone negatives at key times >= ``min_t`` of
+    ``split``, from ``world.json``. Negatives: persons labelled only "stand" at every key time of
+    the video (never talked, never left): the stayers of parting scenes without a partner and
+    the solo standers, whose clips look like a positive's from t = 3 on.
+
+    Returns:
+        list of {"video", "t", "person_id", "label" (1 = left_behind), "box" (4,) px at t,
+        "box1" (4,) px of the same person at t = 1 (None if not there)}.
+    """
+    out = []
+    for vid in world["splits"][split]:
+        seconds = world["scenes"][vid]
+        labels: Dict[int, set] = {}
+        for sec in seconds.values():
+            for a in sec["actors"]:
+                labels.setdefault(a["person_id"], set()).add(tuple(a["labels"]))
+        alone = {pid for pid, ls in labels.items() if ls == {("stand",)}}
+        first = {a["person_id"]: a["box"] for a in seconds.get(str(EVIDENCE_T), {}).get("actors", [])}
+        for t in sorted(int(s) for s in seconds):
+            if t < min_t:
+                continue
+            for a in seconds[str(t)]["actors"]:
+                pos = LR_CLASS in a["labels"]
+                if pos or a["person_id"] in alone:
+                    out.append({"video": vid, "t": t, "person_id": a["person_id"], "label": int(pos),
+                                "box": a["box"], "box1": first.get(a["person_id"])})
+    return out
+
+
+def box_iou(box: Sequence[float], boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) XYXY box with (K, 4) boxes."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(box, dtype=np.float64)
+    iw = np.clip(np.minimum(b[2], boxes[:, 2]) - np.maximum(b[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(b[3], boxes[:, 3]) - np.maximum(b[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (b[2] - b[0]) * (b[3] - b[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def best_match(box: Optional[Sequence[float]], boxes: np.ndarray, min_iou: float = 0.5) -> Optional[int]:
+    """Index of the box of ``boxes`` (K, 4) that overlaps ``box`` most, if IoU >= ``min_iou``."""
+    if box is None or len(boxes) == 0:
+        return None
+    iou = box_iou(box, boxes)
+    i = int(iou.argmax())
+    return i if iou[i] >= min_iou else None
+
+
+class BankIndex:
+    """One video's bank read for probing: the .json index (boxes per second) + memory-mapped rows."""
+
+    def __init__(self, bank_root: str, video_id: str):
+        folder = os.path.join(bank_root, "videos")
+        with open(os.path.join(folder, f"{video_id}.json")) as f:
+            index = json.load(f)
+        self.features = np.load(os.path.join(folder, f"{video_id}.npy"), mmap_mode="r")
+        self.timestamps = [int(t) for t in index["timestamps"]]
+        self.offsets = [int(o) for o in index["offsets"]]
+        self.boxes = np.asarray(index["boxes"], dtype=np.float64).reshape(-1, 4)
+        self.valid_sizes = np.asarray(index["valid_sizes"], dtype=np.int64).reshape(-1, 2)
+
+    def rows_at(self, t: int) -> range:
+        """Bank rows of second ``t`` (empty if the video has no entry then)."""
+        if t not in self.timestamps:
+            return range(0)
+        i = self.timestamps.index(t)
+        return range(self.offsets[i], self.offsets[i + 1])
+
+    def own_row(self, t: int, box: Optional[Sequence[float]], min_iou: float = 0.5) -> Optional[int]:
+        """The row of second ``t`` whose box is the person's ``box`` (px), or None."""
+        rows = self.rows_at(t)
+        j = best_match(box, self.boxes[rows.start:rows.stop], min_iou)
+        return None if j is None else rows.start + j
+
+    def entry(self, row: int) -> np.ndarray:
+        """(C, h, w) float32 entry, zero outside its valid cells (as the reader pads it)."""
+        e = np.asarray(self.features[row], dtype=np.float32).copy()
+        vh, vw = self.valid_sizes[row]
+        e[:, vh:, :] = 0
+        e[:, :, vw:] = 0
+        return e
+
+
+def window_slot(times: Sequence[int], t_key: int, t_bank: int, offset_in_second: int) -> int:
+    """
+    Slot of a window (``FeatureBank.window``: entries ordered by time, each second's rows in
+    bank order) holding row ``offset_in_second`` of second ``t_bank``, for key time ``t_key``.
+
+    Args:
+        times: (M,) the window's "times" (bank time - key time).
+    """
+    times = np.asarray(times)
+    slots = np.flatnonzero(times == t_bank - t_key)
+    if offset_in_second >= len(slots):
+        raise ValueError(f"second {t_bank} has {len(slots)} entries in the window of key time "
+                         f"{t_key}, not row {offset_in_second}")
+    return int(slots[offset_in_second])
+
+
+# -------------------------------------------------------------------------------- statistics
+def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); nan without both classes."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 300):
+    """
+    L2-regularised logistic regression on standardised features (full-batch L-BFGS).
+
+    Args:
+        x: (S, D) features; y: (S,) 0/1 labels.
+    Returns:
+        callable (S', D) -> (S',) scores (logits).
+    """
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    mean, std = xt.mean(0), xt.std(0).clamp_min(1e-6)
+    xt = (xt - mean) / std
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    w = torch.zeros(xt.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    w, b = w.detach(), b.detach()
+    return lambda z: (((torch.as_tensor(z, dtype=torch.float64) - mean) / std) @ w + b).numpy()
+
+
+def probe_auc(x_train, y_train, x_val, y_val, l2: float = 1e-2) -> float:
+    """Val AUC of a logistic probe trained on the train split."""
+    return auc(fit_logistic(np.asarray(x_train), np.asarray(y_train), l2)(np.asarray(x_val)), y_val)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+# --------------------------------------------------------------------------- 1: bank content
+def content_features(bank_root: str, targets: List[dict]) -> Dict[str, np.ndarray]:
+    """
+    Per target: the own entry at t = 1 and at the current key time, flattened (C*h*w) and pooled
+    (C, mean over valid cells); targets without a matching bank box are dropped ("kept" mask).
+    """
+    cache: Dict[str, BankIndex] = {}
+    rows = {"t1": [], "now": [], "t1_pool": [], "now_pool": [], "label": [], "kept": []}
+    for tg in targets:
+        idx = cache.setdefault(tg["video"], BankIndex(bank_root, tg["video"]))
+        r1, rt = idx.own_row(EVIDENCE_T, tg["box1"]), idx.own_row(tg["t"], tg["box"])
+        rows["kept"].append(r1 is not None and rt is not None)
+        if not rows["kept"][-1]:
+            continue
+        for key, r in (("t1", r1), ("now", rt)):
+            e = idx.entry(r)
+            vh, vw = idx.valid_sizes[r]
+            rows[key].append(e.ravel())
+            rows[key + "_pool"].append(e[:, :vh, :vw].mean(axis=(1, 2)))
+        rows["label"].append(tg["label"])
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def identity_scores(bank_root: str, targets: List[dict]) -> tuple:
+    """Cosine similarity of each val target's current entry with every t = 1 entry of its video;
+    label 1 for the same person's. Returns (scores, labels)."""
+    scores, labels, cache = [], [], {}
+    for tg in targets:
+        idx = cache.setdefault(tg["video"], BankIndex(bank_root, tg["video"]))
+        rt, r1 = idx.own_row(tg["t"], tg["box"]), idx.own_row(EVIDENCE_T, tg["box1"])
+        if rt is None or r1 is None:
+            continue
+        now = idx.entry(rt)
+        for r in idx.rows_at(EVIDENCE_T):
+            scores.append(cosine(now, idx.entry(r)))
+            labels.append(int(r == r1))
+    return np.asarray(scores), np.asarray(labels)
+
+
+def part_content(bank_root: str, world: dict, min_t: int = 3) -> dict:
+    """Item 1: probe AUCs of the bank content (module docstring)."""
+    feats = {s: content_features(bank_root, parting_targets(world, s, min_t)) for s in ("train", "val")}
+    tr, va = feats["train"], feats["val"]
+    out = {"targets": {s: {"positives": int(f["label"].sum()), "negatives": int((1 - f["label"]).sum()),
+                           "without_bank_box": int((~f["kept"]).sum())} for s, f in feats.items()}}
+    for key in ("t1", "now", "t1_pool", "now_pool"):
+        out[f"probe_auc_{key}"] = probe_auc(tr[key], tr["label"], va[key], va["label"])
+    # the same probe on shuffled train labels: what chance looks like at these sizes
+    rng = np.random.default_rng(0)
+    out["probe_auc_t1_shuffled"] = probe_auc(tr["t1"], rng.permutation(tr["label"]), va["t1"], va["label"])
+    s, y = identity_scores(bank_root, parting_targets(world, "val", min_t))
+    out["identity_auc"] = auc(s, y)
+    out["identity_pairs"] = {"same": int(y.sum()), "other": int((1 - y).sum())}
+    return out
+
+
+# ---------------------------------------------------------------------------- 2: head reading
+def attention_weights(block, x: torch.Tensor, layout, bank: torch.Tensor,
+                      bank_mask: torch.Tensor) -> torch.Tensor:
+    """
+    The softmax weights of ``BankAttentionBlock.attend`` for its inputs.
+
+    Returns:
+        (R, M, h, w): actor r's weight on window entry m at each cell (0 where no entry has the cell).
+    """
+    n, m, c, h, w = bank.shape
+    q = layout.to_padded(block.conv_q(x))
+    k = (block.conv_k(bank.reshape(n * m, c, h, w)) * bank_mask.reshape(n * m, 1, h, w)).view(n, m, c, h, w)
+    scores = torch.einsum("nacyx,nmcyx->namyx", q, k) / math.sqrt(c)
+    valid = bank_mask[:, None, :, 0] > 0
+    scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+    attn = F.softmax(scores, dim=2) * valid.to(scores.dtype)
+    return layout.to_flat(attn)
+
+
+class BankAttentionRecorder:
+    """
+    Forward hooks on a bank head's ``bank_blocks``: per block, the last call's attention weights
+    (R, M, h, w), queries (R, C, h, w) and the actors' valid-cell mask (R, 1, h, w).
+    """
+
+    def __init__(self, head):
+        self.blocks = list(head.bank_blocks)
+        self.records: List[dict] = [{} for _ in self.blocks]
+        self._handles = []
+
+    def _hook(self, i):
+        def hook(block, inputs, output):
+            x, layout, mask, bank, bank_mask = inputs
+            with torch.no_grad():
+                self.records[i] = {"attn": attention_weights(block, x, layout, bank, bank_mask),
+                                   "query": block.conv_q(x) * mask, "mask": mask}
+        return hook
+
+    def __enter__(self):
+        self._handles = [b.register_forward_hook(self._hook(i)) for i, b in enumerate(self.blocks)]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def cell_mean(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(R, M, h, w) weights -> (R, M) averaged over each actor's valid cells ((R, 1, h, w) mask)."""
+    return (a * mask).sum((-2, -1)) / mask.sum((-2, -1)).clamp_min(1)
+
+
+def load_bank_model(run_dir: Path, names: list, head: str = "ft_acfb"):
+    """The trained bank model of ``run_dir/head`` (its config.yaml and model_final.pth), eval mode."""
+    from detectron2.modeling import build_model
+
+    from acar_d2.checkpoint import ACARCheckpointer
+    from acar_d2.engine import setup_cfg
+
+    folder = run_dir / head
+    cfg = setup_cfg(str(folder / "config.yaml"), [
+        "MODEL.DEVICE", "cpu", "DATASETS.TEST", f"('{names[1]}',)",
+        "MODEL.WEIGHTS", str(folder / "model_final.pth")])
+    model = build_model(cfg)
+    ACARCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return cfg, model.eval()
+
+
+def _actor_stats(model, x: dict, tg: dict, lb_index: int, idx: "BankIndex") -> Optional[dict]:
+    """Attention / gradient / query numbers of one target actor in its mapped key frame ``x``."""
+    (props,) = model.get_proposals([x])
+    boxes = props.proposal_boxes.tensor.clone()
+    vh, vw = x.get("valid_size", x["clip"].shape[-2:])
+    boxes[:, 0::2] *= float(x["width"]) / float(vw)
+    boxes[:, 1::2] *= float(x["height"]) / float(vh)
+    a = best_match(tg["box"], boxes.numpy())
+    r1 = idx.own_row(EVIDENCE_T, tg["box1"])
+    if a is None or r1 is None:
+        return None
+    slot = window_slot(x["feature_bank"]["times"], tg["t"], EVIDENCE_T, r1 - idx.rows_at(EVIDENCE_T).start)
+    bank = dict(x["feature_bank"])
+    feats = bank["features"].float().requires_grad_(True)
+    bank["features"] = feats
+    with BankAttentionRecorder(model.roi_heads) as rec, torch.enable_grad():
+        (logits,) = model.predict_logits([dict(x, feature_bank=bank)], [props.proposal_boxes])
+        (grad,) = torch.autograd.grad(logits[a, lb_index], feats)
+    out = {"label": tg["label"], "logit": float(logits[a, lb_index]), "num_entries": int(feats.shape[0])}
+    g = grad.flatten(1).norm(dim=1)
+    others = torch.ones_like(g, dtype=torch.bool)
+    others[slot] = False
+    out["grad_own_t1"], out["grad_other_mean"] = float(g[slot]), float(g[others].mean())
+    for i, r in enumerate(rec.records):
+        w = cell_mean(r["attn"][a:a + 1], r["mask"][a:a + 1])[0]
+        out[f"attn{i}_own_t1"] = float(w[slot])
+        out[f"attn{i}_other_mean"] = float(w[others].mean())
+        out[f"attn{i}_other_max"] = float(w[others].max())
+        out[f"attn{i}_own_rank"] = int((w > w[slot]).sum())
+    q = rec.records[0]["query"][a]
+    m = rec.records[0]["mask"][a]
+    out["query"] = ((q * m).sum((1, 2)) / m.sum().clamp_min(1)).numpy()
+    return out
+
+
+def part_reading(model, cfg, bank_root: str, world: dict, names: list, min_t: int = 3,
+                 limit: int = 0) -> dict:
+    """Item 2: attention, gradient and query similarity of the trained bank model on val targets."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from acar_d2.data.feature_bank import FeatureBankDatasetMapper
+
+    targets = parting_targets(world, "val", min_t)
+    if limit:
+        targets = targets[:limit]
+    lb_index = list(MetadataCatalog.get(names[1]).action_classes).index(LR_CLASS)
+    dicts = {(d["video_id"], int(d["timestamp"])): d for d in DatasetCatalog.get(names[1])}
+    mapper = FeatureBankDatasetMapper(cfg, False, dataset_name=names[1])
+    stats, cache, mapped = [], {}, {}
+    for tg in targets:
+        key = (tg["video"], tg["t"])
+        if key not in dicts:
+            continue
+        if key not in mapped:
+            mapped = {key: mapper(dict(dicts[key]))}  # one key frame at a time
+        idx = cache.setdefault(tg["video"], BankIndex(bank_root, tg["video"]))
+        s = _actor_stats(model, mapped[key], tg, lb_index, idx)
+        if s is not None:
+            stats.append(s)
+    return summarize_reading(stats)
+
+
+def summarize_reading(stats: List[dict]) -> dict:
+    """Means per label of the per-actor numbers; query cosines; AUC of the model's own logit."""
+    out = {"actors": {"positives": sum(s["label"] for s in stats),
+                      "negatives": sum(1 - s["label"] for s in stats)}}
+    keys = [k for k in stats[0] if k not in ("label", "query")] if stats else []
+    for name, lab in (("pos", 1), ("neg", 0)):
+        sub = [s for s in stats if s["label"] == lab]
+        out[name] = {k: float(np.mean([s[k] for s in sub])) for k in keys} if sub else {}
+    labels = [s["label"] for s in stats]
+    out["logit_auc"] = auc([s["logit"] for s in stats], labels)
+    out["attn0_own_t1_auc"] = auc([s["attn0_own_t1"] for s in stats], labels)
+    q = np.asarray([s["query"] for s in stats], dtype=np.float64)
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    sim = qn @ qn.T
+    y = np.asarray(labels, dtype=bool)
+    off = ~np.eye(len(y), dtype=bool)
+    out["query_cosine"] = {
+        "pos_pos": float(sim[np.ix_(y, y)][off[np.ix_(y, y)]].mean()) if y.sum() > 1 else float("nan"),
+        "neg_neg": float(sim[np.ix_(~y, ~y)][off[np.ix_(~y, ~y)]].mean()) if (~y).sum() > 1 else float("nan"),
+        "pos_neg": float(sim[np.ix_(y, ~y)].mean()) if y.any() and (~y).any() else float("nan")}
+    return out
+
+
+# ------------------------------------------------------------------------------------- main
+def format_probe(res: dict) -> str:
+    c = res["content"]
+    lines = ["| 1. bank content (val, t >= 3 s) | AUC |", "|---|---:|",
+             f"| probe on the own t = 1 entry (flattened) | {c['probe_auc_t1']:.3f} |",
+             f"| probe on the own t = 1 entry (pooled over cells) | {c['probe_auc_t1_pool']:.3f} |",
+             f"| probe on the own entry of the current key time (flattened) | {c['probe_auc_now']:.3f} |",
+             f"| probe on the own entry of the current key time (pooled) | {c['probe_auc_now_pool']:.3f} |",
+             f"| probe on the own t = 1 entry, shuffled train labels | {c['probe_auc_t1_shuffled']:.3f} |",
+             f"| identity: cosine(current entry, t = 1 entry), same person vs other | {c['identity_auc']:.3f} |"]
+    for head, r in res.get("reading", {}).items():
+        p, n = r["pos"], r["neg"]
+        lines += ["", f"| 2. {head} (val, t >= 3 s) | positives | negatives |", "|---|---:|---:|",
+                  f"| actors | {r['actors']['positives']} | {r['actors']['negatives']} |"]
+        for i in range(4):
+            if f"attn{i}_own_t1" not in p:
+                break
+            lines += [f"| block {i}: attention on own t = 1 entry | {p[f'attn{i}_own_t1']:.4f} | {n[f'attn{i}_own_t1']:.4f} |",
+                      f"| block {i}: mean / max attention on another entry | {p[f'attn{i}_other_mean']:.4f} / {p[f'attn{i}_other_max']:.4f} | {n[f'attn{i}_other_mean']:.4f} / {n[f'attn{i}_other_max']:.4f} |",
+                      f"| block {i}: entries weighted above the own t = 1 entry | {p[f'attn{i}_own_rank']:.1f} | {n[f'attn{i}_own_rank']:.1f} |"]
+        lines += [f"| window entries | {p['num_entries']:.1f} | {n['num_entries']:.1f} |",
+                  f"| gradient norm of the left_behind logit: own t = 1 entry / other entry mean | {p['grad_own_t1']:.2e} / {p['grad_other_mean']:.2e} | {n['grad_own_t1']:.2e} / {n['grad_other_mean']:.2e} |",
+                  f"| query cosine (block 0, pooled): within class / across | {r['query_cosine']['pos_pos']:.4f} / {r['query_cosine']['pos_neg']:.4f} | {r['query_cosine']['neg_neg']:.4f} / {r['query_cosine']['pos_neg']:.4f} |",
+                  f"| AUC pos vs neg: left_behind logit {r['logit_auc']:.3f}, attention on own t = 1 entry {r['attn0_own_t1_auc']:.3f} | | |"]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="a finished seed folder of benchmark_feature_bank.py")
+    p.add_argument("--datasets", default=os.environ.get("ACAR_DATASETS", "datasets"),
+                   help="root holding aca_world_lr/")
+    p.add_argument("--heads", nargs="*", default=["ft_acfb"],
+                   help="bank-model folders of --run whose reading is probed (item 2)")
+    p.add_argument("--min-t", type=int, default=3)
+    p.add_argument("--limit", type=int, default=0, help="item 2 on the first N targets only")
+    p.add_argument("--output", default="", help="probe.json location (default: --run/probe.json)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from benchmark_feature_bank import register_world  # noqa: E402  (same folder)
+
+    run = Path(args.run).resolve()
+    world_dir = Path(args.datasets).expanduser().resolve() / "aca_world_lr"
+    world = json.loads((world_dir / "world.json").read_text())
+    if not world.get("long_range"):
+        raise ValueError(f"{world_dir}/world.json is not a --long-range world")
+    for need in [run / "bank_acfb" / "bank_record.json"] + [run / h / "model_final.pth" for h in args.heads]:
+        if not need.is_file():
+            raise FileNotFoundError(f"{need} not found: --run must be a finished seed folder of "
+                                    "benchmark_feature_bank.py --part synthetic")
+    torch.set_num_threads(1)
+    names = register_world(world_dir)
+    res = {"run": str(run), "min_t": args.min_t,
+           "content": part_content(str(run / "bank_acfb"), world, args.min_t), "reading": {}}
+    for head in args.heads:
+        cfg, model = load_bank_model(run, names, head)
+        res["reading"][head] = part_reading(model, cfg, cfg.MODEL.FEATURE_BANK.DIR, world, names,
+                                            args.min_t, args.limit)
+    res["table"] = format_probe(res)
+    print(res["table"])
+    out = Path(args.output) if args.output else run / "probe.json"
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()
