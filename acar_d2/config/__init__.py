@@ -344,6 +344,11 @@ def add_feature_bank_config(cfg: CN) -> None:
     # sha256 of the extraction model's weights file the bank must come from ("" = not checked);
     # training/testing refuse a bank_record.json with another one (a bank of another model).
     _C.MODEL.FEATURE_BANK.EXTRACTOR_SHA256 = ""
+    # ACFB only: "none" (the paper's block) or "box_centre": the bank attention also compares the
+    # current actor's box centre with each entry's (a relation map carries no position of its
+    # actor, so without it an actor finds its own past entries only by appearance;
+    # docs/FEATURE_BANKS.md "Where the long-range evidence goes").
+    _C.MODEL.FEATURE_BANK.PLACE_ENCODING = "none"
 
 
 def add_dataset_files_config(cfg: CN) -> None:

@@ -89,7 +89,7 @@ def test_own_entry_lookup_and_window_slot(probe, tmp_path):
         probe.window_slot(bank.window("vid", 2, 5)["times"], 2, 1, 3)
 
 
-def test_recomputed_attention_is_the_blocks(probe):
+def test_recorded_attention_is_the_blocks(probe):
     torch.manual_seed(0)
     block = BankAttentionBlock(4).eval()
     layout = ClipActorLayout([2, 1], torch.device("cpu"))
@@ -98,20 +98,19 @@ def test_recomputed_attention_is_the_blocks(probe):
     bank_mask = torch.ones(2, 5, 1, 3, 3)
     bank_mask[1, 3:] = 0  # clip 1 has 3 entries
     bank = bank * bank_mask
-    attn = probe.attention_weights(block, x, layout, bank, bank_mask)
-    assert attn.shape == (3, 5, 3, 3)
-    assert torch.allclose(attn.sum(1), torch.ones(3, 3, 3), atol=1e-6)
-    assert attn[2, 3:].abs().max() == 0  # empty slots get nothing
-    v = (block.conv_v(bank.flatten(0, 1)) * bank_mask.flatten(0, 1)).view(2, 5, 4, 3, 3)
-    expect = torch.einsum("rmyx,rmcyx->rcyx", attn, v[layout.clip_index])
-    assert torch.allclose(block.attend(x, layout, bank, bank_mask), expect, atol=1e-5)
-    # the recorder keeps what the forward hook saw
     head = torch.nn.Module()
     head.bank_blocks = torch.nn.ModuleList([block])
     mask = torch.ones(3, 1, 3, 3)
     with probe.BankAttentionRecorder(head) as rec:
         block(x, layout, mask, bank, bank_mask)
-    assert torch.allclose(rec.records[0]["attn"], attn)
+    attn = rec.records[0]["attn"]
+    assert attn.shape == (3, 5, 3, 3)
+    assert torch.allclose(attn.sum(1), torch.ones(3, 3, 3), atol=1e-6)
+    assert attn[2, 3:].abs().max() == 0  # empty slots get nothing
+    # the recorded weights are the ones the block aggregates its values with
+    v = (block.conv_v(bank.flatten(0, 1)) * bank_mask.flatten(0, 1)).view(2, 5, 4, 3, 3)
+    expect = torch.einsum("rmyx,rmcyx->rcyx", attn, v[layout.clip_index])
+    assert torch.allclose(block.attend(x, layout, bank, bank_mask), expect, atol=1e-5)
     assert not block._forward_hooks  # removed on exit
     w = probe.cell_mean(attn, mask)
     assert torch.allclose(w.sum(1), torch.ones(3), atol=1e-6)
@@ -131,7 +130,14 @@ def test_targets_follow_the_world(probe, tmp_path):
             assert actor["labels"] == (["stand", "left_behind"] if tg["label"] else ["stand"])
             if tg["label"]:
                 assert tg["box1"] == tg["box"]  # a stayer stands still: same box at t = 1
-        assert 0 < sum(tg["label"] for tg in targets) < len(targets)
+            if not tg["label"]:  # nobody else in a negative's cell (half of the frame, same floor)
+                scene = world["scenes"][tg["video"]][str(tg["t"])]
+                cx = (tg["box"][0] + tg["box"][2]) / 2
+                assert not [o for o in scene["actors"] if o["person_id"] != tg["person_id"]
+                            and (o["box"][0] + o["box"][2]) // 160 == cx // 80
+                            and abs(o["box"][3] - tg["box"][3]) < 12]
+    train = probe.parting_targets(world, "train")
+    assert 0 < sum(tg["label"] for tg in train) < len(train)
     # the stayer talked at t = 1: it is no negative at any time
     stayers = {(tg["video"], tg["person_id"]) for tg in probe.parting_targets(world, "train") if tg["label"]}
     negatives = {(tg["video"], tg["person_id"]) for tg in probe.parting_targets(world, "train") if not tg["label"]}

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -46,12 +47,31 @@ EVIDENCE_T = 1  # the key time at which the stayer and its partner talk (dataset
 
 
 # ------------------------------------------------------------------------------- ground truth
+CELL_PX = 80  # the world's module cells: half the frame width (acar_d2.data.synthetic.scene.CELL_W)
+
+
+def _cell(box: Sequence[float]) -> tuple:
+    """(column, floor line) of the module cell a box stands in."""
+    return int((box[0] + box[2]) // (2 * CELL_PX)), float(box[3])
+
+
+def _alone(actor: dict, scene: dict) -> bool:
+    """Nobody and nothing else (person, vehicle, board) in ``actor``'s module cell (same half of
+    the frame, bottoms < 12 px apart)."""
+    col, fy = _cell(actor["box"])
+    others = [o["box"] for o in scene["actors"] if o["person_id"] != actor["person_id"]]
+    others += [o["box"] for o in scene.get("vehicles", []) + scene.get("boards", [])]
+    return not any(_cell(b)[0] == col and abs(_cell(b)[1] - fy) < 12 for b in others)
+
+
 def parting_targets(world: dict, split: str, min_t: int = 3) -> List[dict]:
     """
     The ``left_behind`` positives and the always-alone negatives at key times >= ``min_t`` of
     ``split``, from ``world.json``. Negatives: persons labelled only "stand" at every key time of
-    the video (never talked, never left): the stayers of parting scenes without a partner and
-    the solo standers, whose clips look like a positive's from t = 3 on.
+    the video and alone in their module cell at every key time - the stayers of parting scenes
+    without a partner (and the rare lone solo stander), whose clips are pixel-identical in
+    distribution to a positive's from t = 3 on (standers of non-talking pairs, of two-person
+    solo cells, beside a vehicle or a board are left out: their clip shows what is beside them).
 
     Returns:
         list of {"video", "t", "person_id", "label" (1 = left_behind), "box" (4,) px at t,
@@ -64,16 +84,21 @@ def parting_targets(world: dict, split: str, min_t: int = 3) -> List[dict]:
         for sec in seconds.values():
             for a in sec["actors"]:
                 labels.setdefault(a["person_id"], set()).add(tuple(a["labels"]))
-        alone = {pid for pid, ls in labels.items() if ls == {("stand",)}}
-        first = {a["person_id"]: a["box"] for a in seconds.get(str(EVIDENCE_T), {}).get("actors", [])}
+        stand_only = {pid for pid, ls in labels.items() if ls == {("stand",)}}
+        for sec in seconds.values():
+            stand_only -= {a["person_id"] for a in sec["actors"] if not _alone(a, sec)}
+        first = {a["person_id"]: a for a in seconds.get(str(EVIDENCE_T), {}).get("actors", [])}
         for t in sorted(int(s) for s in seconds):
             if t < min_t:
                 continue
-            for a in seconds[str(t)]["actors"]:
+            actors = seconds[str(t)]["actors"]
+            for a in actors:
                 pos = LR_CLASS in a["labels"]
-                if pos or a["person_id"] in alone:
+                a1 = first.get(a["person_id"])
+                neg = a["person_id"] in stand_only
+                if pos or neg:
                     out.append({"video": vid, "t": t, "person_id": a["person_id"], "label": int(pos),
-                                "box": a["box"], "box1": first.get(a["person_id"])})
+                                "box": a["box"], "box1": None if a1 is None else a1["box"]})
     return out
 
 
@@ -257,28 +282,11 @@ def part_content(bank_root: str, world: dict, min_t: int = 3) -> dict:
 
 
 # ---------------------------------------------------------------------------- 2: head reading
-def attention_weights(block, x: torch.Tensor, layout, bank: torch.Tensor,
-                      bank_mask: torch.Tensor) -> torch.Tensor:
-    """
-    The softmax weights of ``BankAttentionBlock.attend`` for its inputs.
-
-    Returns:
-        (R, M, h, w): actor r's weight on window entry m at each cell (0 where no entry has the cell).
-    """
-    n, m, c, h, w = bank.shape
-    q = layout.to_padded(block.conv_q(x))
-    k = (block.conv_k(bank.reshape(n * m, c, h, w)) * bank_mask.reshape(n * m, 1, h, w)).view(n, m, c, h, w)
-    scores = torch.einsum("nacyx,nmcyx->namyx", q, k) / math.sqrt(c)
-    valid = bank_mask[:, None, :, 0] > 0
-    scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
-    attn = F.softmax(scores, dim=2) * valid.to(scores.dtype)
-    return layout.to_flat(attn)
-
-
 class BankAttentionRecorder:
     """
     Forward hooks on a bank head's ``bank_blocks``: per block, the last call's attention weights
-    (R, M, h, w), queries (R, C, h, w) and the actors' valid-cell mask (R, 1, h, w).
+    (R, M, h, w) (``BankAttentionBlock.attention`` of the block's inputs), queries (R, C, h, w)
+    and the actors' valid-cell mask (R, 1, h, w).
     """
 
     def __init__(self, head):
@@ -287,15 +295,19 @@ class BankAttentionRecorder:
         self._handles = []
 
     def _hook(self, i):
-        def hook(block, inputs, output):
-            x, layout, mask, bank, bank_mask = inputs
+        def hook(block, args, kwargs, output):
+            names = ("x", "layout", "mask", "bank", "bank_mask", "place", "bank_place")
+            a = dict(zip(names, args), **kwargs)
             with torch.no_grad():
-                self.records[i] = {"attn": attention_weights(block, x, layout, bank, bank_mask),
-                                   "query": block.conv_q(x) * mask, "mask": mask}
+                attn = block.attention(a["x"], a["layout"], a["bank"], a["bank_mask"],
+                                       a.get("place"), a.get("bank_place"))
+                self.records[i] = {"attn": a["layout"].to_flat(attn),
+                                   "query": block.conv_q(a["x"]) * a["mask"], "mask": a["mask"]}
         return hook
 
     def __enter__(self):
-        self._handles = [b.register_forward_hook(self._hook(i)) for i, b in enumerate(self.blocks)]
+        self._handles = [b.register_forward_hook(self._hook(i), with_kwargs=True)
+                         for i, b in enumerate(self.blocks)]
         return self
 
     def __exit__(self, *exc):
@@ -309,17 +321,28 @@ def cell_mean(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (a * mask).sum((-2, -1)) / mask.sum((-2, -1)).clamp_min(1)
 
 
-def load_bank_model(run_dir: Path, names: list, head: str = "ft_acfb"):
-    """The trained bank model of ``run_dir/head`` (its config.yaml and model_final.pth), eval mode."""
+def load_bank_model(run_dir: Path, names: list, head: str = "ft_acfb", at_init: bool = False,
+                    seed: int = 0, opts: Sequence[str] = ()):
+    """
+    The trained bank model of ``run_dir/head`` (``ft_acfb``, ``ft_acfb_place``: fine-tuned from
+    the seed's ACAR; ``acfb``: from scratch) with the benchmark's config for it (``head_cfg``; ``opts`` = the
+    benchmark's config overrides), eval mode. ``at_init``: the model where its training started
+    (the weights it was started from, the new bank blocks drawn with the run's seed).
+    """
     from detectron2.modeling import build_model
 
     from acar_d2.checkpoint import ACARCheckpointer
-    from acar_d2.engine import setup_cfg
+    from benchmark_feature_bank import HEADS, head_cfg
 
-    folder = run_dir / head
-    cfg = setup_cfg(str(folder / "config.yaml"), [
-        "MODEL.DEVICE", "cpu", "DATASETS.TEST", f"('{names[1]}',)",
-        "MODEL.WEIGHTS", str(folder / "model_final.pth")])
+    name = head[3:] if head.startswith("ft_") else head
+    kind = HEADS[name][0]
+    sha = json.loads((run_dir / f"bank_{kind}" / "bank_record.json").read_text())["extractor"]["weights_sha256"]
+    cfg = head_cfg(name, run_dir, names, seed, 0, head.startswith("ft_"),
+                   ["MODEL.DEVICE", "cpu"] + list(opts), sha)
+    if not at_init:
+        cfg.MODEL.WEIGHTS = str(run_dir / head / "model_final.pth")
+    cfg.freeze()
+    torch.manual_seed(cfg.SEED)
     model = build_model(cfg)
     ACARCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return cfg, model.eval()
@@ -344,6 +367,7 @@ def _actor_stats(model, x: dict, tg: dict, lb_index: int, idx: "BankIndex") -> O
         (logits,) = model.predict_logits([dict(x, feature_bank=bank)], [props.proposal_boxes])
         (grad,) = torch.autograd.grad(logits[a, lb_index], feats)
     out = {"label": tg["label"], "logit": float(logits[a, lb_index]), "num_entries": int(feats.shape[0])}
+    t1_slots = torch.as_tensor(np.asarray(x["feature_bank"]["times"]) == EVIDENCE_T - tg["t"])
     g = grad.flatten(1).norm(dim=1)
     others = torch.ones_like(g, dtype=torch.bool)
     others[slot] = False
@@ -354,6 +378,8 @@ def _actor_stats(model, x: dict, tg: dict, lb_index: int, idx: "BankIndex") -> O
         out[f"attn{i}_other_mean"] = float(w[others].mean())
         out[f"attn{i}_other_max"] = float(w[others].max())
         out[f"attn{i}_own_rank"] = int((w > w[slot]).sum())
+        out[f"attn{i}_own_x_uniform"] = float(w[slot]) * len(w)  # 1 = no preference
+        out[f"attn{i}_t1_total"] = float(w[t1_slots].sum())  # all entries of t = 1
     q = rec.records[0]["query"][a]
     m = rec.records[0]["mask"][a]
     out["query"] = ((q * m).sum((1, 2)) / m.sum().clamp_min(1)).numpy()
@@ -429,7 +455,9 @@ def format_probe(res: dict) -> str:
                 break
             lines += [f"| block {i}: attention on own t = 1 entry | {p[f'attn{i}_own_t1']:.4f} | {n[f'attn{i}_own_t1']:.4f} |",
                       f"| block {i}: mean / max attention on another entry | {p[f'attn{i}_other_mean']:.4f} / {p[f'attn{i}_other_max']:.4f} | {n[f'attn{i}_other_mean']:.4f} / {n[f'attn{i}_other_max']:.4f} |",
-                      f"| block {i}: entries weighted above the own t = 1 entry | {p[f'attn{i}_own_rank']:.1f} | {n[f'attn{i}_own_rank']:.1f} |"]
+                      f"| block {i}: entries weighted above the own t = 1 entry | {p[f'attn{i}_own_rank']:.1f} | {n[f'attn{i}_own_rank']:.1f} |",
+                      f"| block {i}: own t = 1 weight x window size (1 = uniform) | {p[f'attn{i}_own_x_uniform']:.2f} | {n[f'attn{i}_own_x_uniform']:.2f} |",
+                      f"| block {i}: weight on all t = 1 entries | {p[f'attn{i}_t1_total']:.3f} | {n[f'attn{i}_t1_total']:.3f} |"]
         lines += [f"| window entries | {p['num_entries']:.1f} | {n['num_entries']:.1f} |",
                   f"| gradient norm of the left_behind logit: own t = 1 entry / other entry mean | {p['grad_own_t1']:.2e} / {p['grad_other_mean']:.2e} | {n['grad_own_t1']:.2e} / {n['grad_other_mean']:.2e} |",
                   f"| query cosine (block 0, pooled): within class / across | {r['query_cosine']['pos_pos']:.4f} / {r['query_cosine']['pos_neg']:.4f} | {r['query_cosine']['neg_neg']:.4f} / {r['query_cosine']['pos_neg']:.4f} |",
@@ -444,9 +472,14 @@ def parse_args(argv=None):
                    help="root holding aca_world_lr/")
     p.add_argument("--heads", nargs="*", default=["ft_acfb"],
                    help="bank-model folders of --run whose reading is probed (item 2)")
+    p.add_argument("--at-init", action="store_true",
+                   help="also probe each head where its training started (bank blocks untrained)")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: from seed<N>)")
     p.add_argument("--min-t", type=int, default=3)
     p.add_argument("--limit", type=int, default=0, help="item 2 on the first N targets only")
     p.add_argument("--output", default="", help="probe.json location (default: --run/probe.json)")
+    p.add_argument("opts", nargs=argparse.REMAINDER,
+                   help="the benchmark's config overrides KEY VALUE ... (as given to it)")
     return p.parse_args(argv)
 
 
@@ -459,18 +492,27 @@ def main(argv=None) -> dict:
     world = json.loads((world_dir / "world.json").read_text())
     if not world.get("long_range"):
         raise ValueError(f"{world_dir}/world.json is not a --long-range world")
-    for need in [run / "bank_acfb" / "bank_record.json"] + [run / h / "model_final.pth" for h in args.heads]:
+    need_files = [run / "bank_acfb" / "bank_record.json"]
+    need_files += [run / h / "model_final.pth" for h in args.heads]
+    for need in need_files:
         if not need.is_file():
             raise FileNotFoundError(f"{need} not found: --run must be a finished seed folder of "
                                     "benchmark_feature_bank.py --part synthetic")
     torch.set_num_threads(1)
     names = register_world(world_dir)
+    seed = args.seed
+    if seed is None:
+        match = re.fullmatch(r"seed(\d+)", run.name)
+        if not match:
+            raise ValueError(f"--run {run} is not named seed<N>: give --seed")
+        seed = int(match.group(1))
     res = {"run": str(run), "min_t": args.min_t,
            "content": part_content(str(run / "bank_acfb"), world, args.min_t), "reading": {}}
     for head in args.heads:
-        cfg, model = load_bank_model(run, names, head)
-        res["reading"][head] = part_reading(model, cfg, cfg.MODEL.FEATURE_BANK.DIR, world, names,
-                                            args.min_t, args.limit)
+        for at_init in (True, False) if args.at_init else (False,):
+            cfg, model = load_bank_model(run, names, head, at_init, seed, args.opts)
+            res["reading"][head + (" at init" if at_init else "")] = part_reading(
+                model, cfg, cfg.MODEL.FEATURE_BANK.DIR, world, names, args.min_t, args.limit)
     res["table"] = format_probe(res)
     print(res["table"])
     out = Path(args.output) if args.output else run / "probe.json"
