@@ -432,8 +432,8 @@ def head_cfg(head: str, seed_dir: Path, names: list, seed: int, iters: int, fine
              opts: list = (), extractor_sha256: str = ""):
     """
     The config of one compared head of a seed (``seed_dir`` = ``--output``/seed<N>): a name of
-    ``HEADS``; ``finetune``: started from the seed's ACAR checkpoint (folder ``ft_<head>``), else
-    from scratch (folder ``<head>``). Bank heads read ``seed_dir/bank_<kind>``.
+    ``HEADS``; ``finetune``: started from the seed's ACAR checkpoint, else from scratch (folder:
+    :func:`run_folder`). Bank heads read ``seed_dir/bank_<kind>``.
     """
     kind, extra = HEADS[head]
     opts = list(opts) + list(extra)
@@ -446,8 +446,16 @@ def head_cfg(head: str, seed_dir: Path, names: list, seed: int, iters: int, fine
     if finetune:  # the bank blocks (and LFB's head) are new: not a strict load
         opts += ["MODEL.WEIGHTS", str(seed_dir / "acar" / "model_final.pth"),
                  "MODEL.WEIGHTS_STRICT", "False"]
-    return _cfg(CONFIGS[kind], seed_dir / (f"ft_{head}" if finetune else head), names, seed,
+    return _cfg(CONFIGS[kind], seed_dir / run_folder(head, iters if finetune else 0), names, seed,
                 iters, opts)
+
+
+def run_folder(head: str, finetune_iter: int) -> str:
+    """Folder of a head's run in its seed folder: ``<head>`` from scratch, ``ft_<head>`` fine-tuned
+    for the default 200 iterations, ``ft<N>_<head>`` for another ``--finetune-iter`` N (beside them)."""
+    if finetune_iter <= 0:
+        return head
+    return f"ft_{head}" if finetune_iter == 200 else f"ft{finetune_iter}_{head}"
 
 
 def part_synthetic(args, names: list, output: Path) -> dict:

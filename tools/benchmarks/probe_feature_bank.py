@@ -324,8 +324,8 @@ def cell_mean(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def load_bank_model(run_dir: Path, names: list, head: str = "ft_acfb", at_init: bool = False,
                     seed: int = 0, opts: Sequence[str] = ()):
     """
-    The trained bank model of ``run_dir/head`` (``ft_acfb``, ``ft_acfb_place``: fine-tuned from
-    the seed's ACAR; ``acfb``: from scratch) with the benchmark's config for it (``head_cfg``; ``opts`` = the
+    The trained bank model of ``run_dir/head`` (``ft_acfb``, ``ft600_acfb_place``: fine-tuned from
+    the seed's ACAR for 200 / 600 iterations; ``acfb``: from scratch) with the benchmark's config for it (``head_cfg``; ``opts`` = the
     benchmark's config overrides), eval mode. ``at_init``: the model where its training started
     (the weights it was started from, the new bank blocks drawn with the run's seed).
     """
@@ -334,10 +334,12 @@ def load_bank_model(run_dir: Path, names: list, head: str = "ft_acfb", at_init: 
     from acar_d2.checkpoint import ACARCheckpointer
     from benchmark_feature_bank import HEADS, head_cfg
 
-    name = head[3:] if head.startswith("ft_") else head
+    match = re.fullmatch(r"ft(\d*)_(.+)", head)
+    name = match.group(2) if match else head
+    iters = int(match.group(1) or 200) if match else 0
     kind = HEADS[name][0]
     sha = json.loads((run_dir / f"bank_{kind}" / "bank_record.json").read_text())["extractor"]["weights_sha256"]
-    cfg = head_cfg(name, run_dir, names, seed, 0, head.startswith("ft_"),
+    cfg = head_cfg(name, run_dir, names, seed, iters, bool(match),
                    ["MODEL.DEVICE", "cpu"] + list(opts), sha)
     if not at_init:
         cfg.MODEL.WEIGHTS = str(run_dir / head / "model_final.pth")
@@ -348,14 +350,20 @@ def load_bank_model(run_dir: Path, names: list, head: str = "ft_acfb", at_init: 
     return cfg, model.eval()
 
 
-def _actor_stats(model, x: dict, tg: dict, lb_index: int, idx: "BankIndex") -> Optional[dict]:
-    """Attention / gradient / query numbers of one target actor in its mapped key frame ``x``."""
+def _test_boxes(model, x: dict):
+    """The model's test-time actors of mapped key frame ``x``: (Instances, (R, 4) key-frame px)."""
     (props,) = model.get_proposals([x])
     boxes = props.proposal_boxes.tensor.clone()
     vh, vw = x.get("valid_size", x["clip"].shape[-2:])
     boxes[:, 0::2] *= float(x["width"]) / float(vw)
     boxes[:, 1::2] *= float(x["height"]) / float(vh)
-    a = best_match(tg["box"], boxes.numpy())
+    return props, boxes.numpy()
+
+
+def _actor_stats(model, x: dict, tg: dict, lb_index: int, idx: "BankIndex") -> Optional[dict]:
+    """Attention / gradient / query numbers of one target actor in its mapped key frame ``x``."""
+    props, boxes = _test_boxes(model, x)
+    a = best_match(tg["box"], boxes)
     r1 = idx.own_row(EVIDENCE_T, tg["box1"])
     if a is None or r1 is None:
         return None
@@ -384,6 +392,55 @@ def _actor_stats(model, x: dict, tg: dict, lb_index: int, idx: "BankIndex") -> O
     m = rec.records[0]["mask"][a]
     out["query"] = ((q * m).sum((1, 2)) / m.sum().clamp_min(1)).numpy()
     return out
+
+
+def _key_frames(targets: List[dict], dataset_name: str, mapper):
+    """(mapped key frame, its targets) for the targets' key frames, one key frame at a time."""
+    from detectron2.data import DatasetCatalog
+
+    by_key: Dict[tuple, List[dict]] = {}
+    for tg in targets:
+        by_key.setdefault((tg["video"], tg["t"]), []).append(tg)
+    for d in DatasetCatalog.get(dataset_name):
+        key = (d["video_id"], int(d["timestamp"]))
+        if key in by_key:
+            yield mapper(dict(d)), by_key[key]
+
+
+@torch.no_grad()
+def classifier_inputs(model, cfg, world: dict, dataset_name: str, split: str, min_t: int = 3) -> tuple:
+    """
+    The head's classifier input (``fc2``'s: [ReLU(fc1(actor)), relation feature after the bank
+    blocks]) of every target of ``split`` the model sees. Returns ((S, D) features, (S,) labels).
+    """
+    from acar_d2.data.feature_bank import FeatureBankDatasetMapper
+
+    mapper = FeatureBankDatasetMapper(cfg, False, dataset_name=dataset_name)
+    seen = {}
+    handle = model.roi_heads.fc2.register_forward_pre_hook(lambda m, a: seen.update(x=a[0].detach()))
+    feats, labels = [], []
+    try:
+        for x, tgs in _key_frames(parting_targets(world, split, min_t), dataset_name, mapper):
+            props, boxes = _test_boxes(model, x)
+            model.predict_logits([x], [props.proposal_boxes])
+            for tg in tgs:
+                a = best_match(tg["box"], boxes)
+                if a is not None:
+                    feats.append(seen["x"][a].numpy())
+                    labels.append(tg["label"])
+    finally:
+        handle.remove()
+    return np.asarray(feats), np.asarray(labels)
+
+
+def part_classifier_input(model, cfg, world: dict, names: list, min_t: int = 3) -> dict:
+    """Is the evidence at the classifier's input? Logistic probes (train -> val) on it, and on
+    its relation half alone (what the bank blocks wrote)."""
+    (xtr, ytr), (xva, yva) = (classifier_inputs(model, cfg, world, n, s, min_t)
+                              for n, s in zip(names, ("train", "val")))
+    half = xtr.shape[1] // 2
+    return {"classifier_input_auc": probe_auc(xtr, ytr, xva, yva),
+            "relation_feature_auc": probe_auc(xtr[:, half:], ytr, xva[:, half:], yva)}
 
 
 def part_reading(model, cfg, bank_root: str, world: dict, names: list, min_t: int = 3,
@@ -462,6 +519,9 @@ def format_probe(res: dict) -> str:
                   f"| gradient norm of the left_behind logit: own t = 1 entry / other entry mean | {p['grad_own_t1']:.2e} / {p['grad_other_mean']:.2e} | {n['grad_own_t1']:.2e} / {n['grad_other_mean']:.2e} |",
                   f"| query cosine (block 0, pooled): within class / across | {r['query_cosine']['pos_pos']:.4f} / {r['query_cosine']['pos_neg']:.4f} | {r['query_cosine']['neg_neg']:.4f} / {r['query_cosine']['pos_neg']:.4f} |",
                   f"| AUC pos vs neg: left_behind logit {r['logit_auc']:.3f}, attention on own t = 1 entry {r['attn0_own_t1_auc']:.3f} | | |"]
+        if "classifier_input_auc" in r:
+            lines.append(f"| probe AUC on the classifier input {r['classifier_input_auc']:.3f}, on its "
+                         f"relation half {r['relation_feature_auc']:.3f} | | |")
     return "\n".join(lines)
 
 
@@ -475,6 +535,8 @@ def parse_args(argv=None):
     p.add_argument("--at-init", action="store_true",
                    help="also probe each head where its training started (bank blocks untrained)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: from seed<N>)")
+    p.add_argument("--classifier-probe", action="store_true",
+                   help="also probe the head's classifier input (runs the model over the train targets)")
     p.add_argument("--min-t", type=int, default=3)
     p.add_argument("--limit", type=int, default=0, help="item 2 on the first N targets only")
     p.add_argument("--output", default="", help="probe.json location (default: --run/probe.json)")
@@ -511,8 +573,10 @@ def main(argv=None) -> dict:
     for head in args.heads:
         for at_init in (True, False) if args.at_init else (False,):
             cfg, model = load_bank_model(run, names, head, at_init, seed, args.opts)
-            res["reading"][head + (" at init" if at_init else "")] = part_reading(
-                model, cfg, cfg.MODEL.FEATURE_BANK.DIR, world, names, args.min_t, args.limit)
+            r = part_reading(model, cfg, cfg.MODEL.FEATURE_BANK.DIR, world, names, args.min_t, args.limit)
+            if args.classifier_probe:
+                r.update(part_classifier_input(model, cfg, world, names, args.min_t))
+            res["reading"][head + (" at init" if at_init else "")] = r
     res["table"] = format_probe(res)
     print(res["table"])
     out = Path(args.output) if args.output else run / "probe.json"
