@@ -142,3 +142,27 @@ def test_targets_follow_the_world(probe, tmp_path):
     stayers = {(tg["video"], tg["person_id"]) for tg in probe.parting_targets(world, "train") if tg["label"]}
     negatives = {(tg["video"], tg["person_id"]) for tg in probe.parting_targets(world, "train") if not tg["label"]}
     assert stayers and negatives and not stayers & negatives
+
+
+def test_read_out_recorder_on_a_bank_head(probe):
+    from acar_d2.modeling.roi_heads import ACFBROIHeads
+    from tests.modeling.test_roi_heads import COMMON, IMAGE, SMALL, make_boxes, make_features
+
+    torch.manual_seed(0)
+    head = ACFBROIHeads(**COMMON, **SMALL, hr2o_depth=0, bank_layers=2, bank_dropout=0.0).eval()
+    feats, boxes = make_features(2), make_boxes([2, 3])
+    g = torch.Generator().manual_seed(0)
+    banks = [{"features": torch.rand(m, 8, 3, 3, generator=g), "valid_sizes": torch.tensor([[3, 3]] * m),
+              "times": torch.zeros(m, dtype=torch.long)} for m in (4, 2)]
+    attn = probe.BankAttentionRecorder(head)
+    with probe.ReadOutRecorder(head) as rec, attn:
+        logits, _ = head(feats, boxes, [IMAGE] * 2, IMAGE, feature_bank=banks)
+    seen = rec.seen
+    assert seen["classifier_input"].shape == (5, 16)
+    assert torch.allclose(head.fc2(seen["classifier_input"]), logits, atol=1e-6)
+    # block 1's output pooled is the classifier input's relation half (no HR2O after the blocks)
+    assert torch.allclose(seen["block1_output"], seen["classifier_input"][:, 8:], atol=1e-6)
+    # the recorded values are the attention-weighted bank values, pooled over the actor's cells
+    mask = attn.records[0]["mask"]
+    assert seen["block0_values"].shape == (5, 8) and mask.shape == (5, 1, 3, 3)
+    assert not head.fc2._forward_pre_hooks and not head.bank_blocks[0]._forward_hooks

@@ -28,7 +28,6 @@ elsewhere).
 """
 import argparse
 import json
-import math
 import os
 import re
 import sys
@@ -407,40 +406,74 @@ def _key_frames(targets: List[dict], dataset_name: str, mapper):
             yield mapper(dict(d)), by_key[key]
 
 
-@torch.no_grad()
-def classifier_inputs(model, cfg, world: dict, dataset_name: str, split: str, min_t: int = 3) -> tuple:
+class ReadOutRecorder:
     """
-    The head's classifier input (``fc2``'s: [ReLU(fc1(actor)), relation feature after the bank
-    blocks]) of every target of ``split`` the model sees. Returns ((S, D) features, (S,) labels).
+    Hooks along a bank head's read-out, per forward: for each bank block the aggregated values
+    (``attend``, pooled over the actor's valid cells) and the block output (pooled), and the
+    classifier input (``fc2``'s: [ReLU(fc1(actor)), relation feature]); each (R, D).
+    """
+
+    def __init__(self, head):
+        self.head, self.seen, self._handles = head, {}, []
+
+    def _block_hook(self, i):
+        from acar_d2.modeling.roi_heads.layout import masked_mean
+
+        def hook(block, args, kwargs, output):
+            names = ("x", "layout", "mask", "bank", "bank_mask", "place", "bank_place")
+            a = dict(zip(names, args), **kwargs)
+            virt = block.attend(a["x"], a["layout"], a["bank"], a["bank_mask"], a.get("place"),
+                                a.get("bank_place"))
+            self.seen[f"block{i}_values"] = masked_mean(virt, a["mask"])
+            self.seen[f"block{i}_output"] = masked_mean(output, a["mask"])
+        return hook
+
+    def __enter__(self):
+        self._handles = [b.register_forward_hook(self._block_hook(i), with_kwargs=True)
+                         for i, b in enumerate(self.head.bank_blocks)]
+        self._handles.append(self.head.fc2.register_forward_pre_hook(
+            lambda m, a: self.seen.update(classifier_input=a[0])))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+
+
+@torch.no_grad()
+def read_out_features(model, cfg, world: dict, dataset_name: str, split: str, min_t: int = 3):
+    """
+    The :class:`ReadOutRecorder` features of every target of ``split`` the model sees.
+    Returns (dict name -> (S, D) array, (S,) labels).
     """
     from acar_d2.data.feature_bank import FeatureBankDatasetMapper
 
     mapper = FeatureBankDatasetMapper(cfg, False, dataset_name=dataset_name)
-    seen = {}
-    handle = model.roi_heads.fc2.register_forward_pre_hook(lambda m, a: seen.update(x=a[0].detach()))
-    feats, labels = [], []
-    try:
+    feats: Dict[str, list] = {}
+    labels = []
+    with ReadOutRecorder(model.roi_heads) as rec:
         for x, tgs in _key_frames(parting_targets(world, split, min_t), dataset_name, mapper):
             props, boxes = _test_boxes(model, x)
             model.predict_logits([x], [props.proposal_boxes])
             for tg in tgs:
                 a = best_match(tg["box"], boxes)
-                if a is not None:
-                    feats.append(seen["x"][a].numpy())
-                    labels.append(tg["label"])
-    finally:
-        handle.remove()
-    return np.asarray(feats), np.asarray(labels)
+                if a is None:
+                    continue
+                for k, v in rec.seen.items():
+                    feats.setdefault(k, []).append(v[a].numpy())
+                labels.append(tg["label"])
+    return {k: np.asarray(v) for k, v in feats.items()}, np.asarray(labels)
 
 
-def part_classifier_input(model, cfg, world: dict, names: list, min_t: int = 3) -> dict:
-    """Is the evidence at the classifier's input? Logistic probes (train -> val) on it, and on
-    its relation half alone (what the bank blocks wrote)."""
-    (xtr, ytr), (xva, yva) = (classifier_inputs(model, cfg, world, n, s, min_t)
-                              for n, s in zip(names, ("train", "val")))
-    half = xtr.shape[1] // 2
-    return {"classifier_input_auc": probe_auc(xtr, ytr, xva, yva),
-            "relation_feature_auc": probe_auc(xtr[:, half:], ytr, xva[:, half:], yva)}
+def part_read_out(model, cfg, world: dict, names: list, min_t: int = 3) -> dict:
+    """Where along the read-out does the evidence fade? Logistic probes (train -> val) on each
+    block's aggregated values and output, on the classifier input and on its relation half."""
+    (tr, ytr), (va, yva) = (read_out_features(model, cfg, world, n, s, min_t)
+                            for n, s in zip(names, ("train", "val")))
+    half = tr["classifier_input"].shape[1] // 2
+    tr["relation_feature"], va["relation_feature"] = (tr["classifier_input"][:, half:],
+                                                      va["classifier_input"][:, half:])
+    return {f"{k}_auc": probe_auc(tr[k], ytr, va[k], yva) for k in sorted(tr)}
 
 
 def part_reading(model, cfg, bank_root: str, world: dict, names: list, min_t: int = 3,
@@ -520,8 +553,10 @@ def format_probe(res: dict) -> str:
                   f"| query cosine (block 0, pooled): within class / across | {r['query_cosine']['pos_pos']:.4f} / {r['query_cosine']['pos_neg']:.4f} | {r['query_cosine']['neg_neg']:.4f} / {r['query_cosine']['pos_neg']:.4f} |",
                   f"| AUC pos vs neg: left_behind logit {r['logit_auc']:.3f}, attention on own t = 1 entry {r['attn0_own_t1_auc']:.3f} | | |"]
         if "classifier_input_auc" in r:
-            lines.append(f"| probe AUC on the classifier input {r['classifier_input_auc']:.3f}, on its "
-                         f"relation half {r['relation_feature_auc']:.3f} | | |")
+            blocks = ", ".join(f"block {i}: values {r[f'block{i}_values_auc']:.3f} -> output "
+                               f"{r[f'block{i}_output_auc']:.3f}" for i in range(4) if f"block{i}_values_auc" in r)
+            lines.append(f"| probe AUC (train -> val) along the read-out: {blocks}; classifier input "
+                         f"{r['classifier_input_auc']:.3f} (its relation half {r['relation_feature_auc']:.3f}) | | |")
     return "\n".join(lines)
 
 
@@ -535,8 +570,9 @@ def parse_args(argv=None):
     p.add_argument("--at-init", action="store_true",
                    help="also probe each head where its training started (bank blocks untrained)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: from seed<N>)")
-    p.add_argument("--classifier-probe", action="store_true",
-                   help="also probe the head's classifier input (runs the model over the train targets)")
+    p.add_argument("--read-out", action="store_true",
+                   help="also probe along the head's read-out: block values and outputs, classifier "
+                        "input (runs the model over the train targets)")
     p.add_argument("--min-t", type=int, default=3)
     p.add_argument("--limit", type=int, default=0, help="item 2 on the first N targets only")
     p.add_argument("--output", default="", help="probe.json location (default: --run/probe.json)")
@@ -574,8 +610,8 @@ def main(argv=None) -> dict:
         for at_init in (True, False) if args.at_init else (False,):
             cfg, model = load_bank_model(run, names, head, at_init, seed, args.opts)
             r = part_reading(model, cfg, cfg.MODEL.FEATURE_BANK.DIR, world, names, args.min_t, args.limit)
-            if args.classifier_probe:
-                r.update(part_classifier_input(model, cfg, world, names, args.min_t))
+            if args.read_out:
+                r.update(part_read_out(model, cfg, world, names, args.min_t))
             res["reading"][head + (" at init" if at_init else "")] = r
     res["table"] = format_probe(res)
     print(res["table"])
