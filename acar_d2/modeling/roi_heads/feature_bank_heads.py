@@ -20,7 +20,9 @@ Both take the bank through an explicit argument (the head contract of docs/ARCHI
               ``acar_d2.data.feature_bank.FeatureBankDatasetMapper``):
               "features" (M, C, h, w) float (fp16 allowed) - the M bank entries of the window,
               "valid_sizes" (M, 2) long - valid cells of each entry (top-left block),
-              "times" (M,) long - bank time minus key-frame time, in seconds (informative).
+              "times" (M,) long - bank time minus key-frame time, in seconds (informative),
+              "boxes" (M, 4) float - the entries' boxes normalised to the frame (read by ACFB with
+              MODEL.FEATURE_BANK.PLACE_ENCODING only).
 
 :func:`compute_bank_entries` gives what a bank stores for one kind from a trained model's head.
 """
