@@ -20,6 +20,7 @@ __all__ = ["add_acar_config", "config_root", "load_detector_config",
            "bank_kind_from_config", "resolve_bank_kind"]
 
 from .bank_kind import bank_kind_from_config, bank_kind_of, resolve_bank_kind  # noqa: E402
+from .feature_bank import add_feature_bank_config  # noqa: E402
 
 from .detector import (  # noqa: E402  (the person detector's own config: detector.py)
     load_detector_config,
@@ -313,43 +314,6 @@ def add_person_detector_config(cfg: CN) -> None:
     # Actor boxes at test time when the inputs also carry proposals from a file: "detector" or
     # "file". Without a proposal file the detector is always used.
     _C.MODEL.PERSON_DETECTOR.TEST_BOX_SOURCE = "detector"
-
-
-def add_feature_bank_config(cfg: CN) -> None:
-    """
-    Keys of the long-term feature banks (``cfg.MODEL.FEATURE_BANK``): ACAR's Actor-Context Feature
-    Bank (ACFB, ACAR Sec. 3.3) and the Long-term Feature Bank baseline (LFB, Wu et al. CVPR 2019).
-    The bank is written by ``tools/extract_feature_bank.py`` (see docs/FEATURE_BANKS.md).
-    """
-    _C = cfg
-    _C.MODEL.FEATURE_BANK = CN()
-    # What a bank entry is: "acfb" (per actor, the first-order actor-context relation map after the
-    # head's down-sampling, (HIDDEN_DIM, h', w')) or "lfb" (per actor, the RoI feature vector).
-    # The head decides (ACFBROIHeads "acfb", LFBROIHeads "lfb", others none): "" takes its kind
-    # (setup_cfg writes it here), another value than the head's is an error
-    # (acar_d2/config/bank_kind.py).
-    _C.MODEL.FEATURE_BANK.KIND = ""
-    # Folder of the bank: bank_record.json + videos/<video_id>.{npy,json} per video.
-    _C.MODEL.FEATURE_BANK.DIR = ""
-    # Clips in the window around the key frame, one per second (bank times t - n//2 ...
-    # t + n - 1 - n//2): ACFB 19 clips spanning 21 s (ACAR Sec. 4), LFB 60 s (Wu et al.).
-    _C.MODEL.FEATURE_BANK.WINDOW_SIZE = 19
-    # Seconds between bank times (AVA and the synthetic world: one key frame per second).
-    _C.MODEL.FEATURE_BANK.STRIDE = 1
-    # Keep the bank entries of the key frame's own time in the window (ACAR/LFB: the window is
-    # centred on the key frame and includes it).
-    _C.MODEL.FEATURE_BANK.INCLUDE_CURRENT = True
-    # Stacked bank-attention blocks (modified non-local: queries = current actors, keys/values =
-    # the bank window): ACFB 2 (ACAR Sec. 3.3), LFB 2 (FBO NL, Wu et al.).
-    _C.MODEL.FEATURE_BANK.NUM_LAYERS = 2
-    # Dropout inside each block (LFB: 0.2; ACFB as HR2O: 0.2).
-    _C.MODEL.FEATURE_BANK.DROPOUT = 0.2
-    # At most this many bank entries (actors of the window) per clip; beyond it the entries farthest
-    # from the key frame are dropped (0 = no limit).
-    _C.MODEL.FEATURE_BANK.MAX_ENTRIES = 0
-    # sha256 of the extraction model's weights file the bank must come from ("" = not checked);
-    # training/testing refuse a bank_record.json with another one (a bank of another model).
-    _C.MODEL.FEATURE_BANK.EXTRACTOR_SHA256 = ""
 
 
 def add_dataset_files_config(cfg: CN) -> None:

@@ -104,6 +104,7 @@ class _VideoBank:
         self.row_of = {t: (a, b) for t, a, b in zip(index["timestamps"], index["offsets"],
                                                     index["offsets"][1:])}
         self.valid_sizes = np.asarray(index["valid_sizes"], dtype=np.int64).reshape(-1, 2)
+        self.boxes = np.asarray(index["boxes"], dtype=np.float32).reshape(-1, 4)
         if len(self.features) != index["offsets"][-1]:
             raise ValueError(f"{npy_path}: {len(self.features)} rows but its index "
                              f"{index_path} says {index['offsets'][-1]}")
@@ -140,13 +141,17 @@ class FeatureBank:
         return vb
 
     def window(self, video_id: str, t: int, window_size: int, stride: int = 1,
-               include_current: bool = True, max_entries: int = 0, flip: bool = False) -> dict:
+               include_current: bool = True, max_entries: int = 0, flip: bool = False,
+               frame_size: Optional[Sequence[int]] = None) -> dict:
         """
         The entries of the window around key time ``t`` of ``video_id`` (module docstring).
+        ``frame_size`` (height, width) of the key frames in px: also return the entries' boxes.
 
         Returns:
             dict: "features" float16 (M, C, h, w) tensor, "valid_sizes" (M, 2) long,
-            "times" (M,) long (bank time - t, seconds), ordered by time.
+            "times" (M,) long (bank time - t, seconds), ordered by time; with ``frame_size``
+            "boxes" (M, 4) float XYXY normalised to [0, 1] (flipped with the clip), the places
+            the ACFB head's ``PLACE_ENCODING`` reads.
         """
         vb = self.video(video_id)
         times = [s for s in window_times(t, window_size, stride, include_current) if s in vb.row_of]
@@ -181,6 +186,11 @@ class FeatureBank:
                "times": torch.as_tensor(np.asarray(rel, dtype=np.int64))}
         if flip:
             out["features"] = _flip_valid(out["features"], out["valid_sizes"])
+        if frame_size is not None:
+            h, w = (float(v) for v in frame_size)
+            boxes = torch.as_tensor(vb.boxes[idx] if len(idx) else np.zeros((0, 4), np.float32))
+            boxes = boxes / boxes.new_tensor([w, h, w, h])
+            out["boxes"] = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1) if flip else boxes
         return out
 
 
@@ -211,7 +221,8 @@ class _RecordingAugmentations:
 class FeatureBankDatasetMapper:
     """
     ``ClipDatasetMapper`` + the key frame's bank window: its output (docs/ARCHITECTURE.md) gains
-    ``"feature_bank"``: {"features" float16 (M, C, h, w), "valid_sizes" (M, 2), "times" (M,)}.
+    ``"feature_bank"``: {"features" float16 (M, C, h, w), "valid_sizes" (M, 2), "times" (M,),
+    "boxes" (M, 4) normalised}.
     """
 
     @configurable
@@ -246,5 +257,7 @@ class FeatureBankDatasetMapper:
         out["feature_bank"] = self.bank.window(
             dataset_dict["video_id"], int(dataset_dict["timestamp"]), self.window_size,
             self.stride, self.include_current, self.max_entries, flip=flipped,
+            frame_size=((dataset_dict["height"], dataset_dict["width"])
+                        if "height" in dataset_dict and "width" in dataset_dict else None),
         )
         return out

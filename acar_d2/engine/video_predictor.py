@@ -169,7 +169,7 @@ class VideoActionPredictor(KeyFrameStream):
             fb = self.cfg.MODEL.FEATURE_BANK
             inputs["feature_bank"] = self._bank.window(
                 video_id, bank_time(request), fb.WINDOW_SIZE, fb.STRIDE, fb.INCLUDE_CURRENT,
-                fb.MAX_ENTRIES)
+                fb.MAX_ENTRIES, frame_size=(inputs["height"], inputs["width"]))
         return inputs
 
     def write_bank(self, source: VideoSource, key_frames: Optional[Sequence[KeyFrameRequest]] = None,

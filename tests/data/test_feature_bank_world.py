@@ -117,11 +117,14 @@ def test_benchmark_verdicts():
     text = bench.format_results({"acar": runs([40, 44]), "acfb": runs([60, 70]),
                                  "lfb": runs([45, 47])})
     assert "| acfb | 2 | 50.00 ± 0.00 | 65.00 ± 5.00 |" in text
-    assert "ACFB - ACAR on left_behind: +23.00 (seed spread 5.00): met" in text
+    assert ("acfb - ACAR on left_behind: +23.00 (seed spread 5.00): met; t >= 3 s: +23.00 "
+            "(spread 5.00, claim >= +5 beyond it: met)") in text
     assert "or below: met" in text
     text = bench.format_results({"acar": runs([40, 60]), "acfb": runs([52, 54]),
-                                 "lfb": runs([70, 70])})
+                                 "lfb": runs([70, 70]), "acfb_place": runs([56, 60])})
     assert "+3.00 (seed spread 10.00): NOT met" in text and "or below: NOT met" in text
+    # +8 at t >= 3 s but within the spread of 10: the claim is not met
+    assert "acfb_place - ACAR on left_behind: +8.00 (seed spread 10.00): NOT met; t >= 3 s: +8.00" in text
 
 
 def test_bank_ablation_zeroes_the_window_only():

@@ -23,6 +23,11 @@ summary in its folder: a stopped benchmark run again continues where it stopped.
     python tools/benchmarks/benchmark_feature_bank.py --part loader
     python tools/benchmarks/benchmark_feature_bank.py --part synthetic --seeds 0 1 2 --max-iter 400 --finetune-iter 200
 
+``--heads`` picks the compared heads (default ``acar acfb lfb``; ``acfb_place`` = ACFB with
+``MODEL.FEATURE_BANK.PLACE_ENCODING box_centre``); finished runs of a seed are read back, so adding
+a head to a finished benchmark trains only that head. ``tools/benchmarks/probe_feature_bank.py``
+reads a finished seed folder and says where the long-range evidence goes.
+
 ``--bank-ablation`` evaluates every trained ACFB / LFB model a second time with the features of
 its bank window set to zero (same boxes, same key frames): if ``left_behind`` AP does not move, the
 head does not read the evidence its bank holds.
@@ -61,6 +66,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="iterations of the three compared heads, all started from the seed's ACAR "
                         "checkpoint (0 = ACFB/LFB from scratch instead)")
     p.add_argument("--clips", type=int, default=60, help="part 1: key frames timed per loader")
+    p.add_argument("--heads", nargs="+", default=["acar", "acfb", "lfb"],
+                   choices=["acar", "acfb", "lfb", "acfb_place"],
+                   help="part 2: the compared heads (finished runs are read back, not retrained); "
+                        "acfb_place = ACFB with MODEL.FEATURE_BANK.PLACE_ENCODING box_centre")
     p.add_argument("--bank-ablation", action="store_true",
                    help="part 2: also evaluate each trained ACFB / LFB model with its bank "
                         "features zeroed (does the head read its bank at all?)")
@@ -358,12 +367,12 @@ def format_results(rows: dict) -> str:
     """rows: head -> per-seed summaries. Mean +- half-range over seeds, then the verdicts."""
     lines = ["| head | seeds | frame-mAP | left_behind AP | left_behind AP (t >= 3 s) | train min/run |",
              "|---|---:|---:|---:|---:|---:|"]
-    stats = {}
+    stats, fars = {}, {}
     for head, runs in rows.items():
         m = _stat([r["frame_mAP"] for r in runs])
         lb = _stat([r["per_class"].get(LR_CLASS, float("nan")) for r in runs])
         far = _stat([r["far_AP"] for r in runs])
-        stats[head] = lb
+        stats[head], fars[head] = lb, far
         mins = sum(r["minutes"] for r in runs) / len(runs)
         lines.append(f"| {head} | {len(runs)} | {m[0]:.2f} ± {m[1]:.2f} | {lb[0]:.2f} ± {lb[1]:.2f} "
                      f"| {far[0]:.2f} ± {far[1]:.2f} | {mins:.1f} |")
@@ -371,11 +380,18 @@ def format_results(rows: dict) -> str:
         per = ", ".join(f"{r['frame_mAP']:.2f}/{r['per_class'].get(LR_CLASS, float('nan')):.2f}"
                         for r in runs)
         lines.append(f"\n{head} per seed (frame-mAP/left_behind): {per}")
+    if "acar" in stats:
+        lines.append("")
+    for head in [h for h in stats if h.startswith("acfb") and "acar" in stats]:
+        gain = stats[head][0] - stats["acar"][0]
+        spread = max(stats[head][1], stats["acar"][1])
+        far_gain = fars[head][0] - fars["acar"][0]
+        far_spread = max(fars[head][1], fars["acar"][1])
+        lines.append(f"{head} - ACAR on left_behind: {gain:+.2f} (seed spread {spread:.2f}): "
+                     f"{'met' if gain > spread else 'NOT met'}; t >= 3 s: {far_gain:+.2f} (spread "
+                     f"{far_spread:.2f}, claim >= +5 beyond it: "
+                     f"{'met' if far_gain >= 5 and far_gain > far_spread else 'NOT met'})")
     if {"acar", "acfb", "lfb"} <= set(stats):
-        gain = stats["acfb"][0] - stats["acar"][0]
-        spread = max(stats["acfb"][1], stats["acar"][1])
-        lines.append(f"\nACFB - ACAR on left_behind: {gain:+.2f} (seed spread {spread:.2f}): "
-                     f"{'met' if gain > spread else 'NOT met'}")
         lfb = stats["lfb"][0]
         ok = lfb <= stats["acfb"][0]
         lines.append(f"LFB {lfb:.2f} between ACAR {stats['acar'][0]:.2f} and ACFB "
@@ -386,13 +402,18 @@ def format_results(rows: dict) -> str:
 CONFIGS = {"acar": "acar_SLOWFAST_R18_1.5k_aca_world.yaml",
            "acfb": "acfb_SLOWFAST_R18_1.5k_aca_world.yaml",
            "lfb": "lfb_SLOWFAST_R18_1.5k_aca_world.yaml"}
+# The compared heads (--heads): name -> (config of CONFIGS, extra overrides). "acfb_place": ACFB
+# whose bank attention also compares box centres (docs/FEATURE_BANKS.md "Where the long-range
+# evidence goes").
+HEADS = {"acar": ("acar", []), "acfb": ("acfb", []), "lfb": ("lfb", []),
+         "acfb_place": ("acfb", ["MODEL.FEATURE_BANK.PLACE_ENCODING", "box_centre"])}
 
 
 def format_ablation(rows: dict) -> str:
     """The bank heads' left_behind AP with their bank and with it zeroed, per seed."""
     lines = ["| head | left_behind AP, bank | zeroed bank | change | t >= 3 s: bank | zeroed | per seed: bank / zeroed |",
              "|---|---:|---:|---:|---:|---:|---|"]
-    for head in ("acfb", "lfb"):
+    for head in [h for h in rows if h != "acar"]:
         runs = [r for r in rows[head] if "zeroed_bank" in r]
         if not runs:
             continue
@@ -407,6 +428,36 @@ def format_ablation(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def head_cfg(head: str, seed_dir: Path, names: list, seed: int, iters: int, finetune: bool,
+             opts: list = (), extractor_sha256: str = ""):
+    """
+    The config of one compared head of a seed (``seed_dir`` = ``--output``/seed<N>): a name of
+    ``HEADS``; ``finetune``: started from the seed's ACAR checkpoint, else from scratch (folder:
+    :func:`run_folder`). Bank heads read ``seed_dir/bank_<kind>``.
+    """
+    kind, extra = HEADS[head]
+    opts = list(opts) + list(extra)
+    if kind != "acar":
+        opts += ["MODEL.FEATURE_BANK.DIR", str(seed_dir / f"bank_{kind}"),
+                 "MODEL.FEATURE_BANK.EXTRACTOR_SHA256", extractor_sha256,
+                 # the option world's shots last the whole 10 s video: 19 clips
+                 # (t-9 .. t+9, AVA's ACFB window) reach t = 1 from every key frame
+                 "MODEL.FEATURE_BANK.WINDOW_SIZE", str(LR_WINDOW)]
+    if finetune:  # the bank blocks (and LFB's head) are new: not a strict load
+        opts += ["MODEL.WEIGHTS", str(seed_dir / "acar" / "model_final.pth"),
+                 "MODEL.WEIGHTS_STRICT", "False"]
+    return _cfg(CONFIGS[kind], seed_dir / run_folder(head, iters if finetune else 0), names, seed,
+                iters, opts)
+
+
+def run_folder(head: str, finetune_iter: int) -> str:
+    """Folder of a head's run in its seed folder: ``<head>`` from scratch, ``ft_<head>`` fine-tuned
+    for the default 200 iterations, ``ft<N>_<head>`` for another ``--finetune-iter`` N (beside them)."""
+    if finetune_iter <= 0:
+        return head
+    return f"ft_{head}" if finetune_iter == 200 else f"ft{finetune_iter}_{head}"
+
+
 def part_synthetic(args, names: list, output: Path) -> dict:
     """
     Per seed: ACAR without a bank trained from scratch (``--max-iter``) = the extraction model;
@@ -416,7 +467,8 @@ def part_synthetic(args, names: list, output: Path) -> dict:
     synthetic stand-in for the paper's common Kinetics initialisation). ``--finetune-iter 0``: ACFB
     and LFB are trained from scratch for ``--max-iter`` and compared with the extraction model.
     """
-    rows = {"acar": [], "acfb": [], "lfb": []}
+    rows = {head: [] for head in args.heads}
+    kinds = sorted({HEADS[h][0] for h in args.heads} - {"acar"})
     finetune = args.finetune_iter > 0
     for seed in args.seeds:
         d = output / f"seed{seed}"
@@ -424,23 +476,13 @@ def part_synthetic(args, names: list, output: Path) -> dict:
         acar_cfg = acar.clone()
         base = train_and_eval(acar)
         weights = str(d / "acar" / "model_final.pth")
-        shas = {kind: extract(kind, acar_cfg, weights, d / f"bank_{kind}", names)
-                for kind in ("acfb", "lfb")}
-        for head in ("acar", "acfb", "lfb"):
+        shas = {kind: extract(kind, acar_cfg, weights, d / f"bank_{kind}", names) for kind in kinds}
+        for head in args.heads:
             if head == "acar" and not finetune:
                 rows[head].append(base)
                 continue
-            opts = list(args.opts)
-            if head != "acar":
-                opts += ["MODEL.FEATURE_BANK.DIR", str(d / f"bank_{head}"),
-                         "MODEL.FEATURE_BANK.EXTRACTOR_SHA256", shas[head],
-                         # the option world's shots last the whole 10 s video: 19 clips
-                         # (t-9 .. t+9, AVA's ACFB window) reach t = 1 from every key frame
-                         "MODEL.FEATURE_BANK.WINDOW_SIZE", str(LR_WINDOW)]
-            if finetune:  # the bank blocks (and LFB's head) are new: not a strict load
-                opts += ["MODEL.WEIGHTS", weights, "MODEL.WEIGHTS_STRICT", "False"]
-            cfg = _cfg(CONFIGS[head], d / (f"ft_{head}" if finetune else head), names, seed,
-                       args.finetune_iter if finetune else args.max_iter, opts)
+            cfg = head_cfg(head, d, names, seed, args.finetune_iter if finetune else args.max_iter,
+                           finetune, args.opts, shas.get(HEADS[head][0], ""))
             rows[head].append(train_and_eval(cfg))
             if args.bank_ablation and head != "acar":
                 from detectron2.data import MetadataCatalog

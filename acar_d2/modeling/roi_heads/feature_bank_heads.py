@@ -20,7 +20,9 @@ Both take the bank through an explicit argument (the head contract of docs/ARCHI
               ``acar_d2.data.feature_bank.FeatureBankDatasetMapper``):
               "features" (M, C, h, w) float (fp16 allowed) - the M bank entries of the window,
               "valid_sizes" (M, 2) long - valid cells of each entry (top-left block),
-              "times" (M,) long - bank time minus key-frame time, in seconds (informative).
+              "times" (M,) long - bank time minus key-frame time, in seconds (informative),
+              "boxes" (M, 4) float - the entries' boxes normalised to the frame (read by ACFB with
+              MODEL.FEATURE_BANK.PLACE_ENCODING only).
 
 :func:`compute_bank_entries` gives what a bank stores for one kind from a trained model's head.
 """
@@ -39,14 +41,18 @@ from detectron2.utils.logger import log_first_n
 from ...config import bank_kind_of
 from .acar_heads import ACARROIHeads
 from .action_heads import ActionROIHeads
-from .bank_attention import BankAttentionBlock
+from .bank_attention import BankAttentionBlock, place_encoding
 from .layout import ClipActorLayout, masked_mean
 from .relation_heads import ActorContextROIHeads
 
-__all__ = ["ACFBROIHeads", "LFBROIHeads", "BANK_KINDS", "compute_bank_entries", "pad_bank"]
+__all__ = ["ACFBROIHeads", "LFBROIHeads", "BANK_KINDS", "PLACE_ENCODINGS", "compute_bank_entries",
+           "pad_bank", "pad_bank_places"]
 
 # What a bank entry is: ACFB relation maps, LFB RoI feature vectors.
 BANK_KINDS = ("acfb", "lfb")
+# MODEL.FEATURE_BANK.PLACE_ENCODING of the ACFB head -> frequencies per box-centre coordinate
+# (``place_encoding``); "none" = the paper's block (no place term).
+PLACE_ENCODINGS = {"none": 0, "box_centre": 4}
 
 
 def pad_bank(
@@ -89,6 +95,33 @@ def pad_bank(
     return bank, mask
 
 
+def pad_bank_places(feature_bank: Sequence[dict], num_slots: int, device: torch.device,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """
+    The bank entries' boxes as padded (N, M, 4) (``num_slots`` = M of :func:`pad_bank`; zeros
+    in empty slots), normalised XYXY as the window's "boxes".
+
+    Raises:
+        ValueError: a window with entries but no "boxes", or boxes outside [0, 1] (not normalised).
+    """
+    out = torch.zeros((len(feature_bank), num_slots, 4), dtype=dtype, device=device)
+    for i, b in enumerate(feature_bank):
+        num = len(b["features"])
+        if num == 0:
+            continue
+        if "boxes" not in b:
+            raise ValueError(
+                f"clip {i}: its feature-bank window has no 'boxes' but MODEL.FEATURE_BANK."
+                "PLACE_ENCODING needs the entries' places (read the window with frame_size, as "
+                "FeatureBankDatasetMapper does)")
+        boxes = torch.as_tensor(b["boxes"]).to(device=device, dtype=dtype).reshape(-1, 4)
+        if len(boxes) != num or boxes.min() < -0.01 or boxes.max() > 1.01:
+            raise ValueError(f"clip {i}: bank window 'boxes' must be ({num}, 4) normalised to "
+                             f"[0, 1], got {tuple(boxes.shape)} in [{boxes.min():.3g}, {boxes.max():.3g}]")
+        out[i, :num] = boxes
+    return out
+
+
 def _bank_args(cfg) -> dict:
     fb = cfg.MODEL.FEATURE_BANK
     return {"bank_layers": fb.NUM_LAYERS, "bank_dropout": fb.DROPOUT}
@@ -101,7 +134,7 @@ class _BankHeadMixin:
     def empty_bank(self) -> dict:
         """A window without entries (shape (0, C, 1, 1); any spatial size is accepted empty)."""
         return {"features": torch.zeros((0, 1, 1, 1)), "valid_sizes": torch.zeros((0, 2)),
-                "times": torch.zeros((0,), dtype=torch.long)}
+                "times": torch.zeros((0,), dtype=torch.long), "boxes": torch.zeros((0, 4))}
 
     def forward(
         self,
@@ -147,19 +180,26 @@ class ACFBROIHeads(_BankHeadMixin, ACARROIHeads):
     bank_kind = "acfb"
 
     @configurable
-    def __init__(self, *, bank_layers: int = 2, bank_dropout: float = 0.2, **kwargs):
+    def __init__(self, *, bank_layers: int = 2, bank_dropout: float = 0.2,
+                 place_encoding: str = "none", **kwargs):
         """
         Args:
             bank_layers: stacked bank-attention blocks (ACAR: 2).
             bank_dropout: dropout inside each block.
+            place_encoding: "none" (the paper) or "box_centre": the attention score also compares
+                the current actor's box centre with each bank entry's (the window's "boxes"), so
+                an actor can find its own past entries (:class:`BankAttentionBlock`).
             kwargs: see :class:`ACARROIHeads`.
         """
         super().__init__(**kwargs)
+        if place_encoding not in PLACE_ENCODINGS:
+            raise ValueError(f"place_encoding {place_encoding!r} not in {sorted(PLACE_ENCODINGS)}")
+        self.place_freqs = PLACE_ENCODINGS[place_encoding]
         # Output conv of each block as HR2O's (3x3, or 1x1 with HR2O_MLP_1X1 as the R101 model).
         out_k = 1 if kwargs.get("hr2o_mlp_1x1", False) else 3
         self.bank_blocks = nn.ModuleList(
             BankAttentionBlock(self.hidden_dim, kernel_size=3, out_kernel_size=out_k,
-                               dropout=bank_dropout)
+                               dropout=bank_dropout, place_dim=4 * self.place_freqs)
             for _ in range(int(bank_layers))
         )
 
@@ -167,7 +207,19 @@ class ACFBROIHeads(_BankHeadMixin, ACARROIHeads):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         ret = super().from_config(cfg, input_shape)
         ret.update(_bank_args(cfg))
+        ret["place_encoding"] = cfg.MODEL.FEATURE_BANK.PLACE_ENCODING
         return ret
+
+    def places(self, boxes: List[Boxes], valid_sizes: List[Tuple[int, int]],
+               feature_bank: Sequence[dict], num_slots: int, like: torch.Tensor):
+        """(R, P) place encodings of the current actors (boxes normalised by each clip's valid
+        size, the frame) and (N, M, P) of the bank entries; (None, None) without PLACE_ENCODING."""
+        if not self.place_freqs:
+            return None, None
+        cur = torch.cat([b.tensor / b.tensor.new_tensor([w, h, w, h])
+                         for b, (h, w) in zip(boxes, valid_sizes)]).to(like.dtype)
+        bank = pad_bank_places(feature_bank, num_slots, like.device, like.dtype)
+        return place_encoding(cur, self.place_freqs), place_encoding(bank, self.place_freqs)
 
     def predict_logits(self, features, boxes, valid_sizes, image_size, feature_bank=None):
         reduced, crop = self.reduce_context(features, image_size, valid_sizes)
@@ -179,8 +231,9 @@ class ACFBROIHeads(_BankHeadMixin, ACARROIHeads):
         mask = region.mask()
         maps = self.high_order(maps, layout, region)
         bank, bank_mask = pad_bank(feature_bank, maps.device, maps.dtype, maps.shape[1:])
+        place, bank_place = self.places(boxes, valid_sizes, feature_bank, bank.shape[1], maps)
         for block in self.bank_blocks:
-            maps = block(maps, layout, mask, bank, bank_mask)
+            maps = block(maps, layout, mask, bank, bank_mask, place, bank_place)
         return self.classify(actor, masked_mean(maps, mask))
 
 
@@ -225,6 +278,10 @@ class LFBROIHeads(_BankHeadMixin, ActionROIHeads):
         ret = super().from_config(cfg, input_shape)
         ret.update(_bank_args(cfg))
         ret["hidden_dim"] = cfg.MODEL.ACTION_HEAD.HIDDEN_DIM
+        if cfg.MODEL.FEATURE_BANK.PLACE_ENCODING != "none":
+            raise ValueError(f"MODEL.FEATURE_BANK.PLACE_ENCODING "
+                             f"{cfg.MODEL.FEATURE_BANK.PLACE_ENCODING!r} is an ACFB option; "
+                             "LFBROIHeads has no place term (set it to 'none')")
         return ret
 
     def actor_features(self, features, boxes, valid_sizes, image_size) -> torch.Tensor:
