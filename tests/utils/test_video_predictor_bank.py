@@ -176,3 +176,25 @@ def test_demo_cli_with_a_bank_model(models, tmp_path):
     assert sorted(FeatureBank(str(tmp_path / "bank"), bank_cfg).video("v").row_of) == [0, 1, 2]
     doc = json.loads((tmp_path / "out.json").read_text())
     assert [kf["timestamp"] for kf in doc["key_frames"]] == [0, 1, 2]
+
+
+def test_place_encoding_model_on_a_raw_video(models, tmp_path):
+    # MODEL.FEATURE_BANK.PLACE_ENCODING reads the window's boxes: the video predictor must give the
+    # bank window the key frame size as the dataset mapper does (same scores on the same bank)
+    ex_cfg, _, path = models
+    opts = ACFB_OPTS + ["MODEL.FEATURE_BANK.PLACE_ENCODING", "box_centre"]
+    (tmp_path / "place").mkdir()
+    weights = saved_model(ACFB_CONFIG, opts, tmp_path / "place")
+    cfg = setup_cfg(ACFB_CONFIG, opts + ["MODEL.WEIGHTS", weights, "MODEL.FEATURE_BANK.DIR", ""])
+    dicts, requests = _requests(path)
+    bank_dir = tmp_path / "bank"
+    video = VideoActionPredictor(cfg, track=False, bank_extractor=ex_cfg, bank_dir=str(bank_dir))
+    out = list(video(path, requests, video_id="v"))
+    ref_cfg = cfg.clone()
+    ref_cfg.defrost()
+    ref_cfg.INPUT.CLIP.SOURCE = "video"
+    ref_cfg.MODEL.FEATURE_BANK.DIR = str(bank_dir)
+    ref = ActionPredictor(ref_cfg)
+    assert "boxes" in ref.mapper(dicts[2])["feature_bank"]
+    for kf, d in zip(out, dicts):
+        assert torch.allclose(kf.instances.action_scores, ref(d).action_scores, atol=1e-5)
