@@ -217,3 +217,18 @@ def test_onednn_conv3d_leaves_autocast_to_conv3d(monkeypatch):
     with torch.no_grad():
         conv(x)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("shape", [(1, 2048, 8, 4, 5), (2, 32, 32, 3, 7)])
+def test_temporal_mean_equals_mean_over_time_in_both_layouts(shape):
+    """The heads' temporal mean is ``mean(dim=2)``: bit for bit on contiguous activations (the
+    training path), within float rounding on channels-last ones (the inference path, read in
+    memory order; ``mean(dim=2)`` there differs from the contiguous one by as much), and its result
+    is contiguous (what the heads' 2D convolutions were measured fastest on)."""
+    from acar_d2.modeling.roi_heads.layout import temporal_mean
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(temporal_mean(x), x.mean(dim=2))
+    out = temporal_mean(x.contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(out, x.mean(dim=2), rtol=0, atol=1e-6)
+    assert out.is_contiguous() and not torch.equal(out, torch.zeros_like(out))

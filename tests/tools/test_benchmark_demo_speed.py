@@ -34,3 +34,25 @@ def test_vit_models_use_the_videomae_ava_configs(key):
     tool = _tool()
     name, config = tool.MODELS[key]
     assert (REPO / config).is_file() and f"VIT_{key[-1].upper()}" in config and "ViT" in name
+
+
+def test_key_frame_flops_count_the_whole_key_frame():
+    """The limit's FLOPs: the whole detector (ResNet-FPN + RPN + box head) and the action head are
+    counted, not only the two backbones (the earlier tables' count)."""
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    from acar_d2.engine import VideoActionPredictor
+
+    tool = _tool()
+    predictor = VideoActionPredictor(tool.model_cfg(tool.MODELS["r50"][1], path="fp32"),
+                                     allow_random_weights=True)
+    fl = tool.key_frame_gflops(predictor, tool.bikes())
+    # the detector's ResNet-FPN alone, as the earlier tables counted it (567 x 1333 -> 576 x 1344)
+    fpn = FlopCountAnalysis(predictor.model.person_detector.backbone, torch.zeros(1, 3, 576, 1344))
+    fpn.unsupported_ops_warnings(False)
+    assert abs(fl["detector_backbone"] - fpn.total() / 1e9) < 0.02 * fl["detector_backbone"], fl
+    # the RPN's 3x3 convolution on every FPN level (~38 GFLOPs) comes on top of it
+    assert fl["detector"] - fl["detector_backbone"] > 30, fl
+    # 5 actors through the ACAR head: the reduction, the relation convolutions and HR2O
+    assert 5 < fl["head"] < 50 and 200 < fl["backbone"] < 260, fl

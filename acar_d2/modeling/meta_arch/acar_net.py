@@ -271,7 +271,9 @@ class ACARNet(nn.Module):
         logits: List[Optional[torch.Tensor]] = [None] * len(batched_inputs)
         for idx in self.group_by_clip_size(batched_inputs):
             H, W = batched_inputs[idx[0]]["clip"].shape[-2:]
-            clips = torch.stack([batched_inputs[i]["clip"] for i in idx]).to(self.device)
+            # one clip: a view, not a copy (14 ms for a 3 x 32 x 256 x 256 clip on a CPU)
+            clips = (batched_inputs[idx[0]]["clip"][None] if len(idx) == 1 else
+                     torch.stack([batched_inputs[i]["clip"] for i in idx])).to(self.device)
             features = self.backbone(clips.float())
             valid = [tuple(batched_inputs[i].get("valid_size", (H, W))) for i in idx]
             extra = {}

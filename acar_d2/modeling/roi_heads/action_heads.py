@@ -20,7 +20,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes
 
-from .layout import valid_feature_size
+from .layout import temporal_mean, valid_feature_size
 from .loss import action_probabilities, global_box_weight, pose_softmax_bce_loss
 
 __all__ = ["ActionROIHeads", "num_classes_from_config", "pose_class_indices_from_config"]
@@ -190,7 +190,7 @@ class ActionROIHeads(nn.Module):
         Returns:
             list[Tensor]: per in_feature (N, C_i, h, w); list of N valid feature sizes (h_i, w_i).
         """
-        pooled = [features[f].mean(dim=2) for f in self.in_features]
+        pooled = [temporal_mean(features[f]) for f in self.in_features]
         h, w = pooled[0].shape[-2:]
         for f, p in zip(self.in_features, pooled):
             if tuple(p.shape[-2:]) != (h, w):

@@ -33,6 +33,7 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.structures import Boxes
 
 from .action_heads import ActionROIHeads
+from .layout import temporal_mean
 
 __all__ = ["PySlowFastROIHeads"]
 
@@ -104,7 +105,7 @@ class PySlowFastROIHeads(ActionROIHeads):
         Returns:
             Tensor: (R, C) temporal mean, RoIAlign, spatial max.
         """
-        x = x.mean(dim=2)
+        x = temporal_mean(x)
         rois = [b.tensor.to(x.dtype) for b in boxes]
         if sum(len(r) for r in rois) == 0:
             return x.new_zeros((0, x.shape[1]))
