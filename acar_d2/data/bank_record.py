@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config import bank_kind_from_config
 
@@ -78,11 +78,12 @@ def _flat(node, prefix: str = "") -> dict:
     return out
 
 
-def _config_difference(stored: str, wanted: str) -> Optional[str]:
+def _config_difference(stored: str, wanted: str, ignore: Sequence[str] = ()) -> Optional[str]:
     """
     The first key in which two extraction configs (yaml dumps) differ, as "KEY: bank a vs this
     model b"; None when they are the same extraction: equal, or differing only in keys a later
-    acar_d2 added, at their defaults (a bank written before such a key existed stays resumable).
+    acar_d2 added, at their defaults (a bank written before such a key existed stays resumable),
+    or in the keys of ``ignore``.
     """
     import yaml
     from detectron2.config import get_cfg
@@ -90,6 +91,9 @@ def _config_difference(stored: str, wanted: str) -> Optional[str]:
     from ..config import add_acar_config
 
     a, b = _flat(yaml.safe_load(stored or "")), _flat(yaml.safe_load(wanted or ""))
+    for k in ignore:
+        a.pop(k, None)
+        b.pop(k, None)
     if a == b:
         return None
     defaults = get_cfg()
@@ -255,11 +259,16 @@ class BankRecord:
                     f"{want['weights_sha256'][:12]!r}")
         if wanted.entry_shape is not None and tuple(self.entry_shape or ()) != wanted.entry_shape:
             return f"entry_shape: bank {self.entry_shape!r} vs this model {wanted.entry_shape!r}"
+        # the same weights (equal sha256) read from another path (a copy, a link) fit
+        same_weights = bool(mine.get("weights_sha256")) and (
+            mine["weights_sha256"] == want.get("weights_sha256"))
         for k in _EXTRACTOR_FIELDS:
-            if not want.get(k):
+            if not want.get(k) or (k == "weights" and same_weights):
                 continue
             if k == "config":
-                diff = _config_difference(mine.get(k, ""), want[k])
+                # OUTPUT_DIR does not change what is extracted
+                diff = _config_difference(mine.get(k, ""), want[k], ("OUTPUT_DIR",) + (
+                    ("MODEL.WEIGHTS",) if same_weights else ()))
                 if diff:
                     return f"extractor.config {diff}"
             elif mine.get(k) != want[k]:

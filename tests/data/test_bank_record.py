@@ -114,3 +114,19 @@ def test_one_rule_for_reader_and_extraction(bank, tmp_path):
     FeatureBank(str(root), _cfg("acfb", "MODEL.FEATURE_BANK.EXTRACTOR_SHA256", sha0))
     BankRecord.of_extraction(_cfg("acar", "MODEL.WEIGHTS", w0), "acfb", ["val"], SHAPE).write(str(root))
     assert BankRecord.load(str(root)).datasets == ["train"]  # the first extraction's record stays
+
+
+def test_the_same_weights_from_another_folder_fit(bank, tmp_path):
+    """An extraction resumed with the same weights (equal sha256) read from another path - a
+    copy or a link, another OUTPUT_DIR - fits the folder; other weights at the old path do not."""
+    root, w0 = bank
+    copy = tmp_path / "elsewhere" / "w0.pth"
+    copy.parent.mkdir()
+    _weights(copy, b"model zero")
+    BankRecord.of_extraction(_cfg("acar", "MODEL.WEIGHTS", str(copy), "OUTPUT_DIR", str(copy.parent)),
+                             "acfb", ["train"], SHAPE).write(str(root))
+    assert BankRecord.load(str(root)).extractor["weights"] == w0  # nothing written over
+    Path(w0).write_bytes(b"model changed")
+    with pytest.raises(ValueError, match="extractor.weights_sha256"):
+        BankRecord.of_extraction(_cfg("acar", "MODEL.WEIGHTS", w0), "acfb", ["train"],
+                                 SHAPE).write(str(root))
