@@ -314,9 +314,9 @@ def test_bank_record_from_an_older_config_is_the_same_extraction(tmp_path):
     """A bank written before a config key existed (its recorded config lacks the key) is resumable
     by the same model when the key sits at its default; not when it is set to something else,
     nor when the weights differ."""
-    def record(cfg_text, weights="w.pth"):
+    def record(cfg_text, weights="w.pth", sha="x"):
         return BankRecord(kind="acfb", entry_shape=(1,), extractor={
-            "head": "ACARROIHeads", "weights": weights, "weights_sha256": "x", "config": cfg_text})
+            "head": "ACARROIHeads", "weights": weights, "weights_sha256": sha, "config": cfg_text})
 
     new = setup_cfg(None, ["MODEL.DEVICE", "cpu"]).dump()
     old = "\n".join(line for line in new.splitlines() if "RES5_STRIDE" not in line) + "\n"
@@ -328,5 +328,7 @@ def test_bank_record_from_an_older_config_is_the_same_extraction(tmp_path):
     with pytest.raises(ValueError, match="extractor.config MODEL.SLOWFAST.RES5_STRIDE: bank "
                                          "\\(unset\\) vs this model 1;"):
         record(changed).write(str(tmp_path))
-    with pytest.raises(ValueError, match="extractor.weights: bank 'w.pth' vs this model 'other.pth'"):
-        record(new, weights="other.pth").write(str(tmp_path))
+    with pytest.raises(ValueError, match="extractor.weights_sha256: bank 'x' \\(weights 'w.pth'\\) "
+                                         "vs this model 'y'"):
+        record(new, weights="other.pth", sha="y").write(str(tmp_path))
+    record(new, weights="copy/w.pth").write(str(tmp_path))  # the same weights (sha) elsewhere
