@@ -385,6 +385,10 @@ def add_inference_config(cfg: CN) -> None:
     # "fp32"; "bf16" (CPUs with native bf16, AVX512-BF16 / AMX, refused elsewhere; CUDA GPUs that
     # have it); "fp16" (CUDA only). docs/DEMO.md "Speed" has the drift and mAP change of bf16.
     _C.MODEL.INFERENCE.PRECISION = "fp32"
+    # torch.compile the action backbone (inductor, weights frozen as constants): ~10% faster in fp32
+    # on a CPU (docs/DEMO.md "Speed"), after a first call that compiles (9 s with a warm inductor
+    # cache, ~100 s cold) and again for every new clip size. Needs a C++ compiler on a CPU.
+    _C.MODEL.INFERENCE.COMPILE = False
 
 
 def add_acar_config(cfg: CN) -> None:

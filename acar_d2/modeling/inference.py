@@ -25,9 +25,14 @@ computes beyond float rounding (fp32), or with a bounded drift (bf16 / fp16).
   native instructions (AVX512-BF16 or AMX; without them oneDNN emulates bf16 and it is slower than
   fp32), checked by :func:`check_precision`; fp16 is for CUDA only.
 
+* **compilation** (``COMPILE``, off by default): the action backbone through ``torch.compile``
+  (inductor with ``freezing``: weights become constants, oneDNN convolutions prepacked);
+  :func:`compile_backbone`.
+
 Each was measured on its own and together (tools/benchmarks/benchmark_inference.py, docs/DEMO.md "Speed of
 the inference paths"): channels-last pays only once the norms are folded, so ``TRANSFORMS`` applies
-all three; ``torch.compile`` is an option of the benchmark only (see docs/DEMO.md).
+all three; ``torch.compile`` adds ~10% in fp32 at the price of a first call that compiles, so it is
+opt-in (see docs/DEMO.md).
 """
 import logging
 from typing import Any, Optional, Tuple
@@ -52,6 +57,7 @@ __all__ = [
     "cpu_has_native_bf16",
     "check_precision",
     "autocast_model",
+    "compile_backbone",
     "prepare_for_inference",
     "inference_options",
 ]
@@ -303,8 +309,23 @@ def autocast_model(model: nn.Module, precision: str, device: str) -> nn.Module:
     return model
 
 
+def compile_backbone(model: nn.Module) -> nn.Module:
+    """
+    Run ``model.backbone``'s forward through ``torch.compile`` (inductor, ``freezing``: its weights
+    become constants of the compiled code), in place; the module tree, parameters and inputs stay.
+    The first call of each clip size compiles (seconds to minutes); gradients are not supported.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    backbone = model.backbone
+    backbone.forward = torch.compile(backbone.forward, dynamic=False, options={"freezing": True})
+    return model
+
+
 def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_last: bool = True,
-                          precision: str = "fp32", device: str = "cpu") -> nn.Module:
+                          precision: str = "fp32", device: str = "cpu",
+                          compile: bool = False) -> nn.Module:
     """
     The inference transforms of this module applied to ``model`` (in place; it is put in eval
     mode and its parameters stop requiring gradients).
@@ -317,6 +338,7 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
             oneDNN (:func:`use_onednn_conv3d`).
         precision (str): "fp32", "bf16" or "fp16" (:func:`autocast_model`).
         device (str): the model's device (``MODEL.DEVICE``), for the precision check.
+        compile (bool): :func:`compile_backbone` (a model with a ``backbone``).
     Returns:
         nn.Module: ``model``, same class and inputs.
     """
@@ -330,6 +352,9 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
         logger.info("Inference transforms: %d norms folded into their convolutions, %d "
                     "convolutions channels-last, %d 3D convolutions on oneDNN for every shape",
                     n, c, o)
+    if compile:
+        compile_backbone(model)
+        logger.info("Inference transforms: the backbone is compiled on its first call per clip size")
     return autocast_model(model, precision, device)
 
 
@@ -339,4 +364,4 @@ def inference_options(cfg) -> dict:
     inf = cfg.MODEL.INFERENCE
     return {"fold_bn": bool(inf.TRANSFORMS), "channels_last": bool(inf.TRANSFORMS),
             "precision": inf.PRECISION,
-            "device": cfg.MODEL.DEVICE}
+            "device": cfg.MODEL.DEVICE, "compile": bool(inf.COMPILE)}

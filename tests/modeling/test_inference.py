@@ -5,6 +5,8 @@ channels-last keep the official-parity logits (golden case ``public_r50_depth2``
 keeps it plain, bf16 drifts by a bounded amount and is refused on a CPU without native bf16,
 the person detector's FrozenBN folds too, ``build_model`` stays the trainable model.
 """
+import copy
+
 import pytest
 import torch
 from detectron2.layers import Conv2d as D2Conv2d
@@ -232,3 +234,28 @@ def test_temporal_mean_equals_mean_over_time_in_both_layouts(shape):
     out = temporal_mean(x.contiguous(memory_format=torch.channels_last_3d))
     torch.testing.assert_close(out, x.mean(dim=2), rtol=0, atol=1e-6)
     assert out.is_contiguous() and not torch.equal(out, torch.zeros_like(out))
+
+
+def test_compile_keeps_the_backbone_outputs():
+    """``MODEL.INFERENCE.COMPILE`` (``inference_options`` -> ``prepare_for_inference``): the
+    backbone runs compiled (inductor, frozen weights) with the outputs of the transformed model up
+    to float rounding; the module tree and the parameters stay."""
+    torch.manual_seed(0)
+    holder = nn.Module()
+    holder.backbone = SlowFast(depth=18, width=8, norm="FrozenStatsBN").eval()
+    _random_statistics(holder.backbone)
+    clip = torch.randn(1, 3, 8, 48, 64)
+    reference = copy.deepcopy(holder)
+    prepare_for_inference(reference)
+    cfg = setup_cfg(None, ["MODEL.DEVICE", "cpu", "MODEL.INFERENCE.COMPILE", "True"])
+    options = inference.inference_options(cfg)
+    assert options["compile"] is True
+    prepare_for_inference(holder, **options)
+    # the compiled forward sits on the instance (the reference keeps its class's forward)
+    assert "forward" in vars(holder.backbone) and "forward" not in vars(reference.backbone)
+    assert sorted(n for n, _ in holder.named_parameters()) == sorted(
+        n for n, _ in reference.named_parameters())
+    with torch.no_grad():
+        ref, got = reference.backbone(clip), holder.backbone(clip)
+    assert set(got) == set(ref)
+    _assert_float_noise(got, ref)
