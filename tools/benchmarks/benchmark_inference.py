@@ -18,9 +18,10 @@ model holding the same weights:
 * ``fp32``: ``ActionPredictor(cfg).model`` (``MODEL.INFERENCE`` defaults: both of the above);
 * ``bf16``: ``ActionPredictor(cfg).model`` with ``MODEL.INFERENCE.PRECISION bf16`` (only on a CPU
   with native bf16);
-* ``compile`` (``--compile``): the ``fp32`` model with its backbone (where the FLOPs are)
-  ``torch.compile``-d by inductor with ``freezing`` (weights as constants, prepacked oneDNN
-  convolutions); its first call (compilation) is printed.
+* ``compile`` (``--compile``): ``ActionPredictor(cfg).model`` with ``MODEL.INFERENCE.COMPILE
+  True``: the ``fp32`` model with its backbone (where the FLOPs are) ``torch.compile``-d by inductor
+  with ``freezing`` (weights as constants, prepacked oneDNN convolutions); its first call
+  (compilation) is printed.
 
 Every model runs once (warm-up, and the logits compared with the plain model's), then the models
 take turns ``--runs`` times; the table gives median (min - max) seconds, the speed-up of the medians
@@ -98,14 +99,9 @@ def build_models(args) -> dict:
                 str(REPO / CONFIG), opts + ["MODEL.INFERENCE.PRECISION", "bf16"])).model
         else:
             print("bf16: skipped, this CPU has no native bf16 (avx512_bf16 / amx_bf16)")
-    if args.compile:
-        import torch._inductor.config as inductor_config
-
-        # inference-only compilation: weights become constants, oneDNN prepacks the convolutions
-        inductor_config.freezing = True
-        compiled = copy.deepcopy(models["fp32"])
-        compiled.backbone.forward = torch.compile(compiled.backbone.forward)
-        models["compile"] = compiled
+        if args.compile:  # MODEL.INFERENCE.COMPILE: the fp32 model, backbone compiled
+            models["compile"] = ActionPredictor(setup_cfg(
+                str(REPO / CONFIG), opts + ["MODEL.INFERENCE.COMPILE", "True"])).model
     return models
 
 
