@@ -20,6 +20,9 @@ computes beyond float rounding (fp32), or with a bounded drift (bf16 / fp16).
   oneDNN runs faster on CPUs; activations follow.
 * **oneDNN for every 3D convolution** (with ``TRANSFORMS``): PyTorch sends small CPU ``Conv3d``
   calls (SlowFast's fast pathway) to a slow reference kernel; :class:`OneDNNConv3d` does not.
+* **freed memory kept** (``KEEP_FREED_MEMORY``, on a CPU): the process keeps freed memory for
+  the next forward instead of faulting fresh zeroed pages in for every activation
+  (:mod:`acar_d2.utils.cpu_memory`; process-wide).
 * **precision** (``PRECISION "fp32" | "bf16" | "fp16"``): autocast around the whole model (action
   model and person detector together); the outputs come back in float32. bf16 on a CPU needs the
   native instructions (AVX512-BF16 or AMX; without them oneDNN emulates bf16 and it is slower than
@@ -44,6 +47,7 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from ..utils import cpu_memory
 from .backbone.nonlocal_block import NonLocalBlock3d
 from .backbone.norm import FrozenBatchNorm3d, FrozenStatsBatchNorm3d
 from .backbone.resnet3d import Bottleneck3d, LateralFusion, Stem3d
@@ -335,7 +339,7 @@ def compile_backbone(model: nn.Module) -> nn.Module:
 
 def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_last: bool = True,
                           precision: str = "fp32", device: str = "cpu",
-                          compile: bool = False) -> nn.Module:
+                          compile: bool = False, keep_freed_memory: bool = False) -> nn.Module:
     """
     The inference transforms of this module applied to ``model`` (in place; it is put in eval
     mode and its parameters stop requiring gradients).
@@ -349,6 +353,8 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
         precision (str): "fp32", "bf16" or "fp16" (:func:`autocast_model`).
         device (str): the model's device (``MODEL.DEVICE``), for the precision check.
         compile (bool): :func:`compile_backbone` (a model with a ``backbone``).
+        keep_freed_memory (bool): on a CPU, keep the process's freed memory for reuse
+            (:func:`acar_d2.utils.cpu_memory.keep_freed_memory`; process-wide).
     Returns:
         nn.Module: ``model``, same class and inputs.
     """
@@ -362,6 +368,8 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
         logger.info("Inference transforms: %d norms folded into their convolutions, %d "
                     "convolutions channels-last, %d 3D convolutions on oneDNN for every shape",
                     n, c, o)
+    if keep_freed_memory and str(device).startswith("cpu"):
+        cpu_memory.keep_freed_memory()
     if compile:
         compile_backbone(model)
         logger.info("Inference transforms: the backbone is compiled on its first call per clip size")
@@ -374,4 +382,5 @@ def inference_options(cfg) -> dict:
     inf = cfg.MODEL.INFERENCE
     return {"fold_bn": bool(inf.TRANSFORMS), "channels_last": bool(inf.TRANSFORMS),
             "precision": inf.PRECISION,
-            "device": cfg.MODEL.DEVICE, "compile": bool(inf.COMPILE)}
+            "device": cfg.MODEL.DEVICE, "compile": bool(inf.COMPILE),
+            "keep_freed_memory": bool(inf.KEEP_FREED_MEMORY)}

@@ -4,6 +4,7 @@ other part of acar_d2 (only the standard library and third-party packages), so e
 subpackage may use them. ``tests/test_import_graph.py`` holds this.
 
 * ``output_lock.py``: one job per output folder or file (``OutputLockedError``);
+* ``cpu_memory.py``: freed CPU memory kept for the next forward (``keep_freed_memory``);
 * ``thresholds.py``: the per-class score-thresholds file (``read_thresholds``);
 * ``tracking.py``: the key-frame person tracker (norfair);
 * ``visualizer.py``: drawing boxes, action labels and relation maps on frames;

@@ -259,3 +259,15 @@ def test_compile_keeps_the_backbone_outputs():
         ref, got = reference.backbone(clip), holder.backbone(clip)
     assert set(got) == set(ref)
     _assert_float_noise(got, ref)
+
+
+def test_predictor_keeps_freed_memory_unless_told_not_to(golden, monkeypatch):
+    """The inference path on a CPU asks for freed memory to be kept
+    (``MODEL.INFERENCE.KEEP_FREED_MEMORY``, default True); with the key off it does not."""
+    calls = []
+    monkeypatch.setattr(inference.cpu_memory, "keep_freed_memory", lambda: calls.append(1))
+    weights, inputs, outputs = golden
+    model = ActionPredictor(golden_cfg(weights)).model
+    assert calls == [1] and _count(model, inference.OneDNNConv3d) > 100
+    ActionPredictor(golden_cfg(weights, "MODEL.INFERENCE.KEEP_FREED_MEMORY", "False"))
+    assert calls == [1]
