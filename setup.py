@@ -61,9 +61,10 @@ setup(
         "filelock>=3.12",
         "timm==1.0.31",  # VideoMAE ViT blocks
     ],
-    # tools/export_model.py and tools/demo.py --engine onnxruntime (docs/EXPORT.md); ml_dtypes < 0.6
-    # keeps onnx on numpy 1.
-    extras_require={"export": ["onnx==1.23.2", "onnxruntime==1.31.1", "ml_dtypes<0.6"]},
+    # tools/export_model.py and tools/demo.py --engine onnxruntime / openvino (docs/EXPORT.md);
+    # ml_dtypes < 0.6 keeps onnx on numpy 1.
+    extras_require={"export": ["onnx==1.23.2", "onnxruntime==1.31.1", "openvino==2026.4.1",
+                               "ml_dtypes<0.6"]},
     entry_points={
         "console_scripts": [
             # the evaluator command (also `python -m ava_eval`): torch-free, starts at once

@@ -94,10 +94,12 @@ def parse_args(argv=None):
                         "(<output>.progress.json) after its last key frame written")
     parser.add_argument("--random-weights", action="store_true",
                         help="run without MODEL.WEIGHTS (random scores, for testing the pipeline)")
-    parser.add_argument("--engine", choices=["pytorch", "onnxruntime"], default="pytorch",
-                        help="what runs the model: PyTorch, or the files of --onnx in onnxruntime")
-    parser.add_argument("--onnx", metavar="DIR", help="--engine onnxruntime: the folder written by "
-                        "tools/export_model.py for this config and frame size (docs/EXPORT.md)")
+    parser.add_argument("--engine", choices=["pytorch", "onnxruntime", "openvino"],
+                        default="pytorch", help="what runs the model: PyTorch, or the files of "
+                        "--onnx in onnxruntime or OpenVINO")
+    parser.add_argument("--onnx", metavar="DIR", help="--engine onnxruntime / openvino: the folder "
+                        "written by tools/export_model.py for this config and frame size "
+                        "(docs/EXPORT.md)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
                         help="arithmetic of the action model and the person detector "
@@ -258,26 +260,28 @@ def load_config(args):
 
 
 def model_info(args, cfg) -> dict:
-    """The JSON's ``"model"``: config and weights; with --engine onnxruntime, also the folder."""
+    """The JSON's ``"model"``: config and weights; with an exported engine, also the folder."""
     info = {"config": args.config_file or f"model zoo: {args.model}", "weights": cfg.MODEL.WEIGHTS}
-    if args.engine == "onnxruntime":
-        info.update(engine="onnxruntime", onnx=args.onnx)
+    if args.engine != "pytorch":
+        info.update(engine=args.engine, onnx=args.onnx)
     return info
 
 
 def check_engine(args) -> None:
-    """``--engine onnxruntime`` needs ``--onnx DIR`` (an export folder) and runs no relation maps."""
-    if args.engine == "onnxruntime":
+    """``--engine onnxruntime / openvino`` needs ``--onnx DIR`` (an export folder) and runs no
+    relation maps."""
+    if args.engine != "pytorch":
         if not args.onnx:
-            sys.exit("--engine onnxruntime needs --onnx DIR, a folder written by "
+            sys.exit(f"--engine {args.engine} needs --onnx DIR, a folder written by "
                      "tools/export_model.py")
         if not os.path.isdir(args.onnx):
             sys.exit(f"--onnx: folder not found: {args.onnx}")
         if args.relations:
             sys.exit("--relations reads the attention inside the PyTorch head: not available "
-                     "with --engine onnxruntime")
+                     f"with --engine {args.engine}")
     elif args.onnx:
-        sys.exit("--onnx is read by --engine onnxruntime: add it (or leave --onnx out)")
+        sys.exit("--onnx is read by --engine onnxruntime or openvino: add one (or leave --onnx "
+                 "out)")
 
 
 def main(argv=None) -> int:
@@ -341,7 +345,8 @@ def annotate(args) -> int:
                                          track=not args.no_track,
                                          allow_random_weights=args.random_weights,
                                          bank_extractor=bank_extractor_cfg(cfg, args),
-                                         bank_dir=args.bank_dir, onnx_dir=args.onnx)
+                                         bank_dir=args.bank_dir, onnx_dir=args.onnx,
+                                         onnx_engine=args.engine)
         if args.relations:
             RelationRecorder(predictor.model)  # refuses a model without relation maps
     except (ValueError, FileNotFoundError, NotImplementedError) as e:

@@ -65,7 +65,7 @@ DEMO_JSON_SCHEMA: dict = {
         "thresholds": {"type": "array", "items": _NUMBER_01},
         "model": {"type": "object", "properties": {"config": {"type": "string"},
                                                    "weights": {"type": "string"},
-                                                   "engine": {"enum": ["onnxruntime"]},
+                                                   "engine": {"enum": ["onnxruntime", "openvino"]},
                                                    "onnx": {"type": "string"}}},
         "complete": {"type": "boolean"},
         "error": {"type": ["string", "null"]},

@@ -390,8 +390,9 @@ def add_inference_config(cfg: CN) -> None:
     # cache, ~100 s cold) and again for every new clip size. Needs a C++ compiler on a CPU.
     _C.MODEL.INFERENCE.COMPILE = False
     # On a CPU, keep the process's freed memory for the next forward (glibc: large blocks from the
-    # heap, no trimming) instead of zero-filling fresh pages for each activation: the plain R50
-    # forward ~20% faster, the transformed one ~5% (acar_d2/utils/cpu_memory.py). Process-wide.
+    # heap, trim above 1 GiB) instead of faulting zero-filled pages in for each activation: the
+    # R50 eval forward 9-12% faster with the transforms, 18-25% without (docs/DEMO.md "Speed";
+    # acar_d2/utils/cpu_memory.py). Process-wide; a no-op without glibc.
     _C.MODEL.INFERENCE.KEEP_FREED_MEMORY = True
 
 

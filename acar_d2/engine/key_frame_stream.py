@@ -130,12 +130,14 @@ class KeyFrameStream:
         fps (float or None): frame rate of frame folders and of live streams without timestamps.
         allow_random_weights (bool): run without ``MODEL.WEIGHTS`` (random scores; benchmarks).
         onnx_dir (str or None): a folder of ``tools/export_model.py``: the action model (and the
-            person detector) run from its ONNX files in onnxruntime
+            person detector) run from its ONNX files in ``onnx_engine``
             (:class:`~acar_d2.export.ONNXRuntimeACARNet`); ``MODEL.WEIGHTS`` is then not needed.
+        onnx_engine (str): "onnxruntime" or "openvino" (:data:`acar_d2.export.ENGINES`).
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
-                 allow_random_weights: bool = False, onnx_dir: Optional[str] = None):
+                 allow_random_weights: bool = False, onnx_dir: Optional[str] = None,
+                 onnx_engine: str = "onnxruntime"):
         if onnx_dir is not None:
             allow_random_weights = True  # the weights are those of the exported files
         if not cfg.MODEL.WEIGHTS and not allow_random_weights:
@@ -158,7 +160,7 @@ class KeyFrameStream:
             # The PyTorch model only gives the proposal rules and the post-processing: no weight
             # file is read (or fetched) for it.
             self.model = ONNXRuntimeACARNet.from_folder(
-                ActionPredictor(_without_weights(self.cfg)).model, onnx_dir)
+                ActionPredictor(_without_weights(self.cfg)).model, onnx_dir, engine=onnx_engine)
         self.has_detector = getattr(self.model, "person_detector", None) is not None
         self._reader = _BufferReader()
         mapper_cfg = self.cfg.clone()

@@ -115,16 +115,18 @@ class VideoActionPredictor(KeyFrameStream):
         bank_dir (str or None): bank models only: folder for the videos' banks (kept, and reused
             when the same video is predicted again with the same extractor); default a temporary
             folder removed with the predictor.
-        onnx_dir (str or None): run the exported model of this folder in onnxruntime
+        onnx_dir (str or None): run the exported model of this folder in ``onnx_engine``
             (``tools/export_model.py``; :class:`~acar_d2.engine.key_frame_stream.KeyFrameStream`).
+        onnx_engine (str): "onnxruntime" or "openvino".
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
                  track: bool = True, allow_random_weights: bool = False,
                  bank_extractor: Optional[CfgNode] = None, bank_dir: Optional[str] = None,
-                 onnx_dir: Optional[str] = None):
+                 onnx_dir: Optional[str] = None, onnx_engine: str = "onnxruntime"):
         super().__init__(cfg, key_frame_stride=key_frame_stride, fps=fps,
-                         allow_random_weights=allow_random_weights, onnx_dir=onnx_dir)
+                         allow_random_weights=allow_random_weights, onnx_dir=onnx_dir,
+                         onnx_engine=onnx_engine)
         self.class_names = action_class_names(self.cfg)
         self.action_ids = action_class_ids(self.cfg)
         self.track = track

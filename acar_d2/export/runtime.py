@@ -1,15 +1,19 @@
 """
-Running an exported model with onnxruntime, behind the interfaces the PyTorch model offers:
+Running an exported model with onnxruntime or OpenVINO, behind the interfaces the PyTorch model
+offers:
 
 * :class:`ONNXActionRunner`: ``(clip, boxes) -> logits`` of ``action_model.onnx``;
 * :class:`ONNXPersonDetector`: ``detect(images, target_sizes)`` of ``person_detector.onnx``,
   the same contract as :meth:`acar_d2.modeling.person_detector.PersonDetector.detect`;
 * :class:`ONNXRuntimeACARNet`: ``model(batched_inputs) -> [{"instances"}]`` as ``ACARNet`` at
   inference, so the key-frame loop (``KeyFrameStream``) and the demo call it unchanged
-  (``tools/demo.py --engine onnxruntime --onnx DIR``). Actor boxes come from the exported
+  (``tools/demo.py --engine onnxruntime|openvino --onnx DIR``). Actor boxes come from the exported
   detector, or from the PyTorch one when the folder has none, or from the inputs' proposals.
 
-onnxruntime is an optional dependency (``requirements.txt``): only this module needs it.
+Each takes ``engine``, one of :data:`ENGINES`: ``"onnxruntime"`` (its CPU provider) or
+``"openvino"`` (OpenVINO's CPU plugin reading the same ``.onnx`` files, float32 arithmetic asked
+for explicitly: on CPUs with bf16 OpenVINO would otherwise pick bf16). Both are optional
+dependencies (``requirements.txt``): only this module imports them, when asked.
 """
 import json
 import os
@@ -23,49 +27,100 @@ from detectron2.structures import Boxes, Instances
 
 from ..config import bank_kind_of
 
-__all__ = ["MANIFEST_NAME", "ONNXActionRunner", "ONNXPersonDetector", "ONNXRuntimeACARNet",
+__all__ = ["ENGINES", "MANIFEST_NAME", "ONNXActionRunner", "ONNXPersonDetector", "ONNXRuntimeACARNet",
            "read_manifest"]
 
 # The file tools/export_model.py writes beside the .onnx files, naming them and their shapes.
 MANIFEST_NAME = "export.json"
 
 
-def _session(path: str, num_threads: int, kind: str):
-    """An onnxruntime CPU session of ``path``, checked to hold an acar_d2 export of ``kind``."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ImportError("the onnxruntime engine needs the onnxruntime package: "
-                          "pip install -r requirements.txt (or pip install onnxruntime)") from None
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"exported model not found: {path}")
-    options = ort.SessionOptions()
-    if num_threads > 0:
-        options.intra_op_num_threads = num_threads
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
+ENGINES = ("onnxruntime", "openvino")
+
+
+def _check_kind(path: str, meta: dict, kind: str) -> None:
     if meta.get("acar_d2.kind") != kind:
         raise ValueError(f"{path} is not an acar_d2 {kind} export (metadata acar_d2.kind = "
                          f"{meta.get('acar_d2.kind')!r}); write it with tools/export_model.py")
+
+
+class _OpenVINOSession:
+    """
+    An OpenVINO CPU compiled model of an ``.onnx`` file with onnxruntime's call,
+    ``run(output_names or None, feeds) -> [numpy arrays]`` (copies: the request's buffers are
+    reused by the next call). Float32 arithmetic (``INFERENCE_PRECISION_HINT f32``), latency
+    mode, ``num_threads`` inference threads (0: OpenVINO's default).
+    """
+
+    def __init__(self, path: str, num_threads: int):
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(path)
+        info = model.get_rt_info()  # the ONNX file's metadata_props, under "framework"
+        self.meta = ({k: v.astype(str) for k, v in info["framework"].items()}
+                     if "framework" in info else {})
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if num_threads > 0:
+            config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def run(self, output_names: Optional[Sequence[str]], feeds: dict) -> list:
+        result = self.request.infer(feeds)
+        names = list(output_names) if output_names else self.output_names
+        return [result[self.compiled.output(n)].copy() for n in names]
+
+
+def _session(path: str, num_threads: int, kind: str, engine: str = "onnxruntime"):
+    """A CPU session of ``path`` in ``engine`` (``run(output_names, feeds)``) and the file's
+    metadata, checked to hold an acar_d2 export of ``kind``."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"exported model not found: {path}")
+    if engine == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            raise ImportError("the openvino engine needs the openvino package: "
+                              "pip install -r requirements.txt (or pip install openvino)") from None
+        session = _OpenVINOSession(path, num_threads)
+        meta = session.meta
+    else:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("the onnxruntime engine needs the onnxruntime package: pip "
+                              "install -r requirements.txt (or pip install onnxruntime)") from None
+        options = ort.SessionOptions()
+        if num_threads > 0:
+            options.intra_op_num_threads = num_threads
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+    _check_kind(path, meta, kind)
     return session, meta
 
 
 class ONNXActionRunner:
     """
-    ``action_model.onnx`` (:func:`~acar_d2.export.export_action_model_onnx`) in onnxruntime.
+    ``action_model.onnx`` (:func:`~acar_d2.export.export_action_model_onnx`) in onnxruntime or
+    OpenVINO.
 
     Args:
         path (str): the ``.onnx`` file.
-        num_threads (int): onnxruntime intra-op threads (0: its default, one per core).
+        num_threads (int): the engine's intra-op threads (0: its default, one per core).
+        engine (str): one of :data:`ENGINES`.
     Attributes:
         clip_shape (tuple): (3, T, H, W) the file was exported for.
         valid_size (tuple): (H_valid, W_valid), the clips' unpadded part it was exported for.
         num_classes (int): K.
     """
 
-    def __init__(self, path: str, num_threads: int = 0):
+    def __init__(self, path: str, num_threads: int = 0, engine: str = "onnxruntime"):
         self.path = path
-        self.session, meta = _session(path, num_threads, "action_model")
+        self.engine = engine
+        self.session, meta = _session(path, num_threads, "action_model", engine)
         self.clip_shape = tuple(int(s) for s in meta["acar_d2.clip_shape"].split(","))
         self.valid_size = tuple(int(s) for s in meta["acar_d2.valid_size"].split(","))
         self.num_classes = int(meta["acar_d2.num_classes"])
@@ -110,16 +165,18 @@ class ONNXPersonDetector(nn.Module):
         path (str): the ``.onnx`` file.
         person_class_id (int), test_proposal_score_thresh (float), input_format (str): as the
             PyTorch detector's (:meth:`from_detector` copies them).
-        num_threads (int): onnxruntime intra-op threads (0: default).
+        num_threads (int): the engine's intra-op threads (0: default).
+        engine (str): one of :data:`ENGINES`.
     """
 
     frozen = True
 
     def __init__(self, path: str, *, person_class_id: int, test_proposal_score_thresh: float,
-                 input_format: str, num_threads: int = 0):
+                 input_format: str, num_threads: int = 0, engine: str = "onnxruntime"):
         super().__init__()
         self.path = path
-        self.session, meta = _session(path, num_threads, "person_detector")
+        self.engine = engine
+        self.session, meta = _session(path, num_threads, "person_detector", engine)
         if meta.get("acar_d2.input_format", input_format) != input_format:
             raise ValueError(f"{path} was exported for {meta['acar_d2.input_format']} images, "
                              f"the config's detector reads {input_format}")
@@ -128,11 +185,12 @@ class ONNXPersonDetector(nn.Module):
         self.input_format = input_format
 
     @classmethod
-    def from_detector(cls, path: str, detector: nn.Module, num_threads: int = 0):
+    def from_detector(cls, path: str, detector: nn.Module, num_threads: int = 0,
+                      engine: str = "onnxruntime"):
         """The ONNX detector taking the settings of the PyTorch ``detector`` it was exported from."""
         return cls(path, person_class_id=detector.person_class_id,
                    test_proposal_score_thresh=detector.test_proposal_score_thresh,
-                   input_format=detector.input_format, num_threads=num_threads)
+                   input_format=detector.input_format, num_threads=num_threads, engine=engine)
 
     def _run(self, image: torch.Tensor) -> Instances:
         boxes, classes, scores, size = self.session.run(
@@ -176,7 +234,7 @@ def read_manifest(folder: str) -> dict:
 class ONNXRuntimeACARNet(nn.Module):
     """
     ``ACARNet`` inference with the action model (and the person detector, when exported) in
-    onnxruntime: called like the model at inference, ``model(batched_inputs)`` -> N
+    onnxruntime or OpenVINO (the runner's ``engine``): called like the model at inference, ``model(batched_inputs)`` -> N
     ``{"instances": Instances}`` with ``pred_boxes``, ``scores``, ``action_logits``,
     ``action_scores``; the PyTorch ``model`` supplies the proposal rules and the
     post-processing (no weights of it are used, except a detector that was not exported).
@@ -192,7 +250,7 @@ class ONNXRuntimeACARNet(nn.Module):
         super().__init__()
         if bank_kind_of(model.roi_heads):
             raise ValueError(f"{type(model.roi_heads).__name__} reads a feature bank: not "
-                             "available with --engine onnxruntime")
+                             f"available with --engine {action_runner.engine}")
         if action_runner.num_classes != model.roi_heads.num_classes:
             raise ValueError(f"{action_runner.path} predicts {action_runner.num_classes} classes, "
                              f"the config's model {model.roi_heads.num_classes}")
@@ -205,11 +263,12 @@ class ONNXRuntimeACARNet(nn.Module):
         self.action_runner = action_runner
 
     @classmethod
-    def from_folder(cls, model: nn.Module, folder: str, num_threads: int = 0):
-        """The engine of an export folder (``export.json`` + ``.onnx`` files)."""
+    def from_folder(cls, model: nn.Module, folder: str, num_threads: int = 0,
+                    engine: str = "onnxruntime"):
+        """The exported model of a folder (``export.json`` + ``.onnx`` files) in ``engine``."""
         manifest = read_manifest(folder)
         runner = ONNXActionRunner(os.path.join(folder, manifest["action_model"]["file"]),
-                                  num_threads)
+                                  num_threads, engine)
         det = manifest.get("person_detector") or {}
         detector = None
         if model.person_detector is not None and not det.get("file"):
@@ -217,7 +276,7 @@ class ONNXRuntimeACARNet(nn.Module):
                              "none (exported from another config?)")
         if det.get("file"):
             detector = ONNXPersonDetector.from_detector(
-                os.path.join(folder, det["file"]), model.person_detector, num_threads)
+                os.path.join(folder, det["file"]), model.person_detector, num_threads, engine)
         return cls(model, runner, detector)
 
     @property

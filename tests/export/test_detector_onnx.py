@@ -1,12 +1,13 @@
 """
 The person detector exported through detectron2's TracingAdapter (acar_d2.export) and run in
-onnxruntime behind ``PersonDetector.detect``: same boxes and scores as PyTorch on images of other
+onnxruntime and in OpenVINO behind ``PersonDetector.detect``: same boxes and scores as PyTorch on images of other
 sizes and with other numbers of detections than the traced one (no ``detectron2._C`` involved).
 """
+import pytest
 import torch
 
 from acar_d2.engine import setup_cfg
-from acar_d2.export import ONNXPersonDetector, export_person_detector_onnx
+from acar_d2.export import ENGINES, ONNXPersonDetector, export_person_detector_onnx
 from acar_d2.modeling.person_detector import build_person_detector
 from tests.utils.demo_helpers import DETECTOR_CONFIG, DETECTOR_OPTS
 
@@ -19,7 +20,8 @@ def _images():
     return noise, wide
 
 
-def test_exported_detector_equals_pytorch(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_exported_detector_equals_pytorch(tmp_path, engine):
     torch.manual_seed(0)
     det = build_person_detector(setup_cfg(DETECTOR_CONFIG, DETECTOR_OPTS)).eval()
     noise, wide = _images()
@@ -29,7 +31,7 @@ def test_exported_detector_equals_pytorch(tmp_path):
     pooled = torch.cat([s.scores for s in scores]).sort().values
     det.roi_heads.box_predictor.test_score_thresh = float(pooled[len(pooled) // 2])
     path = export_person_detector_onnx(det, noise, str(tmp_path / "person_detector.onnx"))
-    onnx_det = ONNXPersonDetector.from_detector(path, det)
+    onnx_det = ONNXPersonDetector.from_detector(path, det, engine=engine)
     counts = []
     for image, size in ((noise, (120, 160)), (wide, (96, 200)), (wide, (48, 100))):
         ref = det.detect([image], [size], score_thresh=0.0)[0]

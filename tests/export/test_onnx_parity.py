@@ -1,10 +1,10 @@
 """
-The exported action model (acar_d2.export, ONNX run in onnxruntime) against PyTorch and the official
-ACAR-Net outputs on the golden clips (tests/golden/acar_official, see its README), fp32, atol = rtol
+The exported action model (acar_d2.export, ONNX run in onnxruntime and in OpenVINO) against PyTorch
+and the official ACAR-Net outputs on the golden clips (tests/golden/acar_official, see its README), fp32, atol = rtol
 = 1e-4 (the golden tolerance; observed differences are ~1e-6):
 
 * ``public_r50_depth2``: the R50 HR2O model exported for the 72x100 clip reproduces the official
-  logits of its 3 actors, and PyTorch's logits for 1 and 6 boxes from the same file (R dynamic);
+  logits of its 3 actors (in both engines), and PyTorch's logits for 1 and 6 boxes from the same file (R dynamic);
 * ``public_r50_depth2_batch2_padded``: exported for the second clip's size (56x60 valid inside the
   80x60 padded clip), the file reproduces the official logits of that clip's 3 actors;
 * the single-clip path the export traces (``predict_clip_logits``, ``SingleClipLayout``) equals
@@ -16,7 +16,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 
-from acar_d2.export import ONNXActionRunner, export_action_model_onnx
+from acar_d2.export import ENGINES, ONNXActionRunner, export_action_model_onnx
 from acar_d2.modeling.roi_heads.layout import ClipActorLayout, SingleClipLayout
 from tests.reference_utils import load_golden_case
 from tests.test_model_parity import _batched_inputs, _clip_boxes, _golden_model
@@ -34,24 +34,28 @@ def _check(name, got, ref):
 
 @pytest.fixture(scope="module")
 def exported_public(tmp_path_factory):
-    """(model, inputs, outputs, runner) of the public golden case, exported once."""
+    """(model, inputs, outputs, path) of the public golden case, exported once."""
     tmp = tmp_path_factory.mktemp("onnx_public")
     state, inputs, outputs = load_golden_case()
     model = _golden_model(state, tmp / "golden.pth.tar")
     path = export_action_model_onnx(model, inputs["clips"].shape[1:], str(tmp / "action_model.onnx"))
-    return model, inputs, outputs, ONNXActionRunner(path)
+    return model, inputs, outputs, path
 
 
-def test_onnx_matches_official_golden_logits(exported_public):
-    model, inputs, outputs, runner = exported_public
+@pytest.mark.parametrize("engine", ENGINES)
+def test_onnx_matches_official_golden_logits(exported_public, engine):
+    model, inputs, outputs, path = exported_public
+    runner = ONNXActionRunner(path, engine=engine)
     boxes = _clip_boxes(inputs, 0).tensor
     assert runner.clip_shape == tuple(inputs["clips"].shape[1:]) and runner.num_classes == 60
-    _check("onnx logits vs official", runner(inputs["clips"][0], boxes), outputs["logits"])
+    _check(f"{engine} logits vs official", runner(inputs["clips"][0], boxes), outputs["logits"])
 
 
-def test_onnx_number_of_boxes_is_dynamic(exported_public):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_onnx_number_of_boxes_is_dynamic(exported_public, engine):
     """The same file on 1 and on 6 boxes (exported with 2) gives PyTorch's logits."""
-    model, inputs, outputs, runner = exported_public
+    model, inputs, outputs, path = exported_public
+    runner = ONNXActionRunner(path, engine=engine)
     x = _batched_inputs(inputs)[0]
     boxes = _clip_boxes(inputs, 0).tensor
     more = torch.cat([boxes, boxes * 0.8 + 3.0])
@@ -60,18 +64,20 @@ def test_onnx_number_of_boxes_is_dynamic(exported_public):
             ref = model.predict_logits([x], [Boxes(b)])[0]
         out = runner(x["clip"], b)
         assert out.shape == (len(b), 60)
-        _check(f"onnx vs pytorch, {len(b)} boxes", out, ref)
+        _check(f"{engine} vs pytorch, {len(b)} boxes", out, ref)
     assert runner(x["clip"], boxes[:0]).shape == (0, 60)
 
 
 def test_onnx_refuses_another_clip_size(exported_public):
-    model, inputs, outputs, runner = exported_public
+    model, inputs, outputs, path = exported_public
+    runner = ONNXActionRunner(path)
     clip = inputs["clips"][0][..., :96]
     with pytest.raises(ValueError, match=r"exported for clips \(3, 32, 72, 100\).*export it again"):
         runner(clip, _clip_boxes(inputs, 0).tensor)
 
 
-def test_onnx_padded_clip_matches_official(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_onnx_padded_clip_matches_official(tmp_path, engine):
     """Exported for a clip whose valid part (56x60) is zero-padded to 80x60: the official logits
     of that clip's actors (the head's context crop comes from the valid size)."""
     state, inputs, outputs = load_golden_case("public_r50_depth2_batch2_padded")
@@ -80,7 +86,7 @@ def test_onnx_padded_clip_matches_official(tmp_path):
     assert x["valid_size"] == (56, 60) and tuple(x["clip"].shape[-2:]) == (80, 60)
     path = export_action_model_onnx(model, x["clip"].shape, str(tmp_path / "action_model.onnx"),
                                     valid_size=x["valid_size"])
-    runner = ONNXActionRunner(path)
+    runner = ONNXActionRunner(path, engine=engine)
     rows = inputs["rois"][:, 0] == 1
     got = runner(x["clip"], x["proposals"].proposal_boxes.tensor, x["valid_size"])
     _check("onnx padded clip vs official", got, outputs["logits"][rows])

