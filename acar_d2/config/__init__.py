@@ -391,7 +391,7 @@ def add_inference_config(cfg: CN) -> None:
     _C.MODEL.INFERENCE.COMPILE = False
     # On a CPU, keep the process's freed memory for the next forward (glibc: large blocks from the
     # heap, trim above 1 GiB) instead of faulting zero-filled pages in for each activation: the
-    # R50 eval forward 9-12% faster with the transforms, 18-25% without (docs/DEMO.md "Speed";
+    # R50 eval forward 5-12% faster with the transforms, 15-34% without (docs/DEMO.md "Speed";
     # acar_d2/utils/cpu_memory.py). Process-wide; a no-op without glibc.
     _C.MODEL.INFERENCE.KEEP_FREED_MEMORY = True
 

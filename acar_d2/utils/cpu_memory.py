@@ -8,8 +8,8 @@ new pages again, and the kernel zero-fills each 4 KB page on a fault. SlowFast's
 (1 x 256 x 8 x 64 x 64 float32 = 33.5 MB) are above the largest threshold. Measured on the 2-core
 development machine (``tools/benchmarks/benchmark_inference.py``, docs/DEMO.md "Speed"): one
 1x1x1 convolution 64 -> 256 channels on that map took 14.6 ms with the defaults and 5.8 ms with
-the memory kept; the R50 eval forward 18-25% less time for the plain model, 9-12% for the
-inference path's (four runs; each time against the same model in a process with the defaults).
+the memory kept; the R50 eval forward 15-34% less time for the plain model, 5-12% for the
+inference path's (seven runs; each time against the same model in a process with the defaults).
 
 :func:`keep_freed_memory` asks glibc (``mallopt``) to serve every block from the heap
 (``M_MMAP_MAX`` 0) and to keep up to ``trim_bytes`` of freed memory at its top
