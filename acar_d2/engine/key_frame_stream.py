@@ -132,7 +132,8 @@ class KeyFrameStream:
         onnx_dir (str or None): a folder of ``tools/export_model.py``: the action model (and the
             person detector) run from its ONNX files in ``onnx_engine``
             (:class:`~acar_d2.export.ONNXRuntimeACARNet`); ``MODEL.WEIGHTS`` is then not needed.
-        onnx_engine (str): "onnxruntime" or "openvino" (:data:`acar_d2.export.ENGINES`).
+        onnx_engine (str): "onnxruntime" or "openvino" (:data:`acar_d2.export.ENGINES`); the
+            exported files run at ``MODEL.INFERENCE.PRECISION`` (bf16: OpenVINO only).
     """
 
     def __init__(self, cfg: CfgNode, key_frame_stride: float = 1.0, fps: Optional[float] = None,
@@ -155,12 +156,15 @@ class KeyFrameStream:
         if onnx_dir is None:
             self.model = ActionPredictor(self.cfg).model
         else:
-            from ..export import ONNXRuntimeACARNet
+            from ..export import ONNXRuntimeACARNet, check_engine_precision
+
+            check_engine_precision(onnx_engine, self.cfg.MODEL.INFERENCE.PRECISION)
 
             # The PyTorch model only gives the proposal rules and the post-processing: no weight
             # file is read (or fetched) for it.
             self.model = ONNXRuntimeACARNet.from_folder(
-                ActionPredictor(_without_weights(self.cfg)).model, onnx_dir, engine=onnx_engine)
+                ActionPredictor(_without_weights(self.cfg)).model, onnx_dir, engine=onnx_engine,
+                precision=self.cfg.MODEL.INFERENCE.PRECISION)
         self.has_detector = getattr(self.model, "person_detector", None) is not None
         self._reader = _BufferReader()
         mapper_cfg = self.cfg.clone()

@@ -6,8 +6,8 @@ engines (onnxruntime, OpenVINO) that run them behind ``ACARNet``'s inference int
 """
 from .action_model import ONNX_OPSET, ActionLogitsModel, export_action_model_onnx
 from .person_detector import DETECTOR_OUTPUT_NAMES, export_person_detector_onnx
-from .runtime import (ENGINES, MANIFEST_NAME, ONNXActionRunner, ONNXPersonDetector, ONNXRuntimeACARNet,
-                      read_manifest)
+from .runtime import (ENGINES, MANIFEST_NAME, ONNXActionRunner, ONNXPersonDetector,
+                      ONNXRuntimeACARNet, check_engine_precision, read_manifest)
 
 __all__ = [
     "ONNX_OPSET",
@@ -16,6 +16,7 @@ __all__ = [
     "DETECTOR_OUTPUT_NAMES",
     "export_person_detector_onnx",
     "ENGINES",
+    "check_engine_precision",
     "MANIFEST_NAME",
     "ONNXActionRunner",
     "ONNXPersonDetector",

@@ -12,7 +12,9 @@ offers:
 
 Each takes ``engine``, one of :data:`ENGINES`: ``"onnxruntime"`` (its CPU provider) or
 ``"openvino"`` (OpenVINO's CPU plugin reading the same ``.onnx`` files, float32 arithmetic asked
-for explicitly: on CPUs with bf16 OpenVINO would otherwise pick bf16). Both are optional
+for explicitly: on CPUs with bf16 OpenVINO would otherwise pick bf16), and ``precision``: "fp32",
+or "bf16" in OpenVINO on a CPU with native bf16 (``MODEL.INFERENCE.PRECISION``; onnxruntime
+refuses it). Both are optional
 dependencies (``requirements.txt``): only this module imports them, when asked.
 """
 import json
@@ -26,9 +28,10 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from ..config import bank_kind_of
+from ..modeling.inference import check_precision
 
-__all__ = ["ENGINES", "MANIFEST_NAME", "ONNXActionRunner", "ONNXPersonDetector", "ONNXRuntimeACARNet",
-           "read_manifest"]
+__all__ = ["ENGINES", "check_engine_precision", "MANIFEST_NAME", "ONNXActionRunner",
+           "ONNXPersonDetector", "ONNXRuntimeACARNet", "read_manifest"]
 
 # The file tools/export_model.py writes beside the .onnx files, naming them and their shapes.
 MANIFEST_NAME = "export.json"
@@ -47,11 +50,12 @@ class _OpenVINOSession:
     """
     An OpenVINO CPU compiled model of an ``.onnx`` file with onnxruntime's call,
     ``run(output_names or None, feeds) -> [numpy arrays]`` (copies: the request's buffers are
-    reused by the next call). Float32 arithmetic (``INFERENCE_PRECISION_HINT f32``), latency
-    mode, ``num_threads`` inference threads (0: OpenVINO's default).
+    reused by the next call). The arithmetic of ``precision`` (``INFERENCE_PRECISION_HINT``:
+    "fp32" -> f32, asked for explicitly since OpenVINO picks bf16 on CPUs that have it;
+    "bf16" -> bf16), latency mode, ``num_threads`` inference threads (0: OpenVINO's default).
     """
 
-    def __init__(self, path: str, num_threads: int):
+    def __init__(self, path: str, num_threads: int, precision: str = "fp32"):
         import openvino as ov
 
         core = ov.Core()
@@ -59,7 +63,8 @@ class _OpenVINOSession:
         info = model.get_rt_info()  # the ONNX file's metadata_props, under "framework"
         self.meta = ({k: v.astype(str) for k, v in info["framework"].items()}
                      if "framework" in info else {})
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+                  "PERFORMANCE_HINT": "LATENCY"}
         if num_threads > 0:
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
         self.compiled = core.compile_model(model, "CPU", config)
@@ -72,11 +77,24 @@ class _OpenVINOSession:
         return [result[self.compiled.output(n)].copy() for n in names]
 
 
-def _session(path: str, num_threads: int, kind: str, engine: str = "onnxruntime"):
-    """A CPU session of ``path`` in ``engine`` (``run(output_names, feeds)``) and the file's
-    metadata, checked to hold an acar_d2 export of ``kind``."""
+def check_engine_precision(engine: str, precision: str) -> None:
+    """onnxruntime runs the exported float32 graph; OpenVINO (on the CPU) fp32, or bf16 where the
+    CPU has native bf16 (``check_precision``'s rules and messages)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if precision == "fp32":
+        return
+    if engine == "onnxruntime":
+        raise ValueError(f"MODEL.INFERENCE.PRECISION {precision}: the onnxruntime engine runs the "
+                         "exported float32 graph; use fp32, or --engine openvino for bf16")
+    check_precision(precision, "cpu")
+
+
+def _session(path: str, num_threads: int, kind: str, engine: str = "onnxruntime",
+             precision: str = "fp32"):
+    """A CPU session of ``path`` in ``engine`` (``run(output_names, feeds)``) at ``precision``
+    and the file's metadata, checked to hold an acar_d2 export of ``kind``."""
+    check_engine_precision(engine, precision)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"exported model not found: {path}")
     if engine == "openvino":
@@ -85,7 +103,7 @@ def _session(path: str, num_threads: int, kind: str, engine: str = "onnxruntime"
         except ImportError:
             raise ImportError("the openvino engine needs the openvino package: "
                               "pip install -r requirements.txt (or pip install openvino)") from None
-        session = _OpenVINOSession(path, num_threads)
+        session = _OpenVINOSession(path, num_threads, precision)
         meta = session.meta
     else:
         try:
@@ -111,16 +129,18 @@ class ONNXActionRunner:
         path (str): the ``.onnx`` file.
         num_threads (int): the engine's intra-op threads (0: its default, one per core).
         engine (str): one of :data:`ENGINES`.
+        precision (str): "fp32"; "bf16" with OpenVINO on a CPU with native bf16.
     Attributes:
         clip_shape (tuple): (3, T, H, W) the file was exported for.
         valid_size (tuple): (H_valid, W_valid), the clips' unpadded part it was exported for.
         num_classes (int): K.
     """
 
-    def __init__(self, path: str, num_threads: int = 0, engine: str = "onnxruntime"):
+    def __init__(self, path: str, num_threads: int = 0, engine: str = "onnxruntime",
+                 precision: str = "fp32"):
         self.path = path
         self.engine = engine
-        self.session, meta = _session(path, num_threads, "action_model", engine)
+        self.session, meta = _session(path, num_threads, "action_model", engine, precision)
         self.clip_shape = tuple(int(s) for s in meta["acar_d2.clip_shape"].split(","))
         self.valid_size = tuple(int(s) for s in meta["acar_d2.valid_size"].split(","))
         self.num_classes = int(meta["acar_d2.num_classes"])
@@ -167,16 +187,18 @@ class ONNXPersonDetector(nn.Module):
             PyTorch detector's (:meth:`from_detector` copies them).
         num_threads (int): the engine's intra-op threads (0: default).
         engine (str): one of :data:`ENGINES`.
+        precision (str): "fp32"; "bf16" with OpenVINO on a CPU with native bf16.
     """
 
     frozen = True
 
     def __init__(self, path: str, *, person_class_id: int, test_proposal_score_thresh: float,
-                 input_format: str, num_threads: int = 0, engine: str = "onnxruntime"):
+                 input_format: str, num_threads: int = 0, engine: str = "onnxruntime",
+                 precision: str = "fp32"):
         super().__init__()
         self.path = path
         self.engine = engine
-        self.session, meta = _session(path, num_threads, "person_detector", engine)
+        self.session, meta = _session(path, num_threads, "person_detector", engine, precision)
         if meta.get("acar_d2.input_format", input_format) != input_format:
             raise ValueError(f"{path} was exported for {meta['acar_d2.input_format']} images, "
                              f"the config's detector reads {input_format}")
@@ -186,11 +208,12 @@ class ONNXPersonDetector(nn.Module):
 
     @classmethod
     def from_detector(cls, path: str, detector: nn.Module, num_threads: int = 0,
-                      engine: str = "onnxruntime"):
+                      engine: str = "onnxruntime", precision: str = "fp32"):
         """The ONNX detector taking the settings of the PyTorch ``detector`` it was exported from."""
         return cls(path, person_class_id=detector.person_class_id,
                    test_proposal_score_thresh=detector.test_proposal_score_thresh,
-                   input_format=detector.input_format, num_threads=num_threads, engine=engine)
+                   input_format=detector.input_format, num_threads=num_threads, engine=engine,
+                   precision=precision)
 
     def _run(self, image: torch.Tensor) -> Instances:
         boxes, classes, scores, size = self.session.run(
@@ -264,11 +287,13 @@ class ONNXRuntimeACARNet(nn.Module):
 
     @classmethod
     def from_folder(cls, model: nn.Module, folder: str, num_threads: int = 0,
-                    engine: str = "onnxruntime"):
-        """The exported model of a folder (``export.json`` + ``.onnx`` files) in ``engine``."""
+                    engine: str = "onnxruntime", precision: str = "fp32"):
+        """The exported model of a folder (``export.json`` + ``.onnx`` files) in ``engine`` at
+        ``precision`` (both files)."""
         manifest = read_manifest(folder)
+        check_engine_precision(engine, precision)  # before the files are read
         runner = ONNXActionRunner(os.path.join(folder, manifest["action_model"]["file"]),
-                                  num_threads, engine)
+                                  num_threads, engine, precision)
         det = manifest.get("person_detector") or {}
         detector = None
         if model.person_detector is not None and not det.get("file"):
@@ -276,7 +301,8 @@ class ONNXRuntimeACARNet(nn.Module):
                              "none (exported from another config?)")
         if det.get("file"):
             detector = ONNXPersonDetector.from_detector(
-                os.path.join(folder, det["file"]), model.person_detector, num_threads, engine)
+                os.path.join(folder, det["file"]), model.person_detector, num_threads, engine,
+                precision)
         return cls(model, runner, detector)
 
     @property

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import skvideo
 
+from acar_d2.modeling.inference import cpu_has_native_bf16
 from demo.demo import main as demo_main
 from tests.utils.demo_helpers import DETECTOR_CONFIG, decode, load_tool, saved_model
 
@@ -87,9 +88,33 @@ def test_demo_exported_engine_equals_pytorch_engine(exported, tmp_path, engine):
     (["--engine", "onnxruntime"], "--engine onnxruntime needs --onnx DIR"),
     (["--onnx", "somewhere"], "--onnx is read by --engine onnxruntime or openvino"),
     (["--engine", "openvino"], "--engine openvino needs --onnx DIR"),
+    (["--engine", "onnxruntime", "--onnx", "TMP", "--precision", "bf16"],
+     "MODEL.INFERENCE.PRECISION bf16: the onnxruntime engine runs the exported float32 graph"),
     (["--engine", "onnxruntime", "--onnx", "no/such/folder"], "--onnx: folder not found"),
 ])
 def test_demo_engine_flags_are_checked(tmp_path, flags, message):
+    flags = [str(tmp_path) if f == "TMP" else f for f in flags]
     with pytest.raises(SystemExit, match=message):
         demo_main(["--config-file", DETECTOR_CONFIG, "--input", BIKES, "--output",
                    str(tmp_path / "x.mp4"), *flags, *OPTS])
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 needs a CPU with native bf16 "
+                    "(avx512_bf16 / amx_bf16); elsewhere --precision bf16 is refused")
+def test_demo_openvino_bf16_runs_in_bf16(exported, tmp_path):
+    """``--engine openvino --precision bf16``: both exported files in bf16, end to end; the
+    action scores move (really bf16) but stay close to the fp32 PyTorch engine's."""
+    weights, folder = exported
+    _, ref = _demo(tmp_path, weights, "pytorch")
+    video, got = _demo(tmp_path, weights, "openvino_bf16", "--engine", "openvino", "--onnx",
+                       str(folder), "--precision", "bf16")
+    assert got["complete"] and len(decode(video)) == 250
+    assert len(got["key_frames"]) == len(ref["key_frames"]) == 5
+    moved = 0.0
+    for k_ref, k_got in zip(ref["key_frames"], got["key_frames"]):
+        assert len(k_got["actors"]) == len(k_ref["actors"])
+        for a_ref, a_got in zip(k_ref["actors"], k_got["actors"]):
+            diff = np.abs(np.subtract(a_got["scores"], a_ref["scores"])).max()
+            moved = max(moved, float(diff))
+    print(f"OpenVINO bf16 demo: max action-score difference from PyTorch fp32 {moved:.2e}")
+    assert 1e-5 < moved < 0.05, moved

@@ -15,7 +15,8 @@ engine, then the other, ``--runs`` times, after one warm-up call each):
   inference path: ``ActionPredictor(cfg).model``, ``MODEL.INFERENCE`` defaults, fp32; what the
   demo runs per key frame) vs onnxruntime on ``action_model.onnx``;
 * person detector: PyTorch ``person_detector.detect`` vs onnxruntime on ``person_detector.onnx``;
-* both files also in OpenVINO (``engine="openvino"``, CPU, float32, as many threads as PyTorch).
+* both files also in OpenVINO (``engine="openvino"``, CPU, float32, as many threads as PyTorch),
+  and on a CPU with native bf16 in OpenVINO bf16 (``precision="bf16"``).
 
 Prints a markdown table of the medians (min - max) in ms, the ratio PyTorch / onnxruntime, the
 threads of each engine, the export time and file sizes, and the largest logit difference.
@@ -48,6 +49,7 @@ from acar_d2.data.video_io import TimedFrameBuffer, open_video_source  # noqa: E
 from acar_d2.engine import setup_cfg  # noqa: E402
 from acar_d2.engine.key_frame_stream import KeyFrameStream  # noqa: E402
 from acar_d2.export import ONNXActionRunner, ONNXPersonDetector  # noqa: E402
+from acar_d2.modeling.inference import cpu_has_native_bf16  # noqa: E402
 
 
 def model_opts() -> list:
@@ -114,21 +116,41 @@ def main(argv=None) -> dict:
         ov_detector = ONNXPersonDetector.from_detector(
             detector_file, model.person_detector, num_threads=torch.get_num_threads(),
             engine="openvino")
+        bf16 = cpu_has_native_bf16()
+        if bf16:  # OpenVINO in bf16 (--engine openvino --precision bf16)
+            ov16_runner = ONNXActionRunner(action_file, num_threads=torch.get_num_threads(),
+                                           engine="openvino", precision="bf16")
+            ov16_detector = ONNXPersonDetector.from_detector(
+                detector_file, model.person_detector, num_threads=torch.get_num_threads(),
+                engine="openvino", precision="bf16")
         with torch.no_grad():
             ref = model.predict_logits([inputs], [Boxes(boxes)])[0]
             diff = float((runner(inputs["clip"], boxes, (h, w)) - ref).abs().max())
             diff_ov = float((ov_runner(inputs["clip"], boxes, (h, w)) - ref).abs().max())
-            image, size = [inputs["image"]], [(h, w)]
-            times = side_by_side({
+            diffs = {"onnxruntime": diff, "openvino": diff_ov}
+            engines = {
                 "action_pytorch": lambda: model.predict_logits([inputs], [Boxes(boxes)]),
                 "action_onnxruntime": lambda: runner(inputs["clip"], boxes, (h, w)),
                 "action_openvino": lambda: ov_runner(inputs["clip"], boxes, (h, w)),
+            }
+            if bf16:
+                diffs["openvino_bf16"] = float(
+                    (ov16_runner(inputs["clip"], boxes, (h, w)) - ref).abs().max())
+                engines["action_openvino_bf16"] = lambda: ov16_runner(inputs["clip"], boxes, (h, w))
+            image, size = [inputs["image"]], [(h, w)]
+            engines.update({
                 "detector_pytorch": lambda: model.person_detector.detect(image, size),
                 "detector_onnxruntime": lambda: detector.detect(image, size),
                 "detector_openvino": lambda: ov_detector.detect(image, size),
-            }, args.runs)
-    return report(title, inputs, times, {"onnxruntime": diff, "openvino": diff_ov}, export_s,
-                  sizes, runner, args.runs)
+            })
+            if bf16:
+                engines["detector_openvino_bf16"] = lambda: ov16_detector.detect(image, size)
+            times = side_by_side(engines, args.runs)
+    return report(title, inputs, times, diffs, export_s, sizes, runner, args.runs)
+
+
+ENGINE_TITLES = {"pytorch": "PyTorch (inference path, fp32)", "onnxruntime": "onnxruntime",
+                 "openvino": "OpenVINO", "openvino_bf16": "OpenVINO bf16"}
 
 
 def report(title, inputs, times, diff, export_s, sizes, runner, runs) -> dict:
@@ -142,23 +164,24 @@ def report(title, inputs, times, diff, export_s, sizes, runner, runs) -> dict:
           f"{threads or 'its default (one per core)'} intra-op threads, OpenVINO "
           f"{openvino.__version__} (CPU, f32) with {torch.get_num_threads()}; median (min - max) "
           f"of {runs} interleaved runs, ms\n")
-    print("| part | PyTorch (inference path, fp32) | onnxruntime | OpenVINO | "
-          "PyTorch / onnxruntime | PyTorch / OpenVINO |")
-    print("|---|---|---|---|---|---|")
+    names = [e for e in ("pytorch", "onnxruntime", "openvino", "openvino_bf16")
+             if f"action_{e}" in times]
+    print("| part | " + " | ".join(ENGINE_TITLES[e] for e in names) + " | " +
+          " | ".join(f"PyTorch / {ENGINE_TITLES[e]}" for e in names[1:]) + " |")
+    print("|---" * (2 * len(names)) + "|")
     totals = {e: [a + b for a, b in zip(times[f"action_{e}"], times[f"detector_{e}"])]
-              for e in ("pytorch", "onnxruntime", "openvino")}
-    rows = [("action model (backbone + ACAR head)", {e: times[f"action_{e}"] for e in totals}),
-            ("person detector (R50-FPN)", {e: times[f"detector_{e}"] for e in totals}),
+              for e in names}
+    rows = [("action model (backbone + ACAR head)", {e: times[f"action_{e}"] for e in names}),
+            ("person detector (R50-FPN)", {e: times[f"detector_{e}"] for e in names}),
             ("key frame (both)", totals)]
     for label, t in rows:
         med = {e: statistics.median(v) for e, v in t.items()}
-        print(f"| {label} | {_cell(t['pytorch'])} | {_cell(t['onnxruntime'])} | "
-              f"{_cell(t['openvino'])} | {med['pytorch'] / med['onnxruntime']:.2f}x | "
-              f"{med['pytorch'] / med['openvino']:.2f}x |")
+        print(f"| {label} | " + " | ".join(_cell(t[e]) for e in names) + " | " +
+              " | ".join(f"{med['pytorch'] / med[e]:.2f}x" for e in names[1:]) + " |")
     print(f"\nexport (tools/export_model.py, both files + checks): {export_s:.0f} s; "
           f"action_model.onnx {sizes['action_model']:.0f} MB, person_detector.onnx "
-          f"{sizes['person_detector']:.0f} MB; max |logit difference| from PyTorch: onnxruntime "
-          f"{diff['onnxruntime']:.1e}, OpenVINO {diff['openvino']:.1e}")
+          f"{sizes['person_detector']:.0f} MB; max |logit difference| from PyTorch: " +
+          ", ".join(f"{ENGINE_TITLES[e]} {d:.1e}" for e, d in diff.items()))
     return {"times_ms": times, "max_abs_logit_diff": diff, "export_s": export_s}
 
 
