@@ -14,8 +14,8 @@ Each takes ``engine``, one of :data:`ENGINES`: ``"onnxruntime"`` (its CPU provid
 ``"openvino"`` (OpenVINO's CPU plugin reading the same ``.onnx`` files, float32 arithmetic asked
 for explicitly: on CPUs with bf16 OpenVINO would otherwise pick bf16), and ``precision``: "fp32",
 or "bf16" in OpenVINO on a CPU with native bf16 (``MODEL.INFERENCE.PRECISION``; onnxruntime
-refuses it). Both are optional
-dependencies (``requirements.txt``): only this module imports them, when asked.
+refuses it). Both engines are optional dependencies (``requirements.txt``): only this module
+imports them, when asked.
 """
 import json
 import os
