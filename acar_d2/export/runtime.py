@@ -291,7 +291,6 @@ class ONNXRuntimeACARNet(nn.Module):
         """The exported model of a folder (``export.json`` + ``.onnx`` files) in ``engine`` at
         ``precision`` (both files)."""
         manifest = read_manifest(folder)
-        check_engine_precision(engine, precision)  # before the files are read
         runner = ONNXActionRunner(os.path.join(folder, manifest["action_model"]["file"]),
                                   num_threads, engine, precision)
         det = manifest.get("person_detector") or {}

@@ -368,7 +368,7 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True, channels_la
         logger.info("Inference transforms: %d norms folded into their convolutions, %d "
                     "convolutions channels-last, %d 3D convolutions on oneDNN for every shape",
                     n, c, o)
-    if keep_freed_memory and str(device).startswith("cpu"):
+    if keep_freed_memory and torch.device(device).type == "cpu":
         cpu_memory.keep_freed_memory()
     if compile:
         compile_backbone(model)
